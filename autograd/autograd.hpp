@@ -1,0 +1,10 @@
+// The autograd layer: tensors, ops, the engine and gradcheck.
+#pragma once
+
+#include "dtype.hpp"
+#include "engine.hpp"
+#include "error.hpp"
+#include "gradcheck.hpp"
+#include "random.hpp"
+#include "shape.hpp"
+#include "tensor.hpp"

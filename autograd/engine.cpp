@@ -1,0 +1,343 @@
+#include "engine.hpp"
+
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+namespace chainrule {
+
+namespace {
+thread_local bool g_grad_mode = true;
+thread_local bool g_anomaly = false;
+thread_local uint64_t g_sequence = 0;
+std::atomic<int64_t> g_live_nodes{0};
+std::atomic<uint64_t> g_epoch{0};
+// Nodes whose last owner was dropped while another node was being destroyed; drained by the
+// outermost destructor so that destroying a long chain never recurses deeply.
+thread_local std::vector<std::shared_ptr<Node>>* g_dying = nullptr;
+}  // namespace
+
+bool grad_mode_enabled() { return g_grad_mode; }
+void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
+
+Node::Node(const char* name_, Shape shape_, Dtype dtype_)
+    : name(name_), shape(shape_), dtype(dtype_), sequence(g_sequence++) {
+  ++g_live_nodes;
+}
+
+Node::~Node() {
+  --g_live_nodes;
+  std::vector<std::shared_ptr<Node>> local;
+  const bool outermost = g_dying == nullptr;
+  if (outermost) g_dying = &local;
+  for (auto& e : next)
+    if (e.node) g_dying->push_back(std::move(e.node));
+  if (outermost) {
+    while (!local.empty()) {
+      std::shared_ptr<Node> n = std::move(local.back());
+      local.pop_back();
+      n.reset();  // if this was the last owner, its destructor appends its inputs to `local`
+    }
+    g_dying = nullptr;
+  }
+}
+
+std::string Node::display_name() const {
+  std::string out;
+  bool upper = true;
+  for (const char* c = name; *c; ++c) {
+    if (*c == '_') {
+      upper = true;
+      continue;
+    }
+    out.push_back(upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(*c))) : *c);
+    upper = false;
+  }
+  return out + "Backward";
+}
+
+// ---------------------------------------------------------------- recording
+
+bool should_record(std::span<const Tensor> inputs) {
+  if (!g_grad_mode) return false;
+  for (const auto& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  TensorImpl* impl = t.impl();
+  if (impl->grad_fn) return impl->grad_fn;
+  if (auto acc = impl->grad_accumulator.lock()) return acc;
+  auto acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  impl->grad_accumulator = acc;
+  return acc;
+}
+
+Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::vector<Tensor> saved, BackwardFn fn,
+              bool save_result) {
+  if (!should_record(inputs)) return out;
+  auto node = std::make_shared<FunctionNode>(name, out.shape(), out.dtype());
+  node->next.reserve(inputs.size());
+  node->input_shapes.reserve(inputs.size());
+  for (const auto& in : inputs) {
+    node->next.push_back({gradient_edge(in)});
+    node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
+  }
+  node->saved.reserve(saved.size());
+  for (auto& s : saved) {
+    const uint32_t v = s.defined() ? s.version() : 0;
+    node->saved.push_back({std::move(s), v});
+  }
+  node->fn = std::move(fn);
+  if (save_result) {
+    node->result = {out.detach(), out.version()};
+    node->saves_result = true;
+  }
+  out.impl()->grad_fn = std::move(node);
+  return out;
+}
+
+Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::vector<Tensor> saved,
+              BackwardFn fn, bool save_result) {
+  return record(std::move(out), name, std::span<const Tensor>(inputs.begin(), inputs.size()), std::move(saved),
+                std::move(fn), save_result);
+}
+
+// ---------------------------------------------------------------- nodes
+
+namespace {
+void check_version(const SavedTensor& s, const Node& node, const char* what) {
+  if (s.tensor.defined() && s.tensor.version() != s.version)
+    fail("backward of '{}': {} ({}) was modified by an in-place operation after it was saved (it is at version {}; "
+         "version {} was saved). Clone it before modifying it, or modify a copy",
+         node.name, what, describe(s.tensor), s.tensor.version(), s.version);
+}
+}  // namespace
+
+const Tensor& BackwardContext::saved(size_t i) const {
+  const SavedTensor& s = node_.saved.at(i);
+  if (check_) check_version(s, node_, "a tensor it saved");
+  return s.tensor;
+}
+
+Tensor BackwardContext::result() const {
+  if (!node_.saves_result) fail("backward of '{}': the rule reads result() but the op did not save it", node_.name);
+  if (check_) check_version(node_.result, node_, "its result");
+  Tensor alias = node_.result.tensor.detach();
+  alias.impl()->grad_fn = std::const_pointer_cast<Node>(node_.shared_from_this());
+  return alias;
+}
+
+Grads FunctionNode::apply(const Tensor& grad) {
+  if (was_released)
+    fail("backward: trying to backward through the graph a second time ('{}' already freed its saved tensors). "
+         "Pass retain_graph=true to the first backward if you need to backward twice",
+         name);
+  return fn(grad, BackwardContext(*this, true));
+}
+
+void FunctionNode::release() {
+  saved.clear();
+  result = {};
+  fn = nullptr;
+  was_released = true;
+}
+
+AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_)
+    : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(std::move(leaf_)) {}
+
+Grads AccumulateGrad::apply(const Tensor& grad) {
+  Tensor current(leaf->grad);
+  if (!current.defined()) {
+    // Keep the graph of the gradient only when it is being recorded (create_graph).
+    leaf->grad = grad_mode_enabled() ? grad.impl_ptr() : grad.detach().clone().impl_ptr();
+  } else if (grad_mode_enabled()) {
+    leaf->grad = (current + grad).impl_ptr();
+  } else {
+    current.add_(grad);
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------- traversal
+
+namespace {
+
+void check_finite(const Tensor& g, const Node& node, size_t input) {
+  for (double v : g.to_vector<double>())
+    if (!std::isfinite(v))
+      fail("anomaly: the backward of '{}' ({}) returned a non-finite value ({}) in its gradient for input {} ({}); "
+           "the forward op '{}' produced output {} {}",
+           node.name, node.display_name(), v, input, describe(g), node.name, node.shape, node.dtype);
+}
+
+Tensor apply_hooks(const std::vector<TensorHook>& hooks, Tensor grad, const Node& node) {
+  for (const auto& hook : hooks) {
+    Tensor replaced = hook(grad);
+    if (!replaced.defined()) continue;
+    if (replaced.shape() != grad.shape())
+      fail("hook: a hook on the output of '{}' returned {} but the gradient is {}", node.name, describe(replaced),
+           describe(grad));
+    grad = replaced;
+  }
+  return grad;
+}
+
+// Clears every node's scratch gradient, also when backward throws part-way.
+struct PendingGradsGuard {
+  std::vector<Node*>& order;
+  ~PendingGradsGuard() {
+    for (Node* n : order) n->pending_grad = Tensor();
+  }
+};
+
+void add_pending(Node& n, Tensor g) {
+  n.pending_grad = n.pending_grad.defined() ? n.pending_grad + g : std::move(g);
+}
+
+// Runs backward from `roots`. With `inputs` non-empty it returns their gradients instead of
+// accumulating into leaves (autograd::grad); otherwise it accumulates (backward).
+std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+                                 bool retain_graph, bool create_graph, const std::vector<Tensor>& inputs,
+                                 bool allow_unused) {
+  const char* api = inputs.empty() ? "backward" : "grad";
+  if (!root_grads.empty() && root_grads.size() != roots.size())
+    fail("{}: got {} gradients for {} outputs", api, root_grads.size(), roots.size());
+  std::vector<std::shared_ptr<Node>> root_nodes;
+  std::vector<Tensor> seeds;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& r = roots[i];
+    if (!r.requires_grad())
+      fail("{}: output {} ({}) does not require grad and has no grad_fn. Did you forget requires_grad_() on a "
+           "leaf, or compute it under NoGradGuard?",
+           api, i, describe(r));
+    Tensor seed = root_grads.empty() ? Tensor() : root_grads[i];
+    if (!seed.defined()) {
+      if (r.numel() != 1)
+        fail("{}: a gradient can be implied only for outputs with one element; output {} is {}, so pass a gradient "
+             "of that shape",
+             api, i, describe(r));
+      seed = ones(r.shape(), r.dtype());
+    } else if (seed.shape() != r.shape()) {
+      fail("{}: the gradient for output {} is {} but the output is {}", api, i, describe(seed), describe(r));
+    }
+    root_nodes.push_back(gradient_edge(r));
+    seeds.push_back(seed.dtype() == r.dtype() ? seed : seed.to(r.dtype()));
+  }
+
+  // Reverse post-order of an iterative depth-first search is a topological order.
+  const uint64_t epoch = ++g_epoch;
+  std::vector<Node*> order;
+  std::vector<std::pair<Node*, size_t>> stack;
+  for (const auto& r : root_nodes) {
+    if (r->visit_epoch == epoch) continue;
+    r->visit_epoch = epoch;
+    stack.push_back({r.get(), 0});
+    while (!stack.empty()) {
+      auto& [n, i] = stack.back();
+      if (i < n->next.size()) {
+        Node* child = n->next[i++].node.get();
+        if (child && child->visit_epoch != epoch) {
+          child->visit_epoch = epoch;
+          stack.push_back({child, 0});
+        }
+      } else {
+        order.push_back(n);
+        stack.pop_back();
+      }
+    }
+  }
+  PendingGradsGuard guard{order};
+
+  // With inputs, run only the nodes from which some input is reachable.
+  std::vector<std::shared_ptr<Node>> targets;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].requires_grad()) fail("grad: input {} ({}) does not require grad", i, describe(inputs[i]));
+    targets.push_back(gradient_edge(inputs[i]));
+  }
+  for (Node* n : order) {  // children before parents
+    n->needed = inputs.empty();
+    if (!n->needed) {
+      for (const auto& t : targets) n->needed = n->needed || t.get() == n;
+      for (const auto& e : n->next) n->needed = n->needed || (e.node && e.node->needed);
+    }
+  }
+  std::reverse(order.begin(), order.end());
+
+  for (size_t i = 0; i < root_nodes.size(); ++i) add_pending(*root_nodes[i], seeds[i]);
+
+  std::vector<Tensor> results(inputs.size());
+  EnableGradGuard grad_mode(create_graph);
+  for (Node* n : order) {
+    if (!n->needed) continue;
+    Tensor grad = std::move(n->pending_grad);
+    n->pending_grad = Tensor();
+    if (!grad.defined()) continue;
+    auto* acc = dynamic_cast<AccumulateGrad*>(n);
+    grad = apply_hooks(acc ? acc->leaf->hooks : n->pre_hooks, std::move(grad), *n);
+    for (size_t k = 0; k < targets.size(); ++k)
+      if (targets[k].get() == n) results[k] = results[k].defined() ? results[k] + grad : grad;
+    if (acc) {
+      if (inputs.empty()) acc->apply(grad);
+      continue;
+    }
+    bool any_needed = false;
+    for (const auto& e : n->next) any_needed = any_needed || (e.node && e.node->needed);
+    if (!any_needed) continue;
+
+    Grads grads = n->apply(grad);
+    if (grads.size() != n->next.size())
+      fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      Node* target = n->next[i].node.get();
+      Tensor& g = grads[i];
+      if (!target || !target->needed || !g.defined()) continue;
+      if (g.shape() != target->shape) {
+        // The one home of broadcasting's adjoint: a gradient of the broadcast shape is summed
+        // back to the input's shape.
+        if (!is_expandable_to(target->shape, g.shape()))
+          fail("backward of '{}' returned a gradient {} for input {} of shape {}", n->name, describe(g), i,
+               target->shape);
+        g = sum_to(g, target->shape);
+      }
+      if (g.dtype() != target->dtype) g = g.to(target->dtype);
+      if (g_anomaly) check_finite(g, *n, i);
+      add_pending(*target, std::move(g));
+    }
+    if (!retain_graph) n->release();
+  }
+
+  for (size_t k = 0; k < inputs.size(); ++k)
+    if (!results[k].defined() && !allow_unused)
+      fail("grad: input {} ({}) is not reachable from the outputs; pass allow_unused=true to get an undefined "
+           "gradient for it",
+           k, describe(inputs[k]));
+  return results;
+}
+
+}  // namespace
+
+namespace autograd {
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph, bool create_graph,
+                         bool allow_unused) {
+  if (inputs.empty()) fail("grad: no inputs given");
+  return run_backward(outputs, grad_outputs, retain_graph || create_graph, create_graph, inputs, allow_unused);
+}
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
+              bool create_graph) {
+  run_backward(outputs, grad_outputs, retain_graph || create_graph, create_graph, {}, false);
+}
+
+void set_detect_anomaly(bool enabled) { g_anomaly = enabled; }
+bool is_anomaly_enabled() { return g_anomaly; }
+int64_t live_nodes() { return g_live_nodes.load(); }
+
+}  // namespace autograd
+}  // namespace chainrule

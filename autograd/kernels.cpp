@@ -1,0 +1,220 @@
+#include "kernels.hpp"
+
+#include <cblas.h>
+
+#include <limits>
+
+namespace chainrule::kernels {
+
+Tensor empty(const Shape& shape, Dtype dtype) {
+  for (int64_t d : shape)
+    if (d < 0) fail("empty: negative dimension in shape {}", shape);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Shape broadcast_strides(const Tensor& t, const Shape& shape) {
+  Shape s;
+  s.resize(shape.size(), 0);
+  const size_t lead = shape.size() - t.shape().size();
+  for (size_t i = 0; i < t.shape().size(); ++i)
+    s[lead + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
+  return s;
+}
+
+Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = x.impl()->storage;
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->dtype = x.dtype();
+  impl->is_view = true;
+  return Tensor(std::move(impl));
+}
+
+Tensor cast(const Tensor& x, Dtype dtype) {
+  if (x.dtype() == dtype) return x;
+  Tensor out = empty(x.shape(), dtype);
+  copy_into(out, x);
+  return out;
+}
+
+void copy_into(const Tensor& dst, const Tensor& src) {
+  dispatch(dst.dtype(), [&]<class D>() {
+    dispatch(src.dtype(), [&]<class S>() {
+      D* out = ptr<D>(dst);
+      const S* in = ptr<S>(src);
+      if (dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape()) {
+        const int64_t n = dst.numel();
+        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<D>(in[i]);
+        return;
+      }
+      const Shape ss = broadcast_strides(src, dst.shape());
+      for_each_offset<2>(dst.shape(), {&dst.strides(), &ss},
+                         [&](const auto& o) { out[o[0]] = static_cast<D>(in[o[1]]); });
+    });
+  });
+}
+
+Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& reduce) {
+  Shape out_shape = x.shape();
+  for (size_t d = 0; d < reduce.size(); ++d)
+    if (reduce[d]) out_shape[d] = 1;
+  Tensor out = empty(out_shape, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+    const T* in = ptr<T>(x);
+    T* o = ptr<T>(out);
+    const int64_t n_out = out.numel();
+    if (n_out == 1) {  // full reduction
+      Acc acc = 0;
+      if (x.is_contiguous()) {
+        const int64_t n = x.numel();
+        for (int64_t i = 0; i < n; ++i) acc += in[i];
+      } else {
+        for_each_offset<1>(x.shape(), {&x.strides()}, [&](const auto& off) { acc += in[off[0]]; });
+      }
+      o[0] = static_cast<T>(acc);
+      return;
+    }
+    std::vector<Acc> acc(static_cast<size_t>(n_out), Acc(0));
+    Shape os = contiguous_strides(out_shape);
+    for (size_t d = 0; d < reduce.size(); ++d)
+      if (reduce[d]) os[d] = 0;
+    for_each_offset<2>(x.shape(), {&x.strides(), &os}, [&](const auto& off) { acc[off[1]] += in[off[0]]; });
+    for (int64_t i = 0; i < n_out; ++i) o[i] = static_cast<T>(acc[i]);
+  });
+  return out;
+}
+
+ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max) {
+  const char* op = is_max ? "max" : "min";
+  const int64_t n = x.shape()[dim];
+  Shape out_shape = x.shape();
+  out_shape[dim] = 1;
+  if (n == 0) fail("{}: cannot reduce over dimension {} of size 0 (input {} {})", op, dim, x.shape(), x.dtype());
+  Tensor values = empty(out_shape, x.dtype());
+  Tensor indices = empty(out_shape, Dtype::int64);
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* in = ptr<T>(x);
+    T* vo = ptr<T>(values);
+    int64_t* io = ptr<int64_t>(indices);
+    // Iterate over the output; for each, scan along `dim`. NaN wins (propagates), first index on ties.
+    Shape os = x.strides();
+    const int64_t step = os[dim];
+    os[dim] = 0;
+    Shape outer = x.shape();
+    outer[dim] = 1;
+    int64_t i = 0;
+    for_each_offset<1>(outer, {&os}, [&](const auto& off) {
+      T best = in[off[0]];
+      int64_t best_j = 0;
+      for (int64_t j = 1; j < n; ++j) {
+        const T v = in[off[0] + j * step];
+        bool better = is_max ? v > best : v < best;
+        if constexpr (std::is_floating_point_v<T>) better = better || (std::isnan(v) && !std::isnan(best));
+        if (better) {
+          best = v;
+          best_j = j;
+        }
+      }
+      vo[i] = best;
+      io[i] = best_j;
+      ++i;
+    });
+  });
+  return {values, indices};
+}
+
+namespace {
+
+struct BlasMatrix {
+  bool trans;
+  int64_t ld;
+};
+
+// How a rows x cols matrix with strides (rs, cs) can be handed to row-major BLAS without a copy.
+std::optional<BlasMatrix> blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if (cols == 1 || cs == 1) {
+    const int64_t ld = rows == 1 ? std::max<int64_t>(cols, 1) : rs;
+    if (ld >= std::max<int64_t>(1, cols)) return BlasMatrix{false, ld};
+  }
+  if (rows == 1 || rs == 1) {
+    const int64_t ld = cols == 1 ? std::max<int64_t>(rows, 1) : cs;
+    if (ld >= std::max<int64_t>(1, rows)) return BlasMatrix{true, ld};
+  }
+  return std::nullopt;
+}
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c) {
+  const auto TA = ta ? CblasTrans : CblasNoTrans;
+  const auto TB = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, TA, TB, int(n), int(m), int(k), 1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(m));
+  } else if constexpr (std::is_same_v<T, double>) {
+    cblas_dgemm(CblasRowMajor, TA, TB, int(n), int(m), int(k), 1.0, a, int(lda), b, int(ldb), 0.0, c, int(m));
+  } else {  // int64: plain loops (labels and indices rarely multiply)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < m; ++j) {
+        T acc = 0;
+        for (int64_t p = 0; p < k; ++p)
+          acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+        c[i * m + j] = acc;
+      }
+  }
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const size_t ra = a_in.dim(), rb = b_in.dim();
+  const int64_t n = a_in.shape()[ra - 2], k = a_in.shape()[ra - 1], m = b_in.shape()[rb - 1];
+  const Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2);
+  const Shape b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
+  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(n);
+  out_shape.push_back(m);
+  Tensor out = empty(out_shape, a_in.dtype());
+  if (out.numel() == 0) return out;
+  if (k == 0) {
+    std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));
+    return out;
+  }
+  auto layout = [](const Tensor& t, int64_t rows, int64_t cols) {
+    return blas_layout(rows, cols, t.strides()[t.dim() - 2], t.strides()[t.dim() - 1]);
+  };
+  Tensor a = layout(a_in, n, k) ? a_in : a_in.contiguous();
+  Tensor b = layout(b_in, k, m) ? b_in : b_in.contiguous();
+  const BlasMatrix la = *layout(a, n, k), lb = *layout(b, k, m);
+
+  // Batch strides of a and b as seen from the broadcast batch shape.
+  auto batch_strides = [&](const Tensor& t) {
+    Shape s;
+    s.resize(batch.size(), 0);
+    const size_t lead = batch.size() - (t.dim() - 2);
+    for (size_t i = 0; i + 2 < static_cast<size_t>(t.dim()); ++i)
+      s[lead + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
+    return s;
+  };
+  const Shape sa = batch_strides(a), sb = batch_strides(b);
+  dispatch(out.dtype(), [&]<class T>() {
+    const T* pa = ptr<T>(a);
+    const T* pb = ptr<T>(b);
+    T* pc = ptr<T>(out);
+    int64_t i = 0;
+    for_each_offset<2>(batch, {&sa, &sb}, [&](const auto& off) {
+      gemm<T>(la.trans, lb.trans, n, m, k, pa + off[0], la.ld, pb + off[1], lb.ld, pc + i * n * m);
+      ++i;
+    });
+  });
+  return out;
+}
+
+}  // namespace chainrule::kernels

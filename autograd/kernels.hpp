@@ -1,0 +1,132 @@
+// Kernels: raw loops over buffers and the BLAS calls. No graph, no autograd; the only code
+// that touches raw memory. Results are fresh contiguous tensors.
+#pragma once
+
+#include "tensor.hpp"
+
+#include <array>
+#include <cmath>
+
+namespace chainrule::kernels {
+
+// A fresh contiguous tensor; its contents are uninitialised.
+Tensor empty(const Shape& shape, Dtype dtype);
+
+template <class T>
+T* ptr(const Tensor& t) {
+  return static_cast<T*>(t.impl()->storage->data) + t.impl()->offset;
+}
+
+// Strides of `t` seen as a tensor of `shape` it broadcasts to (0 along broadcast dims).
+Shape broadcast_strides(const Tensor& t, const Shape& shape);
+
+// Calls f(offsets) for every index of `shape` in row-major order, where offsets[k] is the
+// element offset of that index in an operand with strides *strides[k].
+template <size_t K, class F>
+void for_each_offset(const Shape& shape, const std::array<const Shape*, K>& strides, F&& f) {
+  std::array<int64_t, K> off{};
+  if (shape.numel() == 0) return;
+  const size_t nd = shape.size();
+  if (nd == 0) {
+    f(off);
+    return;
+  }
+  std::array<int64_t, K> inner_stride;
+  for (size_t k = 0; k < K; ++k) inner_stride[k] = (*strides[k])[nd - 1];
+  const int64_t inner = shape[nd - 1];
+  int64_t idx[Shape::kMaxDims] = {};
+  for (;;) {
+    std::array<int64_t, K> o = off;
+    for (int64_t i = 0; i < inner; ++i) {
+      f(o);
+      for (size_t k = 0; k < K; ++k) o[k] += inner_stride[k];
+    }
+    int d = static_cast<int>(nd) - 2;
+    for (; d >= 0; --d) {
+      ++idx[d];
+      for (size_t k = 0; k < K; ++k) off[k] += (*strides[k])[d];
+      if (idx[d] < shape[d]) break;
+      for (size_t k = 0; k < K; ++k) off[k] -= (*strides[k])[d] * shape[d];
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+// out[i] = f(x[i]) for a tensor of element type T (any layout), out of type R.
+template <class T, class R, class F>
+void map_into(const Tensor& x, R* out, F&& f) {
+  const T* in = ptr<T>(x);
+  if (x.is_contiguous()) {
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    return;
+  }
+  int64_t i = 0;
+  for_each_offset<1>(x.shape(), {&x.strides()}, [&](const auto& o) { out[i++] = f(in[o[0]]); });
+}
+
+// out[i] = f(a[i], b[i]) over the broadcast `shape`; a and b of element type T.
+template <class T, class R, class F>
+void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& f) {
+  const T* pa = ptr<T>(a);
+  const T* pb = ptr<T>(b);
+  const int64_t n = shape.numel();
+  const bool a_full = a.shape() == shape && a.is_contiguous();
+  const bool b_full = b.shape() == shape && b.is_contiguous();
+  if (a_full && b_full) {
+    for (int64_t i = 0; i < n; ++i) out[i] = f(pa[i], pb[i]);
+  } else if (a_full && b.numel() == 1) {
+    const T s = pb[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = f(pa[i], s);
+  } else if (b_full && a.numel() == 1) {
+    const T s = pa[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = f(s, pb[i]);
+  } else {
+    const Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
+    int64_t i = 0;
+    for_each_offset<2>(shape, {&sa, &sb}, [&](const auto& o) { out[i++] = f(pa[o[0]], pb[o[1]]); });
+  }
+}
+
+// A new tensor of dtype `out_dtype` (default: x's) with f applied to every element.
+// F is a generic lambda; it is instantiated for the floating types only.
+template <class F>
+Tensor map_floating(const Tensor& x, std::string_view op, F&& f) {
+  return dispatch_floating(x.dtype(), op, [&]<class T>() {
+    Tensor out = empty(x.shape(), x.dtype());
+    map_into<T>(x, ptr<T>(out), [&](T v) { return static_cast<T>(f(v)); });
+    return out;
+  });
+}
+
+// Same, for every dtype (int64 included).
+template <class F>
+Tensor map_any(const Tensor& x, F&& f) {
+  return dispatch(x.dtype(), [&]<class T>() {
+    Tensor out = empty(x.shape(), x.dtype());
+    map_into<T>(x, ptr<T>(out), [&](T v) { return static_cast<T>(f(v)); });
+    return out;
+  });
+}
+
+// A view of x's storage with the given geometry (no copy, no graph).
+Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
+
+// x converted to `dtype` (a copy unless it already has it; no graph).
+Tensor cast(const Tensor& x, Dtype dtype);
+
+// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
+void copy_into(const Tensor& dst, const Tensor& src);
+
+// Sum over the dimensions flagged in `reduce` (size = rank); the result keeps them as size 1.
+Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& reduce);
+
+// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
+ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);
+
+// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
+// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+}  // namespace chainrule::kernels

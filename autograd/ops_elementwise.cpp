@@ -1,0 +1,264 @@
+// Elementwise ops: forward through kernels, backward right below.
+//
+// A backward rule is a lambda (g, c) -> {gradient per input}: `g` is the gradient of the
+// op's output, `c.saved(i)` the tensors saved at record time (in the order given),
+// `c.result()` the output (when saved), `c.needs(i)` whether input i wants a gradient.
+// Rules may return a gradient of the broadcast shape: the engine sums it back to the
+// input's shape. Rules use differentiable ops, so create_graph gives higher derivatives.
+#include "engine.hpp"
+#include "kernels.hpp"
+
+#include <cmath>
+
+namespace chainrule {
+
+namespace {
+
+using kernels::map_floating;
+
+// f over the broadcast of a and b, both promoted to their common dtype (or `out` if given).
+template <class F>
+Tensor zip(const Tensor& a, const Tensor& b, const char* op, F&& f, std::optional<Dtype> compute = {}) {
+  const Dtype d = compute.value_or(promote(a.dtype(), b.dtype()));
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  const Tensor ca = kernels::cast(a, d), cb = kernels::cast(b, d);
+  Tensor out = kernels::empty(shape, d);
+  dispatch(d, [&]<class T>() { kernels::zip_into<T>(ca, cb, shape, kernels::ptr<T>(out), [&](T x, T y) { return static_cast<T>(f(x, y)); }); });
+  return out;
+}
+
+// Floating ops promote integer operands to the default dtype (as true division does).
+Dtype floating_result(const Tensor& a, const Tensor& b) {
+  const Dtype d = promote(a.dtype(), b.dtype());
+  return is_floating(d) ? d : default_dtype();
+}
+
+Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(double, double)) {
+  return zip(a, b, op, [pred](auto x, auto y) { return pred(static_cast<double>(x), static_cast<double>(y)) ? 1 : 0; });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- binary
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return record(zip(a, b, "add", [](auto x, auto y) { return x + y; }), "add", {a, b}, {},
+                [](const Tensor& g, const BackwardContext&) -> Grads { return {g, g}; });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return record(zip(a, b, "sub", [](auto x, auto y) { return x - y; }), "sub", {a, b}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g, c.needs(1) ? -g : Tensor()};
+                });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return record(zip(a, b, "mul", [](auto x, auto y) { return x * y; }), "mul", {a, b},
+                {b.requires_grad() ? a : Tensor(), a.requires_grad() ? b : Tensor()},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {c.needs(0) ? g * c.saved(1) : Tensor(),   // d(ab)/da = b
+                          c.needs(1) ? g * c.saved(0) : Tensor()};  // d(ab)/db = a
+                });
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  return record(zip(a, b, "div", [](auto x, auto y) { return x / y; }, floating_result(a, b)), "div", {a, b},
+                {b.requires_grad() ? a : Tensor(), b},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor& b = c.saved(1);
+                  return {c.needs(0) ? g / b : Tensor(),                         // d(a/b)/da = 1/b
+                          c.needs(1) ? -g * c.saved(0) / (b * b) : Tensor()};  // d(a/b)/db = -a/b^2
+                });
+}
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  return record(zip(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); }, floating_result(a, b)), "pow",
+                {a, b}, {a, b},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor &a = c.saved(0), &b = c.saved(1);
+                  Tensor ga, gb;
+                  if (c.needs(0)) ga = g * b * pow(a, b - 1.0);  // d a^b/da = b a^(b-1)
+                  if (c.needs(1)) {
+                    // d a^b/db = a^b ln a; taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch does
+                    const Tensor zero_base = eq(a, scalar_like(0, a)) * ge(b, scalar_like(0, b));
+                    gb = g * where(zero_base, zeros_like(g), c.result() * log(a));
+                  }
+                  return {ga, gb};
+                },
+                true);
+}
+
+Tensor pow(const Tensor& x, double p) {
+  Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
+  return record(out, "pow", {x}, {x}, [p](const Tensor& g, const BackwardContext& c) -> Grads {
+    if (p == 0.0) return {zeros_like(g)};
+    if (p == 1.0) return {g};
+    return {g * p * pow(c.saved(0), p - 1.0)};  // d x^p = p x^(p-1)
+  });
+}
+
+Tensor pow(double base, const Tensor& exponent) { return pow(scalar_like(base, exponent), exponent); }
+
+// Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose).
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  Tensor out = zip(a, b, "maximum", [](auto x, auto y) { return (x > y || x != x) ? x : y; });
+  return record(out, "maximum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor &a = c.saved(0), &b = c.saved(1);
+    const Tensor half_tie = eq(a, b) * 0.5;
+    return {c.needs(0) ? g * (gt(a, b) + half_tie) : Tensor(), c.needs(1) ? g * (lt(a, b) + half_tie) : Tensor()};
+  });
+}
+
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  Tensor out = zip(a, b, "minimum", [](auto x, auto y) { return (x < y || x != x) ? x : y; });
+  return record(out, "minimum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor &a = c.saved(0), &b = c.saved(1);
+    const Tensor half_tie = eq(a, b) * 0.5;
+    return {c.needs(0) ? g * (lt(a, b) + half_tie) : Tensor(), c.needs(1) ? g * (gt(a, b) + half_tie) : Tensor()};
+  });
+}
+
+// ---------------------------------------------------------------- unary
+
+Tensor neg(const Tensor& x) {
+  return record(kernels::map_any(x, [](auto v) { return -v; }), "neg", {x}, {},
+                [](const Tensor& g, const BackwardContext&) -> Grads { return {-g}; });
+}
+
+Tensor exp(const Tensor& x) {
+  return record(map_floating(x, "exp", [](auto v) { return std::exp(v); }), "exp", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g * c.result()}; },  // d e^x = e^x
+                true);
+}
+
+Tensor log(const Tensor& x) {
+  return record(map_floating(x, "log", [](auto v) { return std::log(v); }), "log", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g / c.saved(0)}; });  // d ln x = 1/x
+}
+
+Tensor log1p(const Tensor& x) {
+  return record(map_floating(x, "log1p", [](auto v) { return std::log1p(v); }), "log1p", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g / (c.saved(0) + 1.0)};  // d ln(1+x) = 1/(1+x)
+                });
+}
+
+Tensor expm1(const Tensor& x) {
+  return record(map_floating(x, "expm1", [](auto v) { return std::expm1(v); }), "expm1", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g * (c.result() + 1.0)};  // d (e^x - 1) = e^x
+                },
+                true);
+}
+
+Tensor sqrt(const Tensor& x) {
+  return record(map_floating(x, "sqrt", [](auto v) { return std::sqrt(v); }), "sqrt", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g / (c.result() * 2.0)};  // d sqrt x = 1/(2 sqrt x)
+                },
+                true);
+}
+
+Tensor abs(const Tensor& x) {
+  return record(kernels::map_any(x, [](auto v) { return v < 0 ? -v : v; }), "abs", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g * sign(c.saved(0))};  // d|x| = sign(x), and abs'(0) = 0
+                });
+}
+
+Tensor sign(const Tensor& x) {
+  return kernels::map_any(x, [](auto v) { return (v > 0) - (v < 0); });
+}
+
+Tensor sin(const Tensor& x) {
+  return record(map_floating(x, "sin", [](auto v) { return std::sin(v); }), "sin", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g * cos(c.saved(0))}; });  // d sin = cos
+}
+
+Tensor cos(const Tensor& x) {
+  return record(map_floating(x, "cos", [](auto v) { return std::cos(v); }), "cos", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads { return {-g * sin(c.saved(0))}; });  // d cos = -sin
+}
+
+Tensor tanh(const Tensor& x) {
+  return record(map_floating(x, "tanh", [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor y = c.result();
+                  return {g * (1.0 - y * y)};  // d tanh = 1 - y^2
+                },
+                true);
+}
+
+Tensor sigmoid(const Tensor& x) {
+  Tensor out = map_floating(x, "sigmoid", [](auto v) {
+    using T = decltype(v);
+    if (v >= 0) return T(1) / (T(1) + std::exp(-v));  // never exp of a large positive number
+    const T e = std::exp(v);
+    return e / (T(1) + e);
+  });
+  return record(out, "sigmoid", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor y = c.result();
+                  return {g * y * (1.0 - y)};  // d sigmoid = y (1 - y)
+                },
+                true);
+}
+
+Tensor relu(const Tensor& x) {
+  return record(kernels::map_any(x, [](auto v) { return v > 0 ? v : decltype(v)(0); }), "relu", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {g * gt(c.result(), scalar_like(0, g))};  // d relu = [x > 0], so relu'(0) = 0
+                },
+                true);
+}
+
+// Gradient passes where min <= x <= max (boundaries included, as PyTorch).
+Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi) {
+  if (lo && hi && *lo > *hi) fail("clamp: min {} is greater than max {} (input {})", *lo, *hi, describe(x));
+  const double l = lo.value_or(-INFINITY), h = hi.value_or(INFINITY);
+  Tensor out = kernels::map_any(x, [l, h](auto v) {
+    using T = decltype(v);
+    return v != v ? v : (v < l ? static_cast<T>(l) : (v > h ? static_cast<T>(h) : v));
+  });
+  return record(out, "clamp", {x}, {x}, [l, h](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor inside = kernels::map_any(c.saved(0), [l, h](auto v) { return (v >= l && v <= h) ? 1 : 0; });
+    return {g * inside};
+  });
+}
+
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  const Dtype d = promote(a.dtype(), b.dtype());
+  const Shape shape = broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
+  const Tensor ca = kernels::cast(a, d), cb = kernels::cast(b, d), cc = kernels::cast(condition, Dtype::float64);
+  Tensor out = kernels::empty(shape, d);
+  dispatch(d, [&]<class T>() {
+    const Shape sc = kernels::broadcast_strides(cc, shape), sa = kernels::broadcast_strides(ca, shape),
+                sb = kernels::broadcast_strides(cb, shape);
+    const double* pc = kernels::ptr<double>(cc);
+    const T *pa = kernels::ptr<T>(ca), *pb = kernels::ptr<T>(cb);
+    T* po = kernels::ptr<T>(out);
+    int64_t i = 0;
+    kernels::for_each_offset<3>(shape, {&sc, &sa, &sb},
+                                [&](const auto& o) { po[i++] = pc[o[0]] != 0 ? pa[o[1]] : pb[o[2]]; });
+  });
+  return record(out, "where", {a, b}, {cc}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& cond = c.saved(0);
+    const Tensor zero = zeros_like(g);
+    return {c.needs(0) ? where(cond, g, zero) : Tensor(), c.needs(1) ? where(cond, zero, g) : Tensor()};
+  });
+}
+
+// ---------------------------------------------------------------- comparisons (no gradient)
+
+Tensor eq(const Tensor& a, const Tensor& b) { return mask(a, b, "eq", [](double x, double y) { return x == y; }); }
+Tensor ne(const Tensor& a, const Tensor& b) { return mask(a, b, "ne", [](double x, double y) { return x != y; }); }
+Tensor lt(const Tensor& a, const Tensor& b) { return mask(a, b, "lt", [](double x, double y) { return x < y; }); }
+Tensor le(const Tensor& a, const Tensor& b) { return mask(a, b, "le", [](double x, double y) { return x <= y; }); }
+Tensor gt(const Tensor& a, const Tensor& b) { return mask(a, b, "gt", [](double x, double y) { return x > y; }); }
+Tensor ge(const Tensor& a, const Tensor& b) { return mask(a, b, "ge", [](double x, double y) { return x >= y; }); }
+Tensor isfinite(const Tensor& x) {
+  return kernels::map_any(x, [](auto v) { return std::isfinite(static_cast<double>(v)) ? 1 : 0; });
+}
+
+}  // namespace chainrule

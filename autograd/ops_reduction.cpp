@@ -1,0 +1,194 @@
+// Reductions: sum, mean, max/min, argmax/argmin, var, logsumexp, softmax, log_softmax.
+// Backward rules see `g` (gradient of the output), `c.saved(i)`, `c.result()`, `c.shape(0)`
+// (the input's shape). A reduced dimension dropped by keepdim=false is restored in backward
+// by `unreduce` before the gradient is expanded back over it.
+#include "engine.hpp"
+#include "kernels.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace chainrule {
+
+namespace {
+
+// Flags for the dims being reduced; an empty list means all of them.
+std::vector<bool> reduced_dims(const Shape& shape, const Shape& dims, const char* op) {
+  std::vector<bool> flags(shape.size(), dims.empty());
+  for (int64_t d : dims) {
+    const int64_t w = wrap_dim(d, static_cast<int64_t>(shape.size()), op);
+    if (shape.empty()) continue;
+    if (flags[w]) fail("{}: dimension {} appears twice in the reduced dims {}", op, d, dims);
+    flags[w] = true;
+  }
+  return flags;
+}
+
+Shape reduced_shape(const Shape& shape, const std::vector<bool>& flags, bool keepdim) {
+  Shape out;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (!flags[d])
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
+  }
+  return out;
+}
+
+Shape keepdim_shape(const Shape& shape, const std::vector<bool>& flags) { return reduced_shape(shape, flags, true); }
+
+// A fresh contiguous tensor relabelled with another shape of the same size (no graph).
+Tensor relabel(Tensor fresh, const Shape& shape) {
+  fresh.impl()->shape = shape;
+  fresh.impl()->strides = contiguous_strides(shape);
+  return fresh;
+}
+
+// The gradient of a reduction's output, reshaped so it broadcasts over the input.
+Tensor unreduce(const Tensor& g, const Shape& input, const std::vector<bool>& flags) {
+  return g.reshape(keepdim_shape(input, flags));
+}
+
+// max/min over several dims (values only), by reducing one dim at a time.
+Tensor extreme(const Tensor& x, const std::vector<bool>& flags, bool is_max) {
+  Tensor v = x;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) v = kernels::max_min_keepdim(v, static_cast<int64_t>(d), is_max).values;
+  if (!v.same(x)) return v;
+  Tensor copy = kernels::empty(x.shape(), x.dtype());  // nothing reduced (a 0-d input): a fresh copy
+  kernels::copy_into(copy, x);
+  return copy;
+}
+
+// Shared by max, min, amax, amin: the gradient goes to the elements equal to the extreme,
+// split evenly between ties (a subgradient chosen on purpose).
+Tensor record_extreme(Tensor values, const Tensor& x, const std::vector<bool>& flags, const char* op) {
+  return record(values, op, {x}, {x}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    const Tensor y = unreduce(c.result(), x.shape(), flags);
+    const Tensor hit = eq(x, y.detach());
+    const Tensor count = kernels::sum_keepdim(hit, flags);
+    return {unreduce(g, x.shape(), flags) * hit / count};
+  }, true);
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x) { return sum(x, Shape{}, false); }
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim) { return sum(x, Shape{dim}, keepdim); }
+Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
+  const auto flags = reduced_dims(x.shape(), dims, "sum");
+  Tensor out = relabel(kernels::sum_keepdim(x, flags), reduced_shape(x.shape(), flags, keepdim));
+  return record(out, "sum", {x}, {}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
+    return {unreduce(g, c.shape(0), flags).expand(c.shape(0))};  // d sum = 1 for every element
+  });
+}
+
+Tensor mean(const Tensor& x) { return mean(x, Shape{}, false); }
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return mean(x, Shape{dim}, keepdim); }
+Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
+  const auto flags = reduced_dims(x.shape(), dims, "mean");
+  int64_t n = 1;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) n *= x.shape()[d];
+  if (!is_floating(x.dtype())) fail("mean: expected a floating tensor, got {}", describe(x));
+  return sum(x, dims, keepdim) / static_cast<double>(n);
+}
+
+Tensor max(const Tensor& x) { return amax(x, Shape{}, false); }
+Tensor min(const Tensor& x) { return amin(x, Shape{}, false); }
+
+Tensor amax(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (x.numel() == 0) fail("max: cannot reduce an empty tensor {}", describe(x));
+  const auto flags = reduced_dims(x.shape(), dims, "max");
+  return record_extreme(relabel(extreme(x, flags, true), reduced_shape(x.shape(), flags, keepdim)), x, flags, "max");
+}
+
+Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (x.numel() == 0) fail("min: cannot reduce an empty tensor {}", describe(x));
+  const auto flags = reduced_dims(x.shape(), dims, "min");
+  return record_extreme(relabel(extreme(x, flags, false), reduced_shape(x.shape(), flags, keepdim)), x, flags, "min");
+}
+
+namespace {
+ValuesIndices max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
+  const char* op = is_max ? "max" : "min";
+  const int64_t d = wrap_dim(dim, x.dim(), op);
+  const auto flags = reduced_dims(x.shape(), Shape{d}, op);
+  const Shape out_shape = reduced_shape(x.shape(), flags, keepdim);
+  Tensor source = x.dim() == 0 ? x.reshape({1}) : x;
+  auto [values, indices] = kernels::max_min_keepdim(source, x.dim() == 0 ? 0 : d, is_max);
+  return {record_extreme(relabel(values, out_shape), x, flags, op), relabel(indices, out_shape)};
+}
+}  // namespace
+
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, true); }
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, false); }
+Tensor argmax(const Tensor& x) { return max_min_dim(x.detach().reshape({x.numel()}), 0, false, true).indices; }
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x.detach(), dim, keepdim, true).indices; }
+Tensor argmin(const Tensor& x) { return max_min_dim(x.detach().reshape({x.numel()}), 0, false, false).indices; }
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x.detach(), dim, keepdim, false).indices; }
+
+// var = sum((x - mean)^2) / (n - correction), composed so its gradient needs no rule.
+Tensor var(const Tensor& x, int64_t correction) { return var(x, Shape{}, correction, false); }
+Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
+  const auto flags = reduced_dims(x.shape(), dims, "var");
+  int64_t n = 1;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) n *= x.shape()[d];
+  const Tensor centred = x - mean(x, dims, true);
+  return sum(centred * centred, dims, keepdim) / static_cast<double>(std::max<int64_t>(n - correction, 0));
+}
+
+// logsumexp = m + log(sum(exp(x - m))) with m = max(x) held constant (it cancels in the
+// gradient), so exp never overflows; an all -inf slice gives -inf, not NaN.
+Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) { return logsumexp(x, Shape{dim}, keepdim); }
+Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
+  Tensor m;
+  {
+    NoGradGuard no_grad;
+    m = amax(x, dims, true);
+    m = where(isfinite(m), m, zeros_like(m));
+  }
+  Tensor out = log(sum(exp(x - m), dims, true)) + m;
+  return keepdim ? out : out.reshape(reduced_shape(x.shape(), reduced_dims(x.shape(), dims, "logsumexp"), false));
+}
+
+Tensor softmax(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "softmax");
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    const Tensor e = exp(x - amax(x, Shape{d}, true));
+    y = e / sum(e, d, true);
+  }
+  return record(y, "softmax", {x}, {}, [d](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor y = c.result();
+    return {y * (g - sum(g * y, d, true))};  // d softmax: y (g - <g, y>)
+  }, true);
+}
+
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "log_softmax");
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = x - logsumexp(x, Shape{d}, true);
+  }
+  return record(y, "log_softmax", {x}, {}, [d](const Tensor& g, const BackwardContext& c) -> Grads {
+    return {g - exp(c.result()) * sum(g, d, true)};  // d log_softmax: g - softmax * sum(g)
+  }, true);
+}
+
+Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  if (!is_expandable_to(shape, x.shape()))
+    fail("sum_to: {} cannot be summed to shape {} (that shape does not broadcast to it)", describe(x), shape);
+  const size_t lead = x.shape().size() - shape.size();
+  Shape dims;
+  for (size_t d = 0; d < x.shape().size(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && x.shape()[d] != 1)) dims.push_back(static_cast<int64_t>(d));
+  return sum(x, dims, true).reshape(shape);
+}
+
+}  // namespace chainrule

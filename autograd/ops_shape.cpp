@@ -1,0 +1,204 @@
+// Shape ops: views that share storage (reshape of a contiguous tensor, transpose, permute,
+// expand, squeeze, unsqueeze, slice, select) and the copying ones (cat, stack, to).
+// Backward rules see `g` and `c.shape(i)` (input i's shape); each maps g back onto the
+// input's layout.
+#include "engine.hpp"
+#include "kernels.hpp"
+
+namespace chainrule {
+
+namespace {
+
+Tensor view_of(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
+  return kernels::alias(x, shape, strides, offset);
+}
+
+// Writes g into a zero tensor of `shape` at the slice (dim, start, step): the adjoint of slice.
+Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t dim, int64_t start, int64_t step) {
+  Tensor out = zeros(shape, g.dtype());
+  const Tensor g_values = g.detach();
+  Shape strides = out.strides();
+  const int64_t offset = start * strides[dim];
+  strides[dim] *= step;
+  kernels::copy_into(view_of(out, g.shape(), strides, offset), g_values);
+  return record(out, "slice_backward", {g}, {}, [dim, start, step](const Tensor& gg, const BackwardContext& c) -> Grads {
+    return {slice(gg, dim, start, start + (c.shape(0)[dim] - 1) * step + 1, step)};
+  });
+}
+
+}  // namespace
+
+Tensor reshape(const Tensor& x, const Shape& requested) {
+  Shape shape = requested;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer >= 0) fail("reshape: only one dimension can be -1, got {}", requested);
+      infer = static_cast<int64_t>(i);
+    } else if (shape[i] < 0) {
+      fail("reshape: invalid size {} in shape {}", shape[i], requested);
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || x.numel() % known != 0)
+      fail("reshape: shape {} is invalid for input {} ({} elements)", requested, describe(x), x.numel());
+    shape[infer] = x.numel() / known;
+  }
+  if (shape.numel() != x.numel())
+    fail("reshape: shape {} is invalid for input {} ({} elements)", requested, describe(x), x.numel());
+  Tensor out = x.is_contiguous() ? view_of(x, shape, contiguous_strides(shape), x.storage_offset()) : [&] {
+    Tensor copy = kernels::empty(shape, x.dtype());
+    kernels::copy_into(view_of(copy, x.shape(), contiguous_strides(x.shape()), 0), x);
+    return copy;
+  }();
+  return record(out, "reshape", {x}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    return {g.reshape(c.shape(0))};
+  });
+}
+
+Tensor permute(const Tensor& x, const Shape& dims) {
+  if (static_cast<int64_t>(dims.size()) != x.dim())
+    fail("permute: {} dims given for a tensor of rank {} ({})", dims.size(), x.dim(), describe(x));
+  Shape shape, strides, inverse;
+  inverse.resize(dims.size(), -1);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const int64_t d = wrap_dim(dims[i], x.dim(), "permute");
+    if (inverse[d] != -1) fail("permute: dimension {} repeats in {}", d, dims);
+    inverse[d] = static_cast<int64_t>(i);
+    shape.push_back(x.shape()[d]);
+    strides.push_back(x.strides()[d]);
+  }
+  return record(view_of(x, shape, strides, x.storage_offset()), "permute", {x}, {},
+                [inverse](const Tensor& g, const BackwardContext&) -> Grads { return {g.permute(inverse)}; });
+}
+
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
+  if (x.dim() == 0) return x;
+  Shape dims;
+  for (int64_t i = 0; i < x.dim(); ++i) dims.push_back(i);
+  std::swap(dims[wrap_dim(dim0, x.dim(), "transpose")], dims[wrap_dim(dim1, x.dim(), "transpose")]);
+  return permute(x, dims);
+}
+
+Tensor expand(const Tensor& x, const Shape& shape) {
+  if (shape.size() < x.shape().size())
+    fail("expand: target shape {} has fewer dimensions than input {}", shape, describe(x));
+  const size_t lead = shape.size() - x.shape().size();
+  Shape out_shape, strides;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const int64_t have = i < lead ? 1 : x.shape()[i - lead];
+    const int64_t want = shape[i] == -1 && i >= lead ? have : shape[i];
+    if (have != want && have != 1)
+      fail("expand: input {} cannot be expanded to {} (dimension {}: {} vs {})", describe(x), shape, i, have, want);
+    out_shape.push_back(want);
+    strides.push_back(i < lead || have != want ? 0 : x.strides()[i - lead]);
+  }
+  if (out_shape == x.shape()) return x;
+  return record(view_of(x, out_shape, strides, x.storage_offset()), "expand", {x}, {},
+                [](const Tensor& g, const BackwardContext& c) -> Grads { return {sum_to(g, c.shape(0))}; });
+}
+
+Tensor squeeze(const Tensor& x, std::optional<int64_t> dim) {
+  Shape shape;
+  const int64_t d = dim ? wrap_dim(*dim, x.dim(), "squeeze") : -1;
+  for (int64_t i = 0; i < x.dim(); ++i)
+    if (!(x.shape()[i] == 1 && (d < 0 || d == i))) shape.push_back(x.shape()[i]);
+  return shape == x.shape() ? x : reshape(x, shape);
+}
+
+Tensor unsqueeze(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze");
+  Shape shape = x.shape();
+  shape.insert(static_cast<size_t>(d), 1);
+  return reshape(x, shape);
+}
+
+Tensor slice(const Tensor& x, int64_t dim, std::optional<int64_t> start_, std::optional<int64_t> end_, int64_t step) {
+  if (x.dim() == 0) fail("slice: cannot slice a 0-d tensor");
+  const int64_t d = wrap_dim(dim, x.dim(), "slice");
+  if (step <= 0) fail("slice: step must be positive, got {}", step);
+  const int64_t n = x.shape()[d];
+  auto clip = [n](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + n : v, 0, n); };
+  const int64_t start = clip(start_.value_or(0)), end = std::max(start, clip(end_.value_or(n)));
+  Shape shape = x.shape(), strides = x.strides();
+  shape[d] = (end - start + step - 1) / step;
+  strides[d] *= step;
+  return record(view_of(x, shape, strides, x.storage_offset() + start * x.strides()[d]), "slice", {x}, {},
+                [d, start, step](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {slice_backward(g, c.shape(0), d, start, step)};
+                });
+}
+
+Tensor select(const Tensor& x, int64_t dim, int64_t index) {
+  if (x.dim() == 0) fail("select: cannot index a 0-d tensor");
+  const int64_t d = wrap_dim(dim, x.dim(), "select");
+  const int64_t n = x.shape()[d];
+  if (index < -n || index >= n)
+    fail("select: index {} is out of range for dimension {} of size {} (input {})", index, d, n, describe(x));
+  const int64_t i = index < 0 ? index + n : index;
+  Shape shape = x.shape(), strides = x.strides();
+  shape.erase(static_cast<size_t>(d));
+  strides.erase(static_cast<size_t>(d));
+  return record(view_of(x, shape, strides, x.storage_offset() + i * x.strides()[d]), "select", {x}, {},
+                [d, i](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {slice_backward(g.unsqueeze(d), c.shape(0), d, i, 1)};
+                });
+}
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (tensors.empty()) fail("cat: expected at least one tensor");
+  const Tensor& first = tensors[0];
+  if (first.dim() == 0) fail("cat: zero-dimensional tensor {} cannot be concatenated; use stack", describe(first));
+  const int64_t d = wrap_dim(dim, first.dim(), "cat");
+  Shape shape = first.shape();
+  shape[d] = 0;
+  Dtype dtype = first.dtype();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    bool ok = t.dim() == first.dim();
+    for (int64_t k = 0; ok && k < t.dim(); ++k) ok = k == d || t.shape()[k] == first.shape()[k];
+    if (!ok)
+      fail("cat: tensor {} has shape {} but tensor 0 has {}; all must match except in dimension {}", i, t.shape(),
+           first.shape(), d);
+    if (t.dtype() != dtype) fail("cat: tensor {} is {} but tensor 0 is {}", i, describe(t), describe(first));
+    shape[d] += t.shape()[d];
+  }
+  Tensor out = kernels::empty(shape, dtype);
+  std::vector<int64_t> offsets;
+  int64_t offset = 0;
+  for (const Tensor& t : tensors) {
+    offsets.push_back(offset);
+    kernels::copy_into(view_of(out, t.shape(), out.strides(), offset * out.strides()[d]), t);
+    offset += t.shape()[d];
+  }
+  return record(out, "cat", std::span<const Tensor>(tensors), {},
+                [d, offsets](const Tensor& g, const BackwardContext& c) -> Grads {
+                  Grads grads;
+                  for (size_t i = 0; i < offsets.size(); ++i)
+                    grads.push_back(c.needs(i) ? g.narrow(d, offsets[i], c.shape(i)[d]) : Tensor());
+                  return grads;
+                });
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (tensors.empty()) fail("stack: expected at least one tensor");
+  const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
+  std::vector<Tensor> expanded;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != tensors[0].shape())
+      fail("stack: tensor {} has shape {} but tensor 0 has {}", i, tensors[i].shape(), tensors[0].shape());
+    expanded.push_back(tensors[i].unsqueeze(d));
+  }
+  return cat(expanded, d);
+}
+
+Tensor to_dtype(const Tensor& x, Dtype dtype) {
+  if (x.dtype() == dtype) return x;
+  Tensor out = kernels::cast(x, dtype);
+  if (!is_floating(dtype)) return out;  // integers carry no gradient
+  return record(out, "to", {x}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads { return {g}; });
+}
+
+}  // namespace chainrule

@@ -1,0 +1,37 @@
+// Reproducible randomness. Every random factory takes an optional Generator; without one it
+// uses the global generator, which manual_seed resets. Same seed, same bits, on any machine
+// (the draws are our own arithmetic on a 64-bit Mersenne Twister, not std:: distributions).
+#pragma once
+
+#include <cstdint>
+#include <random>
+
+namespace chainrule {
+
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 0x5eed) : engine_(seed), seed_(seed) {}
+  void manual_seed(uint64_t seed) {
+    engine_.seed(seed);
+    seed_ = seed;
+    has_spare_normal_ = false;
+  }
+  uint64_t seed() const { return seed_; }
+
+  uint64_t next_u64() { return engine_(); }
+  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
+  float uniform_float() { return static_cast<float>(engine_() >> 40) * 0x1.0p-24f; }
+  double normal();                           // N(0, 1), Box-Muller
+  int64_t integer(int64_t low, int64_t high);  // uniform in [low, high)
+
+ private:
+  std::mt19937_64 engine_;
+  uint64_t seed_;
+  double spare_normal_ = 0;
+  bool has_spare_normal_ = false;
+};
+
+Generator& default_generator();
+void manual_seed(uint64_t seed);
+
+}  // namespace chainrule

@@ -1,0 +1,92 @@
+// Shape: the sizes (or strides) of a tensor, stored inline (at most 8 dimensions) so that
+// making a small tensor allocates nothing for its shape.
+#pragma once
+
+#include "error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <vector>
+
+namespace chainrule {
+
+class Shape {
+ public:
+  static constexpr int kMaxDims = 8;
+
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims) : Shape(dims.begin(), dims.end()) {}
+  Shape(const std::vector<int64_t>& dims) : Shape(dims.begin(), dims.end()) {}  // NOLINT: implicit on purpose
+  template <class It>
+  Shape(It first, It last) {
+    for (; first != last; ++first) push_back(*first);
+  }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  int64_t& operator[](size_t i) { return dims_[i]; }
+  int64_t operator[](size_t i) const { return dims_[i]; }
+  int64_t* begin() { return dims_; }
+  int64_t* end() { return dims_ + size_; }
+  const int64_t* begin() const { return dims_; }
+  const int64_t* end() const { return dims_ + size_; }
+  const int64_t* data() const { return dims_; }
+  int64_t back() const { return dims_[size_ - 1]; }
+
+  void push_back(int64_t d) {
+    if (size_ == kMaxDims) fail("Shape: at most {} dimensions are supported", kMaxDims);
+    dims_[size_++] = d;
+  }
+  void insert(size_t pos, int64_t d) {
+    push_back(0);
+    std::copy_backward(dims_ + pos, dims_ + size_ - 1, dims_ + size_);
+    dims_[pos] = d;
+  }
+  void erase(size_t pos) {
+    std::copy(dims_ + pos + 1, dims_ + size_, dims_ + pos);
+    --size_;
+  }
+  void resize(size_t n, int64_t value = 0) {
+    while (size_ > n) --size_;
+    while (size_ < n) push_back(value);
+  }
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : *this) n *= d;
+    return n;
+  }
+  std::vector<int64_t> vec() const { return {begin(), end()}; }
+
+  friend bool operator==(const Shape& a, const Shape& b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
+
+ private:
+  int64_t dims_[kMaxDims] = {};
+  uint8_t size_ = 0;
+};
+
+// Row-major strides of a contiguous tensor of `shape`.
+Shape contiguous_strides(const Shape& shape);
+
+// Wraps a possibly negative dimension index into [0, rank); throws naming `op` otherwise.
+int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op);
+
+// NumPy broadcasting of two shapes; throws naming `op` and both shapes when incompatible.
+Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op);
+
+// True when `from` broadcasts to `to`.
+bool is_expandable_to(const Shape& from, const Shape& to);
+
+}  // namespace chainrule
+
+template <>
+struct fmt::formatter<chainrule::Shape> {
+  constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+  auto format(const chainrule::Shape& s, format_context& ctx) const {
+    return fmt::format_to(ctx.out(), "[{}]", fmt::join(s.begin(), s.end(), ", "));
+  }
+};

@@ -1,0 +1,549 @@
+#include "tensor.hpp"
+
+#include "engine.hpp"
+#include "kernels.hpp"
+#include "random.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <numbers>
+
+namespace chainrule {
+
+// ---------------------------------------------------------------- storage, shapes, dtypes
+
+Storage::Storage(size_t n) : nbytes(n) {
+  const size_t rounded = (std::max<size_t>(n, 1) + 63) / 64 * 64;
+  data = std::aligned_alloc(64, rounded);
+  if (data == nullptr) fail("out of memory allocating {} bytes", n);
+}
+Storage::~Storage() { std::free(data); }
+
+namespace {
+thread_local Dtype g_default_dtype = Dtype::float32;
+}
+Dtype default_dtype() { return g_default_dtype; }
+void set_default_dtype(Dtype d) {
+  if (!is_floating(d)) fail("set_default_dtype: expected float32 or float64, got {}", d);
+  g_default_dtype = d;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape s;
+  s.resize(shape.size(), 1);
+  int64_t acc = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    s[i] = acc;
+    acc *= std::max<int64_t>(shape[i], 1);
+  }
+  return s;
+}
+
+int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op) {
+  const int64_t r = std::max<int64_t>(rank, 1);  // a 0-d tensor accepts dims 0 and -1
+  if (dim < -r || dim >= r)
+    fail("{}: dimension {} is out of range for a tensor of rank {} (expected [{}, {}])", op, dim, rank, -r, r - 1);
+  return dim < 0 ? dim + r : dim;
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out;
+  out.resize(n, 1);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      fail("{}: shapes {} and {} cannot be broadcast together (dimension {}: {} vs {})", op, a, b, i, da, db);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+bool is_expandable_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  const size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  return true;
+}
+
+std::string describe(const Tensor& t) {
+  if (!t.defined()) return "undefined";
+  return fmt::format("{} {}", t.shape(), t.dtype());
+}
+
+// ---------------------------------------------------------------- Tensor basics
+
+const TensorImpl& Tensor::checked() const {
+  if (!impl_) fail("Tensor: this tensor is undefined (default-constructed or an unused gradient)");
+  return *impl_;
+}
+
+int64_t Tensor::size(int64_t dim) const { return shape()[wrap_dim(dim, this->dim(), "size")]; }
+
+bool Tensor::is_contiguous() const {
+  const auto& s = checked();
+  int64_t expected = 1;
+  for (size_t i = s.shape.size(); i-- > 0;) {
+    if (s.shape[i] != 1 && s.strides[i] != expected) return false;
+    expected *= s.shape[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  const auto& s = checked();
+  return static_cast<char*>(s.storage->data) + s.offset * static_cast<int64_t>(dtype_size(s.dtype));
+}
+
+template <class T>
+T Tensor::item() const {
+  if (numel() != 1) fail("item: expected a tensor with one element, got {}", describe(*this));
+  return dispatch(dtype(), [&]<class S>() { return static_cast<T>(*kernels::ptr<S>(*this)); });
+}
+
+template <class T>
+T* Tensor::data() const {
+  if (dtype() != dtype_of<T>())
+    fail("data: tensor is {}, but data<{}>() was asked for", describe(*this), dtype_of<T>());
+  if (!is_contiguous()) fail("data: tensor {} is not contiguous; call contiguous() first", describe(*this));
+  return kernels::ptr<T>(*this);
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  std::vector<T> out(static_cast<size_t>(numel()));
+  dispatch(dtype(), [&]<class S>() { kernels::map_into<S>(*this, out.data(), [](S v) { return static_cast<T>(v); }); });
+  return out;
+}
+
+template float Tensor::item<float>() const;
+template double Tensor::item<double>() const;
+template int64_t Tensor::item<int64_t>() const;
+template float* Tensor::data<float>() const;
+template double* Tensor::data<double>() const;
+template int64_t* Tensor::data<int64_t>() const;
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+
+Tensor& Tensor::requires_grad_(bool requires_grad) {
+  auto& s = const_cast<TensorImpl&>(checked());
+  if (requires_grad && !is_floating(s.dtype))
+    fail("requires_grad_: only floating tensors can require gradients, got {} (labels and indices are int64)",
+         describe(*this));
+  if (!requires_grad && s.grad_fn)
+    fail("requires_grad_(false): {} is not a leaf (it was produced by '{}'); use detach() instead", describe(*this),
+         s.grad_fn->name);
+  s.requires_grad = requires_grad;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return Tensor(checked().grad); }
+
+Tensor& Tensor::set_grad(const Tensor& grad) {
+  if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype()))
+    fail("set_grad: gradient {} does not match tensor {}", describe(grad), describe(*this));
+  impl_->grad = grad.impl_ptr();
+  return *this;
+}
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
+  autograd::backward({*this}, gradient.defined() ? std::vector<Tensor>{gradient} : std::vector<Tensor>{},
+                     retain_graph, create_graph);
+}
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  const auto& s = checked();
+  impl->storage = s.storage;
+  impl->shape = s.shape;
+  impl->strides = s.strides;
+  impl->offset = s.offset;
+  impl->dtype = s.dtype;
+  impl->is_view = true;
+  return Tensor(std::move(impl));
+}
+
+void Tensor::register_hook(TensorHook hook) const {
+  if (!requires_grad()) fail("register_hook: {} does not require grad, so no gradient will reach a hook", describe(*this));
+  if (impl_->grad_fn)
+    impl_->grad_fn->pre_hooks.push_back(std::move(hook));
+  else
+    impl_->hooks.push_back(std::move(hook));
+}
+
+void Tensor::retain_grad() const {
+  if (is_leaf()) return;  // leaves keep their gradient anyway
+  std::weak_ptr<TensorImpl> weak = impl_;
+  register_hook([weak](const Tensor& g) {
+    if (auto self = weak.lock()) {
+      Tensor s(self);
+      NoGradGuard no_grad;
+      s.set_grad(s.grad().defined() ? s.grad() + g : g.detach().clone());
+    }
+    return Tensor();
+  });
+}
+
+Tensor Tensor::to(Dtype dtype) const { return to_dtype(*this, dtype); }
+Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
+
+Tensor Tensor::clone() const {
+  Tensor out = kernels::empty(shape(), dtype());
+  kernels::copy_into(out, *this);
+  return record(out, "clone", {*this}, {}, [](const Tensor& g, const BackwardContext&) -> Grads { return {g}; });
+}
+
+Tensor Tensor::reshape(const Shape& s) const { return chainrule::reshape(*this, s); }
+Tensor Tensor::view(const Shape& s) const {
+  if (!is_contiguous()) fail("view: {} is not contiguous; use reshape() (which copies) or contiguous()", describe(*this));
+  return chainrule::reshape(*this, s);
+}
+Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
+  if (dim() == 0) return reshape({1});
+  const int64_t s = wrap_dim(start_dim, dim(), "flatten"), e = wrap_dim(end_dim, dim(), "flatten");
+  Shape out;
+  for (int64_t i = 0; i < s; ++i) out.push_back(shape()[i]);
+  int64_t n = 1;
+  for (int64_t i = s; i <= e; ++i) n *= shape()[i];
+  out.push_back(n);
+  for (int64_t i = e + 1; i < dim(); ++i) out.push_back(shape()[i]);
+  return reshape(out);
+}
+Tensor Tensor::t() const {
+  if (dim() > 2) fail("t: expects a tensor of rank <= 2, got {}; use transpose(dim0, dim1)", describe(*this));
+  return dim() < 2 ? *this : transpose(0, 1);
+}
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const { return chainrule::transpose(*this, d0, d1); }
+Tensor Tensor::permute(const Shape& dims) const { return chainrule::permute(*this, dims); }
+Tensor Tensor::expand(const Shape& s) const { return chainrule::expand(*this, s); }
+Tensor Tensor::squeeze() const { return chainrule::squeeze(*this); }
+Tensor Tensor::squeeze(int64_t d) const { return chainrule::squeeze(*this, d); }
+Tensor Tensor::unsqueeze(int64_t d) const { return chainrule::unsqueeze(*this, d); }
+Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  return chainrule::slice(*this, d, start, start + length);
+}
+Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step) const {
+  return chainrule::slice(*this, d, start, end, step);
+}
+Tensor Tensor::select(int64_t d, int64_t index) const { return chainrule::select(*this, d, index); }
+Tensor Tensor::sum() const { return chainrule::sum(*this); }
+Tensor Tensor::mean() const { return chainrule::mean(*this); }
+
+// ---------------------------------------------------------------- in place
+//
+// Without autograd, an in-place op writes through the view and bumps the version counter.
+// When the op must be recorded, the result is computed out of place from a clone of the old
+// value (so whatever backward reads stays intact) and then written into this tensor's storage,
+// whose grad_fn becomes the new node.
+
+namespace {
+
+void write_in_place(Tensor& self, const Tensor& result, const char* op, bool recording) {
+  if (result.shape() != self.shape())
+    fail("{}: the result shape {} does not match the in-place target {}; broadcasting may only expand the "
+         "other operand",
+         op, result.shape(), describe(self));
+  kernels::copy_into(self, result);
+  auto* impl = self.impl();
+  ++impl->storage->version;
+  if (recording) {  // the tensor's history is now the result's
+    impl->grad_fn = result.grad_fn();
+    impl->requires_grad = false;
+  }
+}
+
+template <class Op>
+Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute) {
+  const bool recording = grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
+  if (!recording) {
+    write_in_place(self, compute(self), op, false);
+    return self;
+  }
+  if (self.is_leaf() && self.requires_grad())
+    fail("{}: {} is a leaf that requires grad and cannot be modified in place while recording; wrap the update "
+         "in NoGradGuard (as optimizers do) or use the out-of-place op",
+         op, describe(self));
+  if (self.impl()->is_view)
+    fail("{}: {} is a view; in-place ops on views are not recorded by autograd — use the out-of-place op", op,
+         describe(self));
+  Tensor result = compute(self.clone());
+  write_in_place(self, result, op, true);
+  return self;
+}
+
+}  // namespace
+
+Tensor& Tensor::add_(const Tensor& o, double alpha) {
+  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; });
+}
+Tensor& Tensor::add_(double o) { return in_place(*this, {}, "add_", [&](const Tensor& s) { return s + o; }); }
+Tensor& Tensor::sub_(const Tensor& o) { return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }); }
+Tensor& Tensor::sub_(double o) { return in_place(*this, {}, "sub_", [&](const Tensor& s) { return s - o; }); }
+Tensor& Tensor::mul_(const Tensor& o) { return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }); }
+Tensor& Tensor::mul_(double o) { return in_place(*this, {}, "mul_", [&](const Tensor& s) { return s * o; }); }
+Tensor& Tensor::div_(const Tensor& o) { return in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }); }
+Tensor& Tensor::div_(double o) { return in_place(*this, {}, "div_", [&](const Tensor& s) { return s / o; }); }
+Tensor& Tensor::zero_() { return fill_(0.0); }
+Tensor& Tensor::fill_(double value) {
+  return in_place(*this, {}, "fill_", [&](const Tensor& s) { return full(s.shape(), value, s.dtype()); });
+}
+Tensor& Tensor::copy_(const Tensor& src) {
+  if (!is_expandable_to(src.shape(), shape()))
+    fail("copy_: source {} cannot be broadcast to destination {}", describe(src), describe(*this));
+  return in_place(*this, src, "copy_", [&](const Tensor& s) {
+    return src.to(s.dtype()).expand(s.shape()).contiguous();
+  });
+}
+
+// ---------------------------------------------------------------- factories
+
+namespace {
+Dtype float_or_default(std::optional<Dtype> d) { return d.value_or(default_dtype()); }
+
+Tensor from_doubles(const double* values, size_t count, const Shape& shape, Dtype dtype) {
+  if (static_cast<int64_t>(count) != shape.numel())
+    fail("tensor: {} values do not fill shape {} ({} elements)", count, shape, shape.numel());
+  Tensor out = kernels::empty(shape, dtype);
+  dispatch(dtype, [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (size_t i = 0; i < count; ++i) p[i] = static_cast<T>(values[i]);
+  });
+  return out;
+}
+}  // namespace
+
+Tensor tensor(const std::vector<double>& values, const Shape& shape, std::optional<Dtype> dtype) {
+  return from_doubles(values.data(), values.size(), shape, float_or_default(dtype));
+}
+Tensor tensor(std::initializer_list<double> values, const Shape& shape, std::optional<Dtype> dtype) {
+  return from_doubles(values.begin(), values.size(), shape, float_or_default(dtype));
+}
+Tensor tensor(std::initializer_list<double> values, std::optional<Dtype> dtype) {
+  return from_doubles(values.begin(), values.size(), {static_cast<int64_t>(values.size())}, float_or_default(dtype));
+}
+Tensor tensor(double value, std::optional<Dtype> dtype) { return from_doubles(&value, 1, {}, float_or_default(dtype)); }
+
+Tensor empty(const Shape& shape, std::optional<Dtype> dtype) { return kernels::empty(shape, float_or_default(dtype)); }
+Tensor zeros(const Shape& shape, std::optional<Dtype> dtype) {
+  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));
+  return out;
+}
+Tensor ones(const Shape& shape, std::optional<Dtype> dtype) { return full(shape, 1.0, dtype); }
+Tensor full(const Shape& shape, double value, std::optional<Dtype> dtype) {
+  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  dispatch(out.dtype(), [&]<class T>() { std::fill_n(kernels::ptr<T>(out), out.numel(), static_cast<T>(value)); });
+  return out;
+}
+Tensor zeros_like(const Tensor& t, std::optional<Dtype> dtype) { return zeros(t.shape(), dtype.value_or(t.dtype())); }
+Tensor ones_like(const Tensor& t, std::optional<Dtype> dtype) { return ones(t.shape(), dtype.value_or(t.dtype())); }
+Tensor full_like(const Tensor& t, double value, std::optional<Dtype> dtype) {
+  return full(t.shape(), value, dtype.value_or(t.dtype()));
+}
+
+Tensor arange(double end, std::optional<Dtype> dtype) { return arange(0, end, 1, dtype); }
+Tensor arange(double start, double end, double step, std::optional<Dtype> dtype) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
+    fail("arange: invalid range start={} end={} step={}", start, end, step);
+  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  Tensor out = kernels::empty({n}, float_or_default(dtype));
+  dispatch(out.dtype(), [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+  return out;
+}
+Tensor linspace(double start, double end, int64_t steps, std::optional<Dtype> dtype) {
+  if (steps < 0) fail("linspace: steps must be non-negative, got {}", steps);
+  Tensor out = kernels::empty({steps}, float_or_default(dtype));
+  dispatch(out.dtype(), [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (int64_t i = 0; i < steps; ++i)
+      p[i] = static_cast<T>(steps == 1 ? start : start + (end - start) * static_cast<double>(i) / double(steps - 1));
+  });
+  return out;
+}
+Tensor eye(int64_t n, std::optional<Dtype> dtype) {
+  Tensor out = zeros({n, n}, dtype);
+  dispatch(out.dtype(), [&]<class T>() {
+    for (int64_t i = 0; i < n; ++i) kernels::ptr<T>(out)[i * n + i] = 1;
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- random
+
+double Generator::normal() {
+  if (has_spare_normal_) {
+    has_spare_normal_ = false;
+    return spare_normal_;
+  }
+  double u1 = uniform();
+  while (u1 <= 0.0) u1 = uniform();
+  const double u2 = uniform();
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  spare_normal_ = r * std::sin(2.0 * std::numbers::pi * u2);
+  has_spare_normal_ = true;
+  return r * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+int64_t Generator::integer(int64_t low, int64_t high) {
+  const uint64_t range = static_cast<uint64_t>(high - low);
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % range;  // reject the biased tail
+  uint64_t r = next_u64();
+  while (r >= limit) r = next_u64();
+  return low + static_cast<int64_t>(r % range);
+}
+
+Generator& default_generator() {
+  static Generator g;
+  return g;
+}
+void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+Tensor rand(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
+  Generator& g = gen ? *gen : default_generator();
+  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  dispatch_floating(out.dtype(), "rand", [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (int64_t i = 0; i < out.numel(); ++i) {
+      if constexpr (std::is_same_v<T, float>)
+        p[i] = g.uniform_float();
+      else
+        p[i] = g.uniform();
+    }
+  });
+  return out;
+}
+
+Tensor randn(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
+  Generator& g = gen ? *gen : default_generator();
+  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  dispatch_floating(out.dtype(), "randn", [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.normal());
+  });
+  return out;
+}
+
+Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
+  if (high <= low) fail("randint: expected low < high, got low={} high={}", low, high);
+  Generator& g = gen ? *gen : default_generator();
+  Tensor out = kernels::empty(shape, dtype.value_or(Dtype::int64));
+  dispatch(out.dtype(), [&]<class T>() {
+    T* p = kernels::ptr<T>(out);
+    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.integer(low, high));
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- helpers
+
+Tensor scalar_like(double value, const Tensor& like) {
+  Dtype d = like.dtype();
+  if (d == Dtype::int64 && value != std::floor(value)) d = default_dtype();
+  return tensor(value, d);
+}
+
+bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  if (a.shape() != b.shape()) return false;
+  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  for (size_t i = 0; i < va.size(); ++i) {
+    if (std::isnan(va[i]) || std::isnan(vb[i])) return false;
+    if (va[i] == vb[i]) continue;  // equal infinities
+    if (std::abs(va[i] - vb[i]) > atol + rtol * std::abs(vb[i])) return false;
+  }
+  return true;
+}
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator-(const Tensor& x) { return neg(x); }
+Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
+Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
+Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+Tensor operator==(const Tensor& a, const Tensor& b) { return eq(a, b); }
+Tensor operator!=(const Tensor& a, const Tensor& b) { return ne(a, b); }
+Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
+Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
+Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
+Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+Tensor operator==(const Tensor& a, double b) { return eq(a, scalar_like(b, a)); }
+Tensor operator!=(const Tensor& a, double b) { return ne(a, scalar_like(b, a)); }
+Tensor operator<(const Tensor& a, double b) { return lt(a, scalar_like(b, a)); }
+Tensor operator<=(const Tensor& a, double b) { return le(a, scalar_like(b, a)); }
+Tensor operator>(const Tensor& a, double b) { return gt(a, scalar_like(b, a)); }
+Tensor operator>=(const Tensor& a, double b) { return ge(a, scalar_like(b, a)); }
+
+}  // namespace chainrule
+
+// ---------------------------------------------------------------- printing
+
+namespace {
+
+// PyTorch-like: nested brackets, elided with "..." past 1000 elements (3 at each end of a dim).
+void format_values(fmt::memory_buffer& out, const std::vector<double>& v, const chainrule::Shape& shape,
+                   const chainrule::Shape& strides, size_t dim, int64_t offset, bool summarize, bool integral,
+                   int precision, int indent) {
+  if (dim == shape.size()) {
+    if (integral)
+      fmt::format_to(std::back_inserter(out), "{}", static_cast<int64_t>(v[offset]));
+    else
+      fmt::format_to(std::back_inserter(out), "{:.{}f}", v[offset], precision);
+    return;
+  }
+  out.push_back('[');
+  const int64_t n = shape[dim];
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarize && n > 6 && i == 3) {
+      fmt::format_to(std::back_inserter(out), "...");
+      i = n - 3;
+      out.push_back(',');
+      if (dim + 1 < shape.size())
+        fmt::format_to(std::back_inserter(out), "\n{:{}}", "", indent + 1);
+      else
+        out.push_back(' ');
+    }
+    format_values(out, v, shape, strides, dim + 1, offset + i * strides[dim], summarize, integral, precision,
+                  indent + 1);
+    if (i + 1 < n) {
+      out.push_back(',');
+      if (dim + 1 < shape.size())
+        fmt::format_to(std::back_inserter(out), "\n{:{}}", "", indent + 1);
+      else
+        out.push_back(' ');
+    }
+  }
+  out.push_back(']');
+}
+
+}  // namespace
+
+fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const chainrule::Tensor& t,
+                                                                        format_context& ctx) const {
+  using namespace chainrule;
+  if (!t.defined()) return fmt::format_to(ctx.out(), "tensor(undefined)");
+  const auto v = t.to_vector<double>();
+  const Shape strides = contiguous_strides(t.shape());
+  fmt::memory_buffer buf;
+  format_values(buf, v, t.shape(), strides, 0, 0, t.numel() > 1000, t.dtype() == Dtype::int64,
+                t.dtype() == Dtype::float64 ? 6 : 4, 7);
+  std::string extra;
+  if (t.dtype() != default_dtype() && t.dtype() != Dtype::int64) extra += fmt::format(", dtype={}", t.dtype());
+  if (t.dtype() == Dtype::int64) extra += ", dtype=int64";
+  if (t.grad_fn())
+    extra += fmt::format(", grad_fn=<{}>", t.grad_fn()->display_name());
+  else if (t.requires_grad())
+    extra += ", requires_grad=true";
+  return fmt::format_to(ctx.out(), "tensor({}{})", fmt::to_string(buf), extra);
+}

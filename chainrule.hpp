@@ -1,0 +1,4 @@
+// chainrule: a reverse-mode automatic differentiation engine. One include for everything.
+#pragma once
+
+#include "autograd/autograd.hpp"
