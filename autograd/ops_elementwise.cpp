@@ -78,7 +78,11 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor &a = c.saved(0), &b = c.saved(1);
                   Tensor ga, gb;
-                  if (c.needs(0)) ga = g * b * pow(a, b - 1.0);  // d a^b/da = b a^(b-1)
+                  if (c.needs(0)) {
+                    // d a^b/da = b a^(b-1); taken as 0 where b == 0 (a^0 is constant, even at a == 0)
+                    const Tensor zero_exponent = eq(b, scalar_like(0, b));
+                    ga = g * where(zero_exponent, zeros_like(g), b * pow(a, b - 1.0));
+                  }
                   if (c.needs(1)) {
                     // d a^b/db = a^b ln a; taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch does
                     const Tensor zero_base = eq(a, scalar_like(0, a)) * ge(b, scalar_like(0, b));

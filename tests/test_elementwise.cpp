@@ -1,0 +1,215 @@
+// Elementwise ops: values against std:: references, gradients against finite differences
+// (first and second order) at several shapes including broadcasting, size-1 dims and
+// non-contiguous inputs, and the subgradients chosen at kinks.
+#include "helpers.hpp"
+
+#include <cmath>
+
+namespace {
+
+using Fn = cr::Tensor (*)(const cr::Tensor&);
+
+struct Unary {
+  const char* name;
+  Fn fn;
+  double (*reference)(double);
+  double lo, hi;  // domain sampled for gradcheck
+};
+
+const Unary kUnary[] = {
+    {"neg", cr::neg, [](double v) { return -v; }, -2, 2},
+    {"exp", cr::exp, [](double v) { return std::exp(v); }, -2, 2},
+    {"log", cr::log, [](double v) { return std::log(v); }, 0.2, 3},
+    {"log1p", cr::log1p, [](double v) { return std::log1p(v); }, -0.5, 3},
+    {"expm1", cr::expm1, [](double v) { return std::expm1(v); }, -2, 2},
+    {"sqrt", cr::sqrt, [](double v) { return std::sqrt(v); }, 0.2, 3},
+    {"abs", cr::abs, [](double v) { return std::abs(v); }, -2, 2},
+    {"sin", cr::sin, [](double v) { return std::sin(v); }, -3, 3},
+    {"cos", cr::cos, [](double v) { return std::cos(v); }, -3, 3},
+    {"tanh", cr::tanh, [](double v) { return std::tanh(v); }, -2, 2},
+    {"sigmoid", cr::sigmoid, [](double v) { return 1 / (1 + std::exp(-v)); }, -3, 3},
+    {"relu", cr::relu, [](double v) { return v > 0 ? v : 0; }, -2, 2},
+};
+
+// Three shapes: 0-d, a matrix, and a non-contiguous (transposed) 3-d view.
+std::vector<cr::Tensor> unary_inputs(double lo, double hi) {
+  return {input({}, lo, hi, 1), input({3, 4}, lo, hi, 2),
+          input({4, 2, 3}, lo, hi, 3).detach().transpose(0, 2).requires_grad_()};
+}
+
+}  // namespace
+
+TEST_CASE("unary ops: values match std:: and gradients match finite differences") {
+  for (const auto& op : kUnary) {
+    CAPTURE(op.name);
+    for (const auto& x : unary_inputs(op.lo, op.hi)) {
+      CAPTURE(x.shape());
+      const auto got = values(op.fn(x));
+      const auto in = values(x);
+      for (size_t i = 0; i < in.size(); ++i) CHECK(got[i] == doctest::Approx(op.reference(in[i])).epsilon(1e-14));
+      check_gradients([&](const std::vector<cr::Tensor>& v) { return op.fn(v[0]); }, {x});
+    }
+  }
+}
+
+TEST_CASE("unary ops keep float32 as float32") {
+  cr::Tensor x = cr::tensor({0.5, 1.5}, cr::float32);
+  for (const auto& op : kUnary) {
+    CAPTURE(op.name);
+    CHECK(op.fn(x).dtype() == cr::float32);
+  }
+}
+
+TEST_CASE("binary ops: broadcasting values and gradients") {
+  using Bin = cr::Tensor (*)(const cr::Tensor&, const cr::Tensor&);
+  struct Case {
+    const char* name;
+    Bin fn;
+    double (*reference)(double, double);
+    double lo, hi;
+  };
+  const Case cases[] = {
+      {"add", cr::add, [](double a, double b) { return a + b; }, -2, 2},
+      {"sub", cr::sub, [](double a, double b) { return a - b; }, -2, 2},
+      {"mul", cr::mul, [](double a, double b) { return a * b; }, -2, 2},
+      {"div", cr::div, [](double a, double b) { return a / b; }, 0.5, 2},
+      {"pow", static_cast<Bin>(cr::pow), [](double a, double b) { return std::pow(a, b); }, 0.5, 2},
+      {"maximum", cr::maximum, [](double a, double b) { return std::max(a, b); }, -2, 2},
+      {"minimum", cr::minimum, [](double a, double b) { return std::min(a, b); }, -2, 2},
+  };
+  // (a shape, b shape): same, row broadcast, column vs row, size-1 dims, scalar, non-contiguous.
+  const std::vector<std::pair<cr::Shape, cr::Shape>> shapes = {
+      {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{3, 1}, {1, 4}}, {{2, 1, 3}, {4, 1}}, {{3, 4}, {}}};
+  for (const auto& op : cases) {
+    CAPTURE(op.name);
+    for (const auto& [sa, sb] : shapes) {
+      CAPTURE(sa);
+      CAPTURE(sb);
+      const cr::Tensor a = input(sa, op.lo, op.hi, 11), b = input(sb, op.lo, op.hi, 12);
+      const cr::Tensor out = op.fn(a, b);
+      CHECK(out.shape() == cr::broadcast_shapes(sa, sb, "test"));
+      // value check through explicit expansion
+      const auto va = values(a.expand(out.shape())), vb = values(b.expand(out.shape())), vo = values(out);
+      for (size_t i = 0; i < vo.size(); ++i) CHECK(vo[i] == doctest::Approx(op.reference(va[i], vb[i])).epsilon(1e-14));
+      check_gradients([&](const std::vector<cr::Tensor>& v) { return op.fn(v[0], v[1]); }, {a, b});
+    }
+    // non-contiguous operands
+    const cr::Tensor at = input({4, 3}, op.lo, op.hi, 13).detach().t().requires_grad_();
+    const cr::Tensor bt = input({4, 3}, op.lo, op.hi, 14).detach().t().requires_grad_();
+    check_gradients([&](const std::vector<cr::Tensor>& v) { return op.fn(v[0], v[1]); }, {at, bt});
+  }
+}
+
+TEST_CASE("scalar operands: x * 2.0, 1.0 - x, x / 4, pow(x, 3), 2^x") {
+  const cr::Tensor x = input({3}, 0.5, 2);
+  check_gradients([](const std::vector<cr::Tensor>& v) { return v[0] * 2.0 + (1.0 - v[0]) / 4.0; }, {x});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::pow(v[0], 3) - 3.0 / v[0]; }, {x});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::pow(2.0, v[0]) + cr::pow(v[0], 0.5); }, {x});
+  const auto y = values(cr::pow(x, 3.0));
+  const auto xv = values(x);
+  for (size_t i = 0; i < 3; ++i) CHECK(y[i] == doctest::Approx(xv[i] * xv[i] * xv[i]));
+  CHECK(values(x * 2.0)[0] == doctest::Approx(2 * xv[0]));
+  CHECK(values(1.0 - x)[1] == doctest::Approx(1 - xv[1]));
+}
+
+TEST_CASE("subgradients at kinks are chosen on purpose") {
+  SUBCASE("relu'(0) = 0") {
+    cr::Tensor x = cr::tensor({-1.0, 0.0, 2.0}, cr::float64).requires_grad_();
+    cr::relu(x).sum().backward();
+    CHECK(values(x.grad()) == std::vector<double>{0, 0, 1});
+  }
+  SUBCASE("abs'(0) = 0") {
+    cr::Tensor x = cr::tensor({-1.0, 0.0, 2.0}, cr::float64).requires_grad_();
+    cr::abs(x).sum().backward();
+    CHECK(values(x.grad()) == std::vector<double>{-1, 0, 1});
+  }
+  SUBCASE("maximum and minimum split ties evenly") {
+    cr::Tensor a = cr::tensor({1.0, 2.0, 3.0}, cr::float64).requires_grad_();
+    cr::Tensor b = cr::tensor({3.0, 2.0, 1.0}, cr::float64).requires_grad_();
+    cr::maximum(a, b).sum().backward();
+    CHECK(values(a.grad()) == std::vector<double>{0, 0.5, 1});
+    CHECK(values(b.grad()) == std::vector<double>{1, 0.5, 0});
+    a.set_grad({});
+    b.set_grad({});
+    cr::minimum(a, b).sum().backward();
+    CHECK(values(a.grad()) == std::vector<double>{1, 0.5, 0});
+  }
+  SUBCASE("clamp passes the gradient on the boundary, not outside") {
+    cr::Tensor x = cr::tensor({-2.0, -1.0, 0.0, 1.0, 2.0}, cr::float64).requires_grad_();
+    cr::clamp(x, -1.0, 1.0).sum().backward();
+    CHECK(values(x.grad()) == std::vector<double>{0, 1, 1, 1, 0});
+  }
+  SUBCASE("pow with a zero base: d/db 0^b = 0 for b >= 0") {
+    cr::Tensor a = cr::tensor({0.0, 0.0}, cr::float64).requires_grad_();
+    cr::Tensor b = cr::tensor({2.0, 0.0}, cr::float64).requires_grad_();
+    cr::pow(a, b).sum().backward();
+    CHECK(values(b.grad()) == std::vector<double>{0, 0});
+    CHECK(values(a.grad()) == std::vector<double>{0, 0});
+  }
+}
+
+TEST_CASE("tanh and sigmoid at extremes: finite values, finite gradients") {
+  for (auto dtype : {cr::float32, cr::float64}) {
+    cr::Tensor x = cr::tensor({-1e4, -710, -88, -20, -1, -1e-8, 0, 1e-8, 1, 20, 88, 710, 1e4}, dtype).requires_grad_();
+    (cr::sigmoid(x).sum() + cr::tanh(x).sum()).backward();
+    for (double v : values(cr::sigmoid(x))) CHECK(std::isfinite(v));
+    for (double v : values(x.grad())) CHECK(std::isfinite(v));
+    CHECK(values(cr::sigmoid(x))[0] == 0.0);
+    CHECK(values(cr::sigmoid(x))[12] == 1.0);
+  }
+}
+
+TEST_CASE("clamp and where: gradients") {
+  const cr::Tensor x = input({3, 4}, -2, 2, 5);
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::clamp(v[0], -0.5, std::nullopt) * 3.0; }, {x});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::clamp(v[0], -1.0, 1.0); }, {x});
+  const cr::Tensor a = input({3, 4}, -2, 2, 6), b = input({4}, -2, 2, 7);
+  const cr::Tensor cond = a.detach() > 0.0;
+  check_gradients([&](const std::vector<cr::Tensor>& v) { return cr::where(cond, v[0] * v[0], v[1]); }, {a, b});
+  const auto w = values(cr::where(cond, a, b));
+  const auto av = values(a), bv = values(b.expand({3, 4})), cv = values(cond);
+  for (size_t i = 0; i < w.size(); ++i) CHECK(w[i] == (cv[i] != 0 ? av[i] : bv[i]));
+}
+
+TEST_CASE("comparisons return 0/1 masks and carry no gradient") {
+  cr::Tensor a = cr::tensor({1.0, 2.0, 3.0}).requires_grad_();
+  cr::Tensor b = cr::tensor({2.0, 2.0, 2.0});
+  CHECK(values(a < b) == std::vector<double>{1, 0, 0});
+  CHECK(values(a <= b) == std::vector<double>{1, 1, 0});
+  CHECK(values(a > b) == std::vector<double>{0, 0, 1});
+  CHECK(values(a >= b) == std::vector<double>{0, 1, 1});
+  CHECK(values(a == b) == std::vector<double>{0, 1, 0});
+  CHECK(values(a != b) == std::vector<double>{1, 0, 1});
+  CHECK(values(a > 1.5) == std::vector<double>{0, 1, 1});
+  CHECK_FALSE((a < b).requires_grad());
+  CHECK(values(cr::isfinite(cr::tensor({1.0, INFINITY, NAN}))) == std::vector<double>{1, 0, 0});
+}
+
+TEST_CASE("dtype promotion: float32 with float64 gives float64, and gradients come back in each input's dtype") {
+  cr::Tensor a = cr::tensor({1.0, 2.0}, cr::float32).requires_grad_();
+  cr::Tensor b = cr::tensor({3.0, 4.0}, cr::float64).requires_grad_();
+  cr::Tensor y = a * b;
+  CHECK(y.dtype() == cr::float64);
+  y.sum().backward();
+  CHECK(a.grad().dtype() == cr::float32);
+  CHECK(values(a.grad()) == std::vector<double>{3, 4});
+  CHECK(b.grad().dtype() == cr::float64);
+  cr::Tensor i = cr::tensor({1.0, 2.0}, cr::int64);
+  CHECK((i + i).dtype() == cr::int64);
+  CHECK((i / i).dtype() == cr::default_dtype());
+  CHECK((i * 0.5).dtype() == cr::default_dtype());
+}
+
+TEST_CASE("binary op shape mismatch names the op and both shapes") {
+  const cr::Tensor a = cr::zeros({2, 3}), b = cr::zeros({4});
+  check_error([&] { (void)(a + b); }, {"add", "[2, 3]", "[4]"});
+  check_error([&] { (void)(a - b); }, {"sub", "[2, 3]", "[4]"});
+  check_error([&] { (void)(a * b); }, {"mul", "[2, 3]", "[4]"});
+  check_error([&] { (void)(a / b); }, {"div", "[2, 3]", "[4]"});
+  check_error([&] { (void)cr::pow(a, b); }, {"pow", "[2, 3]", "[4]"});
+  check_error([&] { (void)cr::maximum(a, b); }, {"maximum", "[2, 3]", "[4]"});
+  check_error([&] { (void)cr::minimum(a, b); }, {"minimum", "[2, 3]", "[4]"});
+  check_error([&] { (void)(a < b); }, {"lt", "[2, 3]", "[4]"});
+  check_error([&] { (void)cr::where(a, a, b); }, {"where", "[2, 3]", "[4]"});
+  check_error([&] { (void)cr::exp(cr::tensor({1.0}, cr::int64)); }, {"exp", "floating", "int64"});
+}

@@ -1,0 +1,283 @@
+// The engine: backward and grad, accumulation, retain_graph, create_graph (higher
+// derivatives), NoGradGuard, detach, hooks, version counters, anomaly mode, in-place
+// recording, deep graphs, and that graphs are freed.
+#include "helpers.hpp"
+
+#include <pthread.h>
+
+#include <cmath>
+#include <thread>
+
+TEST_CASE("micrograd's sanity check: value and gradient agree with an independent forward-mode evaluation") {
+  // Reference numbers from dual numbers (forward mode), not from this engine.
+  cr::Tensor x = cr::tensor(-4.0, cr::float64).requires_grad_();
+  cr::Tensor z = 2.0 * x + 2.0 + x;
+  cr::Tensor q = cr::relu(z) + z * x;
+  cr::Tensor h = cr::relu(z * z);
+  cr::Tensor y = h + q + q * x;
+  y.backward();
+  CHECK(y.item<double>() == -20.0);
+  CHECK(x.grad().item<double>() == 46.0);
+}
+
+TEST_CASE("micrograd's more-ops expression") {
+  cr::Tensor a = cr::tensor(-4.0, cr::float64).requires_grad_();
+  cr::Tensor b = cr::tensor(2.0, cr::float64).requires_grad_();
+  cr::Tensor c = a + b;
+  cr::Tensor d = a * b + cr::pow(b, 3);
+  c = c + c + 1.0;
+  c = c + 1.0 + c + (-a);
+  d = d + d * 2.0 + cr::relu(b + a);
+  d = d + 3.0 * d + cr::relu(b - a);
+  cr::Tensor e = c - d;
+  cr::Tensor f = cr::pow(e, 2);
+  cr::Tensor g = f / 2.0;
+  g = g + 10.0 / f;
+  g.backward();
+  CHECK(g.item<double>() == doctest::Approx(24.70408163265306).epsilon(1e-14));
+  CHECK(a.grad().item<double>() == doctest::Approx(138.8338192419825).epsilon(1e-14));
+  CHECK(b.grad().item<double>() == doctest::Approx(645.5772594752186).epsilon(1e-14));
+}
+
+TEST_CASE("fan-out accumulates: b = a + a; c = b + b gives dc/da = 4") {
+  cr::Tensor a = cr::tensor(3.0, cr::float64).requires_grad_();
+  cr::Tensor b = a + a;
+  cr::Tensor c = b + b;
+  c.backward();
+  CHECK(a.grad().item<double>() == 4.0);
+}
+
+TEST_CASE("backward: implicit gradient for one element, explicit gradient otherwise") {
+  cr::Tensor x = cr::tensor({1.0, 2.0, 3.0}, cr::float64).requires_grad_();
+  cr::Tensor y = x * x;
+  check_error([&] { y.backward(); }, {"backward", "[3] float64", "gradient"});
+  y.backward(cr::tensor({1.0, 0.5, 0.0}, cr::float64));
+  CHECK(values(x.grad()) == std::vector<double>{2, 2, 0});
+  cr::Tensor y2 = x * 3.0;
+  check_error([&] { y2.backward(cr::ones({2}, cr::float64)); }, {"backward", "[2]", "[3]"});
+  check_error([] { cr::tensor(1.0).backward(); }, {"backward", "does not require grad"});
+}
+
+TEST_CASE("gradients accumulate across backward calls until reset") {
+  cr::Tensor w = cr::tensor({1.0, -1.0}, cr::float64).requires_grad_();
+  (w * 2.0).sum().backward();
+  (w * 3.0).sum().backward();
+  CHECK(values(w.grad()) == std::vector<double>{5, 5});
+  w.set_grad({});
+  CHECK_FALSE(w.grad().defined());
+  (w * w).sum().backward();
+  CHECK(values(w.grad()) == std::vector<double>{2, -2});
+  w.grad().zero_();
+  CHECK(values(w.grad()) == std::vector<double>{0, 0});
+}
+
+TEST_CASE("retain_graph: a second backward through a freed graph throws; retained, it doubles the gradient") {
+  cr::Tensor x = cr::tensor(2.0, cr::float64).requires_grad_();
+  cr::Tensor y = cr::exp(x) * x;
+  y.backward();
+  check_error([&] { y.backward(); }, {"second time", "retain_graph"});
+  x.set_grad({});
+  cr::Tensor z = cr::exp(x) * x;
+  z.backward({}, /*retain_graph=*/true);
+  const double once = x.grad().item<double>();
+  z.backward();
+  CHECK(x.grad().item<double>() == doctest::Approx(2 * once));
+  CHECK(once == doctest::Approx(std::exp(2.0) * 3));
+}
+
+TEST_CASE("grad with create_graph: d2/dx2 x^3 = 6x, d3/dx3 = 6") {
+  cr::Tensor x = cr::tensor(1.5, cr::float64).requires_grad_();
+  cr::Tensor y = cr::pow(x, 3);
+  auto [dy] = std::array{cr::autograd::grad({y}, {x}, {}, false, true)[0]};
+  CHECK(dy.item<double>() == doctest::Approx(3 * 1.5 * 1.5));
+  cr::Tensor d2 = cr::autograd::grad({dy}, {x}, {}, false, true)[0];
+  CHECK(d2.item<double>() == doctest::Approx(6 * 1.5));
+  cr::Tensor d3 = cr::autograd::grad({d2}, {x})[0];
+  CHECK(d3.item<double>() == doctest::Approx(6.0));
+  CHECK_FALSE(x.grad().defined());  // grad() does not touch .grad
+}
+
+TEST_CASE("Hessian-vector product of an MLP loss matches finite differences of the gradient") {
+  cr::Generator gen(42);
+  const cr::Tensor X = cr::randn({8, 3}, cr::float64, &gen), Y = cr::randn({8, 1}, cr::float64, &gen);
+  const cr::Tensor W1_0 = cr::randn({3, 5}, cr::float64, &gen), W2_0 = cr::randn({5, 1}, cr::float64, &gen);
+  const cr::Tensor V1 = cr::randn({3, 5}, cr::float64, &gen), V2 = cr::randn({5, 1}, cr::float64, &gen);
+  auto loss = [&](const cr::Tensor& W1, const cr::Tensor& W2) {
+    return cr::mean(cr::pow(cr::matmul(cr::tanh(cr::matmul(X, W1)), W2) - Y, 2));
+  };
+  cr::Tensor W1 = W1_0.clone().requires_grad_(), W2 = W2_0.clone().requires_grad_();
+  auto g = cr::autograd::grad({loss(W1, W2)}, {W1, W2}, {}, true, true);
+  cr::Tensor gv = cr::sum(g[0] * V1) + cr::sum(g[1] * V2);
+  auto hv = cr::autograd::grad({gv}, {W1, W2});
+  const double eps = 1e-5;
+  auto grad_at = [&](double t) {
+    cr::Tensor a = (W1_0 + V1 * t).detach().requires_grad_(), b = (W2_0 + V2 * t).detach().requires_grad_();
+    return cr::autograd::grad({loss(a, b)}, {a, b});
+  };
+  auto plus = grad_at(eps), minus = grad_at(-eps);
+  for (size_t k = 0; k < 2; ++k) {
+    const cr::Tensor fd = (plus[k] - minus[k]) / (2 * eps);
+    CHECK(cr::allclose(hv[k], fd, 1e-6, 1e-8));
+  }
+}
+
+TEST_CASE("grad errors: unused inputs and inputs that do not require grad") {
+  cr::Tensor x = cr::tensor(1.0, cr::float64).requires_grad_();
+  cr::Tensor u = cr::tensor(2.0, cr::float64).requires_grad_();
+  cr::Tensor y = x * 2.0;
+  check_error([&] { (void)cr::autograd::grad({y}, {u}, {}, true); }, {"grad", "input 0", "not reachable", "allow_unused"});
+  CHECK_FALSE(cr::autograd::grad({y}, {u}, {}, true, false, true)[0].defined());
+  check_error([&] { (void)cr::autograd::grad({y}, {cr::tensor(1.0)}); }, {"grad", "does not require grad"});
+  CHECK(cr::autograd::grad({y}, {x})[0].item<double>() == 2.0);
+}
+
+TEST_CASE("NoGradGuard records nothing, is scoped and thread-local; detach cuts the graph") {
+  cr::Tensor x = cr::tensor(1.0).requires_grad_();
+  {
+    cr::NoGradGuard guard;
+    CHECK_FALSE((x * 2.0).requires_grad());
+    bool other_thread_records = false;
+    std::thread t([&] { other_thread_records = (x * 2.0).requires_grad(); });
+    t.join();
+    CHECK(other_thread_records);
+  }
+  CHECK((x * 2.0).requires_grad());
+  cr::Tensor d = (x * 2.0).detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.grad_fn() == nullptr);
+  CHECK(cr::grad_mode_enabled());
+}
+
+TEST_CASE("requires_grad propagates; int64 tensors cannot require grad") {
+  cr::Tensor a = cr::ones({2});
+  cr::Tensor b = cr::ones({2}).requires_grad_();
+  CHECK_FALSE((a * a).requires_grad());
+  CHECK((a * b).requires_grad());
+  CHECK((a * b).grad_fn()->display_name() == "MulBackward");
+  CHECK(b.is_leaf());
+  CHECK_FALSE((a * b).is_leaf());
+  check_error([] { cr::zeros({2}, cr::int64).requires_grad_(); }, {"requires_grad_", "int64", "[2]"});
+  check_error([&] { (a * b).requires_grad_(false); }, {"requires_grad_", "not a leaf", "detach"});
+}
+
+TEST_CASE("version counters: modifying a saved tensor in place makes backward throw, naming the op and versions") {
+  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  cr::Tensor w = cr::tensor({3.0, 4.0}, cr::float64).requires_grad_();
+  cr::Tensor y = (x * w).sum();
+  {
+    cr::NoGradGuard g;
+    w.mul_(2.0);
+  }
+  check_error([&] { y.backward(); }, {"'mul'", "version 1", "version 0", "in-place"});
+
+  cr::Tensor x2 = cr::tensor({1.0}, cr::float64).requires_grad_();
+  cr::Tensor e = cr::exp(x2);  // saves its result
+  cr::Tensor loss = e.sum();
+  e.add_(1.0);
+  check_error([&] { loss.backward(); }, {"'exp'", "result"});
+}
+
+TEST_CASE("in-place ops are recorded on non-leaves and refused on leaves that require grad") {
+  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  cr::Tensor y = x * 2.0;
+  y.mul_(3.0);
+  y.add_(x);
+  y.sub_(1.0);
+  y.div_(cr::tensor({1.0, 2.0}, cr::float64));
+  CHECK(values(y) == std::vector<double>{6, 6.5});
+  y.sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{7, 3.5});
+  check_error([&] { x.add_(1.0); }, {"add_", "leaf", "NoGradGuard"});
+  cr::Tensor z = x * 1.0;
+  cr::Tensor v = z.select(0, 0);
+  check_error([&] { v.mul_(2.0); }, {"mul_", "view"});
+  cr::Tensor dst = cr::zeros({2}, cr::float64);
+  dst.copy_(x * x);
+  dst.sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{9, 7.5});
+  check_error([&] { cr::zeros({2}).copy_(cr::zeros({3})); }, {"copy_", "[3]", "[2]"});
+  check_error([&] { cr::zeros({2}).add_(cr::zeros({3, 2})); }, {"add_", "[3, 2]", "[2]"});
+  cr::Tensor f = cr::zeros({3});
+  f.fill_(2.5);
+  CHECK(values(f) == std::vector<double>{2.5, 2.5, 2.5});
+  CHECK(f.version() == 1);
+}
+
+TEST_CASE("anomaly mode names the forward op whose backward produced NaN or Inf") {
+  cr::Tensor x = cr::tensor({0.0, 1.0}, cr::float64).requires_grad_();
+  cr::sqrt(x).sum().backward();  // off: inf flows silently, as in PyTorch
+  CHECK(std::isinf(values(x.grad())[0]));
+  cr::autograd::set_detect_anomaly(true);
+  check_error([&] { cr::sqrt(x).sum().backward(); }, {"anomaly", "'sqrt'", "non-finite"});
+  bool other_thread = true;
+  std::thread t([&] { other_thread = cr::autograd::is_anomaly_enabled(); });
+  t.join();
+  CHECK_FALSE(other_thread);
+  cr::autograd::set_detect_anomaly(false);
+}
+
+TEST_CASE("hooks see the gradient and may replace it; retain_grad keeps a non-leaf's gradient") {
+  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  std::vector<double> seen;
+  x.register_hook([&](const cr::Tensor& g) {
+    seen = values(g);
+    return cr::Tensor();
+  });
+  cr::Tensor h = x * 3.0;
+  h.register_hook([](const cr::Tensor& g) { return g * 10.0; });
+  h.retain_grad();
+  (h * h).sum().backward();
+  CHECK(seen == std::vector<double>{180, 360});
+  CHECK(values(x.grad()) == std::vector<double>{180, 360});
+  CHECK(values(h.grad()) == std::vector<double>{60, 120});
+  check_error([] { cr::tensor(1.0).register_hook([](const cr::Tensor& g) { return g; }); }, {"register_hook"});
+}
+
+namespace {
+void deep_chain(int64_t n) {
+  cr::Tensor x = cr::tensor(1.0, cr::float64).requires_grad_();
+  cr::Tensor y = x;
+  for (int64_t i = 0; i < n; ++i) y = y * 1.0;
+  y.backward();
+  CHECK(x.grad().item<double>() == 1.0);
+}
+}  // namespace
+
+TEST_CASE("a chain of 1,000,000 ops backpropagates and is destroyed without stack growth") {
+  const int64_t before = cr::autograd::live_nodes();
+  deep_chain(1'000'000);
+  CHECK(cr::autograd::live_nodes() == before);
+  // again on a thread with a 256 KiB stack, without backward (destruction alone)
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  static bool ok = false;
+  auto body = +[](void*) -> void* {
+    cr::Tensor x = cr::tensor(1.0, cr::float64).requires_grad_();
+    {
+      cr::Tensor y = x;
+      for (int i = 0; i < 1'000'000; ++i) y = y + 1.0;
+      y.backward();
+    }
+    ok = x.grad().item<double>() == 1.0;
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attr, body, nullptr) == 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  CHECK(ok);
+  CHECK(cr::autograd::live_nodes() == before);
+}
+
+TEST_CASE("graphs are freed: no nodes outlive their tensors, also with create_graph") {
+  const int64_t before = cr::autograd::live_nodes();
+  {
+    cr::Tensor w = cr::randn({3, 3}, cr::float64).requires_grad_();
+    cr::Tensor loss = cr::sum(cr::tanh(cr::matmul(w, w)));
+    auto g = cr::autograd::grad({loss}, {w}, {}, true, true);
+    cr::sum(g[0] * g[0]).backward();
+    CHECK(cr::autograd::live_nodes() > before);
+  }
+  CHECK(cr::autograd::live_nodes() == before);
+}

@@ -1,0 +1,98 @@
+// Reductions: values against hand-computed numbers, gradients against finite differences
+// (first and second order) over dims with and without keepdim, and the tie rule of max/min.
+#include "helpers.hpp"
+
+#include <cmath>
+#include <numbers>
+
+TEST_CASE("sum and mean: values over all dims, one dim, several dims, keepdim") {
+  cr::Tensor x = cr::arange(24, cr::float64).reshape({2, 3, 4});
+  CHECK(cr::sum(x).item<double>() == 276);
+  CHECK(cr::sum(x).dim() == 0);
+  CHECK(cr::mean(x).item<double>() == 11.5);
+  CHECK(values(cr::sum(x, 2)) == std::vector<double>{6, 22, 38, 54, 70, 86});
+  CHECK(cr::sum(x, 1, true).shape() == cr::Shape{2, 1, 4});
+  CHECK(values(cr::sum(x, cr::Shape{0, 2})) == std::vector<double>{60, 92, 124});
+  CHECK(values(cr::mean(x, -1)) == std::vector<double>{1.5, 5.5, 9.5, 13.5, 17.5, 21.5});
+  CHECK(cr::sum(cr::tensor(3.0)).item<double>() == 3);
+  CHECK(cr::sum(cr::zeros({0, 3})).item<double>() == 0);
+}
+
+TEST_CASE("reduction gradients at several shapes, keepdim, non-contiguous") {
+  const std::vector<cr::Tensor> xs = {input({5}, -2, 2, 1), input({3, 4}, -2, 2, 2),
+                                      input({2, 3, 4}, -2, 2, 3).detach().permute({2, 0, 1}).requires_grad_()};
+  for (const auto& x : xs) {
+    CAPTURE(x.shape());
+    auto f = [](auto g) { return [g](const std::vector<cr::Tensor>& v) { return g(v[0]); }; };
+    check_gradients(f([](const cr::Tensor& v) { return cr::sum(v * v); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::mean(v * v, 0, true); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::sum(v, -1) * cr::sum(v, -1); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::max(v); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::min(v, 0).values; }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::max(v, -1, true).values * 2.0; }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::var(v); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::var(v, cr::Shape{0}, 0, true); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::logsumexp(v, -1); }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::softmax(v, -1) * v; }), {x});
+    check_gradients(f([](const cr::Tensor& v) { return cr::log_softmax(v, 0) * v; }), {x});
+  }
+}
+
+TEST_CASE("max and min: values, indices, ties share the gradient") {
+  cr::Tensor x = cr::tensor({1, 5, 2, 5, 0, -3}, {2, 3}, cr::float64).requires_grad_();
+  auto [v, i] = cr::max(x, 1);
+  CHECK(values(v) == std::vector<double>{5, 5});
+  CHECK(i.dtype() == cr::int64);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{1, 0});
+  CHECK(cr::argmax(x).item<int64_t>() == 1);  // first of the tied maxima
+  CHECK(cr::argmin(x, 0).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 1});
+  CHECK(cr::min(x).item<double>() == -3);
+  cr::max(x).backward();  // the two 5s tie: each gets half
+  CHECK(values(x.grad()) == std::vector<double>{0, 0.5, 0, 0.5, 0, 0});
+  check_error([] { (void)cr::max(cr::zeros({0})); }, {"max", "empty", "[0]"});
+}
+
+TEST_CASE("var: unbiased by default, correction=0 is the population variance") {
+  cr::Tensor x = cr::tensor({1, 2, 3, 4}, cr::float64);
+  CHECK(cr::var(x).item<double>() == doctest::Approx(5.0 / 3.0));
+  CHECK(cr::var(x, cr::Shape{0}, 0).item<double>() == doctest::Approx(1.25));
+}
+
+TEST_CASE("logsumexp, softmax, log_softmax are stable") {
+  CHECK(cr::logsumexp(cr::tensor({1000.0, 1000.0}, cr::float64), 0).item<double>() ==
+        doctest::Approx(1000 + std::numbers::ln2).epsilon(1e-15));
+  CHECK(cr::logsumexp(cr::tensor({-1000.0, -1000.0}, cr::float64), 0).item<double>() ==
+        doctest::Approx(-1000 + std::numbers::ln2).epsilon(1e-15));
+  CHECK(cr::logsumexp(cr::tensor({-INFINITY, -INFINITY}, cr::float64), 0).item<double>() == -INFINITY);
+  for (auto dtype : {cr::float32, cr::float64}) {
+    cr::Tensor x = cr::tensor({-1e4, -710, -88, -20, -1, 0, 1, 20, 88, 710, 1e4}, dtype).requires_grad_();
+    const auto s = values(cr::softmax(x, 0));
+    const auto ls = values(cr::log_softmax(x, 0));
+    CHECK(s[10] == doctest::Approx(1.0));
+    CHECK(ls[10] == doctest::Approx(0.0));
+    CHECK(ls[0] == doctest::Approx(-2e4));
+    (cr::log_softmax(x, 0).sum() + cr::logsumexp(x, 0)).backward();
+    for (double g : values(x.grad())) CHECK(std::isfinite(g));
+  }
+  cr::Tensor rows = cr::tensor({1, 2, 3, 1, 1, 1}, {2, 3}, cr::float64);
+  const auto sm = values(cr::softmax(rows, 1));
+  const double z = std::exp(1) + std::exp(2) + std::exp(3);
+  CHECK(sm[0] == doctest::Approx(std::exp(1) / z));
+  CHECK(sm[4] == doctest::Approx(1.0 / 3));
+}
+
+TEST_CASE("sum_to is the adjoint of expand") {
+  cr::Tensor x = cr::ones({2, 3, 4}, cr::float64);
+  CHECK(values(cr::sum_to(x, {3, 1})) == std::vector<double>{8, 8, 8});
+  CHECK(cr::sum_to(x, {}).item<double>() == 24);
+  check_error([&] { (void)cr::sum_to(x, {5}); }, {"sum_to", "[2, 3, 4]", "[5]"});
+  const cr::Tensor v = input({2, 3, 4});
+  check_gradients([](const std::vector<cr::Tensor>& a) { return cr::sum_to(a[0] * a[0], {3, 1}); }, {v});
+}
+
+TEST_CASE("reduction dims are validated") {
+  const cr::Tensor x = cr::zeros({2, 3});
+  check_error([&] { (void)cr::sum(x, 2); }, {"sum", "dimension 2", "rank 2"});
+  check_error([&] { (void)cr::sum(x, cr::Shape{0, -2}); }, {"sum", "twice"});
+  check_error([&] { (void)cr::softmax(x, 3); }, {"softmax", "dimension 3"});
+}

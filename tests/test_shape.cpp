@@ -1,0 +1,105 @@
+// Shape ops: which are views (share storage), values, gradients, and errors.
+#include "helpers.hpp"
+
+TEST_CASE("views share storage; reshape of a non-contiguous tensor copies") {
+  cr::Tensor x = cr::arange(6, cr::float64).reshape({2, 3});
+  cr::Tensor t = x.t();
+  CHECK(t.shape() == cr::Shape{3, 2});
+  CHECK_FALSE(t.is_contiguous());
+  CHECK(values(t) == std::vector<double>{0, 3, 1, 4, 2, 5});
+  CHECK(values(t.contiguous()) == std::vector<double>{0, 3, 1, 4, 2, 5});
+  x.data<double>()[1] = 10;
+  CHECK(values(t)[2] == 10);                              // t is a view of x
+  CHECK(values(x.reshape({3, 2}))[1] == 10);              // so is reshape of contiguous x
+  CHECK(values(x.view({6}))[1] == 10);
+  CHECK(values(x.select(1, 1)) == std::vector<double>{10, 4});
+  CHECK(values(x.narrow(1, 1, 2)) == std::vector<double>{10, 2, 4, 5});
+  cr::Tensor r = t.reshape({6});  // copies
+  x.data<double>()[0] = -1;
+  CHECK(values(r)[0] == 0);
+  check_error([&] { (void)t.view({6}); }, {"view", "not contiguous", "[3, 2]"});
+  CHECK(values(x.clone()) == values(x));
+}
+
+TEST_CASE("reshape infers -1 and validates sizes") {
+  cr::Tensor x = cr::zeros({2, 3, 4});
+  CHECK(x.reshape({-1, 4}).shape() == cr::Shape{6, 4});
+  CHECK(x.flatten().shape() == cr::Shape{24});
+  CHECK(x.flatten(1).shape() == cr::Shape{2, 12});
+  check_error([&] { (void)x.reshape({5, -1}); }, {"reshape", "[5, -1]", "[2, 3, 4]"});
+  check_error([&] { (void)x.reshape({-1, -1}); }, {"reshape", "-1"});
+  check_error([&] { (void)x.reshape({7}); }, {"reshape", "[7]", "24 elements"});
+}
+
+TEST_CASE("permute, transpose, expand, squeeze, unsqueeze") {
+  cr::Tensor x = cr::arange(24, cr::float64).reshape({2, 3, 4});
+  CHECK(x.permute({2, 0, 1}).shape() == cr::Shape{4, 2, 3});
+  CHECK(values(x.permute({2, 0, 1}))[1] == 4);  // out[0,0,1] = x[0,1,0]
+  CHECK(x.transpose(0, -1).shape() == cr::Shape{4, 3, 2});
+  cr::Tensor c = cr::tensor({1, 2, 3}, cr::float64).reshape({3, 1});
+  CHECK(values(c.expand({2, 3, 4}))[4] == 2);
+  CHECK(c.expand({3, -1}).shape() == cr::Shape{3, 1});
+  CHECK(c.unsqueeze(0).shape() == cr::Shape{1, 3, 1});
+  CHECK(c.squeeze().shape() == cr::Shape{3});
+  CHECK(c.squeeze(0).shape() == cr::Shape{3, 1});
+  CHECK(c.unsqueeze(-1).shape() == cr::Shape{3, 1, 1});
+  check_error([&] { (void)c.expand({3, 2, 2}); }, {"expand", "[3, 1]", "[3, 2, 2]"});
+  check_error([&] { (void)x.permute({0, 0, 1}); }, {"permute", "repeats"});
+  check_error([&] { (void)x.select(1, 3); }, {"select", "index 3", "size 3"});
+}
+
+TEST_CASE("slicing: negative and clipped bounds, steps") {
+  cr::Tensor x = cr::arange(10, cr::float64);
+  CHECK(values(x.slice(0, 2, 5)) == std::vector<double>{2, 3, 4});
+  CHECK(values(x.slice(0, -3, std::nullopt)) == std::vector<double>{7, 8, 9});
+  CHECK(values(x.slice(0, 1, 100, 3)) == std::vector<double>{1, 4, 7});
+  CHECK(x.slice(0, 5, 2).numel() == 0);
+  CHECK(x[3].item<double>() == 3);
+  CHECK(x[-1].item<double>() == 9);
+  check_error([&] { (void)x.slice(0, 0, 5, 0); }, {"slice", "step"});
+}
+
+TEST_CASE("shape op gradients") {
+  const cr::Tensor x = input({2, 3, 4});
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients([](V v) { return (v[0] * v[0]).reshape({6, 4}).t(); }, {x});
+  check_gradients([](V v) { return v[0].permute({1, 2, 0}) * cr::arange(2, cr::float64); }, {x});
+  check_gradients([](V v) { return v[0].slice(1, 0, 3, 2) * v[0].select(1, 1).unsqueeze(1); }, {x});
+  check_gradients([](V v) { return v[0].narrow(2, 1, 2).squeeze() * 3.0; }, {x});
+  check_gradients([](V v) { return v[0].select(0, 1).expand({5, 3, 4}); }, {x});
+  check_gradients([](V v) { return v[0].transpose(0, 2).contiguous().flatten() * v[0].flatten(); }, {x});
+  check_gradients([](V v) { return v[0].clone() * v[0]; }, {x});
+}
+
+TEST_CASE("to(dtype) passes the gradient back in the input's dtype") {
+  cr::Tensor x = cr::tensor({1.5, -2.0}, cr::float64).requires_grad_();
+  (x.to(cr::float32) * cr::tensor({3.0, 4.0}, cr::float32)).sum().backward();
+  CHECK(x.grad().dtype() == cr::float64);
+  CHECK(values(x.grad()) == std::vector<double>{3, 4});
+  CHECK_FALSE(x.to(cr::int64).requires_grad());
+  CHECK(x.to(cr::int64).to_vector<int64_t>() == std::vector<int64_t>{1, -2});
+}
+
+TEST_CASE("cat and stack: values, gradients, errors") {
+  cr::Tensor a = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::float64), b = cr::tensor({5, 6}, {2, 1}, cr::float64);
+  CHECK(values(cr::cat({a, b}, 1)) == std::vector<double>{1, 2, 5, 3, 4, 6});
+  CHECK(cr::stack({a, a}, 0).shape() == cr::Shape{2, 2, 2});
+  CHECK(cr::stack({a, a}, 2).shape() == cr::Shape{2, 2, 2});
+  CHECK(values(cr::stack({a, a * 2.0}, -1)) == std::vector<double>{1, 2, 2, 4, 3, 6, 4, 8});
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients([](V v) { return cr::cat({v[0], v[1] * v[1], v[0]}, 1); }, {input({2, 3}), input({2, 1})});
+  check_gradients([](V v) { return cr::stack({v[0], v[1]}, 1); }, {input({2, 3}), input({2, 3})});
+  check_error([&] { (void)cr::cat({a, b}, 0); }, {"cat", "[2, 1]", "[2, 2]"});
+  check_error([&] { (void)cr::cat({a, a.to(cr::float32)}, 0); }, {"cat", "float32", "float64"});
+  check_error([&] { (void)cr::stack({a, b}); }, {"stack", "[2, 1]", "[2, 2]"});
+}
+
+TEST_CASE("zero-size tensors work where legal") {
+  cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
+  CHECK((e * 2.0).shape() == cr::Shape{0, 3});
+  CHECK(cr::sum(e * 2.0).item<double>() == 0);
+  cr::sum(e * 2.0).backward();
+  CHECK(e.grad().shape() == cr::Shape{0, 3});
+  CHECK(cr::cat({e, cr::ones({2, 3}, cr::float64)}, 0).shape() == cr::Shape{2, 3});
+  CHECK(cr::sum(e, 0).shape() == cr::Shape{3});
+}

@@ -1,0 +1,105 @@
+// Tensor basics: factories, dtypes, element access, randomness, printing.
+#include "helpers.hpp"
+
+TEST_CASE("factories: values, shapes, dtypes") {
+  CHECK(cr::zeros({2, 3}).dtype() == cr::float32);
+  CHECK(values(cr::ones({2})) == std::vector<double>{1, 1});
+  CHECK(values(cr::full({2}, 7.5, cr::float64)) == std::vector<double>{7.5, 7.5});
+  CHECK(values(cr::arange(5)) == std::vector<double>{0, 1, 2, 3, 4});
+  CHECK(values(cr::arange(1, 2, 0.25, cr::float64)) == std::vector<double>{1, 1.25, 1.5, 1.75});
+  CHECK(values(cr::linspace(0, 1, 5, cr::float64)) == std::vector<double>{0, 0.25, 0.5, 0.75, 1});
+  CHECK(values(cr::eye(2)) == std::vector<double>{1, 0, 0, 1});
+  CHECK(cr::zeros_like(cr::ones({2, 2}, cr::float64)).dtype() == cr::float64);
+  CHECK(values(cr::ones_like(cr::zeros({3}))) == std::vector<double>{1, 1, 1});
+  CHECK(cr::tensor(2.5).dim() == 0);
+  CHECK(cr::tensor({1, 2, 3}, {3}, cr::int64).to_vector<int64_t>() == std::vector<int64_t>{1, 2, 3});
+  CHECK(cr::tensor(std::vector<double>{1, 2}, {2, 1}).shape() == cr::Shape{2, 1});
+  check_error([] { (void)cr::tensor({1, 2, 3}, {2, 2}); }, {"tensor", "3 values", "[2, 2]"});
+  check_error([] { (void)cr::zeros({-1}); }, {"negative", "[-1]"});
+  check_error([] { (void)cr::arange(0, 1, 0); }, {"arange", "step=0"});
+}
+
+TEST_CASE("default dtype is float32 and settable") {
+  CHECK(cr::default_dtype() == cr::float32);
+  cr::set_default_dtype(cr::float64);
+  CHECK(cr::zeros({1}).dtype() == cr::float64);
+  CHECK(cr::tensor(1.0).dtype() == cr::float64);
+  cr::set_default_dtype(cr::float32);
+  check_error([] { cr::set_default_dtype(cr::int64); }, {"set_default_dtype", "int64"});
+}
+
+TEST_CASE("element access: item, data, to_vector") {
+  cr::Tensor x = cr::arange(6, cr::float64).reshape({2, 3});
+  CHECK(x.data<double>()[4] == 4);
+  CHECK(x.t().to_vector<double>() == std::vector<double>{0, 3, 1, 4, 2, 5});
+  CHECK(x[1][2].item<double>() == 5);
+  CHECK(x[1][2].item<int64_t>() == 5);
+  check_error([&] { (void)x.item<double>(); }, {"item", "[2, 3]"});
+  check_error([&] { (void)x.data<float>(); }, {"data", "float64", "float32"});
+  check_error([&] { (void)x.t().data<double>(); }, {"data", "contiguous"});
+  check_error([] { (void)cr::Tensor().shape(); }, {"undefined"});
+  CHECK(x.size(-1) == 3);
+  CHECK(x.numel() == 6);
+  CHECK(x.dim() == 2);
+}
+
+TEST_CASE("randomness is reproducible: manual_seed and Generator") {
+  cr::manual_seed(123);
+  const auto a = values(cr::rand({5}));
+  cr::manual_seed(123);
+  CHECK(values(cr::rand({5})) == a);
+  cr::Generator g1(9), g2(9);
+  CHECK(values(cr::randn({4}, cr::float64, &g1)) == values(cr::randn({4}, cr::float64, &g2)));
+  for (double v : values(cr::rand({1000}, cr::float64, &g1))) {
+    CHECK(v >= 0);
+    CHECK(v < 1);
+  }
+  const auto r = cr::randint(-2, 3, {1000}, {}, &g1).to_vector<int64_t>();
+  CHECK(*std::min_element(r.begin(), r.end()) == -2);
+  CHECK(*std::max_element(r.begin(), r.end()) == 2);
+  const auto n = values(cr::randn({20000}, cr::float64, &g1));
+  double mean = 0, sq = 0;
+  for (double v : n) mean += v / n.size();
+  for (double v : n) sq += (v - mean) * (v - mean) / n.size();
+  CHECK(std::abs(mean) < 0.03);
+  CHECK(std::abs(sq - 1) < 0.05);
+  check_error([] { (void)cr::randint(3, 3, {1}); }, {"randint", "low < high"});
+}
+
+TEST_CASE("printing tensors, shapes and dtypes with fmt") {
+  CHECK(fmt::format("{}", cr::Shape{2, 3}) == "[2, 3]");
+  CHECK(fmt::format("{}", cr::float64) == "float64");
+  CHECK(fmt::format("{}", cr::tensor({1, 2.5}, {2})) == "tensor([1.0000, 2.5000])");
+  CHECK(fmt::format("{}", cr::tensor({1, 2, 3, 4}, {2, 2}, cr::int64)) == "tensor([[1, 2],\n        [3, 4]], dtype=int64)");
+  cr::Tensor w = cr::ones({2}, cr::float64).requires_grad_();
+  CHECK(fmt::format("{}", w) == "tensor([1.000000, 1.000000], dtype=float64, requires_grad=true)");
+  CHECK(fmt::format("{}", w * 2.0).find("grad_fn=<MulBackward>") != std::string::npos);
+  const std::string big = fmt::format("{}", cr::arange(2000));
+  CHECK(big.find("...") != std::string::npos);
+  CHECK(big.size() < 200);
+  CHECK(fmt::format("{}", cr::tensor(3.0)) == "tensor(3.0000)");
+  CHECK(cr::describe(cr::zeros({2, 3}, cr::float64)) == "[2, 3] float64");
+}
+
+TEST_CASE("gradcheck reports catch a wrong rule and say where") {
+  // A deliberately wrong "square": forward x^2 but backward 3x (instead of 2x).
+  auto wrong_square = [](const std::vector<cr::Tensor>& v) {
+    cr::Tensor x = v[0];
+    cr::Tensor out = (x * x).detach();
+    return cr::record(out, "wrong_square", {x}, {x}, [](const cr::Tensor& g, const cr::BackwardContext& c) -> cr::Grads {
+      return {g * c.saved(0) * 3.0};
+    });
+  };
+  const auto report = cr::autograd::gradcheck(wrong_square, {input({3}, 1, 2)});
+  CHECK_FALSE(report.ok);
+  REQUIRE(report.inputs.size() == 1);
+  CHECK(report.inputs[0].analytic == doctest::Approx(1.5 * report.inputs[0].numeric));
+  CHECK(report.to_string().find("FAILED") != std::string::npos);
+  CHECK(report.to_string().find("analytic") != std::string::npos);
+  const auto good = cr::autograd::gradcheck([](const std::vector<cr::Tensor>& v) { return v[0] * v[0]; }, {input({3})});
+  CHECK(good.ok);
+  CHECK(good.inputs[0].max_abs_error < 1e-8);
+  check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>& v) { return v[0]; },
+                                                 {cr::ones({2}).requires_grad_()}); },
+              {"gradcheck", "float64"});
+}
