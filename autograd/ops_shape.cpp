@@ -198,7 +198,7 @@ Tensor to_dtype(const Tensor& x, Dtype dtype) {
   if (x.dtype() == dtype) return x;
   Tensor out = kernels::cast(x, dtype);
   if (!is_floating(dtype)) return out;  // integers carry no gradient
-  return record(out, "to", {x}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads { return {g}; });
+  return record(out, "to", {x}, {}, [](const Tensor& g, const BackwardContext&) -> Grads { return {g}; });
 }
 
 }  // namespace chainrule
