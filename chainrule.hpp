@@ -2,3 +2,5 @@
 #pragma once
 
 #include "autograd/autograd.hpp"
+#include "nn/nn.hpp"
+#include "optim/optim.hpp"

@@ -6,5 +6,7 @@
 #include "error.hpp"
 #include "gradcheck.hpp"
 #include "random.hpp"
+#include "serialize.hpp"
 #include "shape.hpp"
 #include "tensor.hpp"
+#include "unary.hpp"

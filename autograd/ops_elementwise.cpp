@@ -175,6 +175,14 @@ Tensor sign(const Tensor& x) {
   return kernels::map_any(x, [](auto v) { return (v > 0) - (v < 0); });
 }
 
+Tensor erf(const Tensor& x) {
+  return record(map_floating(x, "erf", [](auto v) { return std::erf(v); }), "erf", {x}, {x},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor& x = c.saved(0);
+                  return {g * exp(-(x * x)) * 1.1283791670955126};  // d erf = 2/sqrt(pi) e^(-x^2)
+                });
+}
+
 Tensor sin(const Tensor& x) {
   return record(map_floating(x, "sin", [](auto v) { return std::sin(v); }), "sin", {x}, {x},
                 [](const Tensor& g, const BackwardContext& c) -> Grads { return {g * cos(c.saved(0))}; });  // d sin = cos

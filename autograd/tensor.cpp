@@ -166,6 +166,19 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
+void Tensor::set_data(const Tensor& data) const {
+  auto& s = const_cast<TensorImpl&>(checked());
+  if (s.grad_fn) fail("set_data: {} is not a leaf; only leaves (parameters) can have their data replaced", describe(*this));
+  if (s.requires_grad && !is_floating(data.dtype()))
+    fail("set_data: {} requires grad, so its data cannot become {}", describe(*this), describe(data));
+  if (data.dtype() != s.dtype) s.grad = nullptr;
+  s.storage = data.impl()->storage;
+  s.shape = data.shape();
+  s.strides = data.strides();
+  s.offset = data.storage_offset();
+  s.dtype = data.dtype();
+}
+
 void Tensor::register_hook(TensorHook hook) const {
   if (!requires_grad()) fail("register_hook: {} does not require grad, so no gradient will reach a hook", describe(*this));
   if (impl_->grad_fn)

@@ -85,6 +85,9 @@ class Tensor {
   const std::shared_ptr<Node>& grad_fn() const { return checked().grad_fn; }
   void backward(const Tensor& gradient = {}, bool retain_graph = false, bool create_graph = false) const;
   Tensor detach() const;
+  // Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
+  // and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype changes.
+  void set_data(const Tensor& data) const;
   // Registers a hook called with this tensor's gradient during backward; a defined return
   // value replaces the gradient.
   void register_hook(TensorHook hook) const;
@@ -173,6 +176,7 @@ Tensor expm1(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor sign(const Tensor& x);  // no gradient (zero almost everywhere)
+Tensor erf(const Tensor& x);
 Tensor sin(const Tensor& x);
 Tensor cos(const Tensor& x);
 Tensor tanh(const Tensor& x);

@@ -29,6 +29,7 @@ const Unary kUnary[] = {
     {"tanh", cr::tanh, [](double v) { return std::tanh(v); }, -2, 2},
     {"sigmoid", cr::sigmoid, [](double v) { return 1 / (1 + std::exp(-v)); }, -3, 3},
     {"relu", cr::relu, [](double v) { return v > 0 ? v : 0; }, -2, 2},
+    {"erf", cr::erf, [](double v) { return std::erf(v); }, -2, 2},
 };
 
 // Three shapes: 0-d, a matrix, and a non-contiguous (transposed) 3-d view.

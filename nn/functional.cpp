@@ -1,0 +1,167 @@
+// Activations and losses. Most are compositions of autograd primitives (so their gradients
+// need no rule); softplus has a fused kernel with its derivative sigmoid(x), which keeps
+// softplus, log_sigmoid, mish and bce_with_logits exact and finite at any input. Where a
+// branch of `where` could overflow, its input is clamped first: `where` routes a zero
+// gradient to the unused branch, and 0 * inf would still be NaN.
+#include "functional.hpp"
+
+#include "../autograd/unary.hpp"
+
+#include <cmath>
+
+namespace chainrule::nn::functional {
+
+namespace {
+
+// log(1 + e^z) = max(z, 0) + log1p(e^-|z|): never overflows; d/dz = sigmoid(z) exactly.
+Tensor stable_softplus(const Tensor& z) {
+  return autograd::unary_op(
+      z, "softplus", [](auto v) { return std::max(v, decltype(v)(0)) + std::log1p(std::exp(-std::abs(v))); },
+      [](const Tensor& x, const Tensor&) { return sigmoid(x); });
+}
+
+Tensor reduce(const Tensor& loss, Reduction reduction) {
+  switch (reduction) {
+    case Reduction::mean: return mean(loss);
+    case Reduction::sum: return sum(loss);
+    case Reduction::none: return loss;
+  }
+  return loss;
+}
+
+// Elementwise losses require equal shapes: broadcasting [N, 1] against [N] silently gives an
+// [N, N] loss, a classic bug.
+void check_same_shape(const Tensor& input, const Tensor& target, const char* op) {
+  if (input.shape() != target.shape())
+    fail("{}: input {} and target {} must have the same shape (reshape one of them; broadcasting here is "
+         "almost always a bug)",
+         op, describe(input), describe(target));
+}
+
+void check_class_targets(const Tensor& scores, const Tensor& target, const char* op) {
+  if (scores.dim() != 2) fail("{}: expected scores of shape [N, C], got {}", op, describe(scores));
+  if (target.dtype() != Dtype::int64)
+    fail("{}: class targets must be int64, got {} (convert with .to(cr::int64))", op, describe(target));
+  if (target.dim() != 1 || target.size(0) != scores.size(0))
+    fail("{}: target {} must have shape [{}] for scores {}", op, describe(target), scores.size(0), describe(scores));
+  const int64_t classes = scores.size(1);
+  for (int64_t t : target.to_vector<int64_t>())
+    if (t < 0 || t >= classes)
+      fail("{}: target {} is out of range for {} classes (scores {}, target {})", op, t, classes, describe(scores),
+           describe(target));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- activations
+
+Tensor leaky_relu(const Tensor& x, double slope) { return where(x > 0.0, x, x * slope); }
+
+Tensor elu(const Tensor& x, double alpha) {
+  return where(x > 0.0, x, expm1(clamp(x, std::nullopt, 0.0)) * alpha);
+}
+
+Tensor selu(const Tensor& x) {
+  constexpr double alpha = 1.6732632423543772848170429916717, scale = 1.0507009873554804934193349852946;
+  return elu(x, alpha) * scale;
+}
+
+Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  if (tanh_approximation) {
+    const double k = std::sqrt(2.0 / M_PI);
+    return x * 0.5 * (1.0 + tanh((x + pow(x, 3) * 0.044715) * k));
+  }
+  return x * 0.5 * (1.0 + erf(x * M_SQRT1_2));
+}
+
+Tensor silu(const Tensor& x) { return x * sigmoid(x); }
+
+Tensor softplus(const Tensor& x, double beta, double threshold) {
+  if (beta <= 0) fail("softplus: beta must be positive, got {}", beta);
+  const Tensor z = beta == 1.0 ? x : x * beta;
+  const Tensor y = where(z > threshold, z, stable_softplus(z));  // linear above the threshold, as PyTorch
+  return beta == 1.0 ? y : y / beta;
+}
+
+Tensor mish(const Tensor& x) { return x * tanh(stable_softplus(x)); }
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) { return clamp(x, min_val, max_val); }
+Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }
+Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
+
+// ---------------------------------------------------------------- losses
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape(input, target, "mse_loss");
+  const Tensor d = input - target;
+  return reduce(d * d, reduction);
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape(input, target, "l1_loss");
+  return reduce(abs(input - target), reduction);
+}
+
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
+  check_same_shape(input, target, "smooth_l1_loss");
+  if (beta < 0) fail("smooth_l1_loss: beta must be non-negative, got {}", beta);
+  const Tensor d = abs(input - target);
+  if (beta == 0) return reduce(d, reduction);
+  return reduce(where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction);
+}
+
+Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction, double delta) {
+  check_same_shape(input, target, "huber_loss");
+  if (delta <= 0) fail("huber_loss: delta must be positive, got {}", delta);
+  const Tensor d = abs(input - target);
+  return reduce(where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta), reduction);
+}
+
+Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape(input, target, "binary_cross_entropy");
+  for (double v : input.to_vector<double>())
+    if (!(v >= 0 && v <= 1))
+      fail("binary_cross_entropy: input values must be probabilities in [0, 1], found {} in {}; use "
+           "binary_cross_entropy_with_logits for raw scores",
+           v, describe(input));
+  Tensor loss;
+  {
+    NoGradGuard no_grad;  // logs clamped at -100 as PyTorch, so 0 and 1 give finite losses
+    const Tensor log_p = clamp(log(input), -100.0, std::nullopt), log_q = clamp(log(1.0 - input), -100.0, std::nullopt);
+    loss = -(target * log_p + (1.0 - target) * log_q);
+  }
+  loss = record(loss, "binary_cross_entropy", {input, target}, {input, target},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor &x = c.saved(0), &y = c.saved(1);
+                  Tensor gx, gy;
+                  // d/dx = (x - y) / (x (1 - x)), with the denominator kept away from 0
+                  if (c.needs(0)) gx = g * (x - y) / clamp(x * (1.0 - x), 1e-12, std::nullopt);
+                  if (c.needs(1))
+                    gy = g * (clamp(log(1.0 - x), -100.0, std::nullopt) - clamp(log(x), -100.0, std::nullopt));
+                  return {gx, gy};
+                });
+  return reduce(loss, reduction);
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape(input, target, "binary_cross_entropy_with_logits");
+  // -[y log s(x) + (1-y) log(1-s(x))] = softplus(x) - x y; gradient sigmoid(x) - y
+  return reduce(stable_softplus(input) - input * target, reduction);
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction) {
+  check_class_targets(log_probs, target, "nll_loss");
+  return reduce(-gather(log_probs, 1, target.unsqueeze(1)).squeeze(1), reduction);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing) {
+  check_class_targets(logits, target, "cross_entropy");
+  if (label_smoothing < 0 || label_smoothing >= 1)
+    fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
+  const Tensor lp = log_softmax(logits, 1);
+  Tensor loss = -gather(lp, 1, target.unsqueeze(1)).squeeze(1);
+  // smoothing mixes in the uniform distribution: (1 - e) nll + e mean_c(-log p_c)
+  if (label_smoothing > 0) loss = loss * (1.0 - label_smoothing) - mean(lp, 1) * label_smoothing;
+  return reduce(loss, reduction);
+}
+
+}  // namespace chainrule::nn::functional

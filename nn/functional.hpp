@@ -1,0 +1,47 @@
+// nn::functional: activations and losses as functions. Every one is finite in value and
+// gradient for inputs up to +-1e4 in float32 and float64.
+#pragma once
+
+#include "../autograd/autograd.hpp"
+
+namespace chainrule::nn::functional {
+
+// ---------------------------------------------------------------- activations
+using chainrule::relu;
+using chainrule::sigmoid;
+using chainrule::softmax;
+using chainrule::log_softmax;
+using chainrule::tanh;
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);  // slope at 0 is negative_slope
+Tensor elu(const Tensor& x, double alpha = 1.0);
+Tensor selu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool tanh_approximation = false);
+Tensor silu(const Tensor& x);  // x * sigmoid(x), also known as swish
+Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
+Tensor mish(const Tensor& x);
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
+Tensor softsign(const Tensor& x);
+Tensor log_sigmoid(const Tensor& x);
+
+// ---------------------------------------------------------------- losses
+enum class Reduction { mean, sum, none };
+
+// sum of squares is mse_loss(..., Reduction::sum) (the seed's loss)
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
+                      double beta = 1.0);
+Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
+                  double delta = 1.0);
+// input holds probabilities in [0, 1]; logs are clamped at -100 as PyTorch does.
+Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+// Stable for any logit: its gradient is exactly sigmoid(x) - y (times 1/N for mean).
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
+                                        Reduction reduction = Reduction::mean);
+// logits [N, C] and int64 class targets [N]; label_smoothing in [0, 1).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
+                     double label_smoothing = 0.0);
+// log-probabilities [N, C] and int64 targets [N].
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::mean);
+
+}  // namespace chainrule::nn::functional

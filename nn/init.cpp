@@ -1,0 +1,69 @@
+#include "init.hpp"
+
+#include <cmath>
+
+namespace chainrule::nn::init {
+
+std::pair<int64_t, int64_t> fan_in_and_fan_out(const Tensor& t) {
+  if (t.dim() < 2)
+    fail("init: fan in and fan out need a tensor with at least 2 dimensions, got {}", describe(t));
+  int64_t receptive = 1;
+  for (int64_t d = 2; d < t.dim(); ++d) receptive *= t.size(d);
+  return {t.size(1) * receptive, t.size(0) * receptive};
+}
+
+double calculate_gain(const std::string& nonlinearity, double param) {
+  if (nonlinearity == "linear" || nonlinearity == "sigmoid" || nonlinearity == "identity") return 1.0;
+  if (nonlinearity == "tanh") return 5.0 / 3.0;
+  if (nonlinearity == "relu") return std::sqrt(2.0);
+  if (nonlinearity == "leaky_relu") return std::sqrt(2.0 / (1 + param * param));
+  if (nonlinearity == "selu") return 0.75;
+  fail("calculate_gain: unknown nonlinearity '{}' (known: linear, sigmoid, tanh, relu, leaky_relu, selu)",
+       nonlinearity);
+}
+
+namespace {
+Tensor& assign(Tensor& t, const Tensor& values) {
+  NoGradGuard no_grad;
+  t.copy_(values);
+  return t;
+}
+}  // namespace
+
+Tensor& uniform_(Tensor& t, double low, double high, Generator* gen) {
+  return assign(t, rand(t.shape(), Dtype::float64, gen) * (high - low) + low);
+}
+Tensor& normal_(Tensor& t, double mean, double std, Generator* gen) {
+  return assign(t, randn(t.shape(), Dtype::float64, gen) * std + mean);
+}
+Tensor& constant_(Tensor& t, double value) { return assign(t, full(t.shape(), value, t.dtype())); }
+Tensor& zeros_(Tensor& t) { return constant_(t, 0.0); }
+Tensor& ones_(Tensor& t) { return constant_(t, 1.0); }
+
+Tensor& xavier_uniform_(Tensor& t, double gain, Generator* gen) {
+  const auto [fan_in, fan_out] = fan_in_and_fan_out(t);
+  const double a = gain * std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
+  return uniform_(t, -a, a, gen);
+}
+Tensor& xavier_normal_(Tensor& t, double gain, Generator* gen) {
+  const auto [fan_in, fan_out] = fan_in_and_fan_out(t);
+  return normal_(t, 0.0, gain * std::sqrt(2.0 / static_cast<double>(fan_in + fan_out)), gen);
+}
+
+namespace {
+double kaiming_std(const Tensor& t, double a, FanMode mode, const std::string& nonlinearity) {
+  const auto [fan_in, fan_out] = fan_in_and_fan_out(t);
+  const double fan = static_cast<double>(mode == FanMode::fan_in ? fan_in : fan_out);
+  return calculate_gain(nonlinearity, a) / std::sqrt(fan);
+}
+}  // namespace
+
+Tensor& kaiming_uniform_(Tensor& t, double a, FanMode mode, const std::string& nonlinearity, Generator* gen) {
+  const double bound = std::sqrt(3.0) * kaiming_std(t, a, mode, nonlinearity);
+  return uniform_(t, -bound, bound, gen);
+}
+Tensor& kaiming_normal_(Tensor& t, double a, FanMode mode, const std::string& nonlinearity, Generator* gen) {
+  return normal_(t, 0.0, kaiming_std(t, a, mode, nonlinearity), gen);
+}
+
+}  // namespace chainrule::nn::init

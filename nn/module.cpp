@@ -1,0 +1,160 @@
+#include "module.hpp"
+
+#include "activation.hpp"
+#include "init.hpp"
+
+#include <cmath>
+
+namespace chainrule::nn {
+
+// ---------------------------------------------------------------- Module
+
+Tensor& Module::register_parameter(std::string name, Tensor t, bool requires_grad) {
+  for (const auto& [n, p] : params_)
+    if (n == name) fail("register_parameter: {} already has a parameter named '{}'", repr(), name);
+  if (requires_grad && !t.requires_grad()) t.requires_grad_();
+  params_.emplace_back(std::move(name), t);
+  return params_.back().second;
+}
+
+void Module::collect(const std::string& prefix, NamedTensors& out) const {
+  for (const auto& [name, p] : params_) out.emplace_back(prefix + name, p);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+}
+
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
+  collect("", out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, p] : named_parameters()) out.push_back(p);
+  return out;
+}
+
+void Module::zero_grad() {
+  for (auto& p : parameters()) p.set_grad({});
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(Dtype dtype) {
+  if (!is_floating(dtype)) fail("Module::to: parameters must be floating, got {}", dtype);
+  for (auto& p : parameters()) p.set_data(p.detach().to(dtype));
+}
+
+namespace {
+void print_tree(const Module& m, const std::string& indent, std::string& out) {
+  const auto& children = m.named_children();
+  if (children.empty()) {
+    out += m.repr();
+    return;
+  }
+  out += m.repr() + "(\n";
+  for (const auto& [name, child] : children) {
+    out += indent + "  (" + name + "): ";
+    print_tree(*child, indent + "  ", out);
+    out += "\n";
+  }
+  out += indent + ")";
+}
+}  // namespace
+
+std::string to_string(const Module& m) {
+  std::string out;
+  print_tree(m, "", out);
+  return out;
+}
+
+void save(const Module& m, const std::string& path) { save_tensors(m.named_parameters(), path); }
+
+void load(Module& m, const std::string& path) {
+  assign_tensors(m.named_parameters(), load_tensors(path), m.repr());
+}
+
+// ---------------------------------------------------------------- Linear
+
+Linear::Linear(int64_t in, int64_t out, LinearOptions options)
+    : in_features(in), out_features(out), generator_(options.generator) {
+  if (in <= 0 || out <= 0) fail("Linear: in ({}) and out ({}) features must be positive", in, out);
+  const Dtype dtype = options.dtype.value_or(default_dtype());
+  weight = register_parameter("weight", empty({out, in}, dtype));
+  if (options.bias) bias = register_parameter("bias", empty({out}, dtype));
+  reset_parameters();
+}
+
+void Linear::reset_parameters() {
+  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", generator_);
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+    init::uniform_(bias, -bound, bound, generator_);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  if (x.dim() == 0 || x.size(-1) != in_features)
+    fail("Linear: input {} does not end in in_features={} ({})", describe(x), in_features, repr());
+  const Tensor y = matmul(x, weight.t());
+  return bias.defined() ? y + bias : y;
+}
+
+std::string Linear::repr() const {
+  return fmt::format("Linear(in={}, out={}, bias={})", in_features, out_features, bias.defined());
+}
+
+// ---------------------------------------------------------------- Sequential
+
+Sequential::Sequential(std::vector<ModulePtr> modules) {
+  for (auto& m : modules) push_back(std::move(m));
+}
+
+void Sequential::push_back(ModulePtr m) {
+  if (!m) fail("Sequential: cannot add a null module");
+  register_module(std::to_string(modules_.size()), m);
+  modules_.push_back(std::move(m));
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& m : modules_) h = m->forward(h);
+  return h;
+}
+
+// ---------------------------------------------------------------- MLP
+
+namespace {
+ModulePtr build_activation(const ActivationSpec& spec) {
+  if (const auto* name = std::get_if<std::string>(&spec)) return name->empty() ? nullptr : make_activation(*name);
+  const auto& factory = std::get<std::function<ModulePtr()>>(spec);
+  return factory ? factory() : nullptr;
+}
+}  // namespace
+
+MLP::MLP(const std::vector<int64_t>& sizes, MLPOptions options) : sizes_(sizes), options_(std::move(options)) {
+  if (sizes.size() < 2) fail("MLP: needs at least input and output sizes, got {} sizes", sizes.size());
+  layers = register_module("layers", std::make_shared<Sequential>());
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    auto linear = std::make_shared<Linear>(
+        sizes[i], sizes[i + 1], LinearOptions{.bias = options_.bias, .dtype = options_.dtype, .generator = options_.generator});
+    linears.push_back(linear);
+    layers->push_back(linear);
+    const bool last = i + 2 == sizes.size();
+    if (ModulePtr act = build_activation(last ? options_.output_activation : options_.activation))
+      layers->push_back(act);
+  }
+  if (options_.init)
+    for (auto& l : linears) options_.init(*l);
+}
+
+void MLP::reset_parameters() {
+  for (auto& l : linears) options_.init ? options_.init(*l) : l->reset_parameters();
+}
+
+std::string MLP::repr() const { return fmt::format("MLP(sizes=[{}])", fmt::join(sizes_, ", ")); }
+
+}  // namespace chainrule::nn

@@ -1,0 +1,7 @@
+// The nn layer: modules, activations (and their registry), losses, initialisers, checkpoints.
+#pragma once
+
+#include "activation.hpp"
+#include "functional.hpp"
+#include "init.hpp"
+#include "module.hpp"

@@ -1,0 +1,5 @@
+// The optim layer: optimizers and learning-rate schedulers.
+#pragma once
+
+#include "optimizer.hpp"
+#include "scheduler.hpp"

@@ -1,0 +1,223 @@
+// The update rules. Each runs under NoGradGuard on the parameters' data; the formulas are in
+// optimizer.hpp.
+#include "optimizer.hpp"
+
+#include <cmath>
+#include <set>
+
+namespace chainrule::optim {
+
+void Optimizer::check_params(const std::vector<Tensor>& params, const std::string& optimizer) {
+  if (params.empty()) fail("{}: got an empty parameter list", optimizer);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i];
+    if (!p.defined()) fail("{}: parameter {} is undefined", optimizer, i);
+    if (!p.is_leaf() || !p.requires_grad())
+      fail("{}: parameter {} ({}) must be a leaf that requires grad", optimizer, i, describe(p));
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (size_t g = 0; g < group_count(); ++g)
+    for (const Tensor& p : group_params(g)) p.impl()->grad = nullptr;
+}
+
+void Optimizer::set_lr(double lr) {
+  for (size_t g = 0; g < group_count(); ++g) set_lr(g, lr);
+}
+
+std::vector<Tensor> Optimizer::all_params() const {
+  std::vector<Tensor> out;
+  for (size_t g = 0; g < group_count(); ++g)
+    for (const Tensor& p : group_params(g)) out.push_back(p);
+  return out;
+}
+
+NamedTensors Optimizer::state_dict() const {
+  NamedTensors out;
+  for (size_t g = 0; g < group_count(); ++g) out.emplace_back(fmt::format("group.{}.lr", g), tensor(lr(g), Dtype::float64));
+  const auto params = all_params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = state_.find(params[i].impl());
+    if (it == state_.end()) continue;
+    out.emplace_back(fmt::format("state.{}.step", i), tensor(static_cast<double>(it->second.step), Dtype::int64));
+    for (const auto& [name, buf] : it->second.buffers)
+      out.emplace_back(fmt::format("state.{}.{}", i, name), buf.detach().clone());
+  }
+  return out;
+}
+
+void Optimizer::load_state_dict(const NamedTensors& state) {
+  const auto params = all_params();
+  std::vector<std::string> problems;
+  std::map<size_t, ParamState> loaded;
+  std::vector<double> lrs(group_count(), -1);
+  for (const auto& [key, t] : state) {
+    size_t index = 0;
+    char field[64] = {};
+    if (std::sscanf(key.c_str(), "group.%zu.%63s", &index, field) == 2 && std::string(field) == "lr") {
+      if (index >= lrs.size() || t.numel() != 1)
+        problems.push_back(fmt::format("unexpected key '{}' ({})", key, describe(t)));
+      else
+        lrs[index] = t.item<double>();
+    } else if (std::sscanf(key.c_str(), "state.%zu.%63s", &index, field) == 2) {
+      if (index >= params.size()) {
+        problems.push_back(fmt::format("unexpected key '{}': {} has {} parameters", key, name_, params.size()));
+      } else if (std::string(field) == "step") {
+        loaded[index].step = t.item<int64_t>();
+      } else if (t.shape() != params[index].shape()) {
+        problems.push_back(fmt::format("shape mismatch for '{}': checkpoint has {}, parameter {} is {}", key,
+                                       t.shape(), index, describe(params[index])));
+      } else {
+        loaded[index].buffers[field] = t.to(params[index].dtype()).clone();
+      }
+    } else {
+      problems.push_back(fmt::format("unexpected key '{}'", key));
+    }
+  }
+  for (size_t g = 0; g < lrs.size(); ++g)
+    if (lrs[g] < 0) problems.push_back(fmt::format("missing key 'group.{}.lr'", g));
+  if (!problems.empty())
+    throw CheckpointError(fmt::format("load: the state does not fit this {} ({} problems):\n  {}", name_,
+                                      problems.size(), fmt::join(problems, "\n  ")));
+  state_.clear();
+  for (auto& [i, s] : loaded) state_[params[i].impl()] = std::move(s);
+  for (size_t g = 0; g < lrs.size(); ++g) set_lr(g, lrs[g]);
+}
+
+void save(const Optimizer& optimizer, const std::string& path) { save_tensors(optimizer.state_dict(), path); }
+void load(Optimizer& optimizer, const std::string& path) { optimizer.load_state_dict(load_tensors(path)); }
+
+namespace {
+// The gradient after maximize and (coupled) weight decay.
+Tensor effective_grad(const Tensor& p, bool maximize, double weight_decay) {
+  Tensor g = p.grad();
+  if (maximize) g = -g;
+  if (weight_decay != 0) g = g + p * weight_decay;
+  return g;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- SGD
+
+void SGD::validate(const SGDOptions& o) const {
+  if (!(o.lr >= 0)) fail("SGD: invalid learning rate {} (must be >= 0)", o.lr);
+  if (!(o.momentum >= 0)) fail("SGD: invalid momentum {} (must be >= 0)", o.momentum);
+  if (!(o.weight_decay >= 0)) fail("SGD: invalid weight_decay {} (must be >= 0)", o.weight_decay);
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    fail("SGD: nesterov momentum requires momentum > 0 and dampening = 0 (got momentum {}, dampening {})", o.momentum,
+         o.dampening);
+  if (o.convention == MomentumConvention::ema) {
+    if (o.momentum >= 1) fail("SGD: the ema convention needs momentum (beta) in [0, 1), got {}", o.momentum);
+    if (o.nesterov || o.dampening != 0)
+      fail("SGD: the ema convention takes neither nesterov nor dampening (its (1 - beta) factor is the dampening)");
+  }
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  for (auto& group : groups_) {
+    const SGDOptions& o = group.options;
+    for (Tensor& p : group.params) {
+      if (!p.grad().defined()) continue;
+      Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+      if (o.momentum != 0) {
+        Tensor& buf = state(p).buffers["momentum_buffer"];
+        if (o.convention == MomentumConvention::ema) {
+          buf = buf.defined() ? buf * o.momentum + g * (1 - o.momentum) : g * (1 - o.momentum);
+          g = buf;
+        } else {
+          buf = buf.defined() ? buf * o.momentum + g * (1 - o.dampening) : g.clone();
+          g = o.nesterov ? g + buf * o.momentum : buf;
+        }
+      }
+      ++state(p).step;
+      p.add_(g, -o.lr);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Adam, AdamW
+
+void Adam::validate(const AdamOptions& o) const {
+  if (!(o.lr >= 0)) fail("{}: invalid learning rate {} (must be >= 0)", name(), o.lr);
+  if (!(o.eps >= 0)) fail("{}: invalid eps {} (must be >= 0)", name(), o.eps);
+  for (int i = 0; i < 2; ++i)
+    if (!(o.betas[i] >= 0 && o.betas[i] < 1))
+      fail("{}: invalid beta parameter at index {}: {} (must be in [0, 1))", name(), i, o.betas[i]);
+  if (!(o.weight_decay >= 0)) fail("{}: invalid weight_decay {} (must be >= 0)", name(), o.weight_decay);
+}
+
+void Adam::step() {
+  NoGradGuard no_grad;
+  for (auto& group : groups_) {
+    const AdamOptions& o = group.options;
+    const auto [b1, b2] = o.betas;
+    for (Tensor& p : group.params) {
+      if (!p.grad().defined()) continue;
+      if (decoupled_ && o.weight_decay != 0) p.mul_(1 - o.lr * o.weight_decay);
+      const Tensor g = effective_grad(p, o.maximize, decoupled_ ? 0.0 : o.weight_decay);
+      ParamState& s = state(p);
+      Tensor& m = s.buffers["exp_avg"];
+      Tensor& v = s.buffers["exp_avg_sq"];
+      if (!m.defined()) {
+        m = zeros_like(p);
+        v = zeros_like(p);
+      }
+      const int64_t t = ++s.step;
+      m = m * b1 + g * (1 - b1);
+      v = v * b2 + g * g * (1 - b2);
+      Tensor v_hat = v;
+      if (o.amsgrad) {
+        Tensor& vmax = s.buffers["max_exp_avg_sq"];
+        vmax = vmax.defined() ? maximum(vmax, v) : v.clone();
+        v_hat = vmax;
+      }
+      const double bias1 = 1 - std::pow(b1, static_cast<double>(t)), bias2 = 1 - std::pow(b2, static_cast<double>(t));
+      const Tensor denom = sqrt(v_hat) / std::sqrt(bias2) + o.eps;
+      p.add_(m / denom, -o.lr / bias1);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- RMSprop
+
+void RMSprop::validate(const RMSpropOptions& o) const {
+  if (!(o.lr >= 0)) fail("RMSprop: invalid learning rate {} (must be >= 0)", o.lr);
+  if (!(o.alpha >= 0)) fail("RMSprop: invalid alpha {} (must be >= 0)", o.alpha);
+  if (!(o.eps >= 0)) fail("RMSprop: invalid eps {} (must be >= 0)", o.eps);
+  if (!(o.momentum >= 0)) fail("RMSprop: invalid momentum {} (must be >= 0)", o.momentum);
+  if (!(o.weight_decay >= 0)) fail("RMSprop: invalid weight_decay {} (must be >= 0)", o.weight_decay);
+}
+
+void RMSprop::step() {
+  NoGradGuard no_grad;
+  for (auto& group : groups_) {
+    const RMSpropOptions& o = group.options;
+    for (Tensor& p : group.params) {
+      if (!p.grad().defined()) continue;
+      const Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+      ParamState& s = state(p);
+      ++s.step;
+      Tensor& sq = s.buffers["square_avg"];
+      sq = sq.defined() ? sq * o.alpha + g * g * (1 - o.alpha) : g * g * (1 - o.alpha);
+      Tensor avg;
+      if (o.centered) {
+        Tensor& ga = s.buffers["grad_avg"];
+        ga = ga.defined() ? ga * o.alpha + g * (1 - o.alpha) : g * (1 - o.alpha);
+        avg = sqrt(sq - ga * ga) + o.eps;
+      } else {
+        avg = sqrt(sq) + o.eps;
+      }
+      if (o.momentum > 0) {
+        Tensor& buf = s.buffers["momentum_buffer"];
+        buf = buf.defined() ? buf * o.momentum + g / avg : g / avg;
+        p.add_(buf, -o.lr);
+      } else {
+        p.add_(g / avg, -o.lr);
+      }
+    }
+  }
+}
+
+}  // namespace chainrule::optim

@@ -1,0 +1,101 @@
+// Activations: values against Python's math module, gradients by gradcheck (first and
+// second order), finite values and gradients at extremes, the registry, and the modules.
+#include "helpers.hpp"
+
+#include <cmath>
+#include <map>
+
+namespace F = cr::nn::functional;
+
+namespace {
+const std::vector<double> kPoints = {-2.0, -0.5, 0.0, 0.5, 3.0};
+// Reference values computed with Python's math module (independent of chainrule).
+const std::map<std::string, std::vector<double>> kReference = {
+    {"leaky_relu", {-0.02, -0.005, 0.0, 0.5, 3.0}},
+    {"elu", {-0.8646647167633873, -0.3934693402873666, 0.0, 0.5, 3.0}},
+    {"selu", {-1.520166468595695, -0.6917581878028713, 0.0, 0.5253504936777402, 3.1521029620664414}},
+    {"gelu", {-0.04550026389635842, -0.15426876936299344, 0.0, 0.34573123063700656, 2.99595030590511}},
+    {"gelu_tanh", {-0.04540230591222494, -0.15428599017485606, 0.0, 0.34571400982514394, 2.996362607918227}},
+    {"silu", {-0.2384058440442351, -0.1887703343990727, 0.0, 0.3112296656009273, 2.8577223804673}},
+    {"softplus", {0.1269280110429725, 0.4740769841801067, 0.6931471805599453, 0.9740769841801067, 3.048587351573742}},
+    {"mish", {-0.2525014826957089, -0.22074377465173, 0.0, 0.3752452113048951, 2.9865350049679575}},
+    {"hardtanh", {-1, -0.5, 0.0, 0.5, 1}},
+    {"softsign", {-0.6666666666666666, -0.3333333333333333, 0.0, 0.3333333333333333, 0.75}},
+    {"log_sigmoid",
+     {-2.1269280110429727, -0.9740769841801067, -0.6931471805599453, -0.4740769841801067, -0.04858735157374206}},
+};
+const std::vector<std::string> kAll = {"sigmoid",  "tanh",     "relu",     "leaky_relu", "elu",
+                                       "selu",     "gelu",     "gelu_tanh", "silu",      "softplus",
+                                       "mish",     "hardtanh", "softsign", "log_sigmoid", "softmax",
+                                       "log_softmax", "swish", "identity"};
+}  // namespace
+
+TEST_CASE("activation values match an independent reference") {
+  const cr::Tensor x = cr::tensor(std::vector<double>(kPoints), {5}, cr::float64);
+  for (const auto& [name, want] : kReference) {
+    CAPTURE(name);
+    const auto got = values(cr::nn::make_activation(name)->forward(x));
+    for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("every activation passes first- and second-order gradcheck (away from kinks)") {
+  // points avoid the kinks of relu-like functions at 0 and of hardtanh at +-1
+  const cr::Tensor x = cr::tensor({-2.3, -1.2, -0.4, 0.3, 0.8, 2.1}, {2, 3}, cr::float64).requires_grad_();
+  for (const auto& name : kAll) {
+    CAPTURE(name);
+    auto act = cr::nn::make_activation(name);
+    check_gradients([&](const std::vector<cr::Tensor>& v) { return act->forward(v[0]); }, {x});
+  }
+}
+
+TEST_CASE("activations are finite in value and gradient up to +-1e4, float32 and float64") {
+  for (auto dtype : {cr::float32, cr::float64}) {
+    CAPTURE(dtype);
+    for (const auto& name : kAll) {
+      CAPTURE(name);
+      cr::Tensor x = cr::tensor({-1e4, -710, -88, -20, -1, -1e-8, 0, 1e-8, 1, 20, 88, 710, 1e4}, dtype).requires_grad_();
+      const cr::Tensor y = cr::nn::make_activation(name)->forward(x);
+      cr::sum(y).backward();
+      for (double v : values(y)) CHECK(std::isfinite(v));
+      for (double g : values(x.grad())) CHECK(std::isfinite(g));
+    }
+  }
+}
+
+TEST_CASE("softplus: threshold and beta as in PyTorch; log_sigmoid at extremes") {
+  cr::Tensor x = cr::tensor({-30, 0, 25}, cr::float64).requires_grad_();
+  const auto y = values(F::softplus(x, 2.0, 20.0));
+  CHECK(y[1] == doctest::Approx(std::log(2.0) / 2));
+  CHECK(y[2] == 25.0);  // beta x = 50 > threshold: linear
+  CHECK(values(F::log_sigmoid(cr::tensor({-1e4}, cr::float64)))[0] == -1e4);
+  F::softplus(x).sum().backward();
+  CHECK(values(x.grad())[1] == doctest::Approx(0.5));
+}
+
+TEST_CASE("the kinks: leaky_relu'(0) = slope, elu'(0) = alpha, hardtanh passes the boundary") {
+  cr::Tensor x = cr::tensor({0.0}, cr::float64).requires_grad_();
+  F::leaky_relu(x, 0.2).sum().backward();
+  CHECK(x.grad().item<double>() == doctest::Approx(0.2));
+  x.set_grad({});
+  F::elu(x, 1.5).sum().backward();
+  CHECK(x.grad().item<double>() == doctest::Approx(1.5));
+}
+
+TEST_CASE("the registry: user activations by name, in an MLP; unknown names list the known ones") {
+  cr::nn::register_activation("squareplus", [](const cr::Tensor& x) { return (x + cr::sqrt(x * x + 4.0)) * 0.5; });
+  CHECK(cr::nn::has_activation("squareplus"));
+  cr::nn::MLP mlp({2, 3, 1}, {.activation = std::string("squareplus"), .dtype = cr::float64});
+  CHECK(fmt::format("{}", mlp).find("squareplus()") != std::string::npos);
+  const cr::Tensor x = input({4, 2});
+  check_gradients([&](const std::vector<cr::Tensor>& v) { return mlp.forward(v[0]); }, {x});
+  check_error([] { (void)cr::nn::make_activation("nope"); }, {"nope", "relu", "tanh", "register_activation"});
+  const auto names = cr::nn::activation_names();
+  CHECK(std::find(names.begin(), names.end(), "gelu") != names.end());
+}
+
+TEST_CASE("activation modules print like PyTorch") {
+  CHECK(cr::nn::ReLU()->repr() == "ReLU()");
+  CHECK(cr::nn::LeakyReLU(0.1)->repr() == "LeakyReLU(negative_slope=0.1)");
+  CHECK(cr::nn::Softmax(1)->repr() == "Softmax(dim=1)");
+}

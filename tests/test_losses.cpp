@@ -1,0 +1,90 @@
+// Losses: values against hand-computed numbers, gradients by gradcheck, the exact gradient of
+// bce_with_logits, stability at extremes, and shape/target errors.
+#include "helpers.hpp"
+
+#include <cmath>
+
+namespace F = cr::nn::functional;
+using R = F::Reduction;
+
+TEST_CASE("regression losses: values and reductions") {
+  const cr::Tensor x = cr::tensor({1, 2, 4}, cr::float64), y = cr::tensor({1, 0, 1}, cr::float64);
+  CHECK(F::mse_loss(x, y).item<double>() == doctest::Approx(13.0 / 3));
+  CHECK(F::mse_loss(x, y, R::sum).item<double>() == 13.0);  // the seed's sum of squares
+  CHECK(values(F::mse_loss(x, y, R::none)) == std::vector<double>{0, 4, 9});
+  CHECK(F::l1_loss(x, y).item<double>() == doctest::Approx(5.0 / 3));
+  CHECK(values(F::smooth_l1_loss(cr::tensor({0.5, 3}, cr::float64), cr::zeros({2}, cr::float64), R::none)) ==
+        std::vector<double>{0.125, 2.5});
+  CHECK(values(F::huber_loss(cr::tensor({0.5, 3}, cr::float64), cr::zeros({2}, cr::float64), R::none, 2.0)) ==
+        std::vector<double>{0.125, 4.0});
+}
+
+TEST_CASE("loss gradients") {
+  using V = const std::vector<cr::Tensor>&;
+  const cr::Tensor x = input({3, 4}, -2, 2, 1), y = input({3, 4}, -2, 2, 2);
+  check_gradients([](V v) { return F::mse_loss(v[0], v[1]); }, {x, y});
+  check_gradients([](V v) { return F::l1_loss(v[0], v[1], R::sum); }, {x, y});
+  check_gradients([](V v) { return F::smooth_l1_loss(v[0], v[1], R::none, 0.5); }, {x, y});
+  check_gradients([](V v) { return F::huber_loss(v[0], v[1], R::mean, 1.5); }, {x, y});
+  const cr::Tensor p = input({3, 4}, 0.1, 0.9, 3), t = input({3, 4}, 0, 1, 4);
+  check_gradients([](V v) { return F::binary_cross_entropy(v[0], v[1]); }, {p, t}, false);
+  check_gradients([](V v) { return F::binary_cross_entropy_with_logits(v[0], v[1]); }, {x, t});
+  const cr::Tensor target = cr::tensor({0, 3, 1}, cr::int64);
+  check_gradients([&](V v) { return F::cross_entropy(v[0], target); }, {x});
+  check_gradients([&](V v) { return F::cross_entropy(v[0], target, R::sum, 0.1); }, {x});
+  check_gradients([&](V v) { return F::nll_loss(cr::log_softmax(v[0], 1), target, R::none); }, {x});
+}
+
+TEST_CASE("bce_with_logits: gradient is sigmoid(x) - y to 1e-12, finite at every extreme") {
+  for (auto dtype : {cr::float32, cr::float64}) {
+    cr::Tensor x = cr::tensor({-1e4, -710, -88, -20, -1, -1e-8, 0, 1e-8, 1, 20, 88, 710, 1e4}, dtype).requires_grad_();
+    const cr::Tensor y = cr::full({13}, 0.3, dtype);
+    const cr::Tensor loss = F::binary_cross_entropy_with_logits(x, y, R::sum);
+    CHECK(std::isfinite(loss.item<double>()));
+    loss.backward();
+    const auto g = values(x.grad()), s = values(cr::sigmoid(x.detach()));
+    for (size_t i = 0; i < g.size(); ++i) CHECK(std::abs(g[i] - (s[i] - 0.3)) <= (dtype == cr::float64 ? 1e-12 : 1e-6));
+  }
+  // value: log(1 + e^x) - x y at x = 2, y = 1
+  CHECK(F::binary_cross_entropy_with_logits(cr::tensor({2.0}, cr::float64), cr::tensor({1.0}, cr::float64)).item<double>() ==
+        doctest::Approx(std::log1p(std::exp(-2.0))));
+}
+
+TEST_CASE("bce on probabilities clamps its logs at -100, as PyTorch") {
+  const cr::Tensor p = cr::tensor({0.0, 1.0, 0.25}, cr::float64), y = cr::tensor({1.0, 1.0, 0.0}, cr::float64);
+  const auto l = values(F::binary_cross_entropy(p, y, R::none));
+  CHECK(l[0] == 100.0);
+  CHECK(l[1] == 0.0);
+  CHECK(l[2] == doctest::Approx(-std::log(0.75)));
+  check_error([] { (void)F::binary_cross_entropy(cr::tensor({1.5}), cr::tensor({1.0})); },
+              {"binary_cross_entropy", "[0, 1]", "1.5"});
+}
+
+TEST_CASE("cross_entropy: value by hand, label smoothing, stability") {
+  const cr::Tensor logits = cr::tensor({1, 2, 3, 1, 1, 1}, {2, 3}, cr::float64);
+  const cr::Tensor target = cr::tensor({2, 0}, cr::int64);
+  const double l0 = -3 + std::log(std::exp(1) + std::exp(2) + std::exp(3)), l1 = std::log(3.0);
+  CHECK(F::cross_entropy(logits, target).item<double>() == doctest::Approx((l0 + l1) / 2));
+  CHECK(F::nll_loss(cr::log_softmax(logits, 1), target, R::sum).item<double>() == doctest::Approx(l0 + l1));
+  // smoothing e: (1 - e) nll + e * mean_c(-log p_c)
+  const double lse = std::log(std::exp(1) + std::exp(2) + std::exp(3));
+  const double smooth0 = ((lse - 1) + (lse - 2) + (lse - 3)) / 3;
+  CHECK(values(F::cross_entropy(logits, target, R::none, 0.2))[0] == doctest::Approx(0.8 * l0 + 0.2 * smooth0));
+  cr::Tensor big = cr::tensor({1e4, -1e4, 0}, {1, 3}, cr::float32).requires_grad_();
+  const cr::Tensor l = F::cross_entropy(big, cr::tensor({1}, cr::int64));
+  CHECK(l.item<double>() == doctest::Approx(2e4));
+  l.backward();
+  for (double g : values(big.grad())) CHECK(std::isfinite(g));
+}
+
+TEST_CASE("loss errors: shapes, target dtype and range") {
+  check_error([] { (void)F::mse_loss(cr::zeros({4, 1}), cr::zeros({4})); }, {"mse_loss", "[4, 1]", "[4]"});
+  check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 3}, cr::int64)); },
+              {"cross_entropy", "target 3", "3 classes", "[2, 3]"});
+  check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, -1}, cr::int64)); },
+              {"cross_entropy", "target -1"});
+  check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 1})); }, {"cross_entropy", "int64"});
+  check_error([] { (void)F::nll_loss(cr::zeros({2, 3}), cr::tensor({0}, cr::int64)); }, {"nll_loss", "[1]", "[2]"});
+  check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 1}, cr::int64), R::mean, 1.0); },
+              {"label_smoothing"});
+}

@@ -1,0 +1,158 @@
+// Modules: registration and names, Linear's initialisation, MLP structure, printing,
+// train/eval, dtype conversion; the initialisers.
+#include "helpers.hpp"
+
+#include <cmath>
+
+TEST_CASE("Linear: shapes, PyTorch's default initialisation bounds, bias on and off") {
+  cr::manual_seed(1);
+  cr::nn::Linear l(50, 20);
+  CHECK(l.weight.shape() == cr::Shape{20, 50});
+  CHECK(l.bias.shape() == cr::Shape{20});
+  const double bound = 1 / std::sqrt(50.0);
+  for (double w : values(l.weight)) CHECK(std::abs(w) <= bound);
+  for (double b : values(l.bias)) CHECK(std::abs(b) <= bound);
+  // U(-b, b) has standard deviation b / sqrt(3)
+  const auto w = values(l.weight);
+  double var = 0;
+  for (double v : w) var += v * v / w.size();
+  CHECK(std::sqrt(var) == doctest::Approx(bound / std::sqrt(3.0)).epsilon(0.1));
+  CHECK(l(cr::zeros({7, 50})).shape() == cr::Shape{7, 20});
+  CHECK(l.repr() == "Linear(in=50, out=20, bias=true)");
+  cr::nn::Linear nb(3, 4, {.bias = false});
+  CHECK_FALSE(nb.bias.defined());
+  CHECK(nb.parameters().size() == 1);
+  CHECK(nb.repr() == "Linear(in=3, out=4, bias=false)");
+  check_error([&] { (void)nb(cr::zeros({2, 5})); }, {"Linear", "[2, 5]", "in_features=3"});
+  check_error([] { cr::nn::Linear bad(0, 3); }, {"Linear", "positive"});
+  // y = x W^T + b, checked by hand
+  cr::nn::Linear h(2, 1, {.dtype = cr::float64});
+  {
+    cr::NoGradGuard g;
+    h.weight.copy_(cr::tensor({2, -1}, {1, 2}, cr::float64));
+    h.bias.copy_(cr::tensor({0.5}, cr::float64));
+  }
+  CHECK(h(cr::tensor({3, 4}, {1, 2}, cr::float64)).item<double>() == 2.5);
+}
+
+TEST_CASE("Generator makes Linear reproducible") {
+  cr::Generator g1(5), g2(5);
+  cr::nn::Linear a(4, 3, {.generator = &g1}), b(4, 3, {.generator = &g2});
+  CHECK(values(a.weight) == values(b.weight));
+  CHECK(values(a.bias) == values(b.bias));
+}
+
+TEST_CASE("MLP: structure, names, printout, options") {
+  cr::nn::MLP mlp({3, 4, 1}, {.activation = std::string("sigmoid"), .output_activation = std::string("sigmoid"),
+                              .bias = false});
+  const auto named = mlp.named_parameters();
+  REQUIRE(named.size() == 2);
+  CHECK(named[0].first == "layers.0.weight");
+  CHECK(named[1].first == "layers.2.weight");
+  CHECK(named[0].second.shape() == cr::Shape{4, 3});
+  CHECK(mlp.layers->size() == 4);
+  CHECK(fmt::format("{}", mlp) ==
+        "MLP(sizes=[3, 4, 1])(\n"
+        "  (layers): Sequential(\n"
+        "    (0): Linear(in=3, out=4, bias=false)\n"
+        "    (1): Sigmoid()\n"
+        "    (2): Linear(in=4, out=1, bias=false)\n"
+        "    (3): Sigmoid()\n"
+        "  )\n"
+        ")");
+  CHECK(mlp(cr::zeros({5, 3})).shape() == cr::Shape{5, 1});
+  // zero input: hidden = sigmoid(0) = 0.5, output = sigmoid(0.5 * sum(W2))
+  const double w2 = cr::sum(mlp.linears[1]->weight).item<double>();
+  for (double v : values(mlp(cr::zeros({2, 3})))) CHECK(v == doctest::Approx(1 / (1 + std::exp(-0.5 * w2))));
+
+  cr::nn::MLP deep({2, 8, 8, 3}, {.activation = std::function<cr::nn::ModulePtr()>([] { return cr::nn::Tanh(); })});
+  CHECK(deep.parameters().size() == 6);
+  CHECK(deep.named_parameters()[5].first == "layers.4.bias");
+  CHECK(fmt::format("{}", deep).find("Tanh()") != std::string::npos);
+  check_error([] { cr::nn::MLP bad({3}); }, {"MLP", "sizes"});
+}
+
+TEST_CASE("MLP with an initialiser, reset_parameters, gradients through the whole model") {
+  cr::manual_seed(3);
+  cr::nn::MLP mlp({3, 5, 2}, {.activation = std::string("tanh"),
+                              .init = [](cr::nn::Linear& l) {
+                                cr::nn::init::xavier_uniform_(l.weight);
+                                if (l.bias.defined()) cr::nn::init::zeros_(l.bias);
+                              },
+                              .dtype = cr::float64});
+  CHECK(values(mlp.linears[0]->bias) == std::vector<double>(5, 0.0));
+  const cr::Tensor x = input({4, 3});
+  std::vector<cr::Tensor> ps = mlp.parameters();
+  auto fn = [&](const std::vector<cr::Tensor>& v) {
+    cr::Tensor h = cr::tanh(cr::matmul(x, v[0].t()) + v[1]);
+    return cr::matmul(h, v[2].t()) + v[3];
+  };
+  // the module computes exactly the expression, and its parameter gradients pass gradcheck
+  CHECK(cr::allclose(mlp(x), fn(ps), 0, 0));
+  check_gradients(fn, {ps[0].detach().clone().requires_grad_(), ps[1].detach().clone().requires_grad_(),
+                       ps[2].detach().clone().requires_grad_(), ps[3].detach().clone().requires_grad_()}, false);
+  cr::mean(mlp(x)).backward();
+  for (auto& p : mlp.parameters()) CHECK(p.grad().defined());
+  mlp.zero_grad();
+  for (auto& p : mlp.parameters()) CHECK_FALSE(p.grad().defined());
+  const auto before = values(mlp.linears[1]->weight);
+  mlp.reset_parameters();
+  CHECK(values(mlp.linears[1]->weight) != before);
+}
+
+TEST_CASE("train/eval propagate; to(dtype) converts parameters in place") {
+  cr::nn::MLP mlp({2, 3, 1});
+  CHECK(mlp.is_training());
+  mlp.eval();
+  CHECK_FALSE(mlp.layers->is_training());
+  CHECK_FALSE(mlp.linears[0]->is_training());
+  mlp.train();
+  CHECK(mlp.linears[1]->is_training());
+  cr::Tensor w = mlp.linears[0]->weight;  // a handle, kept across the conversion
+  const auto v32 = values(w);
+  mlp.to(cr::float64);
+  CHECK(w.dtype() == cr::float64);
+  CHECK(mlp.linears[0]->weight.dtype() == cr::float64);
+  CHECK(w.requires_grad());
+  CHECK(values(w) == v32);
+  CHECK(mlp(cr::zeros({1, 2}, cr::float64)).dtype() == cr::float64);
+}
+
+TEST_CASE("init: formulas and Generator reproducibility") {
+  cr::Tensor w = cr::empty({200, 100}, cr::float64);
+  cr::Generator g(11);
+  cr::nn::init::kaiming_uniform_(w, 0.0, cr::nn::init::FanMode::fan_in, "relu", &g);
+  const double bound = std::sqrt(2.0) * std::sqrt(3.0 / 100);
+  for (double v : values(w)) CHECK(std::abs(v) <= bound);
+  auto stddev = [](const std::vector<double>& v) {
+    double m = 0, s = 0;
+    for (double x : v) m += x / v.size();
+    for (double x : v) s += (x - m) * (x - m) / v.size();
+    return std::sqrt(s);
+  };
+  cr::nn::init::kaiming_normal_(w, 0.0, cr::nn::init::FanMode::fan_out, "relu", &g);
+  CHECK(stddev(values(w)) == doctest::Approx(std::sqrt(2.0 / 200)).epsilon(0.03));
+  cr::nn::init::xavier_normal_(w, 1.0, &g);
+  CHECK(stddev(values(w)) == doctest::Approx(std::sqrt(2.0 / 300)).epsilon(0.03));
+  cr::nn::init::xavier_uniform_(w, 2.0, &g);
+  for (double v : values(w)) CHECK(std::abs(v) <= 2.0 * std::sqrt(6.0 / 300));
+  cr::nn::init::normal_(w, 3.0, 0.5, &g);
+  CHECK(stddev(values(w)) == doctest::Approx(0.5).epsilon(0.03));
+  cr::nn::init::uniform_(w, -1, 1, &g);
+  cr::nn::init::constant_(w, 0.25);
+  CHECK(values(w)[17] == 0.25);
+  cr::nn::init::ones_(w);
+  CHECK(values(w)[3] == 1);
+  CHECK(cr::nn::init::calculate_gain("tanh") == doctest::Approx(5.0 / 3));
+  CHECK(cr::nn::init::fan_in_and_fan_out(w) == std::pair<int64_t, int64_t>{100, 200});
+  check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::xavier_uniform_(v); }, {"fan", "[3]"});
+  check_error([] { (void)cr::nn::init::calculate_gain("bogus"); }, {"calculate_gain", "bogus"});
+  cr::Generator a(1), b(1);
+  cr::Tensor x = cr::empty({10}), y = cr::empty({10});
+  cr::nn::init::normal_(x, 0, 1, &a);
+  cr::nn::init::normal_(y, 0, 1, &b);
+  CHECK(values(x) == values(y));
+  cr::Tensor p = cr::zeros({3}).requires_grad_();
+  cr::nn::init::ones_(p);  // initialisers work on parameters (under no-grad)
+  CHECK(values(p) == std::vector<double>{1, 1, 1});
+}
