@@ -1,6 +1,7 @@
 // The autograd layer: tensors, ops, the engine and gradcheck.
 #pragma once
 
+#include "doctor.hpp"
 #include "dtype.hpp"
 #include "engine.hpp"
 #include "error.hpp"

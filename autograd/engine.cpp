@@ -17,6 +17,7 @@ std::atomic<uint64_t> g_epoch{0};
 // Nodes whose last owner was dropped while another node was being destroyed; drained by the
 // outermost destructor so that destroying a long chain never recurses deeply.
 thread_local std::vector<std::shared_ptr<Node>>* g_dying = nullptr;
+thread_local const autograd::NodeOverride* g_override = nullptr;
 }  // namespace
 
 bool grad_mode_enabled() { return g_grad_mode; }
@@ -289,7 +290,9 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     for (const auto& e : n->next) any_needed = any_needed || (e.node && e.node->needed);
     if (!any_needed) continue;
 
-    Grads grads = n->apply(grad);
+    std::optional<Grads> replaced;
+    if (g_override) replaced = (*g_override)(*n, grad);
+    Grads grads = replaced ? std::move(*replaced) : n->apply(grad);
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
     for (size_t i = 0; i < grads.size(); ++i) {
@@ -338,6 +341,9 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
 void set_detect_anomaly(bool enabled) { g_anomaly = enabled; }
 bool is_anomaly_enabled() { return g_anomaly; }
 int64_t live_nodes() { return g_live_nodes.load(); }
+
+BackwardOverride::BackwardOverride(NodeOverride fn) : fn_(std::move(fn)), previous_(g_override) { g_override = &fn_; }
+BackwardOverride::~BackwardOverride() { g_override = previous_; }
 
 }  // namespace autograd
 }  // namespace chainrule

@@ -151,5 +151,21 @@ bool is_anomaly_enabled();
 // Number of graph nodes alive in the process (for leak tests).
 int64_t live_nodes();
 
+// For tools that re-run backward under a hypothesis (the gradient doctor): while a
+// BackwardOverride is alive on this thread, every node's backward first asks it; a returned
+// value replaces the node's own gradients.
+using NodeOverride = std::function<std::optional<Grads>(Node& node, const Tensor& grad)>;
+class BackwardOverride {
+ public:
+  explicit BackwardOverride(NodeOverride fn);
+  ~BackwardOverride();
+  BackwardOverride(const BackwardOverride&) = delete;
+  BackwardOverride& operator=(const BackwardOverride&) = delete;
+
+ private:
+  NodeOverride fn_;
+  const NodeOverride* previous_;
+};
+
 }  // namespace autograd
 }  // namespace chainrule
