@@ -25,7 +25,7 @@ namespace chainrule::autograd {
 struct DoctorOptions {
   double rtol = 1e-6;  // relative to the largest hand-gradient element
   double atol = 1e-10;
-  std::vector<std::string> names;  // parameter names for the report (default "param 0", ...)
+  std::vector<std::string> names = {};  // parameter names for the report (default "param 0", ...)
 };
 
 struct ParamDiagnosis {
