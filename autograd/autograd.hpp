@@ -5,6 +5,7 @@
 #include "dtype.hpp"
 #include "engine.hpp"
 #include "error.hpp"
+#include "function.hpp"
 #include "gradcheck.hpp"
 #include "random.hpp"
 #include "serialize.hpp"
