@@ -2,6 +2,7 @@
 #pragma once
 
 #include "activation.hpp"
+#include "data.hpp"
 #include "functional.hpp"
 #include "init.hpp"
 #include "module.hpp"

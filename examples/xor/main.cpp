@@ -1,6 +1,7 @@
 // The seed, answered. Reproduces the original NumPy network exactly, lets the engine find its
 // derivative bug, trains it with autodiff gradients, and answers "is it stuck in a local
 // optimum?" with a sweep over learning rate x momentum x initialisations x four variants.
+#include "../common/cli.hpp"
 #include "../common/plot.hpp"
 #include "../common/progress.hpp"
 #include "xor.hpp"
@@ -34,58 +35,18 @@ const char* kUsage =
     "  --quick          a small sweep (2000 steps, 8 seeds, 3 x 3 cells), for tests\n"
     "  --help           this text\n";
 
-[[noreturn]] void usage_error(const std::string& what) {
-  std::fprintf(stderr, "xor: %s\n%s", what.c_str(), kUsage);
-  std::exit(2);
-}
-
-std::vector<double> parse_list(const std::string& s, const char* flag) {
-  std::vector<double> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(v) || v < 0) usage_error(fmt::format("{} expects non-negative numbers, got '{}'", flag, s));
-    out.push_back(v);
-  }
-  if (out.empty()) usage_error(fmt::format("{} expects a list of numbers", flag));
-  return out;
-}
-
-int parse_int(const char* s, const char* flag, int lo) {
-  char* end = nullptr;
-  const long v = std::strtol(s, &end, 10);
-  if (*end != '\0' || v < lo || v > 100000000) usage_error(fmt::format("{} expects a whole number >= {}, got '{}'", flag, lo, s));
-  return static_cast<int>(v);
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   bool steps_set = false, seeds_set = false, lr_set = false, m_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--steps") { o.steps = parse_int(value(), "--steps", 1); steps_set = true; }
-    else if (a == "--seeds") { o.seeds = parse_int(value(), "--seeds", 1); seeds_set = true; }
-    else if (a == "--threads") o.threads = parse_int(value(), "--threads", 1);
-    else if (a == "--lr") { o.lrs = parse_list(value(), "--lr"); lr_set = true; }
-    else if (a == "--momentum") {
-      o.momenta = parse_list(value(), "--momentum");
-      m_set = true;
-      for (double m : o.momenta)
-        if (m >= 1) usage_error("--momentum values must be below 1 (the EMA beta)");
-    }
-    else if (a == "--out") o.out = value();
-    else if (a == "--quick") o.quick = true;
-    else usage_error("unknown option '" + a + "'");
-  }
+  cli::Parser p("xor", kUsage);
+  p.option("--steps", [&](const std::string& v) { o.steps = static_cast<int>(p.integer(v, "--steps", 1)); steps_set = true; });
+  p.option("--seeds", [&](const std::string& v) { o.seeds = static_cast<int>(p.integer(v, "--seeds", 1, 100000)); seeds_set = true; });
+  p.option("--threads", [&](const std::string& v) { o.threads = static_cast<int>(p.integer(v, "--threads", 1, 256)); });
+  p.option("--lr", [&](const std::string& v) { o.lrs = p.numbers(v, "--lr", 0, 1e6); lr_set = true; });
+  p.option("--momentum", [&](const std::string& v) { o.momenta = p.numbers(v, "--momentum", 0, 0.999999); m_set = true; });
+  p.option("--out", [&](const std::string& v) { o.out = v; });
+  p.flag("--quick", [&] { o.quick = true; });
+  p.parse(argc, argv);
   if (o.quick) {
     if (!steps_set) o.steps = 2000;
     if (!seeds_set) o.seeds = 8;
