@@ -15,8 +15,12 @@ int get_num_threads() { return openblas_get_num_threads(); }
 namespace chainrule::kernels {
 
 Tensor empty(const Shape& shape, Dtype dtype) {
-  for (int64_t d : shape)
+  int64_t extent = 1;  // the product of max(d, 1): what strides are made of
+  for (int64_t d : shape) {
     if (d < 0) fail("empty: negative dimension in shape {}", shape);
+    if (__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent) || extent > (int64_t(1) << 48))
+      fail("empty: shape {} is too large (more than 2^48 elements along its strides)", shape);
+  }
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;

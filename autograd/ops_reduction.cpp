@@ -98,15 +98,24 @@ Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
 Tensor max(const Tensor& x) { return amax(x, Shape{}, false); }
 Tensor min(const Tensor& x) { return amin(x, Shape{}, false); }
 
+namespace {
+// An extreme over an empty set is undefined; empty dims that are not reduced are fine.
+void check_extreme_dims(const Tensor& x, const std::vector<bool>& flags, const char* op) {
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d] && x.shape()[d] == 0)
+      fail("{}: cannot reduce an empty tensor {} over its dimension {} of size 0", op, describe(x), d);
+}
+}  // namespace
+
 Tensor amax(const Tensor& x, const Shape& dims, bool keepdim) {
-  if (x.numel() == 0) fail("max: cannot reduce an empty tensor {}", describe(x));
   const auto flags = reduced_dims(x.shape(), dims, "max");
+  check_extreme_dims(x, flags, "max");
   return record_extreme(relabel(extreme(x, flags, true), reduced_shape(x.shape(), flags, keepdim)), x, flags, "max");
 }
 
 Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) {
-  if (x.numel() == 0) fail("min: cannot reduce an empty tensor {}", describe(x));
   const auto flags = reduced_dims(x.shape(), dims, "min");
+  check_extreme_dims(x, flags, "min");
   return record_extreme(relabel(extreme(x, flags, false), reduced_shape(x.shape(), flags, keepdim)), x, flags, "min");
 }
 

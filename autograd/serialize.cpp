@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <utility>
 
 namespace chainrule {
 
@@ -123,13 +124,16 @@ NamedTensors decode_tensors(const std::string& bytes, const std::string& source)
     const uint8_t rank = r.get<uint8_t>("a rank");
     if (rank > Shape::kMaxDims) r.fail_at(fmt::format("has rank {} for '{}'", rank, name));
     Shape shape;
-    uint64_t numel = 1;
+    uint64_t numel = 1, extent = 1;  // extent: the product of max(dim, 1), which strides need
     for (uint8_t d = 0; d < rank; ++d) {
       const int64_t dim = r.get<int64_t>("a dimension");
       if (dim < 0 || dim > (int64_t(1) << 40)) r.fail_at(fmt::format("has an invalid dimension {} for '{}'", dim, name));
       shape.push_back(dim);
+      const uint64_t factor = static_cast<uint64_t>(std::max<int64_t>(dim, 1));
+      if (factor > (uint64_t(1) << 40) / extent)  // checked before multiplying, so nothing wraps
+        r.fail_at(fmt::format("has an implausible shape {} for '{}'", shape, name));
+      extent *= factor;
       numel *= static_cast<uint64_t>(dim);
-      if (numel > (uint64_t(1) << 40)) r.fail_at(fmt::format("has an implausible size for '{}'", name));
     }
     const uint64_t nbytes = r.get<uint64_t>("a byte count");
     if (nbytes != numel * dtype_size(static_cast<Dtype>(dtype)))
@@ -142,6 +146,11 @@ NamedTensors decode_tensors(const std::string& bytes, const std::string& source)
   if (r.pos != r.end) r.fail_at("has bytes after its last tensor");
   return out;
 }
+
+namespace {
+thread_local int64_t g_fail_after = -1;
+}
+void detail::inject_save_failure_after(int64_t bytes) { g_fail_after = bytes; }
 
 namespace {
 [[noreturn]] void io_fail(const std::string& what, const std::string& path) {
@@ -158,8 +167,17 @@ void save_tensors(const NamedTensors& tensors, const std::string& path) {
   const int fd = ::mkstemp(tmpl.data());
   if (fd < 0) io_fail("cannot create a temporary file next to", path);
   size_t written = 0;
+  const int64_t fail_after = std::exchange(g_fail_after, -1);
   while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    size_t chunk = bytes.size() - written;
+    if (fail_after >= 0) {
+      if (written >= static_cast<size_t>(fail_after)) {
+        ::close(fd);  // the simulated crash: the temporary file stays, nothing is renamed
+        throw CheckpointError(fmt::format("save: injected failure after {} bytes of '{}'", written, tmpl));
+      }
+      chunk = std::min(chunk, static_cast<size_t>(fail_after) - written);
+    }
+    const ssize_t n = ::write(fd, bytes.data() + written, chunk);
     if (n < 0) {
       if (errno == EINTR) continue;
       ::close(fd);

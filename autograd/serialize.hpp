@@ -39,4 +39,11 @@ NamedTensors decode_tensors(const std::string& bytes, const std::string& source 
 // every missing key, unexpected key and shape mismatch, having changed nothing.
 void assign_tensors(const NamedTensors& expected, const NamedTensors& loaded, const std::string& what);
 
+namespace detail {
+// For crash-safety tests: the next save_tensors on this thread stops after writing `bytes`
+// bytes of its temporary file and throws, as if the process died there (the temporary file
+// is left behind and nothing is renamed, exactly as after a crash). Negative: off.
+void inject_save_failure_after(int64_t bytes);
+}  // namespace detail
+
 }  // namespace chainrule

@@ -16,6 +16,8 @@ TEST_CASE("factories: values, shapes, dtypes") {
   CHECK(cr::tensor(std::vector<double>{1, 2}, {2, 1}).shape() == cr::Shape{2, 1});
   check_error([] { (void)cr::tensor({1, 2, 3}, {2, 2}); }, {"tensor", "3 values", "[2, 2]"});
   check_error([] { (void)cr::zeros({-1}); }, {"negative", "[-1]"});
+  // found by the checkpoint fuzzer: a zero-size shape whose strides would overflow
+  check_error([] { (void)cr::zeros({0, int64_t(1) << 40, int64_t(1) << 40}); }, {"too large", "[0, 1099511627776"});
   check_error([] { (void)cr::arange(0, 1, 0); }, {"arange", "step=0"});
 }
 
