@@ -5,6 +5,7 @@
 #include "dtype.hpp"
 #include "engine.hpp"
 #include "error.hpp"
+#include "export.hpp"
 #include "function.hpp"
 #include "gradcheck.hpp"
 #include "random.hpp"
@@ -12,3 +13,4 @@
 #include "shape.hpp"
 #include "tensor.hpp"
 #include "unary.hpp"
+#include "version.hpp"

@@ -85,7 +85,8 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
   node->next.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
   for (const auto& in : inputs) {
-    node->next.push_back({gradient_edge(in)});
+    const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
+    node->next.push_back({gradient_edge(in), in.impl(), scalar_constant ? in.item<double>() : NAN});
     node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
   }
   node->saved.reserve(saved.size());

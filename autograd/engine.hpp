@@ -8,6 +8,7 @@
 #include "tensor.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <span>
 #include <string>
 
@@ -21,7 +22,9 @@ class BackwardContext;
 using BackwardFn = std::function<Grads(const Tensor& grad, const BackwardContext& ctx)>;
 
 struct Edge {
-  std::shared_ptr<Node> node;  // null: that input needs no gradient
+  std::shared_ptr<Node> node;       // null: that input needs no gradient
+  const TensorImpl* input = nullptr;  // which tensor it was (identity only, for printing graphs)
+  double constant = NAN;            // its value, when it was a 0-d constant (x * 2.0)
 };
 
 struct SavedTensor {
@@ -69,6 +72,7 @@ struct FunctionNode final : Node {
   std::vector<Shape> input_shapes;
   SavedTensor result;  // detached alias of the output, when the rule reads it
   bool saves_result = false;
+  double attribute = NAN;  // a scalar parameter worth printing (pow's exponent)
   bool was_released = false;
 };
 

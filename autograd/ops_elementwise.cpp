@@ -95,11 +95,13 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 Tensor pow(const Tensor& x, double p) {
   Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
-  return record(out, "pow", {x}, {x}, [p](const Tensor& g, const BackwardContext& c) -> Grads {
+  out = record(out, "pow", {x}, {x}, [p](const Tensor& g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
     if (p == 1.0) return {g};
     return {g * p * pow(c.saved(0), p - 1.0)};  // d x^p = p x^(p-1)
   });
+  if (out.grad_fn()) static_cast<FunctionNode&>(*out.grad_fn()).attribute = p;  // printed by to_string
+  return out;
 }
 
 Tensor pow(double base, const Tensor& exponent) { return pow(scalar_like(base, exponent), exponent); }

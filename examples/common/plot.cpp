@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -183,6 +184,17 @@ std::string svg(const ScatterField& p, int size) {
   out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", margin,
                      margin, plot, plot);
   return out + "</svg>\n";
+}
+
+std::string write_graph(const std::string& stem, const std::string& dot) {
+  write_file(stem + ".dot", dot);
+  if (std::system("command -v dot > /dev/null 2>&1") != 0)
+    return fmt::format("wrote {}.dot; to draw it, install Graphviz (apt-get install graphviz) and run "
+                       "dot -Tsvg {}.dot -o {}.svg",
+                       stem, stem, stem);
+  const std::string cmd = fmt::format("dot -Tsvg '{}.dot' -o '{}.svg'", stem, stem);
+  return std::system(cmd.c_str()) == 0 ? fmt::format("wrote {0}.dot and {0}.svg", stem)
+                                       : fmt::format("wrote {}.dot; dot failed to render it", stem);
 }
 
 void write_file(const std::string& path, const std::string& content) {

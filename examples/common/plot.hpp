@@ -38,6 +38,10 @@ struct ScatterField {
 };
 std::string svg(const ScatterField& plot, int size = 520);
 
+// Writes a Graphviz DOT graph to `stem`.dot and, when Graphviz's `dot` is installed, renders it
+// to `stem`.svg. Returns a line saying what happened (and how to get Graphviz when missing).
+std::string write_graph(const std::string& stem, const std::string& dot);
+
 // Writes `content` to `path` atomically.
 void write_file(const std::string& path, const std::string& content);
 

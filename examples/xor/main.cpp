@@ -94,6 +94,15 @@ int main(int argc, char** argv) {
     const cr::Tensor W1 = seed_W1().requires_grad_(), W2 = seed_W2().requires_grad_();
     const Forward f = forward(W1, W2);
     const auto [d1, d2] = hand_gradients(f, W2, false);
+    fmt::print("   the loss, as chainrule recorded it: {}\n",
+               cr::autograd::to_string(f.loss, {{inputs(), "X"}, {targets(), "y"}, {W1, "W1"}, {W2, "W2"}}));
+    const cr::Tensor X = inputs(), y = targets();
+    const std::string dot = cr::autograd::to_dot(
+        [&](const std::vector<cr::Tensor>& w) {
+          return cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, w[0])), w[1])), 2));
+        },
+        {W1, W2}, {{W1, "W1"}, {W2, "W2"}, {X, "X"}, {y, "y"}});
+    fmt::print("   {}\n", plot::write_graph(opt.out + "/graph", dot));
     const auto report = cr::autograd::gradient_doctor(f.loss, {W1, W2}, {d1, d2}, {.names = {"W1", "W2"}});
     fmt::print("   with the seed's sigmoid_derivative:\n   {}\n", report.to_string());
     const auto [c1, c2] = hand_gradients(f, W2, true);

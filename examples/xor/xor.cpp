@@ -10,8 +10,15 @@
 
 namespace xorseed {
 
-cr::Tensor inputs() { return cr::tensor({0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1}, {4, 3}, cr::float64); }
-cr::Tensor targets() { return cr::tensor({0, 1, 1, 0}, {4, 1}, cr::float64); }
+// One shared tensor each (read-only), so printed graphs can name them X and y.
+cr::Tensor inputs() {
+  static const cr::Tensor X = cr::tensor({0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1}, {4, 3}, cr::float64);
+  return X;
+}
+cr::Tensor targets() {
+  static const cr::Tensor y = cr::tensor({0, 1, 1, 0}, {4, 1}, cr::float64);
+  return y;
+}
 cr::Tensor seed_W1() {
   return cr::tensor({0.5488135039273248, 0.7151893663724195, 0.6027633760716439, 0.5448831829968969,
                      0.4236547993389047, 0.6458941130666561, 0.4375872112626925, 0.8917730007820798,

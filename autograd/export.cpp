@@ -1,0 +1,186 @@
+#include "export.hpp"
+
+#include "engine.hpp"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace chainrule::autograd {
+
+namespace {
+
+std::map<const TensorImpl*, std::string> name_map(const TensorNames& names) {
+  std::map<const TensorImpl*, std::string> m;
+  for (const auto& [t, n] : names) m[t.impl()] = n;
+  return m;
+}
+
+// Nodes reachable from root, children before parents (iterative post-order).
+std::vector<Node*> post_order(Node* root) {
+  std::vector<Node*> order;
+  std::set<Node*> seen;
+  std::vector<std::pair<Node*, size_t>> stack;
+  if (root) {
+    stack.push_back({root, 0});
+    seen.insert(root);
+  }
+  while (!stack.empty()) {
+    auto& [n, i] = stack.back();
+    if (i < n->next.size()) {
+      Node* c = n->next[i++].node.get();
+      if (c && seen.insert(c).second) stack.push_back({c, 0});
+    } else {
+      order.push_back(n);
+      stack.pop_back();
+    }
+  }
+  return order;
+}
+
+const TensorImpl* leaf_of(const Node* n) {
+  auto* acc = dynamic_cast<const AccumulateGrad*>(n);
+  return acc ? acc->leaf.get() : nullptr;
+}
+
+std::string summary(const Tensor& t) {
+  const auto v = t.detach().to_vector<double>();
+  if (v.size() <= 4) return fmt::format("[{:.4g}]", fmt::join(v, ", "));
+  double lo = INFINITY, hi = -INFINITY, mean = 0;
+  for (double x : v) lo = std::min(lo, x), hi = std::max(hi, x), mean += x / static_cast<double>(v.size());
+  return fmt::format("mean {:.4g}, min {:.4g}, max {:.4g}", mean, lo, hi);
+}
+
+}  // namespace
+
+std::string to_string(const Tensor& expr, const TensorNames& names) {
+  const auto named = name_map(names);
+  if (!expr.grad_fn()) {
+    auto it = named.find(expr.impl());
+    return it != named.end() ? it->second : fmt::format("tensor{}", expr.shape());
+  }
+  const std::vector<Node*> order = post_order(expr.grad_fn().get());
+  std::map<const Node*, int> uses;
+  for (Node* n : order)
+    for (const auto& e : n->next)
+      if (e.node) ++uses[e.node.get()];
+  std::map<const Node*, std::string> text;
+  std::map<const TensorImpl*, std::string> leaf_names;
+  std::vector<std::string> definitions;
+  int unnamed = 0, shared = 0;
+  for (Node* n : order) {
+    if (const TensorImpl* leaf = leaf_of(n)) {
+      auto it = named.find(leaf);
+      text[n] = it != named.end() ? it->second : fmt::format("t{}", unnamed++);
+      continue;
+    }
+    auto* f = static_cast<FunctionNode*>(n);
+    std::vector<std::string> args;
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      const Edge& e = n->next[i];
+      if (e.node) {
+        args.push_back(text[e.node.get()]);
+      } else if (auto it = named.find(e.input); it != named.end()) {
+        args.push_back(it->second);
+      } else if (!std::isnan(e.constant)) {
+        args.push_back(fmt::format("{:g}", e.constant));
+      } else {
+        args.push_back(fmt::format("const{}", f->input_shapes[i]));
+      }
+    }
+    if (!std::isnan(f->attribute)) args.push_back(fmt::format("{:g}", f->attribute));
+    std::string call = fmt::format("{}({})", n->name, fmt::join(args, ", "));
+    if (uses[n] > 1 && n != expr.grad_fn().get()) {  // shared: define once, refer by name
+      const std::string name = fmt::format("h{}", ++shared);
+      definitions.push_back(fmt::format("{} = {}", name, call));
+      call = name;
+    }
+    text[n] = call;
+  }
+  definitions.push_back(text[expr.grad_fn().get()]);
+  return fmt::format("{}", fmt::join(definitions, "\n"));
+}
+
+std::string to_dot(const Tensor& expr, const DotOptions& options) {
+  const auto named = name_map(options.names);
+  std::map<const TensorImpl*, Tensor> numeric;
+  for (const auto& [leaf, g] : options.numeric_gradients) numeric[leaf.impl()] = g;
+  std::string out = "digraph chainrule {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
+  const std::vector<Node*> order = post_order(expr.grad_fn().get());
+  std::map<const Node*, int> id;
+  for (Node* n : order) id[n] = static_cast<int>(id.size());
+  int constants = 0;
+  for (Node* n : order) {
+    if (const TensorImpl* leaf = leaf_of(n)) {
+      const Tensor t(std::const_pointer_cast<TensorImpl>(static_cast<AccumulateGrad*>(n)->leaf));
+      auto it = named.find(leaf);
+      std::string label = fmt::format("{}\\n{} {}\\nvalue {}", it != named.end() ? it->second : "leaf", t.shape(),
+                                      t.dtype(), summary(t));
+      if (t.grad().defined()) label += fmt::format("\\ngrad {}", summary(t.grad()));
+      if (auto g = numeric.find(leaf); g != numeric.end()) label += fmt::format("\\nfinite diff {}", summary(g->second));
+      out += fmt::format("  n{} [shape=box, style=filled, fillcolor=\"#dbe9f6\", label=\"{}\"];\n", id[n], label);
+      continue;
+    }
+    auto* f = static_cast<FunctionNode*>(n);
+    std::string label = fmt::format("{}\\n{} {}", n->name, n->shape, n->dtype);
+    if (!std::isnan(f->attribute)) label += fmt::format("\\n({:g})", f->attribute);
+    out += fmt::format("  n{} [shape=ellipse, label=\"{}\"];\n", id[n], label);
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      const Edge& e = n->next[i];
+      if (e.node) {
+        out += fmt::format("  n{} -> n{};\n", id[e.node.get()], id[n]);
+        continue;
+      }
+      std::string clabel;
+      if (auto it = named.find(e.input); it != named.end())
+        clabel = fmt::format("{}\\n{}", it->second, f->input_shapes[i]);
+      else if (!std::isnan(e.constant))
+        clabel = fmt::format("{:g}", e.constant);
+      else
+        clabel = fmt::format("const\\n{}", f->input_shapes[i]);
+      out += fmt::format("  c{} [shape=plaintext, label=\"{}\"];\n  c{} -> n{};\n", constants, clabel, constants, id[n]);
+      ++constants;
+    }
+  }
+  if (!order.empty())
+    out += fmt::format("  out [shape=doubleoctagon, label=\"output\\n{} {}\\nvalue {}\"];\n  n{} -> out;\n", expr.shape(),
+                       expr.dtype(), summary(expr), id[order.back()]);
+  return out + "}\n";
+}
+
+std::string to_dot(const TensorFn& fn, const std::vector<Tensor>& inputs, TensorNames names) {
+  std::vector<Tensor> xs;
+  for (const auto& x : inputs) {
+    Tensor c = x.detach().clone();
+    if (x.requires_grad()) c.requires_grad_();
+    xs.push_back(c);
+  }
+  // keep the caller's names on the copies
+  for (auto& [t, n] : names)
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (t.same(inputs[i])) t = xs[i];
+  const Tensor y = fn(xs);
+  sum(y).backward({}, /*retain_graph=*/true);
+  DotOptions options{names, {}};
+  const double eps = 1e-6;
+  for (auto& x : xs) {
+    if (!x.requires_grad() || x.dtype() != Dtype::float64) continue;
+    Tensor numeric = zeros_like(x);
+    double* p = x.data<double>();
+    double* g = numeric.data<double>();
+    for (int64_t k = 0; k < x.numel(); ++k) {
+      NoGradGuard no_grad;
+      const double saved = p[k];
+      p[k] = saved + eps;
+      const double plus = sum(fn(xs)).item<double>();
+      p[k] = saved - eps;
+      const double minus = sum(fn(xs)).item<double>();
+      p[k] = saved;
+      g[k] = (plus - minus) / (2 * eps);
+    }
+    options.numeric_gradients.emplace_back(x, numeric);
+  }
+  return to_dot(y, options);
+}
+
+}  // namespace chainrule::autograd

@@ -1,0 +1,51 @@
+// Seeing the graph (to_string, to_dot) and the library version.
+#include "helpers.hpp"
+
+#include <regex>
+
+namespace A = cr::autograd;
+
+TEST_CASE("to_string prints the expression a user would write") {
+  const cr::Tensor X = cr::tensor({0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1}, {4, 3}, cr::float64);
+  const cr::Tensor y = cr::tensor({0, 1, 1, 0}, {4, 1}, cr::float64);
+  const cr::Tensor W1 = cr::rand({3, 4}, cr::float64).requires_grad_(), W2 = cr::rand({4, 1}, cr::float64).requires_grad_();
+  const cr::Tensor loss = cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, W1)), W2)), 2));
+  CHECK(A::to_string(loss, {{X, "X"}, {y, "y"}, {W1, "W1"}, {W2, "W2"}}) ==
+        "sum(pow(sub(y, sigmoid(matmul(sigmoid(matmul(X, W1)), W2))), 2))");
+  CHECK(A::to_string(loss) == "sum(pow(sub(const[4, 1], sigmoid(matmul(sigmoid(matmul(const[4, 3], t0)), t1))), 2))");
+}
+
+TEST_CASE("to_string names a shared subexpression once") {
+  const cr::Tensor x = cr::ones({3}, cr::float64).requires_grad_(), w = cr::ones({3}, cr::float64).requires_grad_();
+  const cr::Tensor h = cr::tanh(x * w);
+  CHECK(A::to_string(cr::sum(h * h + h * 2.0), {{x, "x"}, {w, "w"}}) ==
+        "h1 = tanh(mul(x, w))\nsum(add(mul(h1, h1), mul(h1, 2)))");
+  CHECK(A::to_string(x, {{x, "x"}}) == "x");
+}
+
+TEST_CASE("to_dot: ops, leaves with values and gradients, constants, and finite differences beside them") {
+  const cr::Tensor X = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::float64);
+  cr::Tensor W = cr::tensor({0.5, -0.5}, {2, 1}, cr::float64).requires_grad_();
+  cr::Tensor out = cr::sum(cr::tanh(cr::matmul(X, W)));
+  out.backward();
+  const std::string dot = A::to_dot(out, {.names = {{W, "W"}, {X, "X"}}});
+  for (const char* part : {"digraph chainrule", "matmul\\n[2, 1] float64", "tanh", "W\\n[2, 1] float64", "grad ",
+                           "X\\n[2, 2]", "-> out"})
+    CHECK(dot.find(part) != std::string::npos);
+  // the overload computes finite differences per leaf and shows them beside the analytic gradient
+  const std::string both = A::to_dot([&](const std::vector<cr::Tensor>& v) { return cr::tanh(cr::matmul(X, v[0])); },
+                                     {W}, {{W, "W"}});
+  CHECK(both.find("finite diff") != std::string::npos);
+  const std::regex grad(R"(grad \[(-?[0-9.e-]+), (-?[0-9.e-]+)\])"), fd(R"(finite diff \[(-?[0-9.e-]+), (-?[0-9.e-]+)\])");
+  std::smatch g, f;
+  REQUIRE(std::regex_search(both, g, grad));
+  REQUIRE(std::regex_search(both, f, fd));
+  CHECK(g[1] == f[1]);
+  CHECK(g[2] == f[2]);
+}
+
+TEST_CASE("version") {
+  CHECK(std::string(cr::version()) == CHAINRULE_VERSION);
+  CHECK(std::regex_match(std::string(cr::version()), std::regex(R"(\d+\.\d+\.\d+)")));
+  CHECK(CHAINRULE_VERSION_MAJOR == 0);
+}
