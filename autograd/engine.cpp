@@ -1,6 +1,7 @@
 #include "engine.hpp"
 
 #include "kernels.hpp"
+#include "pool.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -73,15 +74,15 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   TensorImpl* impl = t.impl();
   if (impl->grad_fn) return impl->grad_fn;
   if (auto acc = impl->grad_accumulator.lock()) return acc;
-  auto acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  auto acc = pool::make_shared<AccumulateGrad>(t.impl_ptr());
   impl->grad_accumulator = acc;
   return acc;
 }
 
-Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::vector<Tensor> saved, BackwardFn fn,
-              bool save_result) {
+Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
+              BackwardFn fn, bool save_result) {
   if (!should_record(inputs)) return out;
-  auto node = std::make_shared<FunctionNode>(name, out.shape(), out.dtype());
+  auto node = pool::make_shared<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
   for (const auto& in : inputs) {
@@ -90,10 +91,7 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
     node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
   }
   node->saved.reserve(saved.size());
-  for (auto& s : saved) {
-    const uint32_t v = s.defined() ? s.version() : 0;
-    node->saved.push_back({std::move(s), v});
-  }
+  for (const auto& s : saved) node->saved.push_back({s, s.defined() ? s.version() : 0});
   node->fn = std::move(fn);
   if (save_result) {
     node->result = {out.detach(), out.version()};
@@ -103,10 +101,10 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
   return out;
 }
 
-Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::vector<Tensor> saved,
+Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::initializer_list<Tensor> saved,
               BackwardFn fn, bool save_result) {
-  return record(std::move(out), name, std::span<const Tensor>(inputs.begin(), inputs.size()), std::move(saved),
-                std::move(fn), save_result);
+  return record(std::move(out), name, std::span<const Tensor>(inputs.begin(), inputs.size()),
+                std::span<const Tensor>(saved.begin(), saved.size()), std::move(fn), save_result);
 }
 
 // ---------------------------------------------------------------- nodes
@@ -150,7 +148,9 @@ void FunctionNode::release() {
 }
 
 AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_)
-    : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(std::move(leaf_)) {}
+    : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(std::move(leaf_)) {
+  is_accumulator = true;
+}
 
 Grads AccumulateGrad::apply(const Tensor& grad) {
   Tensor current(leaf->grad);
@@ -238,6 +238,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   for (const auto& r : root_nodes) {
     if (r->visit_epoch == epoch) continue;
     r->visit_epoch = epoch;
+    r->needed = true;
     stack.push_back({r.get(), 0});
     while (!stack.empty()) {
       auto& [n, i] = stack.back();
@@ -245,6 +246,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
         Node* child = n->next[i++].node.get();
         if (child && child->visit_epoch != epoch) {
           child->visit_epoch = epoch;
+          child->needed = true;
           stack.push_back({child, 0});
         }
       } else {
@@ -261,9 +263,9 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     if (!inputs[i].requires_grad()) fail("grad: input {} ({}) does not require grad", i, describe(inputs[i]));
     targets.push_back(gradient_edge(inputs[i]));
   }
-  for (Node* n : order) {  // children before parents
-    n->needed = inputs.empty();
-    if (!n->needed) {
+  if (!inputs.empty()) {  // plain backward needs every node (marked during the search)
+    for (Node* n : order) {  // children before parents
+      n->needed = false;
       for (const auto& t : targets) n->needed = n->needed || t.get() == n;
       for (const auto& e : n->next) n->needed = n->needed || (e.node && e.node->needed);
     }
@@ -279,7 +281,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     Tensor grad = std::move(n->pending_grad);
     n->pending_grad = Tensor();
     if (!grad.defined()) continue;
-    auto* acc = dynamic_cast<AccumulateGrad*>(n);
+    auto* acc = n->is_accumulator ? static_cast<AccumulateGrad*>(n) : nullptr;
     grad = apply_hooks(acc ? acc->leaf->hooks : n->pre_hooks, std::move(grad), *n);
     for (size_t k = 0; k < targets.size(); ++k)
       if (targets[k].get() == n) results[k] = results[k].defined() ? results[k] + grad : grad;

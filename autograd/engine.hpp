@@ -5,6 +5,7 @@
 // use). Traversal and destruction are iterative, so a chain of a million ops is fine.
 #pragma once
 
+#include "pool.hpp"
 #include "tensor.hpp"
 
 #include <atomic>
@@ -14,7 +15,10 @@
 
 namespace chainrule {
 
-using Grads = std::vector<Tensor>;
+// Small per-node vectors come from the pool (see pool.hpp): one graph makes many of them.
+template <class T>
+using PoolVector = std::vector<T, pool::Allocator<T>>;
+using Grads = PoolVector<Tensor>;
 
 // What a backward rule sees: `saved(i)` the tensors the op saved (version-checked), `result()`
 // the op's output, `needs(i)` whether input i wants a gradient, `shape(i)` input i's shape.
@@ -47,7 +51,7 @@ struct Node : std::enable_shared_from_this<Node> {
   const char* name;             // forward op ("mul"); the node prints as "MulBackward"-style name()
   Shape shape;                  // the output's shape and dtype, to validate incoming gradients
   Dtype dtype;
-  std::vector<Edge> next;       // one per input
+  PoolVector<Edge> next;        // one per input
   std::vector<TensorHook> pre_hooks;  // hooks registered on the output tensor
   uint64_t sequence;            // creation order
 
@@ -56,8 +60,8 @@ struct Node : std::enable_shared_from_this<Node> {
   // Scratch for the traversal (one backward through a node at a time).
   Tensor pending_grad;
   uint64_t visit_epoch = 0;
-  int dependencies = 0;
   bool needed = false;
+  bool is_accumulator = false;  // an AccumulateGrad (checked per node, so no dynamic_cast)
 };
 
 // The backward of a differentiable op written in the ops/ files.
@@ -68,8 +72,8 @@ struct FunctionNode final : Node {
   bool released() const override { return was_released; }
 
   BackwardFn fn;
-  std::vector<SavedTensor> saved;
-  std::vector<Shape> input_shapes;
+  PoolVector<SavedTensor> saved;
+  PoolVector<Shape> input_shapes;
   SavedTensor result;  // detached alias of the output, when the rule reads it
   bool saves_result = false;
   double attribute = NAN;  // a scalar parameter worth printing (pow's exponent)
@@ -100,9 +104,9 @@ class BackwardContext {
 // Records `out` as the result of op `name` applied to `inputs` when grad mode is on and any
 // input requires grad; `saved` are the tensors backward reads (undefined entries allowed);
 // `save_result` makes ctx.result() available. Returns `out` (linked into the graph).
-Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::vector<Tensor> saved,
+Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::initializer_list<Tensor> saved,
               BackwardFn fn, bool save_result = false);
-Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::vector<Tensor> saved,
+Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
               BackwardFn fn, bool save_result = false);
 
 // True when an op on `inputs` should be recorded.

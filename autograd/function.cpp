@@ -56,19 +56,19 @@ Tensor apply_function(const std::string& name, const ForwardFunction& forward, c
   // A fresh handle, so the node never becomes the grad_fn of an input or of a saved tensor.
   out = out.detach();
   ctx->saved_count_ = ctx->to_save_.size();
-  std::vector<Tensor> saved = std::move(ctx->to_save_);
+  const std::vector<Tensor> saved = std::move(ctx->to_save_);
   ctx->to_save_.clear();
   const size_t n_inputs = inputs.size();
-  return record(out, intern(name), std::span<const Tensor>(inputs), std::move(saved),
+  return record(out, intern(name), std::span<const Tensor>(inputs), std::span<const Tensor>(saved),
                 [ctx, backward, n_inputs, name](const Tensor& g, const BackwardContext& c) -> Grads {
                   ctx->backward_ = &c;
                   for (size_t i = 0; i < n_inputs; ++i) ctx->needs_[i] = c.needs(i);
-                  Grads grads = backward(*ctx, g);
+                  const std::vector<Tensor> grads = backward(*ctx, g);
                   ctx->backward_ = nullptr;
                   if (grads.size() != n_inputs)
                     fail("backward of custom function '{}' returned {} gradients for {} inputs", name, grads.size(),
                          n_inputs);
-                  return grads;
+                  return Grads(grads.begin(), grads.end());
                 });
 }
 

@@ -1,5 +1,7 @@
 #include "kernels.hpp"
 
+#include "pool.hpp"
+
 #include <cblas.h>
 
 #include <limits>
@@ -21,8 +23,8 @@ Tensor empty(const Shape& shape, Dtype dtype) {
     if (__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent) || extent > (int64_t(1) << 48))
       fail("empty: shape {} is too large (more than 2^48 elements along its strides)", shape);
   }
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  auto impl = pool::make_shared<TensorImpl>();
+  impl->storage = pool::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -39,7 +41,7 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
 }
 
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = pool::make_shared<TensorImpl>();
   impl->storage = x.impl()->storage;
   impl->shape = shape;
   impl->strides = strides;

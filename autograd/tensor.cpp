@@ -2,6 +2,7 @@
 
 #include "engine.hpp"
 #include "kernels.hpp"
+#include "pool.hpp"
 #include "random.hpp"
 
 #include <cmath>
@@ -13,11 +14,13 @@ namespace chainrule {
 // ---------------------------------------------------------------- storage, shapes, dtypes
 
 Storage::Storage(size_t n) : nbytes(n) {
-  const size_t rounded = (std::max<size_t>(n, 1) + 63) / 64 * 64;
-  data = std::aligned_alloc(64, rounded);
-  if (data == nullptr) fail("out of memory allocating {} bytes", n);
+  try {
+    data = pool::allocate(n);
+  } catch (const std::bad_alloc&) {
+    fail("out of memory allocating {} bytes", n);
+  }
 }
-Storage::~Storage() { std::free(data); }
+Storage::~Storage() { pool::deallocate(data, nbytes); }
 
 namespace {
 thread_local Dtype g_default_dtype = Dtype::float32;
@@ -155,7 +158,7 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_gra
 }
 
 Tensor Tensor::detach() const {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = pool::make_shared<TensorImpl>();
   const auto& s = checked();
   impl->storage = s.storage;
   impl->shape = s.shape;
