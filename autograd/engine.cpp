@@ -155,8 +155,15 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_)
 Grads AccumulateGrad::apply(const Tensor& grad) {
   Tensor current(leaf->grad);
   if (!current.defined()) {
-    // Keep the graph of the gradient only when it is being recorded (create_graph).
-    leaf->grad = grad_mode_enabled() ? grad.impl_ptr() : grad.detach().clone().impl_ptr();
+    // Keep the graph of the gradient only when it is being recorded (create_graph). Otherwise
+    // take the buffer as it is when nobody else holds it (as PyTorch does), else copy it.
+    if (grad_mode_enabled())
+      leaf->grad = grad.impl_ptr();
+    else if (grad.impl_ptr().use_count() == 1 && grad.storage_offset() == 0 && grad.is_contiguous() &&
+             grad.impl()->storage.use_count() == 1)
+      leaf->grad = grad.detach().impl_ptr();
+    else
+      leaf->grad = grad.detach().clone().impl_ptr();
   } else if (grad_mode_enabled()) {
     leaf->grad = (current + grad).impl_ptr();
   } else {

@@ -19,11 +19,20 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
   if (a.size(-1) != b.size(-2))
     fail("matmul: inner dimensions do not match, {} @ {} ({} vs {})", describe(a), describe(b), a.size(-1), b.size(-2));
+  // When b is a transposed view (x @ W.t() in Linear), its gradient is produced as (G^T A)^T so
+  // that, transposed back onto W, it is contiguous: accumulating it then needs no strided copy.
+  const bool b_transposed = b.dim() == 2 && b.size(0) > 1 && b.size(1) > 1 && b.strides()[0] == 1 &&
+                            b.strides()[1] == b.size(0);
   return record(kernels::matmul(a, b), "matmul", {a, b},
                 {b.requires_grad() ? a : Tensor(), a.requires_grad() ? b : Tensor()},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {c.needs(0) ? matmul(g, c.saved(1).transpose(-1, -2)) : Tensor(),   // dA = G B^T
-                          c.needs(1) ? matmul(c.saved(0).transpose(-1, -2), g) : Tensor()};  // dB = A^T G
+                [b_transposed](const Tensor& g, const BackwardContext& c) -> Grads {
+                  Tensor ga, gb;
+                  if (c.needs(0)) ga = matmul(g, c.saved(1).transpose(-1, -2));  // dA = G B^T
+                  if (c.needs(1))                                                 // dB = A^T G
+                    gb = b_transposed && g.dim() == 2 && c.saved(0).dim() == 2
+                             ? matmul(g.t(), c.saved(0)).t()
+                             : matmul(c.saved(0).transpose(-1, -2), g);
+                  return {ga, gb};
                 });
 }
 

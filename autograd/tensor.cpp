@@ -271,9 +271,29 @@ void write_in_place(Tensor& self, const Tensor& result, const char* op, bool rec
   }
 }
 
+// Not recorded, contiguous, same dtype: f(self, other) written straight into self's buffer in
+// one pass (elementwise, so reading and writing the same element is safe).
+template <class F>
+bool fused_in_place(Tensor& self, const Tensor& other, const char* op, F f) {
+  if (!self.is_contiguous() || self.dtype() != other.dtype()) return false;
+  if (broadcast_shapes(self.shape(), other.shape(), op) != self.shape())
+    fail("{}: the result shape {} does not match the in-place target {}; broadcasting may only expand the "
+         "other operand",
+         op, broadcast_shapes(self.shape(), other.shape(), op), describe(self));
+  dispatch(self.dtype(), [&]<class T>() {
+    kernels::zip_into<T>(self, other, self.shape(), kernels::ptr<T>(self), [&](T a, T b) { return static_cast<T>(f(a, b)); });
+  });
+  ++self.impl()->storage->version;
+  return true;
+}
+
+bool recording_in_place(const Tensor& self, const Tensor& other) {
+  return grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
+}
+
 template <class Op>
 Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute) {
-  const bool recording = grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
+  const bool recording = recording_in_place(self, other);
   if (!recording) {
     write_in_place(self, compute(self), op, false);
     return self;
@@ -293,13 +313,25 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute) 
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
+  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "add_", [alpha](auto a, auto b) { return a + b * alpha; }))
+    return *this;
   return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; });
 }
 Tensor& Tensor::add_(double o) { return in_place(*this, {}, "add_", [&](const Tensor& s) { return s + o; }); }
-Tensor& Tensor::sub_(const Tensor& o) { return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }); }
+Tensor& Tensor::sub_(const Tensor& o) {
+  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "sub_", [](auto a, auto b) { return a - b; })) return *this;
+  return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; });
+}
 Tensor& Tensor::sub_(double o) { return in_place(*this, {}, "sub_", [&](const Tensor& s) { return s - o; }); }
-Tensor& Tensor::mul_(const Tensor& o) { return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }); }
-Tensor& Tensor::mul_(double o) { return in_place(*this, {}, "mul_", [&](const Tensor& s) { return s * o; }); }
+Tensor& Tensor::mul_(const Tensor& o) {
+  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "mul_", [](auto a, auto b) { return a * b; })) return *this;
+  return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; });
+}
+Tensor& Tensor::mul_(double o) {
+  if (!recording_in_place(*this, {}) && fused_in_place(*this, scalar_like(o, *this), "mul_", [](auto a, auto b) { return a * b; }))
+    return *this;
+  return in_place(*this, {}, "mul_", [&](const Tensor& s) { return s * o; });
+}
 Tensor& Tensor::div_(const Tensor& o) { return in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }); }
 Tensor& Tensor::div_(double o) { return in_place(*this, {}, "div_", [&](const Tensor& s) { return s / o; }); }
 Tensor& Tensor::zero_() { return fill_(0.0); }

@@ -123,11 +123,18 @@ void SGD::step() {
       Tensor g = effective_grad(p, o.maximize, o.weight_decay);
       if (o.momentum != 0) {
         Tensor& buf = state(p).buffers["momentum_buffer"];
+        // buffers are updated in place: one pass each, no temporaries
         if (o.convention == MomentumConvention::ema) {
-          buf = buf.defined() ? buf * o.momentum + g * (1 - o.momentum) : g * (1 - o.momentum);
+          if (buf.defined())
+            buf.mul_(o.momentum).add_(g, 1 - o.momentum);
+          else
+            buf = g * (1 - o.momentum);
           g = buf;
         } else {
-          buf = buf.defined() ? buf * o.momentum + g * (1 - o.dampening) : g.clone();
+          if (buf.defined())
+            buf.mul_(o.momentum).add_(g, 1 - o.dampening);
+          else
+            buf = g.clone();
           g = o.nesterov ? g + buf * o.momentum : buf;
         }
       }
