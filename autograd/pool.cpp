@@ -13,11 +13,35 @@ namespace chainrule::pool {
 
 namespace {
 
-constexpr std::size_t kAlign = 64, kClasses = 64, kMaxPooled = kAlign * kClasses;  // up to 4 KiB
-constexpr std::size_t kBytesPerClass = std::size_t(32) << 20;  // cache at most 32 MiB per class per thread
+// Size classes: 64-byte steps up to 4 KiB (classes 1..64), then powers of two up to 4 MiB
+// (classes 65..74). Larger blocks are not cached. Caching the large classes matters as much as
+// the small ones: a training loop frees and re-allocates the same tensor buffers every step,
+// and handing them back to glibc lets it trim the heap and fault the pages in again.
+constexpr std::size_t kAlign = 64, kSmallClasses = 64, kSmallMax = kAlign * kSmallClasses;
+constexpr int kLargeClasses = 10;  // 8 KiB .. 4 MiB
+constexpr std::size_t kClasses = kSmallClasses + kLargeClasses;
+constexpr std::size_t kMaxCachedBytes = std::size_t(256) << 20;  // per thread
 
-void* system_allocate(std::size_t bytes) {
-  void* p = std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+// The class of a request (0: not pooled) and the bytes a block of that class holds.
+std::size_t class_of(std::size_t bytes, std::size_t* block) {
+  if (bytes == 0) bytes = 1;
+  if (bytes <= kSmallMax) {
+    const std::size_t c = (bytes + kAlign - 1) / kAlign;
+    *block = c * kAlign;
+    return c;
+  }
+  std::size_t size = kSmallMax * 2;
+  for (std::size_t c = kSmallClasses + 1; c <= kClasses; ++c, size *= 2)
+    if (bytes <= size) {
+      *block = size;
+      return c;
+    }
+  *block = (bytes + kAlign - 1) / kAlign * kAlign;
+  return 0;
+}
+
+void* system_allocate(std::size_t block) {
+  void* p = std::aligned_alloc(kAlign, block);
   if (!p) throw std::bad_alloc();
   return p;
 }
@@ -30,7 +54,7 @@ void cache_alive_off();
 
 struct Cache {
   FreeBlock* head[kClasses + 1] = {};
-  std::size_t count[kClasses + 1] = {};
+  std::size_t cached_bytes = 0;
   ~Cache() {
     cache_alive_off();
     for (auto& h : head)
@@ -53,28 +77,32 @@ void cache_alive_off() { cache_alive = false; }
 }  // namespace
 
 void* allocate(std::size_t bytes) {
+  std::size_t block = 0;
+  const std::size_t c = class_of(bytes, &block);
 #if CHAINRULE_POOL
-  const std::size_t c = (bytes + kAlign - 1) / kAlign;
-  if (c <= kClasses && cache_alive) {
+  if (c != 0 && cache_alive) {
     if (FreeBlock* b = cache.head[c]) {
       cache.head[c] = b->next;
-      --cache.count[c];
+      cache.cached_bytes -= block;
       return b;
     }
   }
+#else
+  (void)c;
 #endif
-  return system_allocate(bytes == 0 ? 1 : bytes);
+  return system_allocate(block);
 }
 
 void deallocate(void* p, std::size_t bytes) noexcept {
   if (!p) return;
 #if CHAINRULE_POOL
-  const std::size_t c = (bytes + kAlign - 1) / kAlign;
-  if (c <= kClasses && c > 0 && cache_alive && cache.count[c] * c * kAlign < kBytesPerClass) {
+  std::size_t block = 0;
+  const std::size_t c = class_of(bytes, &block);
+  if (c != 0 && cache_alive && cache.cached_bytes + block <= kMaxCachedBytes) {
     auto* b = static_cast<FreeBlock*>(p);
     b->next = cache.head[c];
     cache.head[c] = b;
-    ++cache.count[c];
+    cache.cached_bytes += block;
     return;
   }
 #else

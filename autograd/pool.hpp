@@ -1,6 +1,7 @@
-// Pooled memory for the many small, short-lived blocks a graph makes (tensor data, tensor
-// handles, nodes): thread-local free lists in 64-byte size classes up to 4 KiB, so building
-// and freeing a graph rarely reaches the system allocator. Larger blocks go straight to it.
+// Pooled memory for the many short-lived blocks a graph makes (tensor data, tensor handles,
+// nodes): thread-local free lists in size classes up to 4 MiB (at most 256 MiB cached per
+// thread), so building and freeing a graph, or a training step, rarely reaches the system
+// allocator.
 // Under AddressSanitizer the pool is off, so every use-after-free is still caught.
 #pragma once
 
