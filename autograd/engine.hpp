@@ -118,25 +118,22 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t);
 // Grad mode: thread-local; NoGradGuard turns it off for a scope.
 bool grad_mode_enabled();
 void set_grad_mode(bool enabled);
-class NoGradGuard {
+// Sets grad mode for a scope and restores the previous mode on exit.
+class GradModeGuard {
  public:
-  NoGradGuard() : previous_(grad_mode_enabled()) { set_grad_mode(false); }
-  ~NoGradGuard() { set_grad_mode(previous_); }
-  NoGradGuard(const NoGradGuard&) = delete;
-  NoGradGuard& operator=(const NoGradGuard&) = delete;
+  explicit GradModeGuard(bool enabled) : previous_(grad_mode_enabled()) { set_grad_mode(enabled); }
+  ~GradModeGuard() { set_grad_mode(previous_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
 
  private:
   bool previous_;
 };
-class EnableGradGuard {
- public:
-  explicit EnableGradGuard(bool enabled = true) : previous_(grad_mode_enabled()) { set_grad_mode(enabled); }
-  ~EnableGradGuard() { set_grad_mode(previous_); }
-  EnableGradGuard(const EnableGradGuard&) = delete;
-  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
-
- private:
-  bool previous_;
+struct NoGradGuard : GradModeGuard {
+  NoGradGuard() : GradModeGuard(false) {}
+};
+struct EnableGradGuard : GradModeGuard {
+  explicit EnableGradGuard(bool enabled = true) : GradModeGuard(enabled) {}
 };
 
 namespace autograd {

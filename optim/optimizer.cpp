@@ -89,6 +89,11 @@ void save(const Optimizer& optimizer, const std::string& path) { save_tensors(op
 void load(Optimizer& optimizer, const std::string& path) { optimizer.load_state_dict(load_tensors(path)); }
 
 namespace {
+// Options are checked in constructors, quoting the bad value.
+void require_non_negative(const std::string& optimizer, const char* what, double value) {
+  if (!(value >= 0)) fail("{}: invalid {} {} (must be >= 0)", optimizer, what, value);
+}
+
 // The gradient after maximize and (coupled) weight decay.
 Tensor effective_grad(const Tensor& p, bool maximize, double weight_decay) {
   Tensor g = p.grad();
@@ -101,9 +106,9 @@ Tensor effective_grad(const Tensor& p, bool maximize, double weight_decay) {
 // ---------------------------------------------------------------- SGD
 
 void SGD::validate(const SGDOptions& o) const {
-  if (!(o.lr >= 0)) fail("SGD: invalid learning rate {} (must be >= 0)", o.lr);
-  if (!(o.momentum >= 0)) fail("SGD: invalid momentum {} (must be >= 0)", o.momentum);
-  if (!(o.weight_decay >= 0)) fail("SGD: invalid weight_decay {} (must be >= 0)", o.weight_decay);
+  require_non_negative("SGD", "learning rate", o.lr);
+  require_non_negative("SGD", "momentum", o.momentum);
+  require_non_negative("SGD", "weight_decay", o.weight_decay);
   if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
     fail("SGD: nesterov momentum requires momentum > 0 and dampening = 0 (got momentum {}, dampening {})", o.momentum,
          o.dampening);
@@ -147,12 +152,12 @@ void SGD::step() {
 // ---------------------------------------------------------------- Adam, AdamW
 
 void Adam::validate(const AdamOptions& o) const {
-  if (!(o.lr >= 0)) fail("{}: invalid learning rate {} (must be >= 0)", name(), o.lr);
-  if (!(o.eps >= 0)) fail("{}: invalid eps {} (must be >= 0)", name(), o.eps);
+  require_non_negative(name(), "learning rate", o.lr);
+  require_non_negative(name(), "eps", o.eps);
   for (int i = 0; i < 2; ++i)
     if (!(o.betas[i] >= 0 && o.betas[i] < 1))
       fail("{}: invalid beta parameter at index {}: {} (must be in [0, 1))", name(), i, o.betas[i]);
-  if (!(o.weight_decay >= 0)) fail("{}: invalid weight_decay {} (must be >= 0)", name(), o.weight_decay);
+  require_non_negative(name(), "weight_decay", o.weight_decay);
 }
 
 void Adam::step() {
@@ -190,11 +195,9 @@ void Adam::step() {
 // ---------------------------------------------------------------- RMSprop
 
 void RMSprop::validate(const RMSpropOptions& o) const {
-  if (!(o.lr >= 0)) fail("RMSprop: invalid learning rate {} (must be >= 0)", o.lr);
-  if (!(o.alpha >= 0)) fail("RMSprop: invalid alpha {} (must be >= 0)", o.alpha);
-  if (!(o.eps >= 0)) fail("RMSprop: invalid eps {} (must be >= 0)", o.eps);
-  if (!(o.momentum >= 0)) fail("RMSprop: invalid momentum {} (must be >= 0)", o.momentum);
-  if (!(o.weight_decay >= 0)) fail("RMSprop: invalid weight_decay {} (must be >= 0)", o.weight_decay);
+  for (auto [what, value] : {std::pair{"learning rate", o.lr}, {"alpha", o.alpha}, {"eps", o.eps},
+                             {"momentum", o.momentum}, {"weight_decay", o.weight_decay}})
+    require_non_negative("RMSprop", what, value);
 }
 
 void RMSprop::step() {
