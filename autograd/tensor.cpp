@@ -291,10 +291,14 @@ bool recording_in_place(const Tensor& self, const Tensor& other) {
   return grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
 }
 
-template <class Op>
-Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute) {
+// `compute` gives the result as a tensor expression (recorded when autograd must see it);
+// `elementwise`, when given, is the same op on two elements, for the one-pass path.
+template <class Op, class F = std::nullptr_t>
+Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, F elementwise = nullptr) {
   const bool recording = recording_in_place(self, other);
   if (!recording) {
+    if constexpr (!std::is_same_v<F, std::nullptr_t>)
+      if (fused_in_place(self, other, op, elementwise)) return self;
     write_in_place(self, compute(self), op, false);
     return self;
   }
@@ -313,24 +317,20 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute) 
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
-  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "add_", [alpha](auto a, auto b) { return a + b * alpha; }))
-    return *this;
-  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; });
+  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
+                  [alpha](auto a, auto b) { return a + b * alpha; });
 }
 Tensor& Tensor::add_(double o) { return in_place(*this, {}, "add_", [&](const Tensor& s) { return s + o; }); }
 Tensor& Tensor::sub_(const Tensor& o) {
-  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "sub_", [](auto a, auto b) { return a - b; })) return *this;
-  return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; });
+  return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
 }
 Tensor& Tensor::sub_(double o) { return in_place(*this, {}, "sub_", [&](const Tensor& s) { return s - o; }); }
 Tensor& Tensor::mul_(const Tensor& o) {
-  if (!recording_in_place(*this, o) && fused_in_place(*this, o, "mul_", [](auto a, auto b) { return a * b; })) return *this;
-  return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; });
+  return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::mul_(double o) {
-  if (!recording_in_place(*this, {}) && fused_in_place(*this, scalar_like(o, *this), "mul_", [](auto a, auto b) { return a * b; }))
-    return *this;
-  return in_place(*this, {}, "mul_", [&](const Tensor& s) { return s * o; });
+  return in_place(*this, scalar_like(o, *this), "mul_", [&](const Tensor& s) { return s * o; },
+                  [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::div_(const Tensor& o) { return in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }); }
 Tensor& Tensor::div_(double o) { return in_place(*this, {}, "div_", [&](const Tensor& s) { return s / o; }); }

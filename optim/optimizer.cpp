@@ -120,33 +120,28 @@ void SGD::validate(const SGDOptions& o) const {
 }
 
 void SGD::step() {
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const SGDOptions& o = group.options;
-    for (Tensor& p : group.params) {
-      if (!p.grad().defined()) continue;
-      Tensor g = effective_grad(p, o.maximize, o.weight_decay);
-      if (o.momentum != 0) {
-        Tensor& buf = state(p).buffers["momentum_buffer"];
-        // buffers are updated in place: one pass each, no temporaries
-        if (o.convention == MomentumConvention::ema) {
-          if (buf.defined())
-            buf.mul_(o.momentum).add_(g, 1 - o.momentum);
-          else
-            buf = g * (1 - o.momentum);
-          g = buf;
-        } else {
-          if (buf.defined())
-            buf.mul_(o.momentum).add_(g, 1 - o.dampening);
-          else
-            buf = g.clone();
-          g = o.nesterov ? g + buf * o.momentum : buf;
-        }
+  for_each_param_with_grad([&](Tensor& p, const SGDOptions& o) {
+    Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+    if (o.momentum != 0) {
+      Tensor& buf = state(p).buffers["momentum_buffer"];
+      // buffers are updated in place: one pass each, no temporaries
+      if (o.convention == MomentumConvention::ema) {
+        if (buf.defined())
+          buf.mul_(o.momentum).add_(g, 1 - o.momentum);
+        else
+          buf = g * (1 - o.momentum);
+        g = buf;
+      } else {
+        if (buf.defined())
+          buf.mul_(o.momentum).add_(g, 1 - o.dampening);
+        else
+          buf = g.clone();
+        g = o.nesterov ? g + buf * o.momentum : buf;
       }
-      ++state(p).step;
-      p.add_(g, -o.lr);
     }
-  }
+    ++state(p).step;
+    p.add_(g, -o.lr);
+  });
 }
 
 // ---------------------------------------------------------------- Adam, AdamW
@@ -161,35 +156,30 @@ void Adam::validate(const AdamOptions& o) const {
 }
 
 void Adam::step() {
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const AdamOptions& o = group.options;
+  for_each_param_with_grad([&](Tensor& p, const AdamOptions& o) {
     const auto [b1, b2] = o.betas;
-    for (Tensor& p : group.params) {
-      if (!p.grad().defined()) continue;
-      if (decoupled_ && o.weight_decay != 0) p.mul_(1 - o.lr * o.weight_decay);
-      const Tensor g = effective_grad(p, o.maximize, decoupled_ ? 0.0 : o.weight_decay);
-      ParamState& s = state(p);
-      Tensor& m = s.buffers["exp_avg"];
-      Tensor& v = s.buffers["exp_avg_sq"];
-      if (!m.defined()) {
-        m = zeros_like(p);
-        v = zeros_like(p);
-      }
-      const int64_t t = ++s.step;
-      m = m * b1 + g * (1 - b1);
-      v = v * b2 + g * g * (1 - b2);
-      Tensor v_hat = v;
-      if (o.amsgrad) {
-        Tensor& vmax = s.buffers["max_exp_avg_sq"];
-        vmax = vmax.defined() ? maximum(vmax, v) : v.clone();
-        v_hat = vmax;
-      }
-      const double bias1 = 1 - std::pow(b1, static_cast<double>(t)), bias2 = 1 - std::pow(b2, static_cast<double>(t));
-      const Tensor denom = sqrt(v_hat) / std::sqrt(bias2) + o.eps;
-      p.add_(m / denom, -o.lr / bias1);
+    if (decoupled_ && o.weight_decay != 0) p.mul_(1 - o.lr * o.weight_decay);
+    const Tensor g = effective_grad(p, o.maximize, decoupled_ ? 0.0 : o.weight_decay);
+    ParamState& s = state(p);
+    Tensor& m = s.buffers["exp_avg"];
+    Tensor& v = s.buffers["exp_avg_sq"];
+    if (!m.defined()) {
+      m = zeros_like(p);
+      v = zeros_like(p);
     }
-  }
+    const int64_t t = ++s.step;
+    m = m * b1 + g * (1 - b1);
+    v = v * b2 + g * g * (1 - b2);
+    Tensor v_hat = v;
+    if (o.amsgrad) {
+      Tensor& vmax = s.buffers["max_exp_avg_sq"];
+      vmax = vmax.defined() ? maximum(vmax, v) : v.clone();
+      v_hat = vmax;
+    }
+    const double bias1 = 1 - std::pow(b1, static_cast<double>(t)), bias2 = 1 - std::pow(b2, static_cast<double>(t));
+    const Tensor denom = sqrt(v_hat) / std::sqrt(bias2) + o.eps;
+    p.add_(m / denom, -o.lr / bias1);
+  });
 }
 
 // ---------------------------------------------------------------- RMSprop
@@ -201,33 +191,28 @@ void RMSprop::validate(const RMSpropOptions& o) const {
 }
 
 void RMSprop::step() {
-  NoGradGuard no_grad;
-  for (auto& group : groups_) {
-    const RMSpropOptions& o = group.options;
-    for (Tensor& p : group.params) {
-      if (!p.grad().defined()) continue;
-      const Tensor g = effective_grad(p, o.maximize, o.weight_decay);
-      ParamState& s = state(p);
-      ++s.step;
-      Tensor& sq = s.buffers["square_avg"];
-      sq = sq.defined() ? sq * o.alpha + g * g * (1 - o.alpha) : g * g * (1 - o.alpha);
-      Tensor avg;
-      if (o.centered) {
-        Tensor& ga = s.buffers["grad_avg"];
-        ga = ga.defined() ? ga * o.alpha + g * (1 - o.alpha) : g * (1 - o.alpha);
-        avg = sqrt(sq - ga * ga) + o.eps;
-      } else {
-        avg = sqrt(sq) + o.eps;
-      }
-      if (o.momentum > 0) {
-        Tensor& buf = s.buffers["momentum_buffer"];
-        buf = buf.defined() ? buf * o.momentum + g / avg : g / avg;
-        p.add_(buf, -o.lr);
-      } else {
-        p.add_(g / avg, -o.lr);
-      }
+  for_each_param_with_grad([&](Tensor& p, const RMSpropOptions& o) {
+    const Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+    ParamState& s = state(p);
+    ++s.step;
+    Tensor& sq = s.buffers["square_avg"];
+    sq = sq.defined() ? sq * o.alpha + g * g * (1 - o.alpha) : g * g * (1 - o.alpha);
+    Tensor avg;
+    if (o.centered) {
+      Tensor& ga = s.buffers["grad_avg"];
+      ga = ga.defined() ? ga * o.alpha + g * (1 - o.alpha) : g * (1 - o.alpha);
+      avg = sqrt(sq - ga * ga) + o.eps;
+    } else {
+      avg = sqrt(sq) + o.eps;
     }
-  }
+    if (o.momentum > 0) {
+      Tensor& buf = s.buffers["momentum_buffer"];
+      buf = buf.defined() ? buf * o.momentum + g / avg : g / avg;
+      p.add_(buf, -o.lr);
+    } else {
+      p.add_(g / avg, -o.lr);
+    }
+  });
 }
 
 }  // namespace chainrule::optim

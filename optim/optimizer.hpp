@@ -99,6 +99,15 @@ class GroupedOptimizer : public Optimizer {
  protected:
   explicit GroupedOptimizer(std::string name) : Optimizer(std::move(name)) {}
   virtual void validate(const Options& options) const = 0;
+  // Calls f(p, options of p's group) for every parameter that has a gradient, under no-grad:
+  // the loop every step() runs.
+  template <class F>
+  void for_each_param_with_grad(F&& f) {
+    NoGradGuard no_grad;
+    for (auto& group : groups_)
+      for (Tensor& p : group.params)
+        if (p.grad().defined()) f(p, group.options);
+  }
   std::vector<Group> groups_;
 };
 
