@@ -27,21 +27,70 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
     : dataset_(std::move(dataset)), options_(std::move(options)) {
   if (!dataset_) fail("DataLoader: no dataset");
   if (options_.batch_size < 1) fail("DataLoader: batch_size must be >= 1, got {}", options_.batch_size);
+  if (options_.sampler && options_.shuffle)
+    fail("DataLoader: sampler and shuffle = true exclude each other; the sampler decides the order (a "
+         "DistributedSampler shuffles by its own options)");
+}
+
+int64_t DataLoader::samples_per_epoch() const {
+  return options_.sampler ? options_.sampler->num_samples(dataset_->size()) : dataset_->size();
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size;
+  const int64_t n = samples_per_epoch(), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
-std::vector<int64_t> DataLoader::order(int64_t epoch) const {
-  std::vector<int64_t> idx(static_cast<size_t>(dataset_->size()));
+namespace {
+std::vector<int64_t> iota(int64_t n) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
-  if (options_.shuffle) {  // Fisher-Yates with our own generator: the same order on every platform
-    Generator gen(options_.seed + static_cast<uint64_t>(epoch));
-    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[static_cast<size_t>(gen.integer(0, static_cast<int64_t>(i)))]);
-  }
   return idx;
+}
+}  // namespace
+
+std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
+  if (n < 0) fail("permutation: n must be >= 0, got {}", n);
+  std::vector<int64_t> idx = iota(n);
+  Generator gen(seed);
+  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[static_cast<size_t>(gen.integer(0, static_cast<int64_t>(i)))]);
+  return idx;
+}
+
+std::vector<int64_t> DataLoader::order(int64_t epoch) const {
+  if (options_.sampler) {
+    std::vector<int64_t> idx = options_.sampler->indices(epoch, dataset_->size());
+    for (int64_t i : idx)
+      if (i < 0 || i >= dataset_->size())
+        fail("DataLoader: the sampler returned index {} for a dataset of {} examples", i, dataset_->size());
+    return idx;
+  }
+  return options_.shuffle ? permutation(dataset_->size(), options_.seed + static_cast<uint64_t>(epoch))
+                          : iota(dataset_->size());
+}
+
+DistributedSampler::DistributedSampler(DistributedSamplerOptions options) : options_(options) {
+  if (options_.num_replicas < 1) fail("DistributedSampler: num_replicas must be >= 1, got {}", options_.num_replicas);
+  if (options_.rank < 0 || options_.rank >= options_.num_replicas)
+    fail("DistributedSampler: rank {} is not in [0, {}) (num_replicas = {})", options_.rank, options_.num_replicas,
+         options_.num_replicas);
+}
+
+int64_t DistributedSampler::num_samples(int64_t dataset_size) const {
+  const int64_t r = options_.num_replicas;
+  return options_.drop_last ? dataset_size / r : (dataset_size + r - 1) / r;
+}
+
+std::vector<int64_t> DistributedSampler::indices(int64_t epoch, int64_t dataset_size) const {
+  std::vector<int64_t> all =
+      options_.shuffle ? permutation(dataset_size, options_.seed + static_cast<uint64_t>(epoch)) : iota(dataset_size);
+  const int64_t per_rank = num_samples(dataset_size), total = per_rank * options_.num_replicas;
+  if (!all.empty())  // pad by repeating the start (several times for a dataset smaller than num_replicas)
+    for (size_t i = 0; static_cast<int64_t>(all.size()) < total; ++i) all.push_back(all[i]);
+  std::vector<int64_t> mine;
+  mine.reserve(static_cast<size_t>(per_rank));
+  for (int64_t i = options_.rank; i < total; i += options_.num_replicas) mine.push_back(all[static_cast<size_t>(i)]);
+  return mine;
 }
 
 namespace {

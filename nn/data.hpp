@@ -36,12 +36,51 @@ class TensorDataset : public Dataset {
   Tensor inputs_, targets_;
 };
 
+// 0, 1, ..., n-1 shuffled by a Fisher-Yates pass driven by Generator(seed): the same order on
+// every platform. The DataLoader's shuffle and DistributedSampler both use it, so N ranks
+// with a DistributedSampler see, step by step, the same examples as one process whose
+// DataLoader has N times the batch.
+std::vector<int64_t> permutation(int64_t n, uint64_t seed);
+
+// Chooses which examples one epoch visits, in order (torch.utils.data.Sampler).
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  // The indices for `epoch` into a dataset of `dataset_size` examples.
+  virtual std::vector<int64_t> indices(int64_t epoch, int64_t dataset_size) const = 0;
+  // How many indices `indices` returns for that dataset size.
+  virtual int64_t num_samples(int64_t dataset_size) const = 0;
+};
+
+struct DistributedSamplerOptions {
+  int64_t num_replicas = 1;  // the number of ranks (distributed::world_size())
+  int64_t rank = 0;          // this process's rank (distributed::rank())
+  bool shuffle = true;
+  uint64_t seed = 0;         // shared by all ranks; epoch e shuffles with seed + e
+  bool drop_last = false;    // drop the tail that does not divide evenly (else pad by repeating the start)
+};
+
+// Shards a dataset by rank, as PyTorch's DistributedSampler: every rank draws the same
+// permutation, pads it (or drops its tail) to a multiple of num_replicas, and takes every
+// num_replicas-th index starting at its rank. Ranks see disjoint examples (except padding).
+class DistributedSampler : public Sampler {
+ public:
+  explicit DistributedSampler(DistributedSamplerOptions options);
+  std::vector<int64_t> indices(int64_t epoch, int64_t dataset_size) const override;
+  int64_t num_samples(int64_t dataset_size) const override;
+  const DistributedSamplerOptions& options() const { return options_; }
+
+ private:
+  DistributedSamplerOptions options_;
+};
+
 struct DataLoaderOptions {
   int64_t batch_size = 64;
   bool shuffle = false;
   bool drop_last = false;
-  uint64_t seed = 0;  // shuffling of epoch e uses seed + e: every epoch reproducible on its own
+  uint64_t seed = 0;  // shuffling of epoch e uses permutation(n, seed + e): every epoch reproducible on its own
   std::function<Batch(Batch)> transform = nullptr;  // applied to every batch
+  std::shared_ptr<const Sampler> sampler = nullptr;  // chooses the indices instead of shuffle (not with shuffle)
 };
 
 class DataLoader {
@@ -56,6 +95,7 @@ class DataLoader {
 
  private:
   std::vector<int64_t> order(int64_t epoch) const;
+  int64_t samples_per_epoch() const;
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
 };

@@ -138,6 +138,66 @@ TEST_CASE("DataLoader: batches, drop_last, seeded shuffling per epoch, transform
   check_error([] { D::TensorDataset bad(cr::zeros({3, 2}), cr::zeros({4})); }, {"TensorDataset", "[3, 2]", "[4]"});
 }
 
+TEST_CASE("DistributedSampler: disjoint shards, padding, drop_last, shared seed, the N*B equivalence") {
+  // 10 examples over 3 ranks, no shuffle: PyTorch's layout, padded with the first two indices.
+  std::vector<std::vector<int64_t>> shards;
+  for (int64_t r = 0; r < 3; ++r) {
+    const D::DistributedSampler s({.num_replicas = 3, .rank = r, .shuffle = false});
+    CHECK(s.num_samples(10) == 4);
+    shards.push_back(s.indices(0, 10));
+  }
+  CHECK(shards[0] == std::vector<int64_t>{0, 3, 6, 9});
+  CHECK(shards[1] == std::vector<int64_t>{1, 4, 7, 0});
+  CHECK(shards[2] == std::vector<int64_t>{2, 5, 8, 1});
+  const D::DistributedSampler dropping({.num_replicas = 3, .rank = 2, .shuffle = false, .drop_last = true});
+  CHECK(dropping.num_samples(10) == 3);
+  CHECK(dropping.indices(0, 10) == std::vector<int64_t>{2, 5, 8});
+  // A dataset smaller than the number of ranks still gives every rank one example.
+  CHECK(D::DistributedSampler({.num_replicas = 4, .rank = 3, .shuffle = false}).indices(0, 2) == std::vector<int64_t>{1});
+
+  // Shuffled: every rank draws the same permutation of the shared seed, so the shards are
+  // disjoint and cover the dataset; the next epoch reshuffles.
+  std::set<int64_t> covered;
+  for (int64_t r = 0; r < 4; ++r) {
+    const D::DistributedSampler s({.num_replicas = 4, .rank = r, .seed = 7});
+    const auto e0 = s.indices(0, 20);
+    CHECK(e0.size() == 5);
+    covered.insert(e0.begin(), e0.end());
+    CHECK(s.indices(0, 20) == e0);
+    CHECK(s.indices(1, 20) != e0);
+  }
+  CHECK(covered.size() == 20);
+
+  // Step k of rank r holds permutation[(k*B + j)*N + r]: the union over ranks of step k is the
+  // k-th block of N*B of the permutation, i.e. the k-th batch of one DataLoader of batch N*B.
+  auto ds = std::make_shared<D::TensorDataset>(cr::arange(24, cr::float64).reshape({24, 1}), cr::arange(24, cr::int64));
+  const int64_t N = 3, B = 2;
+  const D::DataLoader single(ds, {.batch_size = N * B, .shuffle = true, .seed = 11});
+  std::vector<D::DataLoader> ranks;
+  for (int64_t r = 0; r < N; ++r)
+    ranks.emplace_back(ds, D::DataLoaderOptions{
+                               .batch_size = B,
+                               .sampler = std::make_shared<D::DistributedSampler>(
+                                   D::DistributedSamplerOptions{.num_replicas = N, .rank = r, .seed = 11})});
+  CHECK(single.batches_per_epoch() == 4);
+  for (int64_t epoch = 0; epoch < 2; ++epoch)
+    for (int64_t k = 0; k < single.batches_per_epoch(); ++k) {
+      CHECK(ranks[0].batches_per_epoch() == 4);
+      const auto whole = single.batch(epoch, k).targets.to_vector<int64_t>();
+      std::multiset<int64_t> union_of_ranks;
+      for (const auto& loader : ranks)
+        for (int64_t t : loader.batch(epoch, k).targets.to_vector<int64_t>()) union_of_ranks.insert(t);
+      CHECK(union_of_ranks == std::multiset<int64_t>(whole.begin(), whole.end()));
+    }
+  CHECK(D::permutation(24, 11) == D::permutation(24, 11));
+
+  check_error([] { D::DistributedSampler bad({.num_replicas = 2, .rank = 2}); }, {"DistributedSampler", "rank 2", "[0, 2)"});
+  check_error([] { D::DistributedSampler bad({.num_replicas = 0}); }, {"DistributedSampler", "num_replicas"});
+  check_error([&] {
+    D::DataLoader bad(ds, {.shuffle = true, .sampler = std::make_shared<D::DistributedSampler>(D::DistributedSamplerOptions{})});
+  }, {"DataLoader", "sampler", "shuffle"});
+}
+
 TEST_CASE("synthetic 2-D problems: shapes, balanced labels, reproducible") {
   cr::Generator g1(3), g2(3);
   const auto a = D::make_moons(100, 0.1, &g1), b = D::make_moons(100, 0.1, &g2);
