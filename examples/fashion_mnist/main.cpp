@@ -1,14 +1,21 @@
 // Fashion-MNIST end to end: an MLP trained with a chainrule optimizer, a progress bar per
 // epoch, test loss and accuracy after each, an atomic checkpoint that --resume continues
-// from, and at the end the confusion matrix and an SVG of the curves.
+// from, and at the end the confusion matrix and an SVG of the curves. With --distributed
+// (under mpirun) it trains data-parallel: every rank a shard of each batch, gradients
+// averaged, the same steps as one process with the whole batch.
 #include "../common/cli.hpp"
 #include "../common/plot.hpp"
 #include "../common/progress.hpp"
 
 #include <chainrule.hpp>
+#if CHAINRULE_HAVE_DISTRIBUTED
+#include <distributed/distributed.hpp>
+#endif
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 namespace cr = chainrule;
 namespace D = cr::nn::data;
@@ -24,13 +31,16 @@ const char* kUsage =
     "  --optimizer NAME    sgd (momentum 0.9, nesterov) or adam (default sgd)\n"
     "  --hidden LIST       hidden layer sizes, comma-separated (default 256,128)\n"
     "  --schedule NAME     cosine (anneal the lr to 0 over the epochs) or none (default cosine)\n"
-    "  --threads N         BLAS threads (default 2)\n"
+    "  --threads N         BLAS threads per process (default: the cores, shared among the ranks on this machine)\n"
     "  --data DIR          folder with the four *-ubyte.gz files (default /usr/share/datasets/fashion-mnist)\n"
     "  --out DIR           checkpoint and plots (default fashion-mnist-out)\n"
     "  --limit N           use only the first N training images (and up to N test images), for tests\n"
     "  --resume            continue from the checkpoint in --out\n"
     "  --stop-after N      stop after epoch N as if interrupted (to try --resume)\n"
     "  --skip-if-missing   exit 77 (a skip) with a message when the data set is not installed\n"
+    "  --distributed       data-parallel over MPI: run under mpirun -np N; --batch-size is the global batch\n"
+    "                      (each rank takes batch/N); rank 0 prints and writes the files\n"
+    "  --timeout S         seconds a rank waits in a collective before the job fails (default 300)\n"
     "  --help              this text\n";
 
 struct Options {
@@ -38,8 +48,9 @@ struct Options {
   double lr = -1;
   std::string optimizer = "sgd", schedule = "cosine", data = D::kFashionMnistDir, out = "fashion-mnist-out";
   std::vector<int64_t> hidden = {256, 128};
-  int threads = 2;
-  bool resume = false, skip_if_missing = false;
+  int threads = 0;  // 0: the cores, shared among the local ranks
+  double timeout = 300;
+  bool resume = false, skip_if_missing = false, distributed = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -67,6 +78,8 @@ Options parse(int argc, char** argv) {
   p.flag("--resume", [&] { o.resume = true; });
   p.option("--stop-after", [&](const std::string& v) { o.stop_after = p.integer(v, "--stop-after", 1, 1000); });
   p.flag("--skip-if-missing", [&] { o.skip_if_missing = true; });
+  p.flag("--distributed", [&] { o.distributed = true; });
+  p.option("--timeout", [&](const std::string& v) { o.timeout = p.number(v, "--timeout", 0.001, 1e6); });
   p.parse(argc, argv);
   if (o.lr < 0) o.lr = o.optimizer == "sgd" ? 0.05 : 1e-3;
   return o;
@@ -76,25 +89,50 @@ struct History {
   std::vector<double> train_loss, test_loss, test_accuracy;
 };
 
+// This process's place among the ranks (rank 0 of 1 without --distributed).
+struct World {
+  int rank = 0, size = 1;
+  bool lead() const { return rank == 0; }
+};
+
+// Sums over all ranks, in place (nothing to do in a world of one).
+void sum_over_ranks([[maybe_unused]] const std::vector<cr::Tensor>& tensors, const World& world) {
+  if (world.size == 1) return;
+#if CHAINRULE_HAVE_DISTRIBUTED
+  cr::distributed::all_reduce(tensors, cr::distributed::ReduceOp::sum);
+#endif
+}
+
 // Loss and accuracy over a whole set, without recording a graph; fills the confusion matrix.
+// Each rank evaluates its slice of the set; the sums are combined over the ranks.
 std::pair<double, double> evaluate(cr::nn::Module& model, const cr::Tensor& images, const cr::Tensor& labels,
-                                   std::vector<std::vector<int64_t>>* confusion = nullptr) {
+                                   const World& world, std::vector<std::vector<int64_t>>* confusion = nullptr) {
   cr::NoGradGuard no_grad;
   double loss = 0;
   int64_t correct = 0;
+  std::vector<double> counts(100, 0.0);
   const int64_t n = images.size(0), chunk = 1000;
-  for (int64_t start = 0; start < n; start += chunk) {
-    const int64_t len = std::min(chunk, n - start);
+  const int64_t first = n * world.rank / world.size, last = n * (world.rank + 1) / world.size;
+  for (int64_t start = first; start < last; start += chunk) {
+    const int64_t len = std::min(chunk, last - start);
     const cr::Tensor logits = model(images.narrow(0, start, len));
     const cr::Tensor y = labels.narrow(0, start, len);
     loss += F::cross_entropy(logits, y, F::Reduction::sum).item<double>();
     const auto pred = cr::argmax(logits, 1).to_vector<int64_t>(), truth = y.to_vector<int64_t>();
     for (int64_t i = 0; i < len; ++i) {
       correct += pred[i] == truth[i];
-      if (confusion) ++(*confusion)[truth[i]][pred[i]];
+      ++counts[static_cast<size_t>(truth[i] * 10 + pred[i])];
     }
   }
-  return {loss / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+  const cr::Tensor sums = cr::tensor({loss, static_cast<double>(correct)}, cr::float64);
+  const cr::Tensor matrix = cr::tensor(counts, {100}, cr::int64);
+  sum_over_ranks({sums, matrix}, world);
+  if (confusion) {
+    const auto c = matrix.to_vector<int64_t>();
+    for (size_t k = 0; k < c.size(); ++k) (*confusion)[k / 10][k % 10] = c[k];
+  }
+  const auto total = sums.to_vector<double>();  // loss, correct
+  return {total[0] / static_cast<double>(n), total[1] / static_cast<double>(n)};
 }
 
 // One file holds model, optimizer and progress, so the three can never disagree.
@@ -139,7 +177,32 @@ int main(int argc, char** argv) {
     fmt::print("SKIP: Fashion-MNIST is not installed in {} (apt-get install dataset-fashion-mnist)\n", opt.data);
     return 77;
   }
-  cr::set_num_threads(opt.threads);
+  World world;
+#if CHAINRULE_HAVE_DISTRIBUTED
+  std::optional<cr::distributed::Session> session;
+  if (opt.distributed) {
+    session.emplace(argc, argv, cr::distributed::Options{.timeout = std::chrono::milliseconds(
+                                                              static_cast<int64_t>(opt.timeout * 1000))});
+    world = {session->rank(), session->world_size()};
+  }
+#else
+  if (opt.distributed) {
+    fmt::print(stderr, "fashion_mnist: --distributed needs chainrule built with MPI (apt-get install libopenmpi-dev, "
+                       "then reconfigure)\n");
+    return 2;
+  }
+#endif
+  if (opt.batch_size % world.size != 0) {
+    fmt::print(stderr, "fashion_mnist: --batch-size {} does not split evenly over {} ranks\n", opt.batch_size, world.size);
+    return 2;
+  }
+  int threads = opt.threads;
+  if (threads == 0) {  // the cores of this machine, shared among the ranks running on it
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int ranks_here = opt.distributed && local ? std::max(1, std::atoi(local)) : 1;
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_here);
+  }
+  cr::set_num_threads(threads);
   std::filesystem::create_directories(opt.out);
   const std::string ckpt = opt.out + "/checkpoint.bin";
 
@@ -174,19 +237,32 @@ int main(int argc, char** argv) {
   int64_t first_epoch = 0;
   if (opt.resume) {
     first_epoch = load_checkpoint(ckpt, model, *optimizer, history) + 1;
-    fmt::print("resumed from {} after epoch {}\n", ckpt, first_epoch);
+    if (world.lead()) fmt::print("resumed from {} after epoch {}\n", ckpt, first_epoch);
   }
   // The schedule is a closed form of the epoch, so a resumed run recomputes it exactly.
   auto lr_at = [&](int64_t epoch) {
     return opt.schedule == "cosine" ? opt.lr * (1 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(opt.epochs))) / 2
                                     : opt.lr;
   };
-  fmt::print("{}\n{} training / {} test images, {} {} lr {:g} ({} schedule), batch {}\n", model,
-             data.train_images.size(0), data.test_images.size(0), opt.optimizer,
-             opt.optimizer == "sgd" ? "(momentum 0.9, nesterov)" : "", opt.lr, opt.schedule, opt.batch_size);
+  if (world.lead())
+    fmt::print("{}\n{} training / {} test images, {} {} lr {:g} ({} schedule), batch {}{}, {} BLAS thread{} per rank\n",
+               model, data.train_images.size(0), data.test_images.size(0), opt.optimizer,
+               opt.optimizer == "sgd" ? "(momentum 0.9, nesterov)" : "", opt.lr, opt.schedule, opt.batch_size,
+               opt.distributed ? fmt::format(" over {} ranks ({} each)", world.size, opt.batch_size / world.size) : "",
+               threads, threads == 1 ? "" : "s");
 
   auto train_set = std::make_shared<D::TensorDataset>(data.train_images, data.train_labels);
-  const D::DataLoader loader(train_set, {.batch_size = opt.batch_size, .shuffle = true, .seed = 1234});
+  // One rank: the whole batch, shuffled. N ranks: each its shard of the same shuffle
+  // (DistributedSampler), batch/N examples per step, gradients averaged: the same steps.
+  D::DataLoaderOptions loader_options{.batch_size = opt.batch_size, .shuffle = true, .seed = 1234};
+#if CHAINRULE_HAVE_DISTRIBUTED
+  std::optional<cr::distributed::DataParallel> ddp;
+  if (opt.distributed) {
+    ddp.emplace(model.parameters());
+    loader_options = {.batch_size = opt.batch_size / world.size, .sampler = cr::distributed::make_sampler(1234)};
+  }
+#endif
+  const D::DataLoader loader(train_set, loader_options);
   for (int64_t epoch = first_epoch; epoch < opt.epochs; ++epoch) {
     model.train();
     optimizer->set_lr(lr_at(epoch));
@@ -197,29 +273,41 @@ int main(int argc, char** argv) {
       optimizer->zero_grad();
       const cr::Tensor loss = F::cross_entropy(model(b.inputs), b.targets);
       loss.backward();
+#if CHAINRULE_HAVE_DISTRIBUTED
+      if (ddp) ddp->average_gradients();
+#endif
       optimizer->step();
       const int64_t n = b.inputs.size(0);
       loss_sum += loss.item<double>() * static_cast<double>(n);
       seen += n;
-      bar.update(++batch_index, fmt::format("loss {:.4f} {:>6.0f} samples/s", loss_sum / static_cast<double>(seen),
-                                            static_cast<double>(seen) / bar.seconds()));
+      ++batch_index;
+      if (world.lead())  // rank 0's running loss; samples/s of the whole job
+        bar.update(batch_index, fmt::format("loss {:.4f} {:>6.0f} samples/s", loss_sum / static_cast<double>(seen),
+                                            static_cast<double>(seen * world.size) / bar.seconds()));
     }
+    const double train_seconds = bar.seconds();
+    const cr::Tensor train_sums = cr::tensor({loss_sum, static_cast<double>(seen)}, cr::float64);
+    sum_over_ranks({train_sums}, world);
     model.eval();
-    const auto [test_loss, test_acc] = evaluate(model, data.test_images, data.test_labels);
-    history.train_loss.push_back(loss_sum / static_cast<double>(seen));
+    const auto [test_loss, test_acc] = evaluate(model, data.test_images, data.test_labels, world);
+    history.train_loss.push_back(train_sums.to_vector<double>()[0] / train_sums.to_vector<double>()[1]);
     history.test_loss.push_back(test_loss);
     history.test_accuracy.push_back(test_acc);
-    fmt::print("epoch {:>2}: train loss {:.4f}  test loss {:.4f}  test accuracy {:.2f}%  ({:.1f} s)\n", epoch + 1,
-               history.train_loss.back(), test_loss, 100 * test_acc, bar.seconds());
-    save_checkpoint(ckpt, model, *optimizer, epoch, history);
+    if (world.lead()) {
+      fmt::print("epoch {:>2}: train loss {:.4f}  test loss {:.4f}  test accuracy {:.2f}%  ({:.1f} s, {:.0f} samples/s)\n",
+                 epoch + 1, history.train_loss.back(), test_loss, 100 * test_acc, train_seconds,
+                 train_sums.to_vector<double>()[1] / train_seconds);
+      save_checkpoint(ckpt, model, *optimizer, epoch, history);  // --resume: every rank reads it (a shared folder)
+    }
     if (opt.stop_after > 0 && epoch + 1 == opt.stop_after) {
-      fmt::print("stopped after epoch {} (--stop-after); continue with --resume\n", epoch + 1);
+      if (world.lead()) fmt::print("stopped after epoch {} (--stop-after); continue with --resume\n", epoch + 1);
       return 0;
     }
   }
 
   std::vector<std::vector<int64_t>> confusion(10, std::vector<int64_t>(10, 0));
-  const auto [final_loss, final_acc] = evaluate(model, data.test_images, data.test_labels, &confusion);
+  const auto [final_loss, final_acc] = evaluate(model, data.test_images, data.test_labels, world, &confusion);
+  if (!world.lead()) return 0;
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted)\n{:>12}", "");
   for (int c = 0; c < 10; ++c) fmt::print("{:>6}", c);
   fmt::print("\n");
