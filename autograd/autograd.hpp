@@ -1,4 +1,5 @@
-// The autograd layer: tensors, ops, the engine and gradcheck.
+/// \file
+/// The autograd layer: tensors, ops, the engine and gradcheck.
 #pragma once
 
 #include "doctor.hpp"

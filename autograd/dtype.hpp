@@ -1,5 +1,6 @@
-// Runtime element types: float32, float64 and int64 (labels, indices), and the dispatch
-// that turns a runtime Dtype into a compile-time element type for kernels.
+/// \file
+/// Runtime element types: float32, float64 and int64 (labels, indices), and the dispatch
+/// that turns a runtime Dtype into a compile-time element type for kernels.
 #pragma once
 
 #include "error.hpp"
@@ -10,13 +11,14 @@
 
 namespace chainrule {
 
+/// The element type of a tensor, chosen at run time.
 enum class Dtype : uint8_t { float32, float64, int64 };
 
-inline constexpr Dtype float32 = Dtype::float32;
-inline constexpr Dtype float64 = Dtype::float64;
-inline constexpr Dtype int64 = Dtype::int64;
+inline constexpr Dtype float32 = Dtype::float32;  ///< 32-bit IEEE float (the default dtype)
+inline constexpr Dtype float64 = Dtype::float64;  ///< 64-bit IEEE float (gradcheck's dtype)
+inline constexpr Dtype int64 = Dtype::int64;  ///< 64-bit signed integer (labels, indices)
 
-constexpr std::string_view dtype_name(Dtype d) {
+constexpr std::string_view dtype_name(Dtype d) {  ///< "float32", "float64" or "int64"
   switch (d) {
     case Dtype::float32: return "float32";
     case Dtype::float64: return "float64";
@@ -25,22 +27,22 @@ constexpr std::string_view dtype_name(Dtype d) {
   return "?";
 }
 
-constexpr size_t dtype_size(Dtype d) { return d == Dtype::float32 ? 4 : 8; }
-constexpr bool is_floating(Dtype d) { return d != Dtype::int64; }
+constexpr size_t dtype_size(Dtype d) { return d == Dtype::float32 ? 4 : 8; }  ///< bytes per element
+constexpr bool is_floating(Dtype d) { return d != Dtype::int64; }  ///< float32 or float64
 
-// The dtype of a binary op's result: int64 < float32 < float64 (as PyTorch promotes).
+/// The dtype of a binary op's result: int64 < float32 < float64 (as PyTorch promotes).
 constexpr Dtype promote(Dtype a, Dtype b) { return a > b ? (a == Dtype::int64 ? b : a) : (b == Dtype::int64 ? a : b); }
 
-// Default dtype of floating factories; float32 unless changed (per thread).
+/// The dtype of floating factories when none is given; float32 unless changed (per thread).
 Dtype default_dtype();
-void set_default_dtype(Dtype d);
+void set_default_dtype(Dtype d);  ///< sets the dtype floating factories use when none is given (this thread)
 
-template <class T> constexpr Dtype dtype_of();
-template <> constexpr Dtype dtype_of<float>() { return Dtype::float32; }
-template <> constexpr Dtype dtype_of<double>() { return Dtype::float64; }
-template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::int64; }
+template <class T> constexpr Dtype dtype_of();  ///< the Dtype of element type T (float, double, int64_t)
+template <> constexpr Dtype dtype_of<float>() { return Dtype::float32; }  ///< float32
+template <> constexpr Dtype dtype_of<double>() { return Dtype::float64; }  ///< float64
+template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::int64; }  ///< int64
 
-// Calls f.template operator()<T>() with T the element type of `d`.
+/// Calls `f.template operator()<T>()` with T the element type of `d`.
 template <class F>
 decltype(auto) dispatch(Dtype d, F&& f) {
   switch (d) {
@@ -51,7 +53,7 @@ decltype(auto) dispatch(Dtype d, F&& f) {
   fail("dispatch: unknown dtype {}", static_cast<int>(d));
 }
 
-// Like dispatch, for kernels that only exist for floating types.
+/// Like dispatch, for kernels that only exist for floating types.
 template <class F>
 decltype(auto) dispatch_floating(Dtype d, std::string_view op, F&& f) {
   switch (d) {
@@ -63,9 +65,12 @@ decltype(auto) dispatch_floating(Dtype d, std::string_view op, F&& f) {
 
 }  // namespace chainrule
 
+// fmt::formatter specialisation (printing with fmt), hidden from the API reference.
+/// \cond
 template <>
 struct fmt::formatter<chainrule::Dtype> : fmt::formatter<std::string_view> {
   auto format(chainrule::Dtype d, format_context& ctx) const {
     return fmt::formatter<std::string_view>::format(chainrule::dtype_name(d), ctx);
   }
 };
+/// \endcond

@@ -1,5 +1,6 @@
-// Kernels: raw loops over buffers and the BLAS calls. No graph, no autograd; the only code
-// that touches raw memory. Results are fresh contiguous tensors.
+/// \file
+/// Kernels: raw loops over buffers and the BLAS calls. No graph, no autograd; the only code
+/// that touches raw memory. Results are fresh contiguous tensors.
 #pragma once
 
 #include "tensor.hpp"
@@ -9,19 +10,20 @@
 
 namespace chainrule::kernels {
 
-// A fresh contiguous tensor; its contents are uninitialised.
+/// A fresh contiguous tensor; its contents are uninitialised.
 Tensor empty(const Shape& shape, Dtype dtype);
 
 template <class T>
+/// The typed address of t's first element (t's element type must be T).
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.impl()->storage->data) + t.impl()->offset;
 }
 
-// Strides of `t` seen as a tensor of `shape` it broadcasts to (0 along broadcast dims).
+/// Strides of `t` seen as a tensor of `shape` it broadcasts to (0 along broadcast dims).
 Shape broadcast_strides(const Tensor& t, const Shape& shape);
 
-// Calls f(offsets) for every index of `shape` in row-major order, where offsets[k] is the
-// element offset of that index in an operand with strides *strides[k].
+/// Calls f(offsets) for every index of `shape` in row-major order, where offsets[k] is the
+/// element offset of that index in an operand with strides *strides[k].
 template <size_t K, class F>
 void for_each_offset(const Shape& shape, const std::array<const Shape*, K>& strides, F&& f) {
   std::array<int64_t, K> off{};
@@ -53,7 +55,7 @@ void for_each_offset(const Shape& shape, const std::array<const Shape*, K>& stri
   }
 }
 
-// out[i] = f(x[i]) for a tensor of element type T (any layout), out of type R.
+/// out[i] = f(x[i]) for a tensor of element type T (any layout), out of type R.
 template <class T, class R, class F>
 void map_into(const Tensor& x, R* out, F&& f) {
   const T* in = ptr<T>(x);
@@ -66,7 +68,7 @@ void map_into(const Tensor& x, R* out, F&& f) {
   for_each_offset<1>(x.shape(), {&x.strides()}, [&](const auto& o) { out[i++] = f(in[o[0]]); });
 }
 
-// out[i] = f(a[i], b[i]) over the broadcast `shape`; a and b of element type T.
+/// out[i] = f(a[i], b[i]) over the broadcast `shape`; a and b of element type T.
 template <class T, class R, class F>
 void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& f) {
   const T* pa = ptr<T>(a);
@@ -89,8 +91,8 @@ void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& 
   }
 }
 
-// A new tensor of dtype `out_dtype` (default: x's) with f applied to every element.
-// F is a generic lambda; it is instantiated for the floating types only.
+/// A new tensor of dtype `out_dtype` (default: x's) with f applied to every element.
+/// F is a generic lambda; it is instantiated for the floating types only.
 template <class F>
 Tensor map_floating(const Tensor& x, std::string_view op, F&& f) {
   return dispatch_floating(x.dtype(), op, [&]<class T>() {
@@ -100,7 +102,7 @@ Tensor map_floating(const Tensor& x, std::string_view op, F&& f) {
   });
 }
 
-// Same, for every dtype (int64 included).
+/// Same, for every dtype (int64 included).
 template <class F>
 Tensor map_any(const Tensor& x, F&& f) {
   return dispatch(x.dtype(), [&]<class T>() {
@@ -110,23 +112,23 @@ Tensor map_any(const Tensor& x, F&& f) {
   });
 }
 
-// A view of x's storage with the given geometry (no copy, no graph).
+/// A view of x's storage with the given geometry (no copy, no graph).
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 
-// x converted to `dtype` (a copy unless it already has it; no graph).
+/// x converted to `dtype` (a copy unless it already has it; no graph).
 Tensor cast(const Tensor& x, Dtype dtype);
 
-// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
+/// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
 void copy_into(const Tensor& dst, const Tensor& src);
 
-// Sum over the dimensions flagged in `reduce` (size = rank); the result keeps them as size 1.
+/// Sum over the dimensions flagged in `reduce` (size = rank); the result keeps them as size 1.
 Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& reduce);
 
-// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
+/// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
 ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);
 
-// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
-// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
+/// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
+/// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 }  // namespace chainrule::kernels

@@ -1,8 +1,9 @@
-// Pooled memory for the many short-lived blocks a graph makes (tensor data, tensor handles,
-// nodes): thread-local free lists in size classes up to 4 MiB (at most 256 MiB cached per
-// thread), so building and freeing a graph, or a training step, rarely reaches the system
-// allocator.
-// Under AddressSanitizer the pool is off, so every use-after-free is still caught.
+/// \file
+/// Pooled memory for the many short-lived blocks a graph makes (tensor data, tensor handles,
+/// nodes): thread-local free lists in size classes up to 4 MiB (at most 256 MiB cached per
+/// thread), so building and freeing a graph, or a training step, rarely reaches the system
+/// allocator.
+/// Under AddressSanitizer the pool is off, so every use-after-free is still caught.
 #pragma once
 
 #include <cstddef>
@@ -10,23 +11,28 @@
 
 namespace chainrule::pool {
 
-void* allocate(std::size_t bytes);  // 64-byte aligned
+void* allocate(std::size_t bytes);  ///< 64-byte aligned
+/// Returns a block from allocate (same `bytes`) to this thread's pool.
 void deallocate(void* p, std::size_t bytes) noexcept;
 
-// A standard allocator over the pool, for allocate_shared and containers.
+/// A standard allocator over the pool, for allocate_shared and containers.
 template <class T>
 struct Allocator {
-  using value_type = T;
-  Allocator() = default;
+  using value_type = T;  ///< the allocated type
+  Allocator() = default;  ///< a stateless allocator
   template <class U>
+  /// Rebinding: every Allocator draws on the same pool.
   Allocator(const Allocator<U>&) noexcept {}  // NOLINT: rebinding is implicit by design
+  /// N objects' worth of pooled memory.
   T* allocate(std::size_t n) { return static_cast<T*>(pool::allocate(n * sizeof(T))); }
+  /// Returns memory from allocate(n).
   void deallocate(T* p, std::size_t n) noexcept { pool::deallocate(p, n * sizeof(T)); }
   template <class U>
-  bool operator==(const Allocator<U>&) const noexcept { return true; }
+  bool operator==(const Allocator<U>&) const noexcept { return true; }  ///< always equal: one pool
 };
 
 template <class T, class... Args>
+/// std::make_shared with the object and its control block in pooled memory.
 std::shared_ptr<T> make_shared(Args&&... args) {
   return std::allocate_shared<T>(Allocator<T>(), std::forward<Args>(args)...);
 }

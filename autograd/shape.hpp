@@ -1,5 +1,6 @@
-// Shape: the sizes (or strides) of a tensor, stored inline (at most 8 dimensions) so that
-// making a small tensor allocates nothing for its shape.
+/// \file
+/// Shape: the sizes (or strides) of a tensor, stored inline (at most 8 dimensions) so that
+/// making a small tensor allocates nothing for its shape.
 #pragma once
 
 #include "error.hpp"
@@ -14,54 +15,58 @@
 
 namespace chainrule {
 
+/// The sizes (or strides) of a tensor: up to kMaxDims int64 values stored inline, used like a small vector.
 class Shape {
  public:
-  static constexpr int kMaxDims = 8;
+  static constexpr int kMaxDims = 8;  ///< the most dimensions a tensor may have
 
-  Shape() = default;
-  Shape(std::initializer_list<int64_t> dims) : Shape(dims.begin(), dims.end()) {}
+  Shape() = default;  ///< no dimensions (a scalar's shape)
+  Shape(std::initializer_list<int64_t> dims) : Shape(dims.begin(), dims.end()) {}  ///< Shape{2, 3}
+  /// From a vector (implicit, so ops accept vectors).
   Shape(const std::vector<int64_t>& dims) : Shape(dims.begin(), dims.end()) {}  // NOLINT: implicit on purpose
+  /// From an iterator range of integers.
   template <class It>
   Shape(It first, It last) {
     for (; first != last; ++first) push_back(*first);
   }
 
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
-  int64_t& operator[](size_t i) { return dims_[i]; }
-  int64_t operator[](size_t i) const { return dims_[i]; }
-  int64_t* begin() { return dims_; }
-  int64_t* end() { return dims_ + size_; }
-  const int64_t* begin() const { return dims_; }
-  const int64_t* end() const { return dims_ + size_; }
-  const int64_t* data() const { return dims_; }
-  int64_t back() const { return dims_[size_ - 1]; }
+  size_t size() const { return size_; }  ///< the number of dimensions
+  bool empty() const { return size_ == 0; }  ///< no dimensions
+  int64_t& operator[](size_t i) { return dims_[i]; }  ///< dimension i
+  int64_t operator[](size_t i) const { return dims_[i]; }  ///< dimension i
+  int64_t* begin() { return dims_; }  ///< the first dimension
+  int64_t* end() { return dims_ + size_; }  ///< one past the last dimension
+  const int64_t* begin() const { return dims_; }  ///< the first dimension
+  const int64_t* end() const { return dims_ + size_; }  ///< one past the last dimension
+  const int64_t* data() const { return dims_; }  ///< the dimensions as an array
+  int64_t back() const { return dims_[size_ - 1]; }  ///< the last dimension
 
-  void push_back(int64_t d) {
+  void push_back(int64_t d) {  ///< appends a dimension (an Error beyond kMaxDims)
     if (size_ == kMaxDims) fail("Shape: at most {} dimensions are supported", kMaxDims);
     dims_[size_++] = d;
   }
-  void insert(size_t pos, int64_t d) {
+  void insert(size_t pos, int64_t d) {  ///< inserts a dimension before position pos
     push_back(0);
     std::copy_backward(dims_ + pos, dims_ + size_ - 1, dims_ + size_);
     dims_[pos] = d;
   }
-  void erase(size_t pos) {
+  void erase(size_t pos) {  ///< removes dimension pos
     std::copy(dims_ + pos + 1, dims_ + size_, dims_ + pos);
     --size_;
   }
-  void resize(size_t n, int64_t value = 0) {
+  void resize(size_t n, int64_t value = 0) {  ///< keeps the first n dimensions, padding with value
     while (size_ > n) --size_;
     while (size_ < n) push_back(value);
   }
 
-  int64_t numel() const {
+  int64_t numel() const {  ///< the product of the dimensions (1 for a scalar)
     int64_t n = 1;
     for (int64_t d : *this) n *= d;
     return n;
   }
-  std::vector<int64_t> vec() const { return {begin(), end()}; }
+  std::vector<int64_t> vec() const { return {begin(), end()}; }  ///< a copy as std::vector
 
+  /// Same dimensions.
   friend bool operator==(const Shape& a, const Shape& b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
 
  private:
@@ -69,20 +74,22 @@ class Shape {
   uint8_t size_ = 0;
 };
 
-// Row-major strides of a contiguous tensor of `shape`.
+/// Row-major strides of a contiguous tensor of `shape`.
 Shape contiguous_strides(const Shape& shape);
 
-// Wraps a possibly negative dimension index into [0, rank); throws naming `op` otherwise.
+/// Wraps a possibly negative dimension index into [0, rank); throws naming `op` otherwise.
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op);
 
-// NumPy broadcasting of two shapes; throws naming `op` and both shapes when incompatible.
+/// NumPy broadcasting of two shapes; throws naming `op` and both shapes when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op);
 
-// True when `from` broadcasts to `to`.
+/// True when `from` broadcasts to `to`.
 bool is_expandable_to(const Shape& from, const Shape& to);
 
 }  // namespace chainrule
 
+// fmt::formatter specialisation (printing with fmt), hidden from the API reference.
+/// \cond
 template <>
 struct fmt::formatter<chainrule::Shape> {
   constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
@@ -90,3 +97,4 @@ struct fmt::formatter<chainrule::Shape> {
     return fmt::format_to(ctx.out(), "[{}]", fmt::join(s.begin(), s.end(), ", "));
   }
 };
+/// \endcond

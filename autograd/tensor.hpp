@@ -1,5 +1,6 @@
-// Tensor: a strided view of shared storage plus the autograd state that links it into the
-// graph. Scalars are 0-d tensors; there is one graph for scalars and tensors alike.
+/// \file
+/// Tensor: a strided view of shared storage plus the autograd state that links it into the
+/// graph. Scalars are 0-d tensors; there is one graph for scalars and tensors alike.
 #pragma once
 
 #include "dtype.hpp"
@@ -17,120 +18,150 @@ class Tensor;
 struct Node;
 class Generator;
 
-// A contiguous, 64-byte aligned buffer shared by a tensor and all its views. The version
-// counter lives here because an in-place write through any view changes every view.
+/// A contiguous, 64-byte aligned buffer shared by a tensor and all its views. The version
+/// counter lives here because an in-place write through any view changes every view.
 struct Storage {
-  explicit Storage(size_t nbytes);
-  ~Storage();
+  explicit Storage(size_t nbytes);  ///< allocates nbytes (64-byte aligned, from the pool)
+  ~Storage();  ///< returns the buffer to the pool
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
-  void* data = nullptr;
-  size_t nbytes = 0;
-  uint32_t version = 0;
+  void* data = nullptr;  ///< the first byte
+  size_t nbytes = 0;  ///< the buffer's size in bytes
+  uint32_t version = 0;  ///< bumped by every in-place write; saved tensors compare it at backward
 };
 
+/// A gradient hook: gets the gradient flowing into a tensor; an undefined return keeps it, a
+/// defined one replaces it.
 using TensorHook = std::function<Tensor(const Tensor&)>;
 
+/// What a Tensor handle points to: the view (storage, shape, strides, offset, dtype) and the
+/// autograd state. Users go through Tensor.
 struct TensorImpl {
-  std::shared_ptr<Storage> storage;
-  Shape shape;
-  Shape strides;
-  int64_t offset = 0;  // in elements
-  Dtype dtype = Dtype::float32;
-  bool is_view = false;
+  std::shared_ptr<Storage> storage;  ///< the buffer, shared with every view
+  Shape shape;  ///< sizes per dimension
+  Shape strides;  ///< elements to step per dimension
+  int64_t offset = 0;  ///< in elements
+  Dtype dtype = Dtype::float32;  ///< element type
+  bool is_view = false;  ///< shares storage with the tensor it was made from
 
-  // autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
-  // grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.
+  /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
+  /// grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.
   bool requires_grad = false;
-  std::shared_ptr<Node> grad_fn;
-  std::weak_ptr<Node> grad_accumulator;
-  std::shared_ptr<TensorImpl> grad;
-  std::vector<TensorHook> hooks;  // leaf hooks; a non-leaf's hooks live on its grad_fn
+  std::shared_ptr<Node> grad_fn;  ///< the node that produced this tensor (null for leaves)
+  std::weak_ptr<Node> grad_accumulator;  ///< a leaf's AccumulateGrad node while a graph uses it
+  std::shared_ptr<TensorImpl> grad;  ///< .grad, filled by backward
+  std::vector<TensorHook> hooks;  ///< leaf hooks; a non-leaf's hooks live on its grad_fn
 };
 
+/// A handle to a strided, typed, reference-counted array that can take part in autograd. Copying a
+/// Tensor copies the handle (both see the same data), as in PyTorch; clone() copies the data.
+/// Scalars are 0-d tensors.
 class Tensor {
  public:
-  Tensor() = default;
+  Tensor() = default;  ///< an undefined tensor (defined() is false)
+  /// Wraps an implementation (used by ops).
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  bool defined() const { return impl_ != nullptr; }
-  TensorImpl* impl() const { return impl_.get(); }
-  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
-  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+  bool defined() const { return impl_ != nullptr; }  ///< false for a default-constructed Tensor
+  TensorImpl* impl() const { return impl_.get(); }  ///< the implementation, for ops and the engine
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }  ///< the shared implementation pointer
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }  ///< both handles point to the same tensor
 
-  // --- metadata ---
-  const Shape& shape() const { return checked().shape; }
-  const Shape& strides() const { return checked().strides; }
-  int64_t size(int64_t dim) const;
-  int64_t dim() const { return static_cast<int64_t>(shape().size()); }
-  int64_t numel() const { return shape().numel(); }
-  Dtype dtype() const { return checked().dtype; }
+  /// @name metadata
+  /// @{
+  const Shape& shape() const { return checked().shape; }  ///< sizes per dimension
+  const Shape& strides() const { return checked().strides; }  ///< elements to step per dimension
+  int64_t size(int64_t dim) const;  ///< size of dimension dim (negative counts from the end)
+  int64_t dim() const { return static_cast<int64_t>(shape().size()); }  ///< number of dimensions (0 for a scalar)
+  int64_t numel() const { return shape().numel(); }  ///< number of elements
+  Dtype dtype() const { return checked().dtype; }  ///< element type
+  /// Offset of the first element in the storage, in elements.
   int64_t storage_offset() const { return checked().offset; }
-  bool is_contiguous() const;
-  uint32_t version() const { return checked().storage->version; }
+  bool is_contiguous() const;  ///< row-major without gaps
+  uint32_t version() const { return checked().storage->version; }  ///< the storage's in-place version counter
+  /// @}
 
-  // --- element access ---
-  template <class T> T item() const;
-  template <class T> T* data() const;                 // contiguous tensors of dtype T only
-  template <class T> std::vector<T> to_vector() const;  // a copy in row-major order, any layout
-  void* raw_data() const;                              // first element, any dtype
+  /// @name element access
+  /// @{
+  template <class T> T item() const;  ///< the single element of a one-element tensor, converted to T
+  template <class T> T* data() const;                 ///< contiguous tensors of dtype T only
+  template <class T> std::vector<T> to_vector() const;  ///< a copy in row-major order, any layout
+  void* raw_data() const;                              ///< first element, any dtype
+  /// @}
 
-  // --- autograd ---
+  /// @name autograd
+  /// @{
+  /// A leaf that asked for gradients, or a result computed from one.
   bool requires_grad() const { return checked().requires_grad || checked().grad_fn != nullptr; }
-  Tensor& requires_grad_(bool requires_grad = true);
-  bool is_leaf() const { return checked().grad_fn == nullptr; }
-  Tensor grad() const;
-  Tensor& set_grad(const Tensor& grad);  // replace (or clear, with an undefined Tensor) .grad
+  Tensor& requires_grad_(bool requires_grad = true);  ///< makes a leaf record gradients (PyTorch's requires_grad_)
+  bool is_leaf() const { return checked().grad_fn == nullptr; }  ///< created by the user, not by an op (no grad_fn)
+  Tensor grad() const;  ///< the accumulated gradient (undefined until a backward reaches this tensor)
+  Tensor& set_grad(const Tensor& grad);  ///< replace (or clear, with an undefined Tensor) .grad
+  /// The node that produced this tensor (null for leaves).
   const std::shared_ptr<Node>& grad_fn() const { return checked().grad_fn; }
+  /// Backpropagates from this tensor (a scalar, or pass `gradient` of its shape) into the .grad of
+  /// every leaf; frees the graph unless retain_graph; create_graph records the backward pass
+  /// itself.
   void backward(const Tensor& gradient = {}, bool retain_graph = false, bool create_graph = false) const;
-  Tensor detach() const;
-  // Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
-  // and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype changes.
+  Tensor detach() const;  ///< a tensor sharing the data but cut from the graph
+  /// Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
+  /// and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype changes.
   void set_data(const Tensor& data) const;
-  // Registers a hook called with this tensor's gradient during backward; a defined return
-  // value replaces the gradient.
+  /// Registers a hook called with this tensor's gradient during backward; a defined return
+  /// value replaces the gradient.
   void register_hook(TensorHook hook) const;
-  void retain_grad() const;  // keep .grad on a non-leaf after backward
+  void retain_grad() const;  ///< keep .grad on a non-leaf after backward
+  /// @}
 
-  // --- conversion and copies ---
-  Tensor to(Dtype dtype) const;
-  Tensor contiguous() const;
-  Tensor clone() const;
+  /// @name conversion and copies
+  /// @{
+  Tensor to(Dtype dtype) const;  ///< a copy in another dtype (differentiable; itself when the dtype matches)
+  Tensor contiguous() const;  ///< itself if contiguous, else a row-major copy
+  Tensor clone() const;  ///< a copy of the data (differentiable)
+  /// @}
 
-  // --- shape ops (views where possible) ---
+  /// @name shape ops (views where possible)
+  /// @{
+  /// The same elements in another shape (a view when the strides allow; one size may be -1).
   Tensor reshape(const Shape& shape) const;
-  Tensor view(const Shape& shape) const;
-  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
-  Tensor t() const;
-  Tensor transpose(int64_t dim0, int64_t dim1) const;
-  Tensor permute(const Shape& dims) const;
-  Tensor expand(const Shape& shape) const;
-  Tensor squeeze() const;
-  Tensor squeeze(int64_t dim) const;
-  Tensor unsqueeze(int64_t dim) const;
+  Tensor view(const Shape& shape) const;  ///< a view with another shape; an Error if the strides do not allow one
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;  ///< merges dimensions start_dim..end_dim into one
+  Tensor t() const;  ///< transpose of a 2-D tensor (a view)
+  Tensor transpose(int64_t dim0, int64_t dim1) const;  ///< swaps two dimensions (a view)
+  Tensor permute(const Shape& dims) const;  ///< reorders the dimensions (a view)
+  Tensor expand(const Shape& shape) const;  ///< broadcasts size-1 dimensions to `shape` without copying (a view)
+  Tensor squeeze() const;  ///< drops every size-1 dimension (a view)
+  Tensor squeeze(int64_t dim) const;  ///< drops dimension dim if its size is 1 (a view)
+  Tensor unsqueeze(int64_t dim) const;  ///< inserts a size-1 dimension at dim (a view)
+  /// Elements start..start+length-1 along dim (a view).
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  /// Python's x[start:end:step] along dim (a view; negative bounds count from the end).
   Tensor slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step = 1) const;
-  Tensor select(int64_t dim, int64_t index) const;
-  Tensor operator[](int64_t index) const { return select(0, index); }
+  Tensor select(int64_t dim, int64_t index) const;  ///< index along dim, dropping that dimension (a view)
+  Tensor operator[](int64_t index) const { return select(0, index); }  ///< select(0, index)
+  /// @}
 
-  // --- reductions as methods, for readability ---
-  Tensor sum() const;
-  Tensor mean() const;
+  /// @name reductions as methods, for readability
+  /// @{
+  Tensor sum() const;  ///< the sum of all elements (0-d)
+  Tensor mean() const;  ///< the mean of all elements (0-d)
+  /// @}
 
-  // --- in place (bump the version counter) ---
-  Tensor& add_(const Tensor& other, double alpha = 1.0);
-  Tensor& add_(double other);
-  Tensor& sub_(const Tensor& other);
-  Tensor& sub_(double other);
-  Tensor& mul_(const Tensor& other);
-  Tensor& mul_(double other);
-  Tensor& div_(const Tensor& other);
-  Tensor& div_(double other);
-  Tensor& zero_();
-  Tensor& fill_(double value);
-  Tensor& copy_(const Tensor& src);
-
+  /// @name in place (bump the version counter)
+  /// @{
+  Tensor& add_(const Tensor& other, double alpha = 1.0);  ///< this += alpha * other, in place (broadcasting other)
+  Tensor& add_(double other);  ///< this += other, in place
+  Tensor& sub_(const Tensor& other);  ///< this -= other, in place
+  Tensor& sub_(double other);  ///< this -= other, in place
+  Tensor& mul_(const Tensor& other);  ///< this *= other, in place
+  Tensor& mul_(double other);  ///< this *= other, in place
+  Tensor& div_(const Tensor& other);  ///< this /= other, in place
+  Tensor& div_(double other);  ///< this /= other, in place
+  Tensor& zero_();  ///< sets every element to 0, in place
+  Tensor& fill_(double value);  ///< sets every element to value, in place
+  Tensor& copy_(const Tensor& src);  ///< copies src's values (broadcast, converted) into this tensor, in place
+  /// @}
  private:
   const TensorImpl& checked() const;
   std::shared_ptr<TensorImpl> impl_;
@@ -138,157 +169,189 @@ class Tensor {
 
 // ---------------------------------------------------------------- factories
 
+/// A tensor of `shape` holding `values` in row-major order (dtype: the default dtype unless given).
 Tensor tensor(const std::vector<double>& values, const Shape& shape, std::optional<Dtype> dtype = {});
+/// A tensor of `shape` holding `values` in row-major order.
 Tensor tensor(std::initializer_list<double> values, const Shape& shape, std::optional<Dtype> dtype = {});
-Tensor tensor(std::initializer_list<double> values, std::optional<Dtype> dtype = {});  // 1-d
-Tensor tensor(double value, std::optional<Dtype> dtype = {});                           // 0-d
-Tensor empty(const Shape& shape, std::optional<Dtype> dtype = {});
-Tensor zeros(const Shape& shape, std::optional<Dtype> dtype = {});
-Tensor ones(const Shape& shape, std::optional<Dtype> dtype = {});
+Tensor tensor(std::initializer_list<double> values, std::optional<Dtype> dtype = {});  ///< 1-d
+Tensor tensor(double value, std::optional<Dtype> dtype = {});                           ///< 0-d
+Tensor empty(const Shape& shape, std::optional<Dtype> dtype = {});  ///< a tensor of `shape` with uninitialised contents
+Tensor zeros(const Shape& shape, std::optional<Dtype> dtype = {});  ///< a tensor of `shape` filled with 0
+Tensor ones(const Shape& shape, std::optional<Dtype> dtype = {});  ///< a tensor of `shape` filled with 1
+/// A tensor of `shape` filled with `value`.
 Tensor full(const Shape& shape, double value, std::optional<Dtype> dtype = {});
-Tensor zeros_like(const Tensor& t, std::optional<Dtype> dtype = {});
-Tensor ones_like(const Tensor& t, std::optional<Dtype> dtype = {});
+Tensor zeros_like(const Tensor& t, std::optional<Dtype> dtype = {});  ///< zeros of t's shape (and dtype unless given)
+Tensor ones_like(const Tensor& t, std::optional<Dtype> dtype = {});  ///< ones of t's shape (and dtype unless given)
+/// `value` in t's shape (and dtype unless given).
 Tensor full_like(const Tensor& t, double value, std::optional<Dtype> dtype = {});
-Tensor arange(double end, std::optional<Dtype> dtype = {});
+Tensor arange(double end, std::optional<Dtype> dtype = {});  ///< 0, 1, ..., up to but not including end
+/// Start, start+step, ..., up to but not including end.
 Tensor arange(double start, double end, double step = 1.0, std::optional<Dtype> dtype = {});
+/// `steps` evenly spaced values from start to end inclusive.
 Tensor linspace(double start, double end, int64_t steps, std::optional<Dtype> dtype = {});
-Tensor eye(int64_t n, std::optional<Dtype> dtype = {});
-Tensor rand(const Shape& shape, std::optional<Dtype> dtype = {}, Generator* gen = nullptr);   // U[0, 1)
-Tensor randn(const Shape& shape, std::optional<Dtype> dtype = {}, Generator* gen = nullptr);  // N(0, 1)
+Tensor eye(int64_t n, std::optional<Dtype> dtype = {});  ///< the n x n identity matrix
+Tensor rand(const Shape& shape, std::optional<Dtype> dtype = {}, Generator* gen = nullptr);   ///< U[0, 1)
+Tensor randn(const Shape& shape, std::optional<Dtype> dtype = {}, Generator* gen = nullptr);  ///< N(0, 1)
 Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtype> dtype = {},
-               Generator* gen = nullptr);  // U{low, ..., high-1}, int64 unless asked otherwise
+               Generator* gen = nullptr);  ///< U{low, ..., high-1}, int64 unless asked otherwise
 
 // ---------------------------------------------------------------- elementwise
+/// A + b elementwise, broadcasting as NumPy; the result has the promoted dtype.
 Tensor add(const Tensor& a, const Tensor& b);
-Tensor sub(const Tensor& a, const Tensor& b);
-Tensor mul(const Tensor& a, const Tensor& b);
-Tensor div(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);  ///< a - b elementwise, broadcasting
+Tensor mul(const Tensor& a, const Tensor& b);  ///< a * b elementwise, broadcasting
+Tensor div(const Tensor& a, const Tensor& b);  ///< a / b elementwise, broadcasting
+/// A ^ b elementwise, broadcasting (d/db uses log a; 0 where a = 0 and b > 0).
 Tensor pow(const Tensor& a, const Tensor& b);
-Tensor pow(const Tensor& a, double exponent);
-Tensor pow(double base, const Tensor& exponent);
+Tensor pow(const Tensor& a, double exponent);  ///< a ^ exponent elementwise
+Tensor pow(double base, const Tensor& exponent);  ///< base ^ exponent elementwise
+/// The larger of a and b elementwise (a tie splits the gradient evenly).
 Tensor maximum(const Tensor& a, const Tensor& b);
+/// The smaller of a and b elementwise (a tie splits the gradient evenly).
 Tensor minimum(const Tensor& a, const Tensor& b);
-Tensor neg(const Tensor& x);
-Tensor exp(const Tensor& x);
-Tensor log(const Tensor& x);
-Tensor log1p(const Tensor& x);
-Tensor expm1(const Tensor& x);
-Tensor sqrt(const Tensor& x);
-Tensor abs(const Tensor& x);
-Tensor sign(const Tensor& x);  // no gradient (zero almost everywhere)
-Tensor erf(const Tensor& x);
-Tensor sin(const Tensor& x);
-Tensor cos(const Tensor& x);
-Tensor tanh(const Tensor& x);
-Tensor sigmoid(const Tensor& x);
-Tensor relu(const Tensor& x);
+Tensor neg(const Tensor& x);  ///< -x
+Tensor exp(const Tensor& x);  ///< e^x
+Tensor log(const Tensor& x);  ///< natural logarithm
+Tensor log1p(const Tensor& x);  ///< log(1 + x), accurate for small x
+Tensor expm1(const Tensor& x);  ///< e^x - 1, accurate for small x
+Tensor sqrt(const Tensor& x);  ///< square root
+Tensor abs(const Tensor& x);  ///< |x| (derivative 0 at 0)
+Tensor sign(const Tensor& x);  ///< no gradient (zero almost everywhere)
+Tensor erf(const Tensor& x);  ///< the error function
+Tensor sin(const Tensor& x);  ///< sine
+Tensor cos(const Tensor& x);  ///< cosine
+Tensor tanh(const Tensor& x);  ///< hyperbolic tangent; d tanh = 1 - y^2
+Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x); d sigmoid = y (1 - y)
+Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0)
+/// X limited to [min, max] (either bound optional); gradient 1 inside, 0 where clamped.
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
-Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  // condition != 0 picks a
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  ///< condition != 0 picks a
 
-// Comparisons return masks (1 where true, 0 elsewhere) in the promoted dtype; no gradient.
+/// Comparisons return masks (1 where true, 0 elsewhere) in the promoted dtype; no gradient.
 Tensor eq(const Tensor& a, const Tensor& b);
-Tensor ne(const Tensor& a, const Tensor& b);
-Tensor lt(const Tensor& a, const Tensor& b);
-Tensor le(const Tensor& a, const Tensor& b);
-Tensor gt(const Tensor& a, const Tensor& b);
-Tensor ge(const Tensor& a, const Tensor& b);
-Tensor isfinite(const Tensor& x);
+Tensor ne(const Tensor& a, const Tensor& b);  ///< mask of a != b
+Tensor lt(const Tensor& a, const Tensor& b);  ///< mask of a < b
+Tensor le(const Tensor& a, const Tensor& b);  ///< mask of a <= b
+Tensor gt(const Tensor& a, const Tensor& b);  ///< mask of a > b
+Tensor ge(const Tensor& a, const Tensor& b);  ///< mask of a >= b
+Tensor isfinite(const Tensor& x);  ///< mask of the elements that are neither infinite nor NaN
 
 // ---------------------------------------------------------------- reductions
+/// What max(x, dim) and min(x, dim) return.
 struct ValuesIndices {
-  Tensor values;
-  Tensor indices;
+  Tensor values;  ///< the extreme values
+  Tensor indices;  ///< where they are along the reduced dimension (int64)
 };
-Tensor sum(const Tensor& x);
+Tensor sum(const Tensor& x);  ///< the sum of all elements (0-d)
+/// The sum over `dims`, which are dropped unless keepdim.
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim = false);
-Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor mean(const Tensor& x);
-Tensor mean(const Tensor& x, const Shape& dims, bool keepdim = false);
-Tensor mean(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor max(const Tensor& x);
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);  ///< the sum over dim, which is dropped unless keepdim
+Tensor mean(const Tensor& x);  ///< the mean of all elements (0-d)
+Tensor mean(const Tensor& x, const Shape& dims, bool keepdim = false);  ///< the mean over `dims`
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim = false);  ///< the mean over dim
+Tensor max(const Tensor& x);  ///< the largest element (0-d; ties share the gradient evenly)
+/// The largest elements along dim and their indices.
 ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor min(const Tensor& x);
+Tensor min(const Tensor& x);  ///< the smallest element (0-d; ties share the gradient evenly)
+/// The smallest elements along dim and their indices.
 ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor amax(const Tensor& x, const Shape& dims, bool keepdim = false);
-Tensor amin(const Tensor& x, const Shape& dims, bool keepdim = false);
-Tensor argmax(const Tensor& x);
+Tensor amax(const Tensor& x, const Shape& dims, bool keepdim = false);  ///< the largest elements over `dims`
+Tensor amin(const Tensor& x, const Shape& dims, bool keepdim = false);  ///< the smallest elements over `dims`
+Tensor argmax(const Tensor& x);  ///< the flat index of the largest element (int64, 0-d)
+/// The indices of the largest elements along dim (int64).
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor argmin(const Tensor& x);
+Tensor argmin(const Tensor& x);  ///< the flat index of the smallest element (int64, 0-d)
+/// The indices of the smallest elements along dim (int64).
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+/// The variance of all elements, dividing by N - correction (1: unbiased).
 Tensor var(const Tensor& x, int64_t correction = 1);
+/// The variance over `dims`, dividing by N - correction.
 Tensor var(const Tensor& x, const Shape& dims, int64_t correction = 1, bool keepdim = false);
+/// Log(sum(exp(x))) over `dims`, computed without overflow.
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim = false);
+/// Log(sum(exp(x))) over dim, computed without overflow.
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim = false);
-Tensor softmax(const Tensor& x, int64_t dim);
-Tensor log_softmax(const Tensor& x, int64_t dim);
-// Sums `x` over the dimensions along which `shape` was broadcast to x.shape() (the adjoint of expand).
+Tensor softmax(const Tensor& x, int64_t dim);  ///< exp(x) / sum(exp(x)) along dim, computed without overflow
+Tensor log_softmax(const Tensor& x, int64_t dim);  ///< x - logsumexp(x, dim), stable
+/// Sums `x` over the dimensions along which `shape` was broadcast to x.shape() (the adjoint of
+/// expand).
 Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // ---------------------------------------------------------------- linear algebra
+/// Matrix product as numpy.matmul: 1-D vectors, 2-D matrices, batched (broadcast) stacks; CBLAS
+/// underneath.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 // ---------------------------------------------------------------- shape and indexing
-Tensor reshape(const Tensor& x, const Shape& shape);
-Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
-Tensor permute(const Tensor& x, const Shape& dims);
-Tensor expand(const Tensor& x, const Shape& shape);
-Tensor squeeze(const Tensor& x, std::optional<int64_t> dim = {});
-Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor reshape(const Tensor& x, const Shape& shape);  ///< x.reshape(shape)
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);  ///< x.transpose(dim0, dim1)
+Tensor permute(const Tensor& x, const Shape& dims);  ///< x.permute(dims)
+Tensor expand(const Tensor& x, const Shape& shape);  ///< x.expand(shape)
+Tensor squeeze(const Tensor& x, std::optional<int64_t> dim = {});  ///< drops size-1 dimensions (all, or only dim)
+Tensor unsqueeze(const Tensor& x, int64_t dim);  ///< x.unsqueeze(dim)
+/// X.slice(dim, start, end, step).
 Tensor slice(const Tensor& x, int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step = 1);
-Tensor select(const Tensor& x, int64_t dim, int64_t index);
-Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
-Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+Tensor select(const Tensor& x, int64_t dim, int64_t index);  ///< x.select(dim, index)
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins tensors along an existing dimension
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins same-shaped tensors along a new dimension
+/// Out[i][j] = x[index[i][j]][j] (dim 0; likewise for other dims), as torch.gather.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+/// X with src added at the positions index names along dim (torch.scatter_add).
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+/// The slices of x along dim listed in index (int64, 1-D).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+/// X with source's slices added at the positions index lists along dim.
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source);
-Tensor to_dtype(const Tensor& x, Dtype dtype);
+Tensor to_dtype(const Tensor& x, Dtype dtype);  ///< x.to(dtype)
 
 // ---------------------------------------------------------------- operators
-Tensor operator+(const Tensor& a, const Tensor& b);
-Tensor operator-(const Tensor& a, const Tensor& b);
-Tensor operator*(const Tensor& a, const Tensor& b);
-Tensor operator/(const Tensor& a, const Tensor& b);
-Tensor operator-(const Tensor& x);
-Tensor operator+(const Tensor& a, double b);
-Tensor operator-(const Tensor& a, double b);
-Tensor operator*(const Tensor& a, double b);
-Tensor operator/(const Tensor& a, double b);
-Tensor operator+(double a, const Tensor& b);
-Tensor operator-(double a, const Tensor& b);
-Tensor operator*(double a, const Tensor& b);
-Tensor operator/(double a, const Tensor& b);
-Tensor operator==(const Tensor& a, const Tensor& b);
-Tensor operator!=(const Tensor& a, const Tensor& b);
-Tensor operator<(const Tensor& a, const Tensor& b);
-Tensor operator<=(const Tensor& a, const Tensor& b);
-Tensor operator>(const Tensor& a, const Tensor& b);
-Tensor operator>=(const Tensor& a, const Tensor& b);
-Tensor operator==(const Tensor& a, double b);
-Tensor operator!=(const Tensor& a, double b);
-Tensor operator<(const Tensor& a, double b);
-Tensor operator<=(const Tensor& a, double b);
-Tensor operator>(const Tensor& a, double b);
-Tensor operator>=(const Tensor& a, double b);
+Tensor operator+(const Tensor& a, const Tensor& b);  ///< add(a, b)
+Tensor operator-(const Tensor& a, const Tensor& b);  ///< sub(a, b)
+Tensor operator*(const Tensor& a, const Tensor& b);  ///< mul(a, b)
+Tensor operator/(const Tensor& a, const Tensor& b);  ///< div(a, b)
+Tensor operator-(const Tensor& x);  ///< neg(x)
+Tensor operator+(const Tensor& a, double b);  ///< a + b, b a scalar in a's dtype
+Tensor operator-(const Tensor& a, double b);  ///< a - b
+Tensor operator*(const Tensor& a, double b);  ///< a * b
+Tensor operator/(const Tensor& a, double b);  ///< a / b
+Tensor operator+(double a, const Tensor& b);  ///< a + b, a a scalar in b's dtype
+Tensor operator-(double a, const Tensor& b);  ///< a - b
+Tensor operator*(double a, const Tensor& b);  ///< a * b
+Tensor operator/(double a, const Tensor& b);  ///< a / b
+Tensor operator==(const Tensor& a, const Tensor& b);  ///< eq(a, b)
+Tensor operator!=(const Tensor& a, const Tensor& b);  ///< ne(a, b)
+Tensor operator<(const Tensor& a, const Tensor& b);  ///< lt(a, b)
+Tensor operator<=(const Tensor& a, const Tensor& b);  ///< le(a, b)
+Tensor operator>(const Tensor& a, const Tensor& b);  ///< gt(a, b)
+Tensor operator>=(const Tensor& a, const Tensor& b);  ///< ge(a, b)
+Tensor operator==(const Tensor& a, double b);  ///< mask of a == b
+Tensor operator!=(const Tensor& a, double b);  ///< mask of a != b
+Tensor operator<(const Tensor& a, double b);  ///< mask of a < b
+Tensor operator<=(const Tensor& a, double b);  ///< mask of a <= b
+Tensor operator>(const Tensor& a, double b);  ///< mask of a > b
+Tensor operator>=(const Tensor& a, double b);  ///< mask of a >= b
 
-// A 0-d tensor holding `value` in the dtype an op with `like` should use.
+/// A 0-d tensor holding `value` in the dtype an op with `like` should use.
 Tensor scalar_like(double value, const Tensor& like);
 
-// True when every element of a and b (same shape) satisfies |a-b| <= atol + rtol*|b|.
+/// True when every element of a and b (same shape) satisfies |a-b| <= atol + rtol*|b|.
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 
-// Threads the BLAS library may use for matrix products (OpenBLAS; default: all cores). Set it
-// to 1 when the program runs its own worker threads.
+/// Threads the BLAS library may use for matrix products (OpenBLAS; default: all cores). Set it
+/// to 1 when the program runs its own worker threads.
 void set_num_threads(int n);
-int get_num_threads();
+int get_num_threads();  ///< the BLAS thread count in use
 
-// "[2, 3] float64" — how error messages name a tensor.
+/// "[2, 3] float64" — how error messages name a tensor.
 std::string describe(const Tensor& t);
 
 }  // namespace chainrule
 
+// Prints a tensor as PyTorch does: `tensor([[1, 2], [3, 4]], dtype=float64)`.
+/// \cond
 template <>
 struct fmt::formatter<chainrule::Tensor> {
   constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
   format_context::iterator format(const chainrule::Tensor& t, format_context& ctx) const;
 };
+/// \endcond

@@ -1,16 +1,19 @@
-// Activation modules and the registry that lets MLP (and users) build them by name.
+/// \file
+/// Activation modules and the registry that lets MLP (and users) build them by name.
 #pragma once
 
 #include "module.hpp"
 
 namespace chainrule::nn {
 
-// A parameter-free module applying `fn`; prints as its display name ("ReLU()").
+/// A parameter-free module applying `fn`; prints as its display name ("ReLU()").
 class Activation : public Module {
  public:
+  /// A module printing as display_name and applying fn.
   Activation(std::string display_name, std::function<Tensor(const Tensor&)> fn)
       : name_(std::move(display_name)), fn_(std::move(fn)) {}
-  Tensor forward(const Tensor& x) override { return fn_(x); }
+  Tensor forward(const Tensor& x) override { return fn_(x); }  ///< fn(x)
+  /// The display name, with "()" when it has no arguments.
   std::string repr() const override { return name_.find('(') == std::string::npos ? name_ + "()" : name_; }
 
  private:
@@ -18,33 +21,33 @@ class Activation : public Module {
   std::function<Tensor(const Tensor&)> fn_;
 };
 
-using ActivationFactory = std::function<ModulePtr()>;
+using ActivationFactory = std::function<ModulePtr()>;  ///< makes a fresh activation module (the registry stores these)
 
-// Registers (or replaces) an activation under `name`; it is then usable in MLPOptions.
+/// Registers (or replaces) an activation under `name`; it is then usable in MLPOptions.
 void register_activation(const std::string& name, ActivationFactory factory);
-// Registers a plain function: register_activation("swish", [](const Tensor& x) {...}).
+/// Registers a plain function: register_activation("swish", [](const Tensor& x) {...}).
 void register_activation(const std::string& name, std::function<Tensor(const Tensor&)> fn,
                          std::string display_name = "");
-ModulePtr make_activation(const std::string& name);  // throws, listing the known names
-std::vector<std::string> activation_names();
-bool has_activation(const std::string& name);
+ModulePtr make_activation(const std::string& name);  ///< throws, listing the known names
+std::vector<std::string> activation_names();  ///< the registered names, sorted
+bool has_activation(const std::string& name);  ///< `name` is registered
 
-// Module factories for the built-ins (PyTorch's defaults for their parameters).
+/// Module factories for the built-ins (PyTorch's defaults for their parameters).
 ModulePtr Identity();
-ModulePtr Sigmoid();
-ModulePtr Tanh();
-ModulePtr ReLU();
-ModulePtr LeakyReLU(double negative_slope = 0.01);
-ModulePtr ELU(double alpha = 1.0);
-ModulePtr SELU();
-ModulePtr GELU(bool tanh_approximation = false);
-ModulePtr SiLU();
-ModulePtr Softplus(double beta = 1.0, double threshold = 20.0);
-ModulePtr Mish();
-ModulePtr Hardtanh(double min_val = -1.0, double max_val = 1.0);
-ModulePtr Softsign();
-ModulePtr LogSigmoid();
-ModulePtr Softmax(int64_t dim = -1);
-ModulePtr LogSoftmax(int64_t dim = -1);
+ModulePtr Sigmoid();  ///< 1 / (1 + e^-x)
+ModulePtr Tanh();  ///< tanh(x)
+ModulePtr ReLU();  ///< max(x, 0)
+ModulePtr LeakyReLU(double negative_slope = 0.01);  ///< x for x > 0, negative_slope * x otherwise
+ModulePtr ELU(double alpha = 1.0);  ///< x for x > 0, alpha (e^x - 1) otherwise
+ModulePtr SELU();  ///< scale * ELU(x, alpha) with the self-normalising constants
+ModulePtr GELU(bool tanh_approximation = false);  ///< x Phi(x) (exact with erf, or the tanh approximation)
+ModulePtr SiLU();  ///< x sigmoid(x) (swish)
+ModulePtr Softplus(double beta = 1.0, double threshold = 20.0);  ///< log(1 + e^(beta x)) / beta, linear above threshold
+ModulePtr Mish();  ///< x tanh(softplus(x))
+ModulePtr Hardtanh(double min_val = -1.0, double max_val = 1.0);  ///< x clamped to [min_val, max_val]
+ModulePtr Softsign();  ///< x / (1 + |x|)
+ModulePtr LogSigmoid();  ///< log(sigmoid(x)), stable
+ModulePtr Softmax(int64_t dim = -1);  ///< softmax along dim
+ModulePtr LogSoftmax(int64_t dim = -1);  ///< log_softmax along dim
 
 }  // namespace chainrule::nn

@@ -1,5 +1,6 @@
-// nn::functional: activations and losses as functions. Every one is finite in value and
-// gradient for inputs up to +-1e4 in float32 and float64.
+/// \file
+/// nn::functional: activations and losses as functions. Every one is finite in value and
+/// gradient for inputs up to +-1e4 in float32 and float64.
 #pragma once
 
 #include "../autograd/autograd.hpp"
@@ -12,36 +13,46 @@ using chainrule::sigmoid;
 using chainrule::softmax;
 using chainrule::log_softmax;
 using chainrule::tanh;
-Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);  // slope at 0 is negative_slope
-Tensor elu(const Tensor& x, double alpha = 1.0);
-Tensor selu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);  ///< slope at 0 is negative_slope
+Tensor elu(const Tensor& x, double alpha = 1.0);  ///< x for x > 0, alpha (e^x - 1) otherwise
+Tensor selu(const Tensor& x);  ///< scale * elu(x, alpha) with the self-normalising constants (1.0507, 1.6733)
+/// X Phi(x) (exact with erf, or PyTorch's tanh approximation).
 Tensor gelu(const Tensor& x, bool tanh_approximation = false);
-Tensor silu(const Tensor& x);  // x * sigmoid(x), also known as swish
+Tensor silu(const Tensor& x);  ///< x * sigmoid(x), also known as swish
+/// Log(1 + e^(beta x)) / beta; x itself where beta x > threshold.
 Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
-Tensor mish(const Tensor& x);
-Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
-Tensor softsign(const Tensor& x);
-Tensor log_sigmoid(const Tensor& x);
+Tensor mish(const Tensor& x);  ///< x tanh(softplus(x))
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);  ///< x clamped to [min_val, max_val]
+Tensor softsign(const Tensor& x);  ///< x / (1 + |x|)
+Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), finite for any x
 
 // ---------------------------------------------------------------- losses
-enum class Reduction { mean, sum, none };
+/// How a loss combines the per-element losses (PyTorch's `reduction`).
+enum class Reduction {
+  mean,  ///< the average over elements (over examples for cross_entropy and nll_loss)
+  sum,   ///< the sum
+  none,  ///< one loss per element (per example for cross_entropy and nll_loss)
+};
 
-// sum of squares is mse_loss(..., Reduction::sum) (the seed's loss)
+/// (input - target)^2, reduced; the seed's sum of squares is mse_loss(..., Reduction::sum).
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+/// |input - target|, reduced.
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+/// 0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere (d = input - target), reduced.
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
                       double beta = 1.0);
+/// 0.5 d^2 where |d| < delta, delta (|d| - 0.5 delta) elsewhere (d = input - target), reduced.
 Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
                   double delta = 1.0);
-// input holds probabilities in [0, 1]; logs are clamped at -100 as PyTorch does.
+/// input holds probabilities in [0, 1]; logs are clamped at -100 as PyTorch does.
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
-// Stable for any logit: its gradient is exactly sigmoid(x) - y (times 1/N for mean).
+/// Stable for any logit: its gradient is exactly sigmoid(x) - y (times 1/N for mean).
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
                                         Reduction reduction = Reduction::mean);
-// logits [N, C] and int64 class targets [N]; label_smoothing in [0, 1).
+/// logits [N, C] and int64 class targets [N]; label_smoothing in [0, 1).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
                      double label_smoothing = 0.0);
-// log-probabilities [N, C] and int64 targets [N].
+/// log-probabilities [N, C] and int64 targets [N].
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::mean);
 
 }  // namespace chainrule::nn::functional

@@ -1,4 +1,5 @@
-// The nn layer: modules, activations (and their registry), losses, initialisers, checkpoints.
+/// \file
+/// The nn layer: modules, activations (and their registry), losses, initialisers, checkpoints.
 #pragma once
 
 #include "activation.hpp"

@@ -1,4 +1,5 @@
-// The optim layer: optimizers and learning-rate schedulers.
+/// \file
+/// The optim layer: optimizers and learning-rate schedulers.
 #pragma once
 
 #include "optimizer.hpp"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every ```cpp block in README.md and docs/*.md is a complete program: compile each against
+# Every ```cpp block in README.md, docs/*.md and docs/api/*.md is a complete program: compile each against
 # the build tree (through meson's uninstalled pkg-config file) and run it. A block that
 # includes distributed/distributed.hpp links chainrule-distributed and runs under
 # mpirun -np 2 (skipped, and said so, when the build has no MPI).
@@ -15,7 +15,7 @@ if [[ -f $build/meson-uninstalled/chainrule-distributed-uninstalled.pc ]] && com
 fi
 export LD_LIBRARY_PATH=$build/autograd:$build/nn:$build/optim:$build/distributed
 n=0
-for md in "$src/README.md" "$src"/docs/*.md; do
+for md in "$src/README.md" "$src"/docs/*.md "$src"/docs/api/*.md; do
   awk -v out="$tmp/$(basename "$md" .md)" '
     /^```cpp$/ { inside = 1; n++; file = out "-" n ".cpp"; next }
     /^```$/ { inside = 0; next }
