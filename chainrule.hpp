@@ -1,4 +1,5 @@
-// chainrule: a reverse-mode automatic differentiation engine. One include for everything.
+/// \file
+/// chainrule: a reverse-mode automatic differentiation engine. One include for everything.
 #pragma once
 
 #include "autograd/autograd.hpp"
