@@ -17,6 +17,8 @@
 #include <optional>
 #include <thread>
 
+#include <sched.h>
+
 namespace cr = chainrule;
 namespace D = cr::nn::data;
 namespace F = cr::nn::functional;
@@ -197,10 +199,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   int threads = opt.threads;
-  if (threads == 0) {  // the cores of this machine, shared among the ranks running on it
+  if (threads == 0) {  // the cores this process may run on, shared among the ranks on this machine
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    cpu_set_t mask;
+    const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : cores;
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     const int ranks_here = opt.distributed && local ? std::max(1, std::atoi(local)) : 1;
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_here);
+    // mpirun binds each rank to its own core(s) by default: then use exactly those.
+    threads = allowed < cores ? std::max(1, allowed) : std::max(1, cores / ranks_here);
   }
   cr::set_num_threads(threads);
   std::filesystem::create_directories(opt.out);
