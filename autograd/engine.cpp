@@ -62,12 +62,19 @@ std::string Node::display_name() const {
 
 // ---------------------------------------------------------------- recording
 
-bool should_record(std::span<const Tensor> inputs) {
-  if (!g_grad_mode) return false;
+namespace {
+const Tensor& get(const Tensor& t) { return t; }
+const Tensor& get(const TensorRef& t) { return t.get(); }
+
+template <class Range>
+bool any_requires_grad(const Range& inputs) {
   for (const auto& t : inputs)
-    if (t.defined() && t.requires_grad()) return true;
+    if (get(t).defined() && get(t).requires_grad()) return true;
   return false;
 }
+}  // namespace
+
+bool should_record(std::span<const Tensor> inputs) { return g_grad_mode && any_requires_grad(inputs); }
 
 std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return nullptr;
@@ -79,19 +86,25 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   return acc;
 }
 
-Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
-              BackwardFn fn, bool save_result) {
-  if (!should_record(inputs)) return out;
+namespace {
+template <class Inputs, class Saved>
+Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Saved& saved, BackwardFn fn,
+                   bool save_result) {
+  if (!g_grad_mode || !any_requires_grad(inputs)) return out;
   auto node = pool::make_shared<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
-  for (const auto& in : inputs) {
+  for (const auto& ref : inputs) {
+    const Tensor& in = get(ref);
     const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
     node->next.push_back({gradient_edge(in), in.impl(), scalar_constant ? in.item<double>() : NAN});
     node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
   }
   node->saved.reserve(saved.size());
-  for (const auto& s : saved) node->saved.push_back({s, s.defined() ? s.version() : 0});
+  for (const auto& ref : saved) {
+    const Tensor& s = get(ref);
+    node->saved.push_back({s, s.defined() ? s.version() : 0});
+  }
   node->fn = std::move(fn);
   if (save_result) {
     node->result = {out.detach(), out.version()};
@@ -101,10 +114,16 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
   return out;
 }
 
-Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::initializer_list<Tensor> saved,
+}  // namespace
+
+Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
               BackwardFn fn, bool save_result) {
-  return record(std::move(out), name, std::span<const Tensor>(inputs.begin(), inputs.size()),
-                std::span<const Tensor>(saved.begin(), saved.size()), std::move(fn), save_result);
+  return record_node(std::move(out), name, inputs, saved, std::move(fn), save_result);
+}
+
+Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inputs,
+              std::initializer_list<TensorRef> saved, BackwardFn fn, bool save_result) {
+  return record_node(std::move(out), name, inputs, saved, std::move(fn), save_result);
 }
 
 // ---------------------------------------------------------------- nodes

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "pool.hpp"
+#include "small_vector.hpp"
 #include "tensor.hpp"
 
 #include <atomic>
@@ -16,10 +17,8 @@
 
 namespace chainrule {
 
-/// Small per-node vectors come from the pool (see pool.hpp): one graph makes many of them.
-template <class T>
-using PoolVector = std::vector<T, pool::Allocator<T>>;
-using Grads = PoolVector<Tensor>;  ///< the gradients a backward rule returns, one per input (undefined: none)
+/// The gradients a backward rule returns, one per input (undefined: none); two live inline.
+using Grads = SmallVector<Tensor, 2>;
 
 /// What a backward rule sees: `saved(i)` the tensors the op saved (version-checked), `result()`
 /// the op's output, `needs(i)` whether input i wants a gradient, `shape(i)` input i's shape.
@@ -57,7 +56,7 @@ struct Node : std::enable_shared_from_this<Node> {
   const char* name;             ///< forward op ("mul"); the node prints as "MulBackward"-style name()
   Shape shape;                  ///< the output's shape and dtype, to validate incoming gradients
   Dtype dtype;  ///< the output's dtype
-  PoolVector<Edge> next;        ///< one per input
+  SmallVector<Edge, 2> next;    ///< one per input
   std::vector<TensorHook> pre_hooks;  ///< hooks registered on the output tensor
   uint64_t sequence;            ///< creation order
 
@@ -79,8 +78,8 @@ struct FunctionNode final : Node {
   bool released() const override { return was_released; }  ///< release() ran
 
   BackwardFn fn;  ///< the backward rule
-  PoolVector<SavedTensor> saved;  ///< tensors the rule reads
-  PoolVector<Shape> input_shapes;  ///< each input's shape
+  SmallVector<SavedTensor, 2> saved;  ///< tensors the rule reads
+  SmallVector<Shape, 2> input_shapes;  ///< each input's shape
   SavedTensor result;  ///< detached alias of the output, when the rule reads it
   bool saves_result = false;  ///< `result` holds the output
   double attribute = NAN;  ///< a scalar parameter worth printing (pow's exponent)
@@ -110,11 +109,23 @@ class BackwardContext {
   bool check_;
 };
 
+/// A borrowed tensor, so that `record(out, "mul", {a, b}, {a, b}, ...)` lists its tensors
+/// without copying their handles (each copy is two atomic reference-count updates).
+class TensorRef {
+ public:
+  /// Borrows t for the duration of the call (implicit, so `{a, b}` works).
+  TensorRef(const Tensor& t) : t_(&t) {}  // NOLINT: implicit on purpose
+  const Tensor& get() const { return *t_; }  ///< the borrowed tensor
+
+ private:
+  const Tensor* t_;
+};
+
 /// Records `out` as the result of op `name` applied to `inputs` when grad mode is on and any
 /// input requires grad; `saved` are the tensors backward reads (undefined entries allowed);
 /// `save_result` makes ctx.result() available. Returns `out` (linked into the graph).
-Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs, std::initializer_list<Tensor> saved,
-              BackwardFn fn, bool save_result = false);
+Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inputs,
+              std::initializer_list<TensorRef> saved, BackwardFn fn, bool save_result = false);
 /// The same, for inputs and saved tensors in arrays.
 Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
               BackwardFn fn, bool save_result = false);

@@ -21,7 +21,9 @@ template <class F>
 Tensor zip(const Tensor& a, const Tensor& b, const char* op, F&& f, std::optional<Dtype> compute = {}) {
   const Dtype d = compute.value_or(promote(a.dtype(), b.dtype()));
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
-  const Tensor ca = kernels::cast(a, d), cb = kernels::cast(b, d);
+  Tensor a_cast, b_cast;  // only when a dtype differs: copying a handle costs two atomic updates
+  const Tensor& ca = a.dtype() == d ? a : (a_cast = kernels::cast(a, d));
+  const Tensor& cb = b.dtype() == d ? b : (b_cast = kernels::cast(b, d));
   Tensor out = kernels::empty(shape, d);
   dispatch(d, [&]<class T>() { kernels::zip_into<T>(ca, cb, shape, kernels::ptr<T>(out), [&](T x, T y) { return static_cast<T>(f(x, y)); }); });
   return out;

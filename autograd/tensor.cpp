@@ -14,13 +14,19 @@ namespace chainrule {
 // ---------------------------------------------------------------- storage, shapes, dtypes
 
 Storage::Storage(size_t n) : nbytes(n) {
+  if (n <= kInlineBytes) {
+    data = inline_bytes;
+    return;
+  }
   try {
     data = pool::allocate(n);
   } catch (const std::bad_alloc&) {
     fail("out of memory allocating {} bytes", n);
   }
 }
-Storage::~Storage() { pool::deallocate(data, nbytes); }
+Storage::~Storage() {
+  if (data != inline_bytes) pool::deallocate(data, nbytes);
+}
 
 namespace {
 thread_local Dtype g_default_dtype = Dtype::float32;
@@ -78,10 +84,7 @@ std::string describe(const Tensor& t) {
 
 // ---------------------------------------------------------------- Tensor basics
 
-const TensorImpl& Tensor::checked() const {
-  if (!impl_) fail("Tensor: this tensor is undefined (default-constructed or an unused gradient)");
-  return *impl_;
-}
+void Tensor::undefined_error() { fail("Tensor: this tensor is undefined (default-constructed or an unused gradient)"); }
 
 int64_t Tensor::size(int64_t dim) const { return shape()[wrap_dim(dim, this->dim(), "size")]; }
 

@@ -20,15 +20,18 @@ class Generator;
 
 /// A contiguous, 64-byte aligned buffer shared by a tensor and all its views. The version
 /// counter lives here because an in-place write through any view changes every view.
-struct Storage {
-  explicit Storage(size_t nbytes);  ///< allocates nbytes (64-byte aligned, from the pool)
+struct alignas(64) Storage {
+  static constexpr size_t kInlineBytes = 64;  ///< buffers up to this size live inside the Storage
+  explicit Storage(size_t nbytes);  ///< allocates nbytes (64-byte aligned; inline or from the pool)
   ~Storage();  ///< returns the buffer to the pool
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
+  Storage(const Storage&) = delete;  ///< shared, never copied
+  Storage& operator=(const Storage&) = delete;  ///< not copyable
 
   void* data = nullptr;  ///< the first byte
   size_t nbytes = 0;  ///< the buffer's size in bytes
   uint32_t version = 0;  ///< bumped by every in-place write; saved tensors compare it at backward
+  /// The buffer of a small tensor (scalars, biases of small layers): one allocation fewer per op.
+  alignas(64) unsigned char inline_bytes[kInlineBytes];
 };
 
 /// A gradient hook: gets the gradient flowing into a tensor; an undefined return keeps it, a
@@ -163,7 +166,12 @@ class Tensor {
   Tensor& copy_(const Tensor& src);  ///< copies src's values (broadcast, converted) into this tensor, in place
   /// @}
  private:
-  const TensorImpl& checked() const;
+  const TensorImpl& checked() const {
+    if (!impl_) [[unlikely]]
+      undefined_error();
+    return *impl_;
+  }
+  [[noreturn]] static void undefined_error();
   std::shared_ptr<TensorImpl> impl_;
 };
 
