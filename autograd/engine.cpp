@@ -146,6 +146,8 @@ const Tensor& BackwardContext::saved(size_t i) const {
 Tensor BackwardContext::result() const {
   if (!node_.saves_result) fail("backward of '{}': the rule reads result() but the op did not save it", node_.name);
   if (check_) check_version(node_.result, node_, "its result");
+  // Without create_graph nothing is recorded from it: the saved (detached) tensor will do.
+  if (!g_grad_mode) return node_.result.tensor;
   Tensor alias = node_.result.tensor.detach();
   alias.impl()->grad_fn = std::const_pointer_cast<Node>(node_.shared_from_this());
   return alias;
