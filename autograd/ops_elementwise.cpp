@@ -39,6 +39,15 @@ Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(doubl
   return zip(a, b, op, [pred](auto x, auto y) { return pred(static_cast<double>(x), static_cast<double>(y)) ? 1 : 0; });
 }
 
+// The backward of an elementwise op when no graph is being recorded (a first-order backward):
+// g combined with one saved tensor of its shape by `f` in one fused loop, one allocation. With
+// create_graph, the differentiable expression `expr` runs instead, so that gradients of
+// gradients still work. Both compute the same values in the same order.
+template <class F, class Expr>
+Tensor fused_backward(const Tensor& g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
+  return grad_mode_enabled() ? expr() : zip(g, v, op, std::forward<F>(f));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- binary
@@ -100,7 +109,14 @@ Tensor pow(const Tensor& x, double p) {
   out = record(out, "pow", {x}, {x}, [p](const Tensor& g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
     if (p == 1.0) return {g};
-    return {g * p * pow(c.saved(0), p - 1.0)};  // d x^p = p x^(p-1)
+    const Tensor& x = c.saved(0);
+    return {fused_backward(  // d x^p = p x^(p-1)
+        g, x, "pow backward",
+        [p](auto gv, auto xv) {
+          using T = decltype(gv);
+          return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
+        },
+        [&] { return g * p * pow(x, p - 1.0); })};
   });
   if (out.grad_fn()) static_cast<FunctionNode&>(*out.grad_fn()).attribute = p;  // printed by to_string
   return out;
@@ -201,7 +217,9 @@ Tensor tanh(const Tensor& x) {
   return record(map_floating(x, "tanh", [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
-                  return {g * (1.0 - y * y)};  // d tanh = 1 - y^2
+                  return {fused_backward(  // d tanh = 1 - y^2
+                      g, y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
+                      [&] { return g * (1.0 - y * y); })};
                 },
                 true);
 }
@@ -216,7 +234,9 @@ Tensor sigmoid(const Tensor& x) {
   return record(out, "sigmoid", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
-                  return {g * y * (1.0 - y)};  // d sigmoid = y (1 - y)
+                  return {fused_backward(  // d sigmoid = y (1 - y)
+                      g, y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
+                      [&] { return g * y * (1.0 - y); })};
                 },
                 true);
 }
@@ -224,7 +244,10 @@ Tensor sigmoid(const Tensor& x) {
 Tensor relu(const Tensor& x) {
   return record(kernels::map_any(x, [](auto v) { return v > 0 ? v : decltype(v)(0); }), "relu", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {g * gt(c.result(), scalar_like(0, g))};  // d relu = [x > 0], so relu'(0) = 0
+                  const Tensor y = c.result();
+                  return {fused_backward(  // d relu = [x > 0], so relu'(0) = 0
+                      g, y, "relu backward", [](auto gv, auto yv) { return yv > 0 ? gv : decltype(gv)(0); },
+                      [&] { return g * gt(y, scalar_like(0, g)); })};
                 },
                 true);
 }
