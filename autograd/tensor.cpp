@@ -321,7 +321,9 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, 
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
   return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
-                  [alpha](auto a, auto b) { return a + b * alpha; });
+                  // alpha in the element type, as PyTorch: float math for float tensors (twice the
+                  // vector width of a detour through double)
+                  [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
 }
 Tensor& Tensor::add_(double o) { return in_place(*this, {}, "add_", [&](const Tensor& s) { return s + o; }); }
 Tensor& Tensor::sub_(const Tensor& o) {
