@@ -281,3 +281,55 @@ TEST_CASE("graphs are freed: no nodes outlive their tensors, also with create_gr
   }
   CHECK(cr::autograd::live_nodes() == before);
 }
+
+TEST_CASE("SmallVector: inline up to N, spills beyond, copies, moves, and clear releases what it held") {
+  cr::SmallVector<cr::Tensor, 2> v;
+  CHECK(v.empty());
+  const cr::Tensor a = cr::ones({3}), b = cr::zeros({2}), c = cr::full({1}, 7.0);
+  v.push_back(a);
+  v.push_back(b);
+  CHECK(v.size() == 2);
+  CHECK(a.impl_ptr().use_count() == 2);  // a itself and the inline slot
+  v.push_back(c);                        // the third element moves everything to the heap
+  CHECK(v.size() == 3);
+  CHECK(v[0].same(a));
+  CHECK(v[1].same(b));
+  CHECK(v.back().same(c));
+  CHECK(a.impl_ptr().use_count() == 2);  // moved, not copied, when spilling
+  cr::SmallVector<cr::Tensor, 2> copy = v;
+  CHECK(copy.size() == 3);
+  CHECK(a.impl_ptr().use_count() == 3);
+  cr::SmallVector<cr::Tensor, 2> moved = std::move(copy);
+  CHECK(moved.size() == 3);
+  CHECK(copy.empty());  // NOLINT: a moved-from SmallVector is empty by contract
+  CHECK(a.impl_ptr().use_count() == 3);
+  moved.clear();
+  v.clear();
+  CHECK(a.impl_ptr().use_count() == 1);  // inline slots are reset, heap elements destroyed
+  const cr::SmallVector<int, 2> listed = {4, 5};
+  CHECK(listed.at(1) == 5);
+  CHECK_THROWS_AS((void)listed.at(2), std::out_of_range);
+  cr::SmallVector<int, 2> reserved;
+  reserved.reserve(5);
+  for (int i = 0; i < 5; ++i) reserved.push_back(i);
+  CHECK(std::vector<int>(reserved.begin(), reserved.end()) == std::vector<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("small tensors keep their data inside their Storage, 64-byte aligned; larger ones use the pool") {
+  const cr::Tensor small = cr::ones({16}, cr::float32);  // 64 bytes: inline
+  const cr::Storage& s = *small.impl()->storage;
+  CHECK(s.data == static_cast<const void*>(s.inline_bytes));
+  CHECK(reinterpret_cast<uintptr_t>(s.data) % 64 == 0);
+  const cr::Tensor large = cr::ones({17}, cr::float32);  // 68 bytes: pooled
+  const cr::Storage& l = *large.impl()->storage;
+  CHECK(l.data != static_cast<const void*>(l.inline_bytes));
+  CHECK(reinterpret_cast<uintptr_t>(l.data) % 64 == 0);
+  // Views share the inline buffer, which lives as long as any of them.
+  cr::Tensor view;
+  {
+    const cr::Tensor base = cr::arange(8, cr::float64).reshape({2, 4});  // 64 bytes: inline
+    CHECK(base.impl()->storage->data == static_cast<const void*>(base.impl()->storage->inline_bytes));
+    view = base.narrow(0, 1, 1).t();
+  }
+  CHECK(values(view) == std::vector<double>{4, 5, 6, 7});
+}
