@@ -60,6 +60,9 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
 std::vector<int64_t> DataLoader::order(int64_t epoch) const {
   if (options_.sampler) {
     std::vector<int64_t> idx = options_.sampler->indices(epoch, dataset_->size());
+    if (static_cast<int64_t>(idx.size()) != samples_per_epoch())
+      fail("DataLoader: the sampler returned {} indices for epoch {} but num_samples() promised {}", idx.size(), epoch,
+           samples_per_epoch());
     for (int64_t i : idx)
       if (i < 0 || i >= dataset_->size())
         fail("DataLoader: the sampler returned index {} for a dataset of {} examples", i, dataset_->size());
@@ -85,8 +88,12 @@ std::vector<int64_t> DistributedSampler::indices(int64_t epoch, int64_t dataset_
   std::vector<int64_t> all =
       options_.shuffle ? permutation(dataset_size, options_.seed + static_cast<uint64_t>(epoch)) : iota(dataset_size);
   const int64_t per_rank = num_samples(dataset_size), total = per_rank * options_.num_replicas;
+  all.reserve(static_cast<size_t>(total));
   if (!all.empty())  // pad by repeating the start (several times for a dataset smaller than num_replicas)
-    for (size_t i = 0; static_cast<int64_t>(all.size()) < total; ++i) all.push_back(all[i]);
+    for (size_t i = 0; static_cast<int64_t>(all.size()) < total; ++i) {
+      const int64_t repeat = all[i];
+      all.push_back(repeat);
+    }
   std::vector<int64_t> mine;
   mine.reserve(static_cast<size_t>(per_rank));
   for (int64_t i = options_.rank; i < total; i += options_.num_replicas) mine.push_back(all[static_cast<size_t>(i)]);

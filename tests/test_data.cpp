@@ -196,6 +196,13 @@ TEST_CASE("DistributedSampler: disjoint shards, padding, drop_last, shared seed,
   check_error([&] {
     D::DataLoader bad(ds, {.shuffle = true, .sampler = std::make_shared<D::DistributedSampler>(D::DistributedSamplerOptions{})});
   }, {"DataLoader", "sampler", "shuffle"});
+  // A sampler that breaks its own promise is caught, not read past.
+  struct Liar : D::Sampler {
+    std::vector<int64_t> indices(int64_t, int64_t) const override { return {0, 1}; }
+    int64_t num_samples(int64_t) const override { return 5; }
+  };
+  const D::DataLoader lied_to(ds, {.batch_size = 2, .sampler = std::make_shared<Liar>()});
+  check_error([&] { (void)lied_to.batch(0, 0); }, {"sampler returned 2 indices", "promised 5"});
 }
 
 TEST_CASE("synthetic 2-D problems: shapes, balanced labels, reproducible") {
