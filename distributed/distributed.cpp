@@ -105,8 +105,9 @@ std::vector<Bucket> plan(const std::vector<Tensor>& tensors, int64_t bucket_byte
   return buckets;
 }
 
-// Packs each bucket into one contiguous buffer, starts `start(buffer, bucket)` for all of
-// them, waits, lets `finish` adjust each buffer, and copies the results back in place.
+// Packs each bucket into one contiguous buffer (a lone contiguous tensor is its own buffer),
+// starts `start(buffer, bucket)` for all of them, waits, lets `finish` adjust each buffer, and
+// copies the results back in place (copy_ also bumps the version of a tensor reduced in place).
 template <class Start, class Finish>
 void bucketed(const std::vector<Tensor>& tensors, int64_t bucket_bytes, const char* op, Start start, Finish finish) {
   const std::vector<Bucket> buckets = plan(tensors, bucket_bytes, op);
@@ -117,7 +118,8 @@ void bucketed(const std::vector<Tensor>& tensors, int64_t bucket_bytes, const ch
   for (size_t b = 0; b < buckets.size(); ++b) {
     std::vector<Tensor> parts;
     for (size_t i : buckets[b].members) parts.push_back(tensors[i].detach().reshape({-1}));
-    buffers.push_back(parts.size() == 1 ? parts[0].contiguous().clone() : cat(parts));
+    // One contiguous tensor is reduced where it lies (reshape made a copy if it was strided).
+    buffers.push_back(parts.size() == 1 ? parts[0] : cat(parts));
     total_bytes += buckets[b].numel * static_cast<int64_t>(dtype_size(buckets[b].dtype));
     requests[b] = start(buffers[b], buckets[b]);
   }
