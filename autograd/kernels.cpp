@@ -26,11 +26,7 @@ Tensor empty(const Shape& shape, Dtype dtype) {
   auto impl = pool::make_shared<TensorImpl>();
   impl->storage = pool::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;
-  impl->strides.resize(shape.size());  // contiguous_strides, written in place
-  for (int64_t i = static_cast<int64_t>(shape.size()) - 1, acc = 1; i >= 0; --i) {
-    impl->strides[i] = acc;
-    acc *= std::max<int64_t>(shape[i], 1);
-  }
+  impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
