@@ -2,16 +2,12 @@
 # Fashion-MNIST: training interrupted after epoch 1 and resumed must end exactly where an
 # uninterrupted run ends (same accuracy and loss, to the last printed digit).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 exe=$1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 common=(--limit 2000 --epochs 2 --skip-if-missing)
-set +e
-"$exe" "${common[@]}" --out "$out/straight" > "$out/straight.log"
-status=$?
-set -e
-[[ $status -eq 77 ]] && { cat "$out/straight.log"; exit 77; }
-[[ $status -eq 0 ]] || { cat "$out/straight.log"; exit 1; }
+run_or_skip "$out/straight.log" "$exe" "${common[@]}" --out "$out/straight"
 "$exe" "${common[@]}" --out "$out/resumed" --stop-after 1 > /dev/null
 "$exe" "${common[@]}" --out "$out/resumed" --resume > "$out/resumed.log"
 a=$(grep '^final test accuracy' "$out/straight.log")

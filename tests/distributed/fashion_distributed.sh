@@ -4,16 +4,12 @@
 # the last digits, so within 0.5 points) and a model that learned (above 60%).
 # Usage: fashion_distributed.sh MPIRUN FASHION_MNIST
 set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
 mpirun=$1 exe=$2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 common=(--limit 4000 --epochs 2 --skip-if-missing)
-set +e
-"$exe" "${common[@]}" --out "$out/one" > "$out/one.log"
-status=$?
-set -e
-[[ $status -eq 77 ]] && { cat "$out/one.log"; exit 77; }
-[[ $status -eq 0 ]] || { cat "$out/one.log"; exit 1; }
+run_or_skip "$out/one.log" "$exe" "${common[@]}" --out "$out/one"
 timeout 300 "$mpirun" -np 2 --allow-run-as-root --oversubscribe "$exe" --distributed "${common[@]}" --out "$out/two" \
   > "$out/two.log" 2>&1 || { cat "$out/two.log"; exit 1; }
 grep -q 'over 2 ranks (64 each)' "$out/two.log" || { echo "FAIL: the run did not report 2 ranks"; cat "$out/two.log"; exit 1; }
