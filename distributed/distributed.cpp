@@ -47,8 +47,10 @@ void check(int rc, const char* op, const char* call) {
 }
 
 // Polls the requests until all are done or the timeout passes. Spinning first keeps a
-// quick collective quick; a long wait yields the core, then sleeps between polls.
-void wait_all(std::vector<MPI_Request>& requests, const char* op, const std::string& what) {
+// quick collective quick; a long wait yields the core, then sleeps between polls. `what()`
+// describes the collective for the timeout message (built only then, not on every call).
+template <class Describe>
+void wait_all(std::vector<MPI_Request>& requests, const char* op, Describe what) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now(), deadline = start + state.timeout;
   for (int64_t polls = 0;; ++polls) {
@@ -61,7 +63,7 @@ void wait_all(std::vector<MPI_Request>& requests, const char* op, const std::str
       broken(fmt::format(
           "distributed::{}: {} did not finish within {} ms on rank {} of {}: another rank died, is stuck, or did not "
           "make the same call (raise Options::timeout if a rank legitimately needs longer)",
-          op, what, state.timeout.count(), state.rank, state.size));
+          op, what(), state.timeout.count(), state.rank, state.size));
     if (now - start > std::chrono::milliseconds(100)) std::this_thread::sleep_for(std::chrono::microseconds(200));
     else if (polls > 10000) std::this_thread::yield();
   }
@@ -123,9 +125,10 @@ void bucketed(const std::vector<Tensor>& tensors, int64_t bucket_bytes, const ch
     total_bytes += buckets[b].numel * static_cast<int64_t>(dtype_size(buckets[b].dtype));
     requests[b] = start(buffers[b], buckets[b]);
   }
-  wait_all(requests, op,
-           fmt::format("{} of {} tensor{} ({} bytes in {} bucket{})", op, tensors.size(), tensors.size() == 1 ? "" : "s",
-                       total_bytes, buckets.size(), buckets.size() == 1 ? "" : "s"));
+  wait_all(requests, op, [&] {
+    return fmt::format("{} of {} tensor{} ({} bytes in {} bucket{})", op, tensors.size(), tensors.size() == 1 ? "" : "s",
+                       total_bytes, buckets.size(), buckets.size() == 1 ? "" : "s");
+  });
   for (size_t b = 0; b < buckets.size(); ++b) {
     finish(buffers[b]);
     int64_t offset = 0;
@@ -224,7 +227,7 @@ void barrier() {
   const State& s = active("barrier");
   std::vector<MPI_Request> r(1, MPI_REQUEST_NULL);
   check(MPI_Ibarrier(s.comm, r.data()), "barrier", "MPI_Ibarrier");
-  wait_all(r, "barrier", "the barrier");
+  wait_all(r, "barrier", [] { return "the barrier"; });
 }
 
 // ---------------------------------------------------------------- DataParallel
@@ -247,7 +250,7 @@ DataParallel::DataParallel(std::vector<Tensor> parameters, DataParallelOptions o
   std::vector<MPI_Request> r(1, MPI_REQUEST_NULL);
   check(MPI_Iallgather(here, 2, MPI_INT64_T, all.data(), 2, MPI_INT64_T, s.comm, r.data()), "DataParallel",
         "MPI_Iallgather");
-  wait_all(r, "DataParallel", "comparing the parameter lists");
+  wait_all(r, "DataParallel", [] { return "comparing the parameter lists"; });
   for (int other = 0; other < s.size; ++other)
     if (all[2 * other] != here[0] || all[2 * other + 1] != here[1])
       throw DistributedError(fmt::format(
