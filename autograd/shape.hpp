@@ -70,7 +70,8 @@ class Shape {
   friend bool operator==(const Shape& a, const Shape& b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
 
  private:
-  int64_t dims_[kMaxDims] = {};
+  // Not zeroed: only the first size_ entries are ever read (a Shape is made on every op).
+  int64_t dims_[kMaxDims];
   uint8_t size_ = 0;
 };
 

@@ -6,15 +6,18 @@
 
 #include "pool.hpp"
 
-#include <array>
+#include <cstddef>
 #include <initializer_list>
+#include <memory>
+#include <new>
 #include <stdexcept>
-#include <vector>
+#include <utility>
 
 namespace chainrule {
 
-/// A vector of T with room for N elements inline; beyond N, all elements move to a pooled heap
-/// vector. T must be default-constructible (the inline slots hold default values when unused).
+/// A vector of T with room for N elements inline; beyond N, the elements move to a pooled heap
+/// block. Slots are raw memory until an element is pushed: making an empty SmallVector
+/// constructs (and zeroes) nothing, which matters because every recorded op makes several.
 template <class T, size_t N>
 class SmallVector {
  public:
@@ -22,7 +25,7 @@ class SmallVector {
   using iterator = T*;             ///< a pointer into the elements
   using const_iterator = const T*;  ///< a pointer into the elements
 
-  SmallVector() = default;  ///< empty
+  SmallVector() noexcept = default;  ///< empty
   SmallVector(std::initializer_list<T> init) { append(init.begin(), init.end()); }  ///< the listed elements
   /// The elements of [first, last).
   template <class It>
@@ -43,47 +46,45 @@ class SmallVector {
   SmallVector& operator=(SmallVector&& o) noexcept {
     if (this != &o) {
       clear();
+      release_heap();
       take(o);
     }
     return *this;
   }
+  ~SmallVector() {  ///< destroys the elements and returns a heap block to the pool
+    clear();
+    release_heap();
+  }
 
-  size_t size() const { return on_heap_ ? heap_.size() : small_; }  ///< the number of elements
-  bool empty() const { return size() == 0; }                          ///< no elements
-  T* begin() { return on_heap_ ? heap_.data() : inline_.data(); }      ///< the first element
-  T* end() { return begin() + size(); }                               ///< one past the last element
-  const T* begin() const { return on_heap_ ? heap_.data() : inline_.data(); }  ///< the first element
-  const T* end() const { return begin() + size(); }                           ///< one past the last element
-  T& operator[](size_t i) { return begin()[i]; }                              ///< element i (unchecked)
-  const T& operator[](size_t i) const { return begin()[i]; }                  ///< element i (unchecked)
-  T& back() { return end()[-1]; }                                             ///< the last element
+  size_t size() const { return size_; }                      ///< the number of elements
+  bool empty() const { return size_ == 0; }                  ///< no elements
+  T* begin() { return data_; }                               ///< the first element
+  T* end() { return data_ + size_; }                         ///< one past the last element
+  const T* begin() const { return data_; }                   ///< the first element
+  const T* end() const { return data_ + size_; }             ///< one past the last element
+  T& operator[](size_t i) { return data_[i]; }               ///< element i (unchecked)
+  const T& operator[](size_t i) const { return data_[i]; }   ///< element i (unchecked)
+  T& back() { return data_[size_ - 1]; }                     ///< the last element
   /// Element i; std::out_of_range when i >= size().
   const T& at(size_t i) const {
-    if (i >= size()) throw std::out_of_range("SmallVector::at");
-    return begin()[i];
+    if (i >= size_) throw std::out_of_range("SmallVector::at");
+    return data_[i];
   }
 
-  /// Appends v.
+  /// Appends v (moving everything to the heap when the inline slots are full).
   void push_back(T v) {
-    if (!on_heap_ && small_ < N) {
-      inline_[small_++] = std::move(v);
-      return;
-    }
-    if (!on_heap_) spill(N + 1);
-    heap_.push_back(std::move(v));
+    if (size_ == capacity_) grow(2 * capacity_);
+    ::new (static_cast<void*>(data_ + size_)) T(std::move(v));
+    ++size_;
   }
-  /// Makes room for n elements without further allocation.
+  /// Makes room for n elements without reallocating.
   void reserve(size_t n) {
-    if (n <= N) return;
-    if (on_heap_) heap_.reserve(n);
-    else spill(n);
+    if (n > capacity_) grow(n);
   }
-  /// Removes every element (inline slots are reset, so held resources are released).
+  /// Destroys the elements (a heap block is kept for reuse).
   void clear() {
-    for (size_t i = 0; i < small_; ++i) inline_[i] = T();
-    small_ = 0;
-    heap_.clear();
-    on_heap_ = false;
+    std::destroy(data_, data_ + size_);
+    size_ = 0;
   }
 
  private:
@@ -91,27 +92,42 @@ class SmallVector {
   void append(It first, It last) {
     for (; first != last; ++first) push_back(*first);
   }
-  void spill(size_t capacity) {
-    heap_.reserve(capacity);
-    for (size_t i = 0; i < small_; ++i) {
-      heap_.push_back(std::move(inline_[i]));
-      inline_[i] = T();
+  T* inline_data() { return std::launder(reinterpret_cast<T*>(inline_)); }
+  bool on_heap() const { return data_ != reinterpret_cast<const T*>(inline_); }
+  void grow(size_t capacity) {
+    T* block = static_cast<T*>(pool::allocate(capacity * sizeof(T)));
+    for (size_t i = 0; i < size_; ++i) {
+      ::new (static_cast<void*>(block + i)) T(std::move(data_[i]));
+      data_[i].~T();
     }
-    small_ = 0;
-    on_heap_ = true;
+    release_heap();
+    data_ = block;
+    capacity_ = capacity;
   }
-  void take(SmallVector& o) {
-    for (size_t i = 0; i < o.small_; ++i) inline_[i] = std::move(o.inline_[i]);
-    small_ = o.small_;
-    heap_ = std::move(o.heap_);
-    on_heap_ = o.on_heap_;
+  void release_heap() noexcept {
+    if (on_heap()) pool::deallocate(data_, capacity_ * sizeof(T));
+    data_ = inline_data();
+    capacity_ = N;
+  }
+  void take(SmallVector& o) noexcept {
+    if (o.on_heap()) {  // steal the block
+      data_ = o.data_;
+      capacity_ = o.capacity_;
+      size_ = o.size_;
+      o.data_ = o.inline_data();
+      o.capacity_ = N;
+      o.size_ = 0;
+      return;
+    }
+    for (size_t i = 0; i < o.size_; ++i) ::new (static_cast<void*>(inline_data() + i)) T(std::move(o.data_[i]));
+    size_ = o.size_;
     o.clear();
   }
 
-  std::array<T, N> inline_{};
-  std::vector<T, pool::Allocator<T>> heap_;
-  size_t small_ = 0;
-  bool on_heap_ = false;
+  alignas(T) unsigned char inline_[N * sizeof(T)];
+  T* data_ = inline_data();
+  size_t size_ = 0;
+  size_t capacity_ = N;
 };
 
 }  // namespace chainrule
