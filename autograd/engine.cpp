@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <mutex>
 
 namespace chainrule {
 
@@ -13,24 +14,51 @@ namespace {
 thread_local bool g_grad_mode = true;
 thread_local bool g_anomaly = false;
 thread_local uint64_t g_sequence = 0;
-std::atomic<int64_t> g_live_nodes{0};
+// The live-node count is kept per thread, so that making and destroying a node is a plain
+// store rather than a locked read-modify-write (which waits for every earlier store of the
+// op to drain). live_nodes() sums the registered threads' counts and those of threads that
+// ended; a node made on one thread and destroyed on another moves one unit between them.
+thread_local std::atomic<int64_t> t_live_count{0};  // written by its own thread only
+std::mutex g_live_mutex;
+std::vector<const std::atomic<int64_t>*> g_live_threads;  // guarded by g_live_mutex
+int64_t g_live_retired = 0;                               // guarded by g_live_mutex
+struct LiveRegistration {
+  LiveRegistration() {
+    std::lock_guard lock(g_live_mutex);
+    g_live_threads.push_back(&t_live_count);
+  }
+  ~LiveRegistration() {
+    std::lock_guard lock(g_live_mutex);
+    g_live_retired += t_live_count.exchange(0);
+    std::erase(g_live_threads, &t_live_count);
+  }
+};
+thread_local LiveRegistration t_live_registration;
+void count_live(int64_t d) {
+  (void)&t_live_registration;  // registers this thread on first use
+  t_live_count.store(t_live_count.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+}
 std::atomic<uint64_t> g_epoch{0};
 // Nodes whose last owner was dropped while another node was being destroyed; drained by the
 // outermost destructor so that destroying a long chain never recurses deeply.
 thread_local std::vector<std::shared_ptr<Node>>* g_dying = nullptr;
 thread_local const autograd::NodeOverride* g_override = nullptr;
+// The owner of the node whose backward is running, for BackwardContext::result() under
+// create_graph (nodes do not keep a weak pointer to themselves: enable_shared_from_this costs
+// three atomic updates per node).
+thread_local const std::shared_ptr<Node>* g_running = nullptr;
 }  // namespace
 
 bool grad_mode_enabled() { return g_grad_mode; }
 void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
 
-Node::Node(const char* name_, Shape shape_, Dtype dtype_)
+Node::Node(const char* name_, const Shape& shape_, Dtype dtype_)
     : name(name_), shape(shape_), dtype(dtype_), sequence(g_sequence++) {
-  ++g_live_nodes;
+  count_live(1);
 }
 
 Node::~Node() {
-  --g_live_nodes;
+  count_live(-1);
   std::vector<std::shared_ptr<Node>> local;
   const bool outermost = g_dying == nullptr;
   if (outermost) g_dying = &local;
@@ -148,8 +176,11 @@ Tensor BackwardContext::result() const {
   if (check_) check_version(node_.result, node_, "its result");
   // Without create_graph nothing is recorded from it: the saved (detached) tensor will do.
   if (!g_grad_mode) return node_.result.tensor;
+  if (!g_running || g_running->get() != &node_)
+    fail("backward of '{}': result() under create_graph is available only while the engine runs this node",
+         node_.name);
   Tensor alias = node_.result.tensor.detach();
-  alias.impl()->grad_fn = std::const_pointer_cast<Node>(node_.shared_from_this());
+  alias.impl()->grad_fn = *g_running;
   return alias;
 }
 
@@ -219,10 +250,19 @@ Tensor apply_hooks(const std::vector<TensorHook>& hooks, Tensor grad, const Node
 
 // Clears every node's scratch gradient, also when backward throws part-way.
 struct PendingGradsGuard {
-  std::vector<Node*>& order;
+  std::vector<const std::shared_ptr<Node>*>& order;
   ~PendingGradsGuard() {
-    for (Node* n : order) n->pending_grad = Tensor();
+    for (const auto* n : order) (*n)->pending_grad = Tensor();
   }
+};
+
+// Sets g_running for one node's backward, restoring the outer one (a rule may run backward).
+struct RunningGuard {
+  const std::shared_ptr<Node>* previous;
+  explicit RunningGuard(const std::shared_ptr<Node>& node) : previous(g_running) { g_running = &node; }
+  ~RunningGuard() { g_running = previous; }
+  RunningGuard(const RunningGuard&) = delete;
+  RunningGuard& operator=(const RunningGuard&) = delete;
 };
 
 void add_pending(Node& n, Tensor g) {
@@ -259,26 +299,28 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     seeds.push_back(seed.dtype() == r.dtype() ? seed : seed.to(r.dtype()));
   }
 
-  // Reverse post-order of an iterative depth-first search is a topological order.
+  // Reverse post-order of an iterative depth-first search is a topological order. The order
+  // holds the owning pointers (a root, or a parent's edge), which outlive the traversal.
   const uint64_t epoch = ++g_epoch;
-  std::vector<Node*> order;
-  std::vector<std::pair<Node*, size_t>> stack;
+  std::vector<const std::shared_ptr<Node>*> order;
+  std::vector<std::pair<const std::shared_ptr<Node>*, size_t>> stack;
   for (const auto& r : root_nodes) {
     if (r->visit_epoch == epoch) continue;
     r->visit_epoch = epoch;
     r->needed = true;
-    stack.push_back({r.get(), 0});
+    stack.push_back({&r, 0});
     while (!stack.empty()) {
-      auto& [n, i] = stack.back();
+      auto& [owner, i] = stack.back();
+      Node* n = owner->get();
       if (i < n->next.size()) {
-        Node* child = n->next[i++].node.get();
+        const std::shared_ptr<Node>& child = n->next[i++].node;
         if (child && child->visit_epoch != epoch) {
           child->visit_epoch = epoch;
           child->needed = true;
-          stack.push_back({child, 0});
+          stack.push_back({&child, 0});
         }
       } else {
-        order.push_back(n);
+        order.push_back(owner);
         stack.pop_back();
       }
     }
@@ -292,7 +334,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     targets.push_back(gradient_edge(inputs[i]));
   }
   if (!inputs.empty()) {  // plain backward needs every node (marked during the search)
-    for (Node* n : order) {  // children before parents
+    for (const auto* owner : order) {  // children before parents
+      Node* n = owner->get();
       n->needed = false;
       for (const auto& t : targets) n->needed = n->needed || t.get() == n;
       for (const auto& e : n->next) n->needed = n->needed || (e.node && e.node->needed);
@@ -304,7 +347,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
 
   std::vector<Tensor> results(inputs.size());
   EnableGradGuard grad_mode(create_graph);
-  for (Node* n : order) {
+  for (const auto* owner : order) {
+    Node* n = owner->get();
     if (!n->needed) continue;
     Tensor grad = std::move(n->pending_grad);
     n->pending_grad = Tensor();
@@ -321,6 +365,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     for (const auto& e : n->next) any_needed = any_needed || (e.node && e.node->needed);
     if (!any_needed) continue;
 
+    RunningGuard running(*owner);
     std::optional<Grads> replaced;
     if (g_override) replaced = (*g_override)(*n, grad);
     Grads grads = replaced ? std::move(*replaced) : n->apply(grad);
@@ -371,7 +416,12 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
 
 void set_detect_anomaly(bool enabled) { g_anomaly = enabled; }
 bool is_anomaly_enabled() { return g_anomaly; }
-int64_t live_nodes() { return g_live_nodes.load(); }
+int64_t live_nodes() {
+  std::lock_guard lock(g_live_mutex);
+  int64_t n = g_live_retired;
+  for (const auto* t : g_live_threads) n += t->load();
+  return n;
+}
 
 BackwardOverride::BackwardOverride(NodeOverride fn) : fn_(std::move(fn)), previous_(g_override) { g_override = &fn_; }
 BackwardOverride::~BackwardOverride() { g_override = previous_; }

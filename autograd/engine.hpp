@@ -41,8 +41,8 @@ struct SavedTensor {
 
 /// A node of the graph: the backward of one forward op (FunctionNode) or a leaf's gradient sink
 /// (AccumulateGrad).
-struct Node : std::enable_shared_from_this<Node> {
-  Node(const char* name, Shape shape, Dtype dtype);  ///< a node for op `name` whose output has `shape` and `dtype`
+struct Node {
+  Node(const char* name, const Shape& shape, Dtype dtype);  ///< a node for op `name` whose output has `shape` and `dtype`
   virtual ~Node();  ///< destroys the edges it owns iteratively (no recursion down a long chain)
   Node(const Node&) = delete;  ///< nodes are shared, never copied
   Node& operator=(const Node&) = delete;  ///< not copyable
@@ -72,7 +72,7 @@ struct Node : std::enable_shared_from_this<Node> {
 /// The backward of a differentiable op written in the ops/ files.
 struct FunctionNode final : Node {
   /// A node for op `name` whose output has `shape` and `dtype`.
-  FunctionNode(const char* name, Shape shape, Dtype dtype) : Node(name, shape, dtype) {}
+  FunctionNode(const char* name, const Shape& shape, Dtype dtype) : Node(name, shape, dtype) {}
   Grads apply(const Tensor& grad) override;  ///< runs the backward rule (or the BackwardOverride, when one is active)
   void release() override;  ///< frees the saved tensors and the rule
   bool released() const override { return was_released; }  ///< release() ran
@@ -120,6 +120,12 @@ class TensorRef {
  private:
   const Tensor* t_;
 };
+
+/// An undefined tensor to borrow (see keep_if).
+inline const Tensor kNoTensor{};
+/// `t` when `keep`, else an undefined tensor, for a saved list that keeps a tensor only when a
+/// gradient needs it (`{keep_if(b.requires_grad(), a)}`), without copying a handle either way.
+inline TensorRef keep_if(bool keep, const Tensor& t) { return keep ? TensorRef(t) : TensorRef(kNoTensor); }
 
 /// Records `out` as the result of op `name` applied to `inputs` when grad mode is on and any
 /// input requires grad; `saved` are the tensors backward reads (undefined entries allowed);

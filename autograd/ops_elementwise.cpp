@@ -54,7 +54,9 @@ Tensor fused_backward(const Tensor& g, const Tensor& v, const char* op, F&& f, E
 
 Tensor add(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "add", [](auto x, auto y) { return x + y; }), "add", {a, b}, {},
-                [](const Tensor& g, const BackwardContext&) -> Grads { return {g, g}; });
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {c.needs(0) ? g : Tensor(), c.needs(1) ? g : Tensor()};  // a handle copy only where needed
+                });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
@@ -66,7 +68,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "mul", [](auto x, auto y) { return x * y; }), "mul", {a, b},
-                {b.requires_grad() ? a : Tensor(), a.requires_grad() ? b : Tensor()},
+                {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   return {c.needs(0) ? g * c.saved(1) : Tensor(),   // d(ab)/da = b
                           c.needs(1) ? g * c.saved(0) : Tensor()};  // d(ab)/db = a
@@ -75,7 +77,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "div", [](auto x, auto y) { return x / y; }, floating_result(a, b)), "div", {a, b},
-                {b.requires_grad() ? a : Tensor(), b},
+                {keep_if(b.requires_grad(), a), b},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor& b = c.saved(1);
                   return {c.needs(0) ? g / b : Tensor(),                         // d(a/b)/da = 1/b

@@ -24,7 +24,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const bool b_transposed = b.dim() == 2 && b.size(0) > 1 && b.size(1) > 1 && b.strides()[0] == 1 &&
                             b.strides()[1] == b.size(0);
   return record(kernels::matmul(a, b), "matmul", {a, b},
-                {b.requires_grad() ? a : Tensor(), a.requires_grad() ? b : Tensor()},
+                {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
                 [b_transposed](const Tensor& g, const BackwardContext& c) -> Grads {
                   Tensor ga, gb;
                   if (c.needs(0)) ga = matmul(g, c.saved(1).transpose(-1, -2));  // dA = G B^T
