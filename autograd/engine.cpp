@@ -184,12 +184,12 @@ Tensor BackwardContext::result() const {
   return alias;
 }
 
-Grads FunctionNode::apply(const Tensor& grad) {
+Grads FunctionNode::apply(Tensor grad) {
   if (was_released)
     fail("backward: trying to backward through the graph a second time ('{}' already freed its saved tensors). "
          "Pass retain_graph=true to the first backward if you need to backward twice",
          name);
-  return fn(grad, BackwardContext(*this, true));
+  return fn(std::move(grad), BackwardContext(*this, true));
 }
 
 void FunctionNode::release() {
@@ -204,7 +204,7 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_)
   is_accumulator = true;
 }
 
-Grads AccumulateGrad::apply(const Tensor& grad) {
+Grads AccumulateGrad::apply(Tensor grad) {
   Tensor current(leaf->grad);
   if (!current.defined()) {
     // Keep the graph of the gradient only when it is being recorded (create_graph). Otherwise
@@ -358,7 +358,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     for (size_t k = 0; k < targets.size(); ++k)
       if (targets[k].get() == n) results[k] = results[k].defined() ? results[k] + grad : grad;
     if (acc) {
-      if (inputs.empty()) acc->apply(grad);
+      if (inputs.empty()) acc->apply(std::move(grad));
       continue;
     }
     bool any_needed = false;
@@ -368,7 +368,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     RunningGuard running(*owner);
     std::optional<Grads> replaced;
     if (g_override) replaced = (*g_override)(*n, grad);
-    Grads grads = replaced ? std::move(*replaced) : n->apply(grad);
+    Grads grads = replaced ? std::move(*replaced) : n->apply(std::move(grad));
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
     for (size_t i = 0; i < grads.size(); ++i) {

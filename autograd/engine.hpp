@@ -23,8 +23,10 @@ using Grads = SmallVector<Tensor, 2>;
 /// What a backward rule sees: `saved(i)` the tensors the op saved (version-checked), `result()`
 /// the op's output, `needs(i)` whether input i wants a gradient, `shape(i)` input i's shape.
 class BackwardContext;
-/// A backward rule: the input gradients from the output gradient and the context.
-using BackwardFn = std::function<Grads(const Tensor& grad, const BackwardContext& ctx)>;
+/// A backward rule: the input gradients from the output gradient and the context. The engine
+/// hands over its gradient, so a rule declared `(Tensor g, ...)` may move it into its result
+/// (add does); `(const Tensor& g, ...)` works too.
+using BackwardFn = std::function<Grads(Tensor grad, const BackwardContext& ctx)>;
 
 /// A node's link to the node of one of its inputs.
 struct Edge {
@@ -48,7 +50,7 @@ struct Node {
   Node& operator=(const Node&) = delete;  ///< not copyable
 
   /// Computes the gradients of the inputs from the gradient of the output.
-  virtual Grads apply(const Tensor& grad) = 0;
+  virtual Grads apply(Tensor grad) = 0;
   /// Frees saved tensors after a backward without retain_graph.
   virtual void release() {}
   virtual bool released() const { return false; }  ///< its saved tensors were freed (a second backward is an Error)
@@ -73,7 +75,7 @@ struct Node {
 struct FunctionNode final : Node {
   /// A node for op `name` whose output has `shape` and `dtype`.
   FunctionNode(const char* name, const Shape& shape, Dtype dtype) : Node(name, shape, dtype) {}
-  Grads apply(const Tensor& grad) override;  ///< runs the backward rule (or the BackwardOverride, when one is active)
+  Grads apply(Tensor grad) override;  ///< runs the backward rule (or the BackwardOverride, when one is active)
   void release() override;  ///< frees the saved tensors and the rule
   bool released() const override { return was_released; }  ///< release() ran
 
@@ -89,7 +91,7 @@ struct FunctionNode final : Node {
 /// Sink for a leaf: adds the incoming gradient into the leaf's .grad.
 struct AccumulateGrad final : Node {
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf);  ///< the sink of `leaf`
-  Grads apply(const Tensor& grad) override;  ///< adds grad into the leaf's .grad (after the leaf's hooks)
+  Grads apply(Tensor grad) override;  ///< adds grad into the leaf's .grad (after the leaf's hooks)
   std::shared_ptr<TensorImpl> leaf;  ///< the leaf whose .grad receives the gradient
 };
 

@@ -54,15 +54,17 @@ Tensor fused_backward(const Tensor& g, const Tensor& v, const char* op, F&& f, E
 
 Tensor add(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "add", [](auto x, auto y) { return x + y; }), "add", {a, b}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {c.needs(0) ? g : Tensor(), c.needs(1) ? g : Tensor()};  // a handle copy only where needed
+                [](Tensor g, const BackwardContext& c) -> Grads {
+                  Tensor g1 = c.needs(1) ? g : Tensor();  // a handle copy only when both need g
+                  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
                 });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "sub", [](auto x, auto y) { return x - y; }), "sub", {a, b}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {g, c.needs(1) ? -g : Tensor()};
+                [](Tensor g, const BackwardContext& c) -> Grads {
+                  Tensor g1 = c.needs(1) ? -g : Tensor();
+                  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
                 });
 }
 

@@ -7,10 +7,11 @@
 #include "pool.hpp"
 
 #include <cstddef>
-#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace chainrule {
@@ -26,9 +27,18 @@ class SmallVector {
   using const_iterator = const T*;  ///< a pointer into the elements
 
   SmallVector() noexcept = default;  ///< empty
-  SmallVector(std::initializer_list<T> init) { append(init.begin(), init.end()); }  ///< the listed elements
+  /// The listed elements, moved in when they are temporaries: `return {g * b, Tensor()};` in
+  /// a backward rule makes no handle copies (an initializer_list would copy every element out
+  /// of its const array: two atomic reference-count updates per gradient).
+  template <class... A>
+    requires(sizeof...(A) > 0 && (std::is_constructible_v<T, A&&> && ...) &&
+             !(sizeof...(A) == 1 && (std::is_same_v<std::remove_cvref_t<A>, SmallVector> || ...)))
+  SmallVector(A&&... elements) {  // NOLINT: implicit, so that `return {a, b};` works
+    reserve(sizeof...(A));
+    (push_back(T(std::forward<A>(elements))), ...);
+  }
   /// The elements of [first, last).
-  template <class It>
+  template <std::input_iterator It>
   SmallVector(It first, It last) {
     append(first, last);
   }
