@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <span>
 #include <string>
 
@@ -23,10 +25,97 @@ using Grads = SmallVector<Tensor, 2>;
 /// What a backward rule sees: `saved(i)` the tensors the op saved (version-checked), `result()`
 /// the op's output, `needs(i)` whether input i wants a gradient, `shape(i)` input i's shape.
 class BackwardContext;
-/// A backward rule: the input gradients from the output gradient and the context. The engine
-/// hands over its gradient, so a rule declared `(Tensor g, ...)` may move it into its result
-/// (add does); `(const Tensor& g, ...)` works too.
-using BackwardFn = std::function<Grads(Tensor grad, const BackwardContext& ctx)>;
+/// A backward rule: the input gradients from the output gradient and the context, as any
+/// callable `(Tensor g, const BackwardContext& c) -> Grads` (a rule declared `(const Tensor& g,
+/// ...)` works too; the engine hands over its gradient, so `(Tensor g, ...)` may move it into
+/// its result, as add does).
+///
+/// Like std::function, but move-only, and a capture larger than its 24 inline bytes (a Shape of
+/// dimensions, say) goes to the pool rather than to malloc: std::function kept 16 bytes inline
+/// and malloc'ed the rest, once per recorded transpose, sum or expand.
+class BackwardFn {
+ public:
+  BackwardFn() noexcept = default;  ///< empty
+  BackwardFn(std::nullptr_t) noexcept {}  ///< empty  // NOLINT: implicit, like std::function
+  /// Wraps a callable rule.
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, BackwardFn> &&
+             std::is_invocable_r_v<Grads, std::decay_t<F>&, Tensor, const BackwardContext&>)
+  BackwardFn(F&& f) {  // NOLINT: implicit, so that a lambda can be passed where a rule is expected
+    using D = std::decay_t<F>;
+    if constexpr (sizeof(D) <= kInline && alignof(D) <= alignof(void*) && std::is_nothrow_move_constructible_v<D>) {
+      ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));
+      ops_ = &kInlineOps<D>;
+    } else {
+      void* p = pool::allocate(sizeof(D));
+      try {
+        ::new (p) D(std::forward<F>(f));
+      } catch (...) {
+        pool::deallocate(p, sizeof(D));
+        throw;
+      }
+      *reinterpret_cast<void**>(buf_) = p;
+      ops_ = &kPooledOps<D>;
+    }
+  }
+  BackwardFn(BackwardFn&& o) noexcept { take(o); }  ///< takes o's rule; o is left empty
+  /// Takes o's rule; o is left empty.
+  BackwardFn& operator=(BackwardFn&& o) noexcept {
+    if (this != &o) {
+      reset();
+      take(o);
+    }
+    return *this;
+  }
+  BackwardFn& operator=(std::nullptr_t) noexcept {  ///< empties it (destroying the rule and its captures)
+    reset();
+    return *this;
+  }
+  ~BackwardFn() { reset(); }  ///< destroys the rule and its captures
+  explicit operator bool() const { return ops_ != nullptr; }  ///< holds a rule
+  /// Runs the rule.
+  Grads operator()(Tensor g, const BackwardContext& c) const { return ops_->invoke(buf_, std::move(g), c); }
+
+ private:
+  static constexpr size_t kInline = 24;
+  struct Ops {
+    Grads (*invoke)(void* buf, Tensor g, const BackwardContext& c);
+    void (*move)(void* to, void* from) noexcept;  // null: the buffer is trivially relocatable
+    void (*destroy)(void* buf) noexcept;
+  };
+  template <class D>
+  static constexpr Ops kInlineOps = {
+      [](void* b, Tensor g, const BackwardContext& c) -> Grads { return (*static_cast<D*>(b))(std::move(g), c); },
+      std::is_trivially_copyable_v<D> ? nullptr
+                                      : +[](void* to, void* from) noexcept {
+                                          ::new (to) D(std::move(*static_cast<D*>(from)));
+                                          static_cast<D*>(from)->~D();
+                                        },
+      [](void* b) noexcept { static_cast<D*>(b)->~D(); }};
+  template <class D>
+  static constexpr Ops kPooledOps = {
+      [](void* b, Tensor g, const BackwardContext& c) -> Grads { return (**static_cast<D**>(b))(std::move(g), c); },
+      nullptr,  // moving the pointer moves the rule
+      [](void* b) noexcept {
+        D* p = *static_cast<D**>(b);
+        p->~D();
+        pool::deallocate(p, sizeof(D));
+      }};
+  void take(BackwardFn& o) noexcept {
+    if (!o.ops_) return;
+    if (o.ops_->move) o.ops_->move(buf_, o.buf_);
+    else std::memcpy(buf_, o.buf_, kInline);
+    ops_ = o.ops_;
+    o.ops_ = nullptr;
+  }
+  void reset() noexcept {
+    if (ops_) ops_->destroy(buf_);
+    ops_ = nullptr;
+  }
+
+  alignas(void*) mutable unsigned char buf_[kInline];
+  const Ops* ops_ = nullptr;
+};
 
 /// A node's link to the node of one of its inputs.
 struct Edge {

@@ -75,7 +75,7 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   });
 }
 
-Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& reduce) {
+Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
   Shape out_shape = x.shape();
   for (size_t d = 0; d < reduce.size(); ++d)
     if (reduce[d]) out_shape[d] = 1;

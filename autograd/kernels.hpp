@@ -121,8 +121,23 @@ Tensor cast(const Tensor& x, Dtype dtype);
 /// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
 void copy_into(const Tensor& dst, const Tensor& src);
 
+/// Which dimensions a reduction reduces: one bit per dimension, held by value (a reduction's
+/// backward rule captures it; a std::vector<bool> cost a malloc per sum).
+class DimFlags {
+ public:
+  /// `rank` dimensions, all flagged or none.
+  DimFlags(size_t rank, bool all) : rank_(static_cast<uint8_t>(rank)), bits_(all ? (1u << rank) - 1 : 0) {}
+  size_t size() const { return rank_; }  ///< the rank
+  bool operator[](size_t d) const { return (bits_ >> d) & 1u; }  ///< dimension d is reduced
+  void set(size_t d) { bits_ |= static_cast<uint16_t>(1u << d); }  ///< flags dimension d
+
+ private:
+  uint8_t rank_;
+  uint16_t bits_;
+};
+
 /// Sum over the dimensions flagged in `reduce` (size = rank); the result keeps them as size 1.
-Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& reduce);
+Tensor sum_keepdim(const Tensor& x, DimFlags reduce);
 
 /// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
 ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);

@@ -13,18 +13,20 @@ namespace chainrule {
 namespace {
 
 // Flags for the dims being reduced; an empty list means all of them.
-std::vector<bool> reduced_dims(const Shape& shape, const Shape& dims, const char* op) {
-  std::vector<bool> flags(shape.size(), dims.empty());
+using kernels::DimFlags;
+
+DimFlags reduced_dims(const Shape& shape, const Shape& dims, const char* op) {
+  DimFlags flags(shape.size(), dims.empty());
   for (int64_t d : dims) {
     const int64_t w = wrap_dim(d, static_cast<int64_t>(shape.size()), op);
     if (shape.empty()) continue;
     if (flags[w]) fail("{}: dimension {} appears twice in the reduced dims {}", op, d, dims);
-    flags[w] = true;
+    flags.set(w);
   }
   return flags;
 }
 
-Shape reduced_shape(const Shape& shape, const std::vector<bool>& flags, bool keepdim) {
+Shape reduced_shape(const Shape& shape, DimFlags flags, bool keepdim) {
   Shape out;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (!flags[d])
@@ -35,7 +37,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<bool>& flags, bool kee
   return out;
 }
 
-Shape keepdim_shape(const Shape& shape, const std::vector<bool>& flags) { return reduced_shape(shape, flags, true); }
+Shape keepdim_shape(const Shape& shape, DimFlags flags) { return reduced_shape(shape, flags, true); }
 
 // A fresh contiguous tensor relabelled with another shape of the same size (no graph).
 Tensor relabel(Tensor fresh, const Shape& shape) {
@@ -45,12 +47,12 @@ Tensor relabel(Tensor fresh, const Shape& shape) {
 }
 
 // The gradient of a reduction's output, reshaped so it broadcasts over the input.
-Tensor unreduce(const Tensor& g, const Shape& input, const std::vector<bool>& flags) {
+Tensor unreduce(const Tensor& g, const Shape& input, DimFlags flags) {
   return g.reshape(keepdim_shape(input, flags));
 }
 
 // max/min over several dims (values only), by reducing one dim at a time.
-Tensor extreme(const Tensor& x, const std::vector<bool>& flags, bool is_max) {
+Tensor extreme(const Tensor& x, DimFlags flags, bool is_max) {
   Tensor v = x;
   for (size_t d = 0; d < flags.size(); ++d)
     if (flags[d]) v = kernels::max_min_keepdim(v, static_cast<int64_t>(d), is_max).values;
@@ -62,7 +64,7 @@ Tensor extreme(const Tensor& x, const std::vector<bool>& flags, bool is_max) {
 
 // Shared by max, min, amax, amin: the gradient goes to the elements equal to the extreme,
 // split evenly between ties (a subgradient chosen on purpose).
-Tensor record_extreme(Tensor values, const Tensor& x, const std::vector<bool>& flags, const char* op) {
+Tensor record_extreme(Tensor values, const Tensor& x, DimFlags flags, const char* op) {
   return record(values, op, {x}, {x}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);
     const Tensor y = unreduce(c.result(), x.shape(), flags);
@@ -100,7 +102,7 @@ Tensor min(const Tensor& x) { return amin(x, Shape{}, false); }
 
 namespace {
 // An extreme over an empty set is undefined; empty dims that are not reduced are fine.
-void check_extreme_dims(const Tensor& x, const std::vector<bool>& flags, const char* op) {
+void check_extreme_dims(const Tensor& x, DimFlags flags, const char* op) {
   for (size_t d = 0; d < flags.size(); ++d)
     if (flags[d] && x.shape()[d] == 0)
       fail("{}: cannot reduce an empty tensor {} over its dimension {} of size 0", op, describe(x), d);

@@ -290,21 +290,29 @@ bool fused_in_place(Tensor& self, const Tensor& other, const char* op, F f) {
   return true;
 }
 
+// The same with a scalar operand (rounded to the element type, as PyTorch does): no 0-d
+// tensor is made for it.
+template <class F>
+bool fused_in_place(Tensor& self, double scalar, F f) {
+  if (!self.is_contiguous() || !is_floating(self.dtype())) return false;
+  dispatch_floating(self.dtype(), "in-place", [&]<class T>() {
+    T* p = kernels::ptr<T>(self);
+    const T v = static_cast<T>(scalar);
+    const int64_t n = self.numel();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(f(p[i], v));
+  });
+  ++self.impl()->storage->version;
+  return true;
+}
+
 bool recording_in_place(const Tensor& self, const Tensor& other) {
   return grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
 }
 
-// `compute` gives the result as a tensor expression (recorded when autograd must see it);
-// `elementwise`, when given, is the same op on two elements, for the one-pass path.
-template <class Op, class F = std::nullptr_t>
-Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, F elementwise = nullptr) {
-  const bool recording = recording_in_place(self, other);
-  if (!recording) {
-    if constexpr (!std::is_same_v<F, std::nullptr_t>)
-      if (fused_in_place(self, other, op, elementwise)) return self;
-    write_in_place(self, compute(self), op, false);
-    return self;
-  }
+// Recorded: computed out of place from a clone of the old value (so whatever backward reads
+// stays intact), then written back.
+template <class Op>
+Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
   if (self.is_leaf() && self.requires_grad())
     fail("{}: {} is a leaf that requires grad and cannot be modified in place while recording; wrap the update "
          "in NoGradGuard (as optimizers do) or use the out-of-place op",
@@ -317,6 +325,26 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, 
   return self;
 }
 
+// `compute` gives the result as a tensor expression (recorded when autograd must see it);
+// `elementwise`, when given, is the same op on two elements, for the one-pass path.
+template <class Op, class F = std::nullptr_t>
+Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, F elementwise = nullptr) {
+  if (recording_in_place(self, other)) return recorded_in_place(self, op, compute);
+  if constexpr (!std::is_same_v<F, std::nullptr_t>)
+    if (fused_in_place(self, other, op, elementwise)) return self;
+  write_in_place(self, compute(self), op, false);
+  return self;
+}
+
+// The same with a scalar operand.
+template <class Op, class F>
+Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute, F elementwise) {
+  if (recording_in_place(self, Tensor())) return recorded_in_place(self, op, compute);
+  if (fused_in_place(self, scalar, elementwise)) return self;
+  write_in_place(self, compute(self), op, false);
+  return self;
+}
+
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
@@ -325,23 +353,29 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
                   // vector width of a detour through double)
                   [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
 }
-Tensor& Tensor::add_(double o) { return in_place(*this, {}, "add_", [&](const Tensor& s) { return s + o; }); }
+Tensor& Tensor::add_(double o) {
+  return scalar_in_place(*this, o, "add_", [&](const Tensor& s) { return s + o; }, [](auto a, auto b) { return a + b; });
+}
 Tensor& Tensor::sub_(const Tensor& o) {
   return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
 }
-Tensor& Tensor::sub_(double o) { return in_place(*this, {}, "sub_", [&](const Tensor& s) { return s - o; }); }
+Tensor& Tensor::sub_(double o) {
+  return scalar_in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
+}
 Tensor& Tensor::mul_(const Tensor& o) {
   return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::mul_(double o) {
-  return in_place(*this, scalar_like(o, *this), "mul_", [&](const Tensor& s) { return s * o; },
-                  [](auto a, auto b) { return a * b; });
+  return scalar_in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::div_(const Tensor& o) { return in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }); }
-Tensor& Tensor::div_(double o) { return in_place(*this, {}, "div_", [&](const Tensor& s) { return s / o; }); }
+Tensor& Tensor::div_(double o) {
+  return scalar_in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }, [](auto a, auto b) { return a / b; });
+}
 Tensor& Tensor::zero_() { return fill_(0.0); }
 Tensor& Tensor::fill_(double value) {
-  return in_place(*this, {}, "fill_", [&](const Tensor& s) { return full(s.shape(), value, s.dtype()); });
+  return scalar_in_place(*this, value, "fill_", [&](const Tensor& s) { return full(s.shape(), value, s.dtype()); },
+                         [](auto, auto v) { return v; });
 }
 Tensor& Tensor::copy_(const Tensor& src) {
   if (!is_expandable_to(src.shape(), shape()))

@@ -333,3 +333,83 @@ TEST_CASE("small tensors keep their data inside their Storage, 64-byte aligned; 
   }
   CHECK(values(view) == std::vector<double>{4, 5, 6, 7});
 }
+
+TEST_CASE("scalar in-place ops outside autograd write through in one pass, equal to the out-of-place op, bump the version") {
+  for (cr::Dtype d : {cr::float32, cr::float64}) {
+    const cr::Tensor base = cr::tensor({0.1, -2.5, 3.75, 1e-3, 7.0, -0.3}, {2, 3}, d);
+    struct Case {
+      const char* name;
+      std::function<void(cr::Tensor&)> in_place;
+      std::function<cr::Tensor(const cr::Tensor&)> out_of_place;
+    };
+    const std::vector<Case> cases = {
+        {"add_", [](cr::Tensor& t) { t.add_(0.7); }, [](const cr::Tensor& t) { return t + 0.7; }},
+        {"sub_", [](cr::Tensor& t) { t.sub_(0.7); }, [](const cr::Tensor& t) { return t - 0.7; }},
+        {"mul_", [](cr::Tensor& t) { t.mul_(0.7); }, [](const cr::Tensor& t) { return t * 0.7; }},
+        {"div_", [](cr::Tensor& t) { t.div_(0.7); }, [](const cr::Tensor& t) { return t / 0.7; }},
+        {"fill_", [](cr::Tensor& t) { t.fill_(0.7); }, [](const cr::Tensor& t) { return cr::full_like(t, 0.7); }},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.name);
+      cr::Tensor t = base.clone();
+      const uint32_t v0 = t.version();
+      c.in_place(t);
+      CHECK(t.version() == v0 + 1);
+      CHECK(t.to_vector<double>() == c.out_of_place(base).to_vector<double>());  // bit for bit
+      // a strided view takes the general path and gives the same values
+      cr::Tensor wide = base.clone().t();
+      c.in_place(wide);
+      CHECK(wide.to_vector<double>() == c.out_of_place(base.t()).to_vector<double>());
+    }
+  }
+  cr::Tensor ints = cr::tensor({1.0, 2.0}, {2}, cr::int64);
+  ints.mul_(3.0);  // integer tensors keep the general path
+  CHECK(ints.to_vector<double>() == std::vector<double>{3, 6});
+}
+
+TEST_CASE("BackwardFn: small captures inline, large ones pooled; moves keep the rule, destruction frees captures") {
+  const cr::Tensor held = cr::ones({2});
+  cr::Tensor g = cr::ones({2});
+  const cr::FunctionNode node("test", cr::Shape{2}, cr::float32);
+  const cr::BackwardContext ctx(node, false);  // the rules below never read it
+  {
+    cr::BackwardFn small = [held](const cr::Tensor& grad, const cr::BackwardContext&) -> cr::Grads { return {grad * held}; };
+    cr::Shape big_capture{1, 2, 3, 4, 5, 6, 7, 8};  // 72 bytes: more than fits inline
+    cr::BackwardFn large = [held, big_capture](cr::Tensor grad, const cr::BackwardContext&) -> cr::Grads {
+      return {grad * static_cast<double>(big_capture[7]) * held};
+    };
+    CHECK(held.impl_ptr().use_count() == 3);
+    cr::BackwardFn moved_small = std::move(small), moved_large = std::move(large);
+    CHECK_FALSE(small);  // NOLINT: a moved-from rule is empty by contract
+    CHECK_FALSE(large);  // NOLINT
+    CHECK(held.impl_ptr().use_count() == 3);  // moved, not copied
+    CHECK(moved_small(g, ctx)[0].to_vector<double>() == std::vector<double>{1, 1});
+    CHECK(moved_large(g, ctx)[0].to_vector<double>() == std::vector<double>{8, 8});
+    moved_large = nullptr;
+    CHECK(held.impl_ptr().use_count() == 2);
+  }
+  CHECK(held.impl_ptr().use_count() == 1);
+}
+
+TEST_CASE("Grads are built by moving temporaries in; a rule taking g by value can pass it on without a copy") {
+  cr::Tensor a = cr::ones({3});
+  cr::Grads grads = {cr::Tensor(a), cr::Tensor()};
+  CHECK(grads.size() == 2);
+  CHECK(a.impl_ptr().use_count() == 2);  // a and the moved-in copy; no stray initializer_list copy
+  cr::Tensor x = cr::ones({3}, cr::float64).requires_grad_();
+  cr::Tensor y = x * 2.0;
+  cr::Tensor s = (y + cr::ones({3}, cr::float64)).sum();  // add's rule moves g on to y
+  s.backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{2, 2, 2});
+}
+
+TEST_CASE("live_nodes counts per thread and sums across threads, also for a graph freed on another thread") {
+  const int64_t before = cr::autograd::live_nodes();
+  cr::Tensor x = cr::ones({2}, cr::float64).requires_grad_();
+  cr::Tensor y;
+  std::thread maker([&] { y = cr::tanh(x * 3.0); });  // two nodes made on another thread (plus x's accumulator)
+  maker.join();
+  CHECK(cr::autograd::live_nodes() == before + 3);  // the ended thread's count is kept
+  y = cr::Tensor();                                  // freed here
+  CHECK(cr::autograd::live_nodes() == before);
+}
