@@ -41,7 +41,8 @@ void count_live(int64_t d) {
 std::atomic<uint64_t> g_epoch{0};
 // Nodes whose last owner was dropped while another node was being destroyed; drained by the
 // outermost destructor so that destroying a long chain never recurses deeply.
-thread_local std::vector<std::shared_ptr<Node>>* g_dying = nullptr;
+using DyingNodes = SmallVector<std::shared_ptr<Node>, 8>;  // on the stack unless a wide graph dies
+thread_local DyingNodes* g_dying = nullptr;
 thread_local const autograd::NodeOverride* g_override = nullptr;
 // The owner of the node whose backward is running, for BackwardContext::result() under
 // create_graph (nodes do not keep a weak pointer to themselves: enable_shared_from_this costs
@@ -59,7 +60,7 @@ Node::Node(const char* name_, const Shape& shape_, Dtype dtype_)
 
 Node::~Node() {
   count_live(-1);
-  std::vector<std::shared_ptr<Node>> local;
+  DyingNodes local;
   const bool outermost = g_dying == nullptr;
   if (outermost) g_dying = &local;
   for (auto& e : next)
@@ -250,7 +251,7 @@ Tensor apply_hooks(const std::vector<TensorHook>& hooks, Tensor grad, const Node
 
 // Clears every node's scratch gradient, also when backward throws part-way.
 struct PendingGradsGuard {
-  std::vector<const std::shared_ptr<Node>*>& order;
+  SmallVector<const std::shared_ptr<Node>*, 32>& order;
   ~PendingGradsGuard() {
     for (const auto* n : order) (*n)->pending_grad = Tensor();
   }
@@ -271,14 +272,16 @@ void add_pending(Node& n, Tensor g) {
 
 // Runs backward from `roots`. With `inputs` non-empty it returns their gradients instead of
 // accumulating into leaves (autograd::grad); otherwise it accumulates (backward).
-std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
-                                 bool retain_graph, bool create_graph, const std::vector<Tensor>& inputs,
+std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const Tensor> root_grads,
+                                 bool retain_graph, bool create_graph, std::span<const Tensor> inputs,
                                  bool allow_unused) {
   const char* api = inputs.empty() ? "backward" : "grad";
   if (!root_grads.empty() && root_grads.size() != roots.size())
     fail("{}: got {} gradients for {} outputs", api, root_grads.size(), roots.size());
-  std::vector<std::shared_ptr<Node>> root_nodes;
-  std::vector<Tensor> seeds;
+  // The traversal's lists live on the stack for small graphs (a training step of a small
+  // network makes no heap allocation here) and spill to the pool for large ones.
+  SmallVector<std::shared_ptr<Node>, 2> root_nodes;
+  SmallVector<Tensor, 2> seeds;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
     if (!r.requires_grad())
@@ -302,8 +305,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   // Reverse post-order of an iterative depth-first search is a topological order. The order
   // holds the owning pointers (a root, or a parent's edge), which outlive the traversal.
   const uint64_t epoch = ++g_epoch;
-  std::vector<const std::shared_ptr<Node>*> order;
-  std::vector<std::pair<const std::shared_ptr<Node>*, size_t>> stack;
+  SmallVector<const std::shared_ptr<Node>*, 32> order;
+  SmallVector<std::pair<const std::shared_ptr<Node>*, size_t>, 32> stack;
   for (const auto& r : root_nodes) {
     if (r->visit_epoch == epoch) continue;
     r->visit_epoch = epoch;
@@ -328,7 +331,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   PendingGradsGuard guard{order};
 
   // With inputs, run only the nodes from which some input is reachable.
-  std::vector<std::shared_ptr<Node>> targets;
+  SmallVector<std::shared_ptr<Node>, 2> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) fail("grad: input {} ({}) does not require grad", i, describe(inputs[i]));
     targets.push_back(gradient_edge(inputs[i]));
@@ -409,9 +412,14 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   return run_backward(outputs, grad_outputs, retain_graph || create_graph, create_graph, inputs, allow_unused);
 }
 
-void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
+void backward(std::span<const Tensor> outputs, std::span<const Tensor> grad_outputs, bool retain_graph,
               bool create_graph) {
   run_backward(outputs, grad_outputs, retain_graph || create_graph, create_graph, {}, false);
+}
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
+              bool create_graph) {
+  backward(std::span<const Tensor>(outputs), std::span<const Tensor>(grad_outputs), retain_graph, create_graph);
 }
 
 void set_detect_anomaly(bool enabled) { g_anomaly = enabled; }

@@ -269,6 +269,10 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 /// Accumulates gradients of `outputs` into the .grad of every leaf that requires grad.
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs = {},
               bool retain_graph = false, bool create_graph = false);
+/// The same for outputs and gradients in any contiguous range (Tensor::backward passes one
+/// tensor this way, without building vectors).
+void backward(std::span<const Tensor> outputs, std::span<const Tensor> grad_outputs, bool retain_graph = false,
+              bool create_graph = false);
 
 /// Anomaly mode (thread-local): backward checks every gradient for NaN/Inf and names the
 /// forward op whose backward produced it.

@@ -186,9 +186,11 @@ void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t
 
 }  // namespace
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  const size_t ra = a_in.dim(), rb = b_in.dim();
-  const int64_t n = a_in.shape()[ra - 2], k = a_in.shape()[ra - 1], m = b_in.shape()[rb - 1];
+Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool transpose_b) {
+  // The last two dims of an operand as the product sees them (swapped when transposed).
+  auto rows = [](const Tensor& t, bool tr) { return t.shape()[t.dim() - (tr ? 1 : 2)]; };
+  auto cols = [](const Tensor& t, bool tr) { return t.shape()[t.dim() - (tr ? 2 : 1)]; };
+  const int64_t n = rows(a_in, transpose_a), k = cols(a_in, transpose_a), m = cols(b_in, transpose_b);
   const Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2);
   const Shape b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
   const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
@@ -201,12 +203,13 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));
     return out;
   }
-  auto layout = [](const Tensor& t, int64_t rows, int64_t cols) {
-    return blas_layout(rows, cols, t.strides()[t.dim() - 2], t.strides()[t.dim() - 1]);
+  auto layout = [](const Tensor& t, bool tr, int64_t r, int64_t c) {
+    const int64_t rs = t.strides()[t.dim() - 2], cs = t.strides()[t.dim() - 1];
+    return tr ? blas_layout(r, c, cs, rs) : blas_layout(r, c, rs, cs);
   };
-  Tensor a = layout(a_in, n, k) ? a_in : a_in.contiguous();
-  Tensor b = layout(b_in, k, m) ? b_in : b_in.contiguous();
-  const BlasMatrix la = *layout(a, n, k), lb = *layout(b, k, m);
+  Tensor a = layout(a_in, transpose_a, n, k) ? a_in : a_in.contiguous();
+  Tensor b = layout(b_in, transpose_b, k, m) ? b_in : b_in.contiguous();
+  const BlasMatrix la = *layout(a, transpose_a, n, k), lb = *layout(b, transpose_b, k, m);
 
   // Batch strides of a and b as seen from the broadcast batch shape.
   auto batch_strides = [&](const Tensor& t) {

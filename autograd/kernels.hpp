@@ -144,6 +144,7 @@ ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);
 
 /// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
 /// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
-Tensor matmul(const Tensor& a, const Tensor& b);
+/// transpose_a / transpose_b use an operand's last two dims swapped (no view is made for it).
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
 }  // namespace chainrule::kernels

@@ -26,13 +26,20 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return record(kernels::matmul(a, b), "matmul", {a, b},
                 {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
                 [b_transposed](const Tensor& g, const BackwardContext& c) -> Grads {
+                  // Without create_graph the products go straight to the kernel, which reads the
+                  // transposed operands in place; with it, they are recorded matmuls of views.
+                  const bool first_order = !grad_mode_enabled();
+                  auto product = [first_order](const Tensor& x, bool tx, const Tensor& y, bool ty) {
+                    if (first_order) return kernels::matmul(x, y, tx, ty);
+                    return matmul(tx ? x.transpose(-1, -2) : x, ty ? y.transpose(-1, -2) : y);
+                  };
                   Tensor ga, gb;
-                  if (c.needs(0)) ga = matmul(g, c.saved(1).transpose(-1, -2));  // dA = G B^T
-                  if (c.needs(1))                                                 // dB = A^T G
+                  if (c.needs(0)) ga = product(g, false, c.saved(1), true);  // dA = G B^T
+                  if (c.needs(1))                                           // dB = A^T G
                     gb = b_transposed && g.dim() == 2 && c.saved(0).dim() == 2
-                             ? matmul(g.t(), c.saved(0)).t()
-                             : matmul(c.saved(0).transpose(-1, -2), g);
-                  return {ga, gb};
+                             ? product(g, true, c.saved(0), false).t()
+                             : product(c.saved(0), true, g, false);
+                  return {std::move(ga), std::move(gb)};
                 });
 }
 

@@ -87,6 +87,11 @@ class SmallVector {
     ::new (static_cast<void*>(data_ + size_)) T(std::move(v));
     ++size_;
   }
+  /// Removes the last element.
+  void pop_back() {
+    --size_;
+    data_[size_].~T();
+  }
   /// Makes room for n elements without reallocating.
   void reserve(size_t n) {
     if (n > capacity_) grow(n);

@@ -156,7 +156,8 @@ Tensor& Tensor::set_grad(const Tensor& grad) {
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
-  autograd::backward({*this}, gradient.defined() ? std::vector<Tensor>{gradient} : std::vector<Tensor>{},
+  autograd::backward(std::span<const Tensor>(this, 1),
+                     gradient.defined() ? std::span<const Tensor>(&gradient, 1) : std::span<const Tensor>(),
                      retain_graph, create_graph);
 }
 

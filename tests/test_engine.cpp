@@ -3,6 +3,7 @@
 // recording, deep graphs, and that graphs are freed.
 #include "helpers.hpp"
 
+#include <autograd/kernels.hpp>  // the transposed matmul kernel is tested directly
 #include <pthread.h>
 
 #include <cmath>
@@ -412,4 +413,22 @@ TEST_CASE("live_nodes counts per thread and sums across threads, also for a grap
   CHECK(cr::autograd::live_nodes() == before + 3);  // the ended thread's count is kept
   y = cr::Tensor();                                  // freed here
   CHECK(cr::autograd::live_nodes() == before);
+}
+
+TEST_CASE("kernels::matmul with transposed operands equals matmul of the transposed views, batched and broadcast too") {
+  cr::manual_seed(7);
+  const cr::Tensor a = cr::randn({2, 3, 4}, cr::float64), b = cr::randn({5, 4}, cr::float64);
+  const cr::Tensor at = cr::randn({4, 3}, cr::float64), bt = cr::randn({2, 5, 4}, cr::float64);
+  auto same = [](const cr::Tensor& x, const cr::Tensor& y) {
+    CHECK(x.shape() == y.shape());
+    CHECK(x.to_vector<double>() == y.to_vector<double>());
+  };
+  same(cr::kernels::matmul(a, b, false, true), cr::matmul(a, b.t()));                    // [2,3,4] @ [4,5]
+  const cr::Tensor c = cr::randn({2, 4, 5}, cr::float64);
+  same(cr::kernels::matmul(at, c, true, false), cr::matmul(at.t(), c));                  // [3,4] broadcast over [2,4,5]
+  same(cr::kernels::matmul(a, bt, false, true), cr::matmul(a, bt.transpose(-1, -2)));    // batch with batch
+  same(cr::kernels::matmul(at, at, true, false), cr::matmul(at.t().contiguous(), at));   // A^T A
+  // a non-BLAS layout (a column slice) is copied first, transposed or not
+  const cr::Tensor wide = cr::randn({6, 8}, cr::float64).slice(1, 0, 8, 2);  // [6, 4], strides (8, 2)
+  same(cr::kernels::matmul(wide, at, true, true), cr::matmul(wide.t(), at.t()));
 }
