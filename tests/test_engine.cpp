@@ -430,5 +430,6 @@ TEST_CASE("kernels::matmul with transposed operands equals matmul of the transpo
   same(cr::kernels::matmul(at, at, true, false), cr::matmul(at.t().contiguous(), at));   // A^T A
   // a non-BLAS layout (a column slice) is copied first, transposed or not
   const cr::Tensor wide = cr::randn({6, 8}, cr::float64).slice(1, 0, 8, 2);  // [6, 4], strides (8, 2)
-  same(cr::kernels::matmul(wide, at, true, true), cr::matmul(wide.t(), at.t()));
+  const cr::Tensor d = cr::randn({3, 6}, cr::float64);
+  same(cr::kernels::matmul(wide, d, true, true), cr::matmul(wide.t(), d.t()));  // [4,6] @ [6,3]
 }
