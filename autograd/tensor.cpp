@@ -37,16 +37,6 @@ void set_default_dtype(Dtype d) {
   g_default_dtype = d;
 }
 
-Shape contiguous_strides(const Shape& shape) {
-  Shape s;
-  s.resize(shape.size(), 1);
-  int64_t acc = 1;
-  for (size_t i = shape.size(); i-- > 0;) {
-    s[i] = acc;
-    acc *= std::max<int64_t>(shape[i], 1);
-  }
-  return s;
-}
 
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op) {
   const int64_t r = std::max<int64_t>(rank, 1);  // a 0-d tensor accepts dims 0 and -1
