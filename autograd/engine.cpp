@@ -270,6 +270,12 @@ void add_pending(Node& n, Tensor g) {
   n.pending_grad = n.pending_grad.defined() ? n.pending_grad + g : std::move(g);
 }
 
+// A node's backward while a BackwardOverride is installed: its answer, if it gives one.
+Grads apply_overridden(Node& n, Tensor grad) {
+  if (std::optional<Grads> replaced = (*g_override)(n, grad)) return std::move(*replaced);
+  return n.apply(std::move(grad));
+}
+
 // Runs backward from `roots`. With `inputs` non-empty it returns their gradients instead of
 // accumulating into leaves (autograd::grad); otherwise it accumulates (backward).
 std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const Tensor> root_grads,
@@ -369,9 +375,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     if (!any_needed) continue;
 
     RunningGuard running(*owner);
-    std::optional<Grads> replaced;
-    if (g_override) replaced = (*g_override)(*n, grad);
-    Grads grads = replaced ? std::move(*replaced) : n->apply(std::move(grad));
+    Grads grads = g_override ? apply_overridden(*n, std::move(grad)) : n->apply(std::move(grad));
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
     for (size_t i = 0; i < grads.size(); ++i) {

@@ -26,7 +26,7 @@ class SmallVector {
   using iterator = T*;             ///< a pointer into the elements
   using const_iterator = const T*;  ///< a pointer into the elements
 
-  SmallVector() noexcept = default;  ///< empty
+  SmallVector() noexcept {}  ///< empty (user-provided, so value-initialisation does not zero the inline slots)
   /// The listed elements, moved in when they are temporaries: `return {g * b, Tensor()};` in
   /// a backward rule makes no handle copies (an initializer_list would copy every element out
   /// of its const array: two atomic reference-count updates per gradient).

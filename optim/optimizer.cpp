@@ -122,8 +122,9 @@ void SGD::validate(const SGDOptions& o) const {
 void SGD::step() {
   for_each_param_with_grad([&](Tensor& p, const SGDOptions& o) {
     Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+    ParamState& s = state(p);
     if (o.momentum != 0) {
-      Tensor& buf = state(p).buffers["momentum_buffer"];
+      Tensor& buf = s.buffers["momentum_buffer"];
       // buffers are updated in place: one pass each, no temporaries
       if (o.convention == MomentumConvention::ema) {
         if (buf.defined())
@@ -139,7 +140,7 @@ void SGD::step() {
         g = o.nesterov ? g + buf * o.momentum : buf;
       }
     }
-    ++state(p).step;
+    ++s.step;
     p.add_(g, -o.lr);
   });
 }

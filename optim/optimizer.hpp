@@ -115,7 +115,7 @@ class GroupedOptimizer : public Optimizer {
     NoGradGuard no_grad;
     for (auto& group : groups_)
       for (Tensor& p : group.params)
-        if (p.grad().defined()) f(p, group.options);
+        if (p.impl()->grad) f(p, group.options);  // (p.grad() would copy the handle just to test it)
   }
   std::vector<Group> groups_;  ///< the parameter groups, in the order they were added
 };
