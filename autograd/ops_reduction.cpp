@@ -46,9 +46,10 @@ Tensor relabel(Tensor fresh, const Shape& shape) {
   return fresh;
 }
 
-// The gradient of a reduction's output, reshaped so it broadcasts over the input.
+// The gradient of a reduction's output, reshaped so it broadcasts over the input (a 0-d
+// gradient of a full reduction already does).
 Tensor unreduce(const Tensor& g, const Shape& input, DimFlags flags) {
-  return g.reshape(keepdim_shape(input, flags));
+  return g.dim() == 0 ? g : g.reshape(keepdim_shape(input, flags));
 }
 
 // max/min over several dims (values only), by reducing one dim at a time.
