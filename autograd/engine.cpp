@@ -122,12 +122,16 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   if (!g_grad_mode || !any_requires_grad(inputs)) return out;
   auto node = pool::make_shared<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
-  node->input_shapes.reserve(inputs.size());
   for (const auto& ref : inputs) {
     const Tensor& in = get(ref);
     const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
     node->next.push_back({gradient_edge(in), in.impl(), scalar_constant ? in.item<double>() : NAN});
-    node->input_shapes.push_back(in.defined() ? in.shape() : Shape{});
+  }
+  bool same_shapes = true;
+  for (const auto& ref : inputs) same_shapes = same_shapes && get(ref).defined() && get(ref).shape() == node->shape;
+  if (!same_shapes) {
+    node->input_shapes.reserve(inputs.size());
+    for (const auto& ref : inputs) node->input_shapes.push_back(get(ref).defined() ? get(ref).shape() : Shape{});
   }
   node->saved.reserve(saved.size());
   for (const auto& ref : saved) {

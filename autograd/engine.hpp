@@ -170,7 +170,11 @@ struct FunctionNode final : Node {
 
   BackwardFn fn;  ///< the backward rule
   SmallVector<SavedTensor, 2> saved;  ///< tensors the rule reads
-  SmallVector<Shape, 2> input_shapes;  ///< each input's shape
+  /// Input i's shape (the output's, for the common op whose inputs all have its shape).
+  const Shape& input_shape(size_t i) const { return input_shapes.empty() ? shape : input_shapes[i]; }
+  /// Each input's shape, kept only when some input's differs from the output's (broadcasting,
+  /// reductions, matmul): most nodes of a graph store none, 144 bytes less per node.
+  std::vector<Shape, pool::Allocator<Shape>> input_shapes;
   SavedTensor result;  ///< detached alias of the output, when the rule reads it
   bool saves_result = false;  ///< `result` holds the output
   double attribute = NAN;  ///< a scalar parameter worth printing (pow's exponent)
@@ -192,7 +196,7 @@ class BackwardContext {
   const Tensor& saved(size_t i) const;  ///< the i-th saved tensor (an Error if it was modified in place since)
   Tensor result() const;  ///< the op's output (when recorded with save_result)
   bool needs(size_t i) const { return node_.next[i].node != nullptr; }  ///< input i wants a gradient
-  const Shape& shape(size_t i) const { return node_.input_shapes[i]; }  ///< input i's shape
+  const Shape& shape(size_t i) const { return node_.input_shape(i); }  ///< input i's shape
   const Node& node() const { return node_; }  ///< the node being run
 
  private:

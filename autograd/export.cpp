@@ -85,7 +85,7 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
       } else if (!std::isnan(e.constant)) {
         args.push_back(fmt::format("{:g}", e.constant));
       } else {
-        args.push_back(fmt::format("const{}", f->input_shapes[i]));
+        args.push_back(fmt::format("const{}", f->input_shape(i)));
       }
     }
     if (!std::isnan(f->attribute)) args.push_back(fmt::format("{:g}", f->attribute));
@@ -133,11 +133,11 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
       }
       std::string clabel;
       if (auto it = named.find(e.input); it != named.end())
-        clabel = fmt::format("{}\\n{}", it->second, f->input_shapes[i]);
+        clabel = fmt::format("{}\\n{}", it->second, f->input_shape(i));
       else if (!std::isnan(e.constant))
         clabel = fmt::format("{:g}", e.constant);
       else
-        clabel = fmt::format("const\\n{}", f->input_shapes[i]);
+        clabel = fmt::format("const\\n{}", f->input_shape(i));
       out += fmt::format("  c{} [shape=plaintext, label=\"{}\"];\n  c{} -> n{};\n", constants, clabel, constants, id[n]);
       ++constants;
     }
