@@ -241,8 +241,9 @@ void check_finite(const Tensor& g, const Node& node, size_t input) {
            node.name, node.display_name(), v, input, describe(g), node.name, node.shape, node.dtype);
 }
 
-Tensor apply_hooks(const std::vector<TensorHook>& hooks, Tensor grad, const Node& node) {
-  for (const auto& hook : hooks) {
+Tensor apply_hooks(const TensorHooks& hooks, Tensor grad, const Node& node) {
+  if (!hooks) return grad;
+  for (const auto& hook : *hooks) {
     Tensor replaced = hook(grad);
     if (!replaced.defined()) continue;
     if (replaced.shape() != grad.shape())

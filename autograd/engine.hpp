@@ -148,7 +148,7 @@ struct Node {
   Shape shape;                  ///< the output's shape and dtype, to validate incoming gradients
   Dtype dtype;  ///< the output's dtype
   SmallVector<Edge, 2> next;    ///< one per input
-  std::vector<TensorHook> pre_hooks;  ///< hooks registered on the output tensor
+  TensorHooks pre_hooks;  ///< hooks registered on the output tensor (null: none)
   uint64_t sequence;            ///< creation order
 
   std::string display_name() const;  ///< "mul" -> "MulBackward"

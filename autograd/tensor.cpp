@@ -178,10 +178,9 @@ void Tensor::set_data(const Tensor& data) const {
 
 void Tensor::register_hook(TensorHook hook) const {
   if (!requires_grad()) fail("register_hook: {} does not require grad, so no gradient will reach a hook", describe(*this));
-  if (impl_->grad_fn)
-    impl_->grad_fn->pre_hooks.push_back(std::move(hook));
-  else
-    impl_->hooks.push_back(std::move(hook));
+  TensorHooks& hooks = impl_->grad_fn ? impl_->grad_fn->pre_hooks : impl_->hooks;
+  if (!hooks) hooks = std::make_unique<std::vector<TensorHook>>();
+  hooks->push_back(std::move(hook));
 }
 
 void Tensor::retain_grad() const {

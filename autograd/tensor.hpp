@@ -37,6 +37,9 @@ struct alignas(64) Storage {
 /// A gradient hook: gets the gradient flowing into a tensor; an undefined return keeps it, a
 /// defined one replaces it.
 using TensorHook = std::function<Tensor(const Tensor&)>;
+/// The hooks of a tensor or node, allocated on the first registration (most have none; an
+/// empty std::vector inline cost 24 bytes in every tensor and node).
+using TensorHooks = std::unique_ptr<std::vector<TensorHook>>;
 
 /// What a Tensor handle points to: the view (storage, shape, strides, offset, dtype) and the
 /// autograd state. Users go through Tensor.
@@ -57,7 +60,7 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  ///< the node that produced this tensor (null for leaves)
   std::weak_ptr<Node> grad_accumulator;  ///< a leaf's AccumulateGrad node while a graph uses it
   std::shared_ptr<TensorImpl> grad;  ///< .grad, filled by backward
-  std::vector<TensorHook> hooks;  ///< leaf hooks; a non-leaf's hooks live on its grad_fn
+  TensorHooks hooks;  ///< leaf hooks (null: none); a non-leaf's hooks live on its grad_fn
 };
 
 /// A handle to a strided, typed, reference-counted array that can take part in autograd. Copying a
