@@ -199,6 +199,18 @@ void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t
 
 }  // namespace
 
+bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha) {
+  if (y.numel() < kThreadedAxpy || y.dtype() != x.dtype() || !is_floating(y.dtype()) || y.shape() != x.shape() ||
+      !y.is_contiguous() || !x.is_contiguous() || y.impl()->storage == x.impl()->storage)
+    return false;
+  const int n = static_cast<int>(y.numel());
+  if (y.dtype() == Dtype::float32)
+    cblas_saxpy(n, static_cast<float>(alpha), ptr<float>(x), 1, ptr<float>(y), 1);
+  else
+    cblas_daxpy(n, alpha, ptr<double>(x), 1, ptr<double>(y), 1);
+  return true;
+}
+
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool transpose_b) {
   // The last two dims of an operand as the product sees them (swapped when transposed).
   auto rows = [](const Tensor& t, bool tr) { return t.shape()[t.dim() - (tr ? 1 : 2)]; };

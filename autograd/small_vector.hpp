@@ -34,15 +34,19 @@ class SmallVector {
     requires(sizeof...(A) > 0 && (std::is_constructible_v<T, A&&> && ...) &&
              !(sizeof...(A) == 1 && (std::is_same_v<std::remove_cvref_t<A>, SmallVector> || ...)))
   SmallVector(A&&... elements) {  // NOLINT: implicit, so that `return {a, b};` works
-    reserve(sizeof...(A));
-    (push_back(T(std::forward<A>(elements))), ...);
+    guarded([&] {
+      reserve(sizeof...(A));
+      (push_back(T(std::forward<A>(elements))), ...);
+    });
   }
   /// The elements of [first, last).
   template <std::input_iterator It>
   SmallVector(It first, It last) {
-    append(first, last);
+    guarded([&] { append(first, last); });
   }
-  SmallVector(const SmallVector& o) { append(o.begin(), o.end()); }  ///< a copy
+  SmallVector(const SmallVector& o) {  ///< a copy
+    guarded([&] { append(o.begin(), o.end()); });
+  }
   SmallVector(SmallVector&& o) noexcept { take(o); }                 ///< takes o's elements; o is left empty
   /// Replaces the elements by copies of o's.
   SmallVector& operator=(const SmallVector& o) {
@@ -103,6 +107,17 @@ class SmallVector {
   }
 
  private:
+  // A constructor that throws part-way destroys what it built (the destructor will not run).
+  template <class F>
+  void guarded(F&& build) {
+    try {
+      build();
+    } catch (...) {
+      clear();
+      release_heap();
+      throw;
+    }
+  }
   template <class It>
   void append(It first, It last) {
     for (; first != last; ++first) push_back(*first);

@@ -338,6 +338,11 @@ Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute,
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
+  // A large update (an optimizer step of a big layer) goes to BLAS's threads.
+  if (!recording_in_place(*this, o) && kernels::axpy_in_place(*this, o, alpha)) {
+    ++impl_->storage->version;
+    return *this;
+  }
   return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)
