@@ -122,13 +122,13 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   if (!g_grad_mode || !any_requires_grad(inputs)) return out;
   auto node = pool::make_shared<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
+  bool same_shapes = true;
   for (const auto& ref : inputs) {
     const Tensor& in = get(ref);
     const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
     node->next.push_back({gradient_edge(in), in.impl(), scalar_constant ? in.item<double>() : NAN});
+    same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
-  bool same_shapes = true;
-  for (const auto& ref : inputs) same_shapes = same_shapes && get(ref).defined() && get(ref).shape() == node->shape;
   if (!same_shapes) {
     node->input_shapes.reserve(inputs.size());
     for (const auto& ref : inputs) node->input_shapes.push_back(get(ref).defined() ? get(ref).shape() : Shape{});
@@ -254,9 +254,12 @@ Tensor apply_hooks(const TensorHooks& hooks, Tensor grad, const Node& node) {
   return grad;
 }
 
+// The traversal order: pointers to the owning pointers (a root, or a parent's edge).
+using Order = SmallVector<const std::shared_ptr<Node>*, 32>;
+
 // Clears every node's scratch gradient, also when backward throws part-way.
 struct PendingGradsGuard {
-  SmallVector<const std::shared_ptr<Node>*, 32>& order;
+  Order& order;
   ~PendingGradsGuard() {
     for (const auto* n : order) (*n)->pending_grad = Tensor();
   }
@@ -316,7 +319,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
   // Reverse post-order of an iterative depth-first search is a topological order. The order
   // holds the owning pointers (a root, or a parent's edge), which outlive the traversal.
   const uint64_t epoch = ++g_epoch;
-  SmallVector<const std::shared_ptr<Node>*, 32> order;
+  Order order;
   SmallVector<std::pair<const std::shared_ptr<Node>*, size_t>, 32> stack;
   for (const auto& r : root_nodes) {
     if (r->visit_epoch == epoch) continue;
