@@ -12,9 +12,9 @@ namespace chainrule {
 
 namespace {
 
-// Flags for the dims being reduced; an empty list means all of them.
 using kernels::DimFlags;
 
+// Flags for the dims being reduced; an empty list means all of them.
 DimFlags reduced_dims(const Shape& shape, const Shape& dims, const char* op) {
   DimFlags flags(shape.size(), dims.empty());
   for (int64_t d : dims) {

@@ -37,7 +37,6 @@ void set_default_dtype(Dtype d) {
   g_default_dtype = d;
 }
 
-
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op) {
   const int64_t r = std::max<int64_t>(rank, 1);  // a 0-d tensor accepts dims 0 and -1
   if (dim < -r || dim >= r)
