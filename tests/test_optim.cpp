@@ -105,6 +105,32 @@ TEST_CASE("SGD in every convention against its recurrence") {
   }
 }
 
+TEST_CASE("SGD momentum: the one-pass update of small parameters equals the three in-place passes bit for bit") {
+  // A transposed (non-contiguous) parameter takes the three passes; a contiguous copy of it
+  // takes the fused loop; a parameter of kThreadedAxpy elements keeps the passes too.
+  for (cr::Dtype d : {cr::float32, cr::float64})
+    for (O::MomentumConvention conv : {O::MomentumConvention::pytorch, O::MomentumConvention::ema}) {
+      cr::manual_seed(5);
+      const cr::Tensor values = cr::randn({4, 3}, d);
+      cr::Tensor strided = values.t().clone().t().requires_grad_();  // [3, 4] values, column-major
+      REQUIRE_FALSE(strided.is_contiguous());
+      cr::Tensor dense = values.clone().requires_grad_();
+      O::SGDOptions opts{.lr = 0.3, .momentum = 0.9, .convention = conv};
+      if (conv == O::MomentumConvention::pytorch) opts.dampening = 0.25;
+      O::SGD a({strided}, opts), b({dense}, opts);
+      for (int step = 0; step < 20; ++step) {
+        const cr::Tensor g = cr::randn({4, 3}, d);
+        strided.set_grad(g.clone());
+        dense.set_grad(g.clone());
+        const uint32_t v = dense.version();
+        a.step();
+        b.step();
+        CHECK(dense.version() > v);
+        REQUIRE(strided.to_vector<double>() == dense.to_vector<double>());
+      }
+    }
+}
+
 TEST_CASE("Adam, AMSGrad, AdamW against their recurrences") {
   for (int variant = 0; variant < 4; ++variant) {
     CAPTURE(variant);
