@@ -42,7 +42,7 @@ Shape keepdim_shape(const Shape& shape, DimFlags flags) { return reduced_shape(s
 // A fresh contiguous tensor relabelled with another shape of the same size (no graph).
 Tensor relabel(Tensor fresh, const Shape& shape) {
   fresh.impl()->shape = shape;
-  fresh.impl()->strides = contiguous_strides(shape);
+  contiguous_strides_into(shape, fresh.impl()->strides);
   return fresh;
 }
 
