@@ -22,20 +22,36 @@ thread_local std::atomic<int64_t> t_live_count{0};  // written by its own thread
 std::mutex g_live_mutex;
 std::vector<const std::atomic<int64_t>*> g_live_threads;  // guarded by g_live_mutex
 int64_t g_live_retired = 0;                               // guarded by g_live_mutex
+// 0: not registered yet, 1: registered, 2: the thread is exiting. A plain byte, so that
+// count_live costs no init-guard check (a thread_local with a constructor is checked on
+// every access); the registration itself is made once, in the slow path.
+constinit thread_local unsigned char t_live_state = 0;
 struct LiveRegistration {
   LiveRegistration() {
     std::lock_guard lock(g_live_mutex);
     g_live_threads.push_back(&t_live_count);
+    t_live_state = 1;
   }
   ~LiveRegistration() {
     std::lock_guard lock(g_live_mutex);
     g_live_retired += t_live_count.exchange(0);
     std::erase(g_live_threads, &t_live_count);
+    t_live_state = 2;
   }
 };
-thread_local LiveRegistration t_live_registration;
+[[gnu::noinline]] void count_live_slow(int64_t d) {
+  if (t_live_state == 2) {  // nodes destroyed by other thread_locals' destructors at thread exit
+    std::lock_guard lock(g_live_mutex);
+    g_live_retired += d;
+    return;
+  }
+  static thread_local LiveRegistration registration;  // NOLINT: made on the thread's first node
+  (void)registration;
+  t_live_count.store(t_live_count.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+}
 void count_live(int64_t d) {
-  (void)&t_live_registration;  // registers this thread on first use
+  if (t_live_state != 1) [[unlikely]]
+    return count_live_slow(d);
   t_live_count.store(t_live_count.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
 }
 std::atomic<uint64_t> g_epoch{0};
