@@ -102,24 +102,38 @@ void* allocate(std::size_t bytes) {
   return system_allocate(block);
 }
 
-void deallocate(void* p, std::size_t bytes) noexcept {
+#if CHAINRULE_POOL
+namespace {
+bool push(void* p, std::size_t c, std::size_t block) {
+  if (c == 0 || cache.state != Cache::live || cache.cached_bytes + block > kMaxCachedBytes) return false;
+  auto* b = static_cast<FreeBlock*>(p);
+  b->next = cache.head[c];
+  cache.head[c] = b;
+  cache.cached_bytes += block;
+  return true;
+}
+// Out of line, so that the fast path saves no registers.
+[[gnu::noinline]] void deallocate_slow(void* p, std::size_t c, std::size_t block) noexcept {
   if (!p) return;
+  if (cache.state == Cache::unused) {
+    start_cache();
+    if (push(p, c, block)) return;
+  }
+  std::free(p);
+}
+}  // namespace
+#endif
+
+void deallocate(void* p, std::size_t bytes) noexcept {
 #if CHAINRULE_POOL
   std::size_t block = 0;
   const std::size_t c = class_of(bytes, &block);
-  if (cache.state == Cache::unused) [[unlikely]]
-    start_cache();
-  if (c != 0 && cache.state == Cache::live && cache.cached_bytes + block <= kMaxCachedBytes) {
-    auto* b = static_cast<FreeBlock*>(p);
-    b->next = cache.head[c];
-    cache.head[c] = b;
-    cache.cached_bytes += block;
-    return;
-  }
+  if (p && push(p, c, block)) return;
+  deallocate_slow(p, c, block);
 #else
   (void)bytes;
-#endif
   std::free(p);
+#endif
 }
 
 }  // namespace chainrule::pool
