@@ -18,6 +18,11 @@ TEST_CASE("factories: values, shapes, dtypes") {
   check_error([] { (void)cr::zeros({-1}); }, {"negative", "[-1]"});
   // found by the checkpoint fuzzer: a zero-size shape whose strides would overflow
   check_error([] { (void)cr::zeros({0, int64_t(1) << 40, int64_t(1) << 40}); }, {"too large", "[0, 1099511627776"});
+  // empty() checks exactly only shapes whose dimensions' bit widths sum past 48: this one
+  // (6 x 8 + 1 bits) takes that path and is still valid (255^6 < 2^48), so it is made.
+  CHECK(cr::zeros({0, 255, 255, 255, 255, 255, 255}).numel() == 0);
+  check_error([] { (void)cr::zeros({0, 257, 257, 257, 257, 257, 257}); }, {"too large", "[0, 257, 257"});
+  check_error([] { (void)cr::zeros({2, -3}); }, {"negative", "[2, -3]"});
   check_error([] { (void)cr::arange(0, 1, 0); }, {"arange", "step=0"});
 }
 
