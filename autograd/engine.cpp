@@ -142,7 +142,8 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   for (const auto& ref : inputs) {
     const Tensor& in = get(ref);
     const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
-    node->next.push_back({gradient_edge(in), in.impl(), scalar_constant ? in.item<double>() : NAN});
+    node->next.push_back({in.defined() && in.requires_grad() ? gradient_edge(in) : nullptr, in.impl(),
+                          scalar_constant ? in.item<double>() : NAN});
     same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
   if (!same_shapes) {
