@@ -146,6 +146,8 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
                           scalar_constant ? in.item<double>() : NAN});
     same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
+  for (const auto& e : node->next)
+    if (e.node && e.node->height >= node->height) node->height = e.node->height + 1;
   if (!same_shapes) {
     node->input_shapes.reserve(inputs.size());
     for (const auto& ref : inputs) node->input_shapes.push_back(get(ref).defined() ? get(ref).shape() : Shape{});
@@ -271,14 +273,32 @@ Tensor apply_hooks(const TensorHooks& hooks, Tensor grad, const Node& node) {
   return grad;
 }
 
-// The traversal order: pointers to the owning pointers (a root, or a parent's edge).
+// Pointers to the owning pointers of nodes (a root, or a parent's edge).
 using Order = SmallVector<const std::shared_ptr<Node>*, 32>;
 
-// Clears every node's scratch gradient, also when backward throws part-way.
-struct PendingGradsGuard {
-  Order& order;
-  ~PendingGradsGuard() {
-    for (const auto* n : order) (*n)->pending_grad = Tensor();
+// The nodes that hold a gradient and wait to run, highest first: a node is higher than every
+// node it has an edge to, so when it is taken every node that can still send it a gradient
+// has run. No search of the graph is needed first: a search is a chain of dependent loads
+// through every node (on a graph larger than the cache, one miss per node); here each node's
+// inputs are prefetched while it runs.
+struct Ready {
+  Order heap;
+  static bool lower(const std::shared_ptr<Node>* a, const std::shared_ptr<Node>* b) {
+    return (*a)->height < (*b)->height;
+  }
+  void push(const std::shared_ptr<Node>* n) {
+    heap.push_back(n);
+    std::push_heap(heap.begin(), heap.end(), lower);
+  }
+  const std::shared_ptr<Node>* pop() {
+    std::pop_heap(heap.begin(), heap.end(), lower);
+    const auto* n = heap.back();
+    heap.pop_back();
+    return n;
+  }
+  // Clears the waiting nodes' scratch gradients, also when backward throws part-way.
+  ~Ready() {
+    for (const auto* n : heap) (*n)->pending_grad = Tensor();
   }
 };
 
@@ -333,57 +353,64 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     seeds.push_back(seed.dtype() == r.dtype() ? seed : seed.to(r.dtype()));
   }
 
-  // Reverse post-order of an iterative depth-first search is a topological order. The order
-  // holds the owning pointers (a root, or a parent's edge), which outlive the traversal.
-  const uint64_t epoch = ++g_epoch;
-  Order order;
-  SmallVector<std::pair<const std::shared_ptr<Node>*, size_t>, 32> stack;
-  for (const auto& r : root_nodes) {
-    if (r->visit_epoch == epoch) continue;
-    r->visit_epoch = epoch;
-    r->needed = true;
-    stack.push_back({&r, 0});
-    while (!stack.empty()) {
-      auto& [owner, i] = stack.back();
-      Node* n = owner->get();
-      if (i < n->next.size()) {
-        const std::shared_ptr<Node>& child = n->next[i++].node;
-        if (child && child->visit_epoch != epoch) {
-          child->visit_epoch = epoch;
-          child->needed = true;
-          stack.push_back({&child, 0});
-        }
-      } else {
-        order.push_back(owner);
-        stack.pop_back();
-      }
-    }
-  }
-  PendingGradsGuard guard{order};
-
-  // With inputs, run only the nodes from which some input is reachable.
+  // With inputs, run only the nodes from which some input is reachable: a depth-first search
+  // marks them (children before parents in its post-order).
   SmallVector<std::shared_ptr<Node>, 2> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) fail("grad: input {} ({}) does not require grad", i, describe(inputs[i]));
     targets.push_back(gradient_edge(inputs[i]));
   }
-  if (!inputs.empty()) {  // plain backward needs every node (marked during the search)
-    for (const auto* owner : order) {  // children before parents
+  const bool all_needed = inputs.empty();
+  if (!all_needed) {
+    const uint64_t epoch = ++g_epoch;
+    Order order;
+    SmallVector<std::pair<const std::shared_ptr<Node>*, size_t>, 32> stack;
+    for (const auto& r : root_nodes) {
+      if (r->visit_epoch == epoch) continue;
+      r->visit_epoch = epoch;
+      stack.push_back({&r, 0});
+      while (!stack.empty()) {
+        auto& [owner, i] = stack.back();
+        Node* n = owner->get();
+        if (i < n->next.size()) {
+          const std::shared_ptr<Node>& child = n->next[i++].node;
+          if (child && child->visit_epoch != epoch) {
+            child->visit_epoch = epoch;
+            stack.push_back({&child, 0});
+          }
+        } else {
+          order.push_back(owner);
+          stack.pop_back();
+        }
+      }
+    }
+    for (const auto* owner : order) {
       Node* n = owner->get();
       n->needed = false;
       for (const auto& t : targets) n->needed = n->needed || t.get() == n;
       for (const auto& e : n->next) n->needed = n->needed || (e.node && e.node->needed);
     }
   }
-  std::reverse(order.begin(), order.end());
+  auto needed = [&](const Node* n) { return all_needed || n->needed; };
 
-  for (size_t i = 0; i < root_nodes.size(); ++i) add_pending(*root_nodes[i], seeds[i]);
+  // A node enters the ready heap with its first gradient (marked with this run's epoch).
+  const uint64_t epoch = ++g_epoch;
+  Ready ready;
+  auto send = [&](const std::shared_ptr<Node>& target, Tensor g) {
+    add_pending(*target, std::move(g));
+    if (target->visit_epoch == epoch) return;
+    target->visit_epoch = epoch;
+    ready.push(&target);
+  };
+  for (size_t i = 0; i < root_nodes.size(); ++i)
+    if (needed(root_nodes[i].get())) send(root_nodes[i], seeds[i]);
 
   std::vector<Tensor> results(inputs.size());
   EnableGradGuard grad_mode(create_graph);
-  for (const auto* owner : order) {
+  while (!ready.heap.empty()) {
+    const auto* owner = ready.pop();
     Node* n = owner->get();
-    if (!n->needed) continue;
+    for (const auto& e : n->next) __builtin_prefetch(e.node.get());  // the next nodes to run, most likely
     Tensor grad = std::move(n->pending_grad);
     n->pending_grad = Tensor();
     if (!grad.defined()) continue;
@@ -396,7 +423,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
       continue;
     }
     bool any_needed = false;
-    for (const auto& e : n->next) any_needed = any_needed || (e.node && e.node->needed);
+    for (const auto& e : n->next) any_needed = any_needed || (e.node && needed(e.node.get()));
     if (!any_needed) continue;
 
     RunningGuard running(*owner);
@@ -404,9 +431,9 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
     for (size_t i = 0; i < grads.size(); ++i) {
-      Node* target = n->next[i].node.get();
+      const std::shared_ptr<Node>& target = n->next[i].node;
       Tensor& g = grads[i];
-      if (!target || !target->needed || !g.defined()) continue;
+      if (!target || !needed(target.get()) || !g.defined()) continue;
       if (g.shape() != target->shape) {
         // The one home of broadcasting's adjoint: a gradient of the broadcast shape is summed
         // back to the input's shape.
@@ -417,7 +444,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
       }
       if (g.dtype() != target->dtype) g = g.to(target->dtype);
       if (g_anomaly) check_finite(g, *n, i);
-      add_pending(*target, std::move(g));
+      send(target, std::move(g));
     }
     if (!retain_graph) n->release();
   }

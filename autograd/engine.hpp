@@ -3,7 +3,10 @@
 ///
 /// A Node is the backward of one forward op. It owns edges to the nodes of its inputs and the
 /// tensors it saved; it never owns its own output (a saved result is re-linked to the node on
-/// use). Traversal and destruction are iterative, so a chain of a million ops is fine.
+/// use). Backward runs the nodes that hold a gradient highest first (a node's height is above
+/// its inputs'), without searching the graph beforehand; only autograd::grad searches, to skip
+/// nodes no input is reachable from. Traversal and destruction are iterative, so a chain of a
+/// million ops is fine.
 #pragma once
 
 #include "pool.hpp"
@@ -150,6 +153,9 @@ struct Node {
   SmallVector<Edge, 2> next;    ///< one per input
   TensorHooks pre_hooks;  ///< hooks registered on the output tensor (null: none)
   uint64_t sequence;            ///< creation order
+  /// 1 + the highest of its input nodes' heights (0 with none, as for a leaf's accumulator):
+  /// a node is higher than every node it has an edge to, which orders backward.
+  uint64_t height = 0;
 
   std::string display_name() const;  ///< "mul" -> "MulBackward"
 

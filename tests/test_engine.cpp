@@ -457,3 +457,45 @@ TEST_CASE("add_ on large contiguous tensors goes through BLAS axpy (threaded) an
     CHECK(z.to_vector<double>() == (y0 * 2.0).to_vector<double>());
   }
 }
+
+TEST_CASE("backward runs a node only after every node that feeds it (ordered by height, no search), also across threads") {
+  // a feeds both b and c, and b feeds c: a must wait for both gradients.
+  cr::Tensor x = cr::ones({2}, cr::float64).requires_grad_();
+  cr::Tensor a = x * 2.0, b = a * 3.0, c = a + b;
+  // heights: 1 + the highest input node's (x's accumulator has none: 0)
+  CHECK(cr::gradient_edge(x)->height == 0);
+  CHECK(a.grad_fn()->height == 1);
+  CHECK(b.grad_fn()->height == 2);
+  CHECK(c.grad_fn()->height == 3);
+  std::vector<std::string> ran;
+  std::vector<double> a_grad;
+  a.register_hook([&](const cr::Tensor& g) {
+    ran.push_back("a");
+    a_grad = g.to_vector<double>();
+    return cr::Tensor();
+  });
+  b.register_hook([&](const cr::Tensor&) { ran.push_back("b"); return cr::Tensor(); });
+  c.register_hook([&](const cr::Tensor&) { ran.push_back("c"); return cr::Tensor(); });
+  cr::sum(c).backward();
+  CHECK(ran == std::vector<std::string>{"c", "b", "a"});
+  CHECK(a_grad == std::vector<double>{4, 4});  // 1 from c directly, 3 through b: the sum, once
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{8, 8});
+
+  // Part of a graph made on another thread, the rest here: heights do not depend on which
+  // thread made a node (a per-thread creation counter would order these wrongly).
+  cr::Tensor w = cr::full({3}, 0.5, cr::float64).requires_grad_();
+  cr::Tensor deep;
+  std::thread maker([&] {
+    deep = w;
+    for (int i = 0; i < 50; ++i) deep = cr::tanh(deep * 1.1);
+  });
+  maker.join();
+  cr::Tensor shallow = w * 3.0;                 // made here, later, and lower than `deep`
+  cr::sum(deep * shallow + shallow).backward();  // w reached through both
+  cr::Tensor v = cr::full({3}, 0.5, cr::float64).requires_grad_();
+  cr::Tensor d2 = v;
+  for (int i = 0; i < 50; ++i) d2 = cr::tanh(d2 * 1.1);
+  cr::Tensor s2 = v * 3.0;
+  const auto expect = cr::autograd::grad({cr::sum(d2 * s2 + s2)}, {v});  // all on one thread
+  CHECK(w.grad().to_vector<double>() == expect[0].to_vector<double>());
+}
