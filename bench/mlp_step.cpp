@@ -85,19 +85,39 @@ double rss_now() {
   return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
+// The peak resident set since the last reset, in MiB (VmHWM in /proc/self/status); -1 if unknown.
+double peak_rss() {
+  double peak = -1;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (long kb = 0; std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) peak = static_cast<double>(kb) / 1024.0;
+    std::fclose(f);
+  }
+  return peak;
+}
+
 // Runs f in a child process; returns {seconds, peak RSS growth in MiB}: the child's peak
-// resident set minus what it had at the start (pages shared with the parent).
+// resident set minus what it had at the start (pages shared with the parent). A forked child
+// inherits its parent's high-water mark, which would hide a smaller peak of its own, so the
+// child resets it first (`5` into clear_refs).
 std::pair<double, double> in_child(const std::function<double()>& f) {
   int fd[2];
   if (::pipe(fd) != 0) return {0, 0};
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fd[0]);
+    bool reset = false;
+    if (FILE* c = std::fopen("/proc/self/clear_refs", "w")) {
+      reset = std::fputs("5", c) >= 0;
+      reset = std::fclose(c) == 0 && reset;
+    }
     const double start = rss_now();
     const double t = f();
     rusage u{};
     ::getrusage(RUSAGE_SELF, &u);
-    const double out[2] = {t, static_cast<double>(u.ru_maxrss) / 1024.0 - start};
+    const double peak = reset && peak_rss() >= 0 ? peak_rss() : static_cast<double>(u.ru_maxrss) / 1024.0;
+    const double out[2] = {t, peak - start};
     if (::write(fd[1], out, sizeof out) != sizeof out) ::_exit(1);
     ::_exit(0);
   }
@@ -123,7 +143,9 @@ int main(int argc, char** argv) {
 #ifdef CHAINRULE_BENCH_TORCH
     torch::set_num_threads(threads);
 #endif
-    const double gemm = 2.0 * 2048 * 2048 * 2048 / sgemm_seconds();
+    // In a child too, so that every measurement starts from the same small parent heap (glibc
+    // would keep the freed matrices' pages resident for the next child to reuse).
+    const double gemm = 2.0 * 2048 * 2048 * 2048 / in_child(sgemm_seconds).first;
     fmt::print("\n=== {} thread{}: OpenBLAS sgemm 2048x2048 at {:.1f} GFLOP/s ===", threads, threads > 1 ? "s" : "",
                gemm / 1e9);
     for (const Config& c : configs) {
