@@ -154,6 +154,9 @@ bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha);
 /// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
 /// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
 /// transpose_a / transpose_b use an operand's last two dims swapped (no view is made for it).
-Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+/// A defined `bias` (m elements of the product's dtype) starts every row of the result, and
+/// the product is added onto it (BLAS's beta = 1), as in addmm.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false,
+              const Tensor& bias = {});
 
 }  // namespace chainrule::kernels

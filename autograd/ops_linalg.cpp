@@ -43,4 +43,40 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 });
 }
 
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (x.dim() == 0 || weight.dim() != 2 || x.size(-1) != weight.size(1) ||
+      (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
+    fail("linear: expected x [..., in], weight [out, in], bias [out]; got x {}, weight {}, bias {}", describe(x),
+         describe(weight), describe(bias));
+  if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()) || !is_floating(x.dtype()))
+    fail("linear: x, weight and bias need one floating dtype; got x {}, weight {}, bias {}", describe(x),
+         describe(weight), describe(bias));
+  const int64_t in = weight.size(1), out = weight.size(0);
+  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
+  const auto rows = [in](const Tensor& t, int64_t width) { return t.dim() == 2 ? t : t.reshape({-1, width}); };
+  Shape shape = x.shape();
+  shape[shape.size() - 1] = out;
+  Tensor y = kernels::matmul(rows(x, in), weight, false, true, bias);
+  if (x.dim() != 2) y = y.reshape(shape);
+  return record(std::move(y), "linear", {x, weight, bias},
+                {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
+                [in, out, rows](const Tensor& g, const BackwardContext& c) -> Grads {
+                  // d/dx = g W, d/dW = g^T x over all rows, d/db = g (the engine sums it over
+                  // the rows, broadcasting's adjoint). Without create_graph straight to the
+                  // kernel (W's gradient comes out in W's own layout); with it, recorded ops.
+                  const bool first_order = !grad_mode_enabled();
+                  const Tensor g2 = rows(g, out);
+                  Tensor gx, gw;
+                  if (c.needs(0)) {
+                    gx = first_order ? kernels::matmul(g2, c.saved(1)) : matmul(g2, c.saved(1));
+                    if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
+                  }
+                  if (c.needs(1)) {
+                    const Tensor x2 = rows(c.saved(0), in);
+                    gw = first_order ? kernels::matmul(g2, x2, true, false) : matmul(g2.t(), x2);
+                  }
+                  return {std::move(gx), std::move(gw), c.needs(2) ? g : Tensor()};
+                });
+}
+
 }  // namespace chainrule

@@ -295,6 +295,9 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 /// Matrix product as numpy.matmul: 1-D vectors, 2-D matrices, batched (broadcast) stacks; CBLAS
 /// underneath.
 Tensor matmul(const Tensor& a, const Tensor& b);
+/// x @ weight^T + bias, as torch.nn.functional.linear: x [..., in], weight [out, in], bias [out]
+/// (optional); one BLAS call with the bias as its beta = 1 term (no separate add pass).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
 // ---------------------------------------------------------------- shape and indexing
 Tensor reshape(const Tensor& x, const Shape& shape);  ///< x.reshape(shape)

@@ -99,8 +99,7 @@ void Linear::reset_parameters() {
 Tensor Linear::forward(const Tensor& x) {
   if (x.dim() == 0 || x.size(-1) != in_features)
     fail("Linear: input {} does not end in in_features={} ({})", describe(x), in_features, repr());
-  const Tensor y = matmul(x, weight.t());
-  return bias.defined() ? y + bias : y;
+  return linear(x, weight, bias);
 }
 
 std::string Linear::repr() const {

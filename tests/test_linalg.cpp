@@ -1,5 +1,5 @@
 // matmul: PyTorch's semantics for every rank combination, values against a naive triple
-// loop, transposed operands handed to BLAS without copies, and gradients.
+// loop, transposed operands handed to BLAS without copies, and gradients; linear likewise.
 #include "helpers.hpp"
 
 namespace {
@@ -75,4 +75,59 @@ TEST_CASE("matmul errors name the shapes") {
 TEST_CASE("matmul with zero-size dimensions") {
   CHECK(cr::matmul(cr::zeros({0, 3}), cr::zeros({3, 2})).shape() == cr::Shape{0, 2});
   CHECK(values(cr::matmul(cr::ones({2, 0}), cr::ones({0, 2}))) == std::vector<double>{0, 0, 0, 0});
+}
+
+TEST_CASE("linear: x W^T + b in one GEMM (bias as BLAS's beta term), any leading dims, gradients of every input") {
+  cr::Generator g(11);
+  // Values against an independent computation: the naive product plus the bias, row by row.
+  for (auto dtype : {cr::float32, cr::float64}) {
+    const double tol = dtype == cr::float32 ? 1e-5 : 1e-12;
+    for (int64_t n : {3, 64}) {  // 3x4x5 takes the small-product loop, 64x20x30 BLAS
+      const int64_t in = n == 3 ? 4 : 20, out = n == 3 ? 5 : 30;
+      const cr::Tensor x = cr::randn({n, in}, dtype, &g), w = cr::randn({out, in}, dtype, &g),
+                       b = cr::randn({out}, dtype, &g);
+      std::vector<double> want = naive_mm(x, w.t().contiguous());
+      const auto vb = values(b);
+      for (size_t i = 0; i < want.size(); ++i) want[i] += vb[i % static_cast<size_t>(out)];
+      check_close(values(cr::linear(x, w, b)), want, tol);
+      check_close(values(cr::linear(x, w)), naive_mm(x, w.t().contiguous()), tol);
+      // a transposed (non-contiguous) weight and a strided x are read as they lie
+      const cr::Tensor wt = cr::randn({in, out}, dtype, &g).t(), xs = cr::randn({n, in + 3}, dtype, &g).slice(1, 1, in + 1);
+      std::vector<double> want2 = naive_mm(xs.contiguous(), wt.t().contiguous());
+      for (size_t i = 0; i < want2.size(); ++i) want2[i] += vb[i % static_cast<size_t>(out)];
+      check_close(values(cr::linear(xs, wt, b)), want2, tol);
+    }
+  }
+  // Leading dims: a 1-d input gives [out], a [2, 3, in] input [2, 3, out], as matmul + bias.
+  const cr::Tensor w = cr::randn({5, 4}, cr::float64, &g), b = cr::randn({5}, cr::float64, &g);
+  const cr::Tensor v = cr::randn({4}, cr::float64, &g), x3 = cr::randn({2, 3, 4}, cr::float64, &g);
+  CHECK(cr::linear(v, w, b).shape() == cr::Shape{5});
+  check_close(values(cr::linear(v, w, b)), values(cr::matmul(v, w.t()) + b));
+  CHECK(cr::linear(x3, w, b).shape() == cr::Shape{2, 3, 5});
+  check_close(values(cr::linear(x3, w, b)), values(cr::matmul(x3, w.t()) + b));
+  // An empty inner dimension: the bias alone.
+  check_close(values(cr::linear(cr::zeros({2, 0}, cr::float64), cr::zeros({3, 0}, cr::float64),
+                                cr::tensor({1, 2, 3}, cr::float64))),
+              {1, 2, 3, 1, 2, 3});
+  CHECK(cr::linear(x3, w, b).grad_fn() == nullptr);  // nothing requires grad: no node
+
+  // Gradients (first and second order) for x, W and b, with and without bias, 1-d to 3-d x.
+  const cr::Tensor W = input({3, 4}, -2.0, 2.0, 21), B = input({3}, -2.0, 2.0, 22);
+  check_gradients([](const auto& t) { return cr::linear(t[0], t[1], t[2]); }, {input({5, 4}, -2.0, 2.0, 23), W, B});
+  check_gradients([](const auto& t) { return cr::linear(t[0], t[1]); }, {input({2, 2, 4}, -2.0, 2.0, 24), W});
+  check_gradients([](const auto& t) { return cr::linear(t[0], t[1], t[2]); }, {input({4}, -2.0, 2.0, 25), W, B});
+  // only some inputs requiring grad (the rule skips the others)
+  const cr::Tensor xs = input({5, 4}, -2.0, 2.0, 26);
+  check_gradients([&](const auto& t) { return cr::linear(xs.detach(), t[0], t[1]); }, {W, B});
+  check_gradients([&](const auto& t) { return cr::linear(t[0], W.detach(), B.detach()); }, {xs});
+
+  // The node and its name; Linear uses it.
+  cr::nn::Linear layer(4, 3);
+  CHECK(std::string(layer(cr::randn({2, 4})).grad_fn()->name) == "linear");
+
+  check_error([&] { (void)cr::linear(cr::randn({2, 5}), cr::randn({3, 4})); }, {"linear", "[2, 5]", "[3, 4]"});
+  check_error([&] { (void)cr::linear(cr::randn({2, 4}), cr::randn({3, 4}), cr::randn({4})); }, {"linear", "bias [4]"});
+  check_error([&] { (void)cr::linear(cr::randn({2, 4}), cr::randn({3, 4}, cr::float64)); },
+              {"linear", "float32", "float64"});
+  check_error([&] { (void)cr::linear(cr::tensor(1.0), cr::randn({3, 4})); }, {"linear", "x []"});
 }
