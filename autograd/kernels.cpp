@@ -244,7 +244,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     const Tensor b = bias.is_contiguous() ? bias : bias.contiguous();
     const size_t row = static_cast<size_t>(m) * dtype_size(out.dtype());
     auto* p = static_cast<unsigned char*>(out.raw_data());
-    for (int64_t r = 0, rows = out.numel() / m; r < rows; ++r) std::memcpy(p + r * row, b.raw_data(), row);
+    for (int64_t r = 0, count = out.numel() / m; r < count; ++r) std::memcpy(p + r * row, b.raw_data(), row);
   }
   if (k == 0) {
     if (!bias.defined()) std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));

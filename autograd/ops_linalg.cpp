@@ -6,6 +6,16 @@
 
 namespace chainrule {
 
+namespace {
+// x @ y inside a backward rule, each operand optionally transposed (last two dims). Without
+// create_graph the product goes straight to the kernel, which reads the transposed operands in
+// place; with it, it is a recorded matmul of views, so that gradients of gradients work.
+Tensor product(const Tensor& x, bool tx, const Tensor& y, bool ty) {
+  if (!grad_mode_enabled()) return kernels::matmul(x, y, tx, ty);
+  return matmul(tx ? x.transpose(-1, -2) : x, ty ? y.transpose(-1, -2) : y);
+}
+}  // namespace
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() == 0 || b.dim() == 0)
     fail("matmul: both operands need at least one dimension, got {} @ {}", describe(a), describe(b));
@@ -26,13 +36,6 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return record(kernels::matmul(a, b), "matmul", {a, b},
                 {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
                 [b_transposed](const Tensor& g, const BackwardContext& c) -> Grads {
-                  // Without create_graph the products go straight to the kernel, which reads the
-                  // transposed operands in place; with it, they are recorded matmuls of views.
-                  const bool first_order = !grad_mode_enabled();
-                  auto product = [first_order](const Tensor& x, bool tx, const Tensor& y, bool ty) {
-                    if (first_order) return kernels::matmul(x, y, tx, ty);
-                    return matmul(tx ? x.transpose(-1, -2) : x, ty ? y.transpose(-1, -2) : y);
-                  };
                   Tensor ga, gb;
                   if (c.needs(0)) ga = product(g, false, c.saved(1), true);  // dA = G B^T
                   if (c.needs(1))                                           // dB = A^T G
@@ -61,20 +64,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return record(std::move(y), "linear", {x, weight, bias},
                 {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
                 [in, out, rows](const Tensor& g, const BackwardContext& c) -> Grads {
-                  // d/dx = g W, d/dW = g^T x over all rows, d/db = g (the engine sums it over
-                  // the rows, broadcasting's adjoint). Without create_graph straight to the
-                  // kernel (W's gradient comes out in W's own layout); with it, recorded ops.
-                  const bool first_order = !grad_mode_enabled();
+                  // d/dx = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the
+                  // engine sums it over the rows, broadcasting's adjoint).
                   const Tensor g2 = rows(g, out);
                   Tensor gx, gw;
                   if (c.needs(0)) {
-                    gx = first_order ? kernels::matmul(g2, c.saved(1)) : matmul(g2, c.saved(1));
+                    gx = product(g2, false, c.saved(1), false);
                     if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
                   }
-                  if (c.needs(1)) {
-                    const Tensor x2 = rows(c.saved(0), in);
-                    gw = first_order ? kernels::matmul(g2, x2, true, false) : matmul(g2.t(), x2);
-                  }
+                  if (c.needs(1)) gw = product(g2, true, rows(c.saved(0), in), false);
                   return {std::move(gx), std::move(gw), c.needs(2) ? g : Tensor()};
                 });
 }
