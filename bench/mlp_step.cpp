@@ -116,7 +116,8 @@ std::pair<double, double> in_child(const std::function<double()>& f) {
     const double t = f();
     rusage u{};
     ::getrusage(RUSAGE_SELF, &u);
-    const double peak = reset && peak_rss() >= 0 ? peak_rss() : static_cast<double>(u.ru_maxrss) / 1024.0;
+    const double hwm = reset ? peak_rss() : -1;
+    const double peak = hwm >= 0 ? hwm : static_cast<double>(u.ru_maxrss) / 1024.0;
     const double out[2] = {t, peak - start};
     if (::write(fd[1], out, sizeof out) != sizeof out) ::_exit(1);
     ::_exit(0);
