@@ -110,6 +110,24 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
       return;
     }
     std::vector<Acc> acc(static_cast<size_t>(n_out), Acc(0));
+    size_t lead = 0;  // reduced leading dimensions
+    while (lead < reduce.size() && reduce[lead]) ++lead;
+    bool leading_only = lead > 0 && n_out > 0;
+    for (size_t d = lead; d < reduce.size(); ++d) leading_only = leading_only && !reduce[d];
+    if (leading_only && x.is_contiguous()) {  // column sums of a [rows, n_out] matrix (a bias gradient)
+      const int64_t rows = x.numel() / n_out;
+      parallel_for(
+          n_out,
+          [&](int64_t begin, int64_t end) {
+            for (int64_t r = 0; r < rows; ++r) {
+              const T* row = in + r * n_out;
+              for (int64_t c = begin; c < end; ++c) acc[c] += row[c];
+            }
+            for (int64_t c = begin; c < end; ++c) o[c] = static_cast<T>(acc[c]);
+          },
+          rows);
+      return;
+    }
     Shape os = contiguous_strides(out_shape);
     for (size_t d = 0; d < reduce.size(); ++d)
       if (reduce[d]) os[d] = 0;

@@ -3,6 +3,7 @@
 /// that touches raw memory. Results are fresh contiguous tensors.
 #pragma once
 
+#include "parallel.hpp"
 #include "tensor.hpp"
 
 #include <array>
@@ -60,8 +61,9 @@ template <class T, class R, class F>
 void map_into(const Tensor& x, R* out, F&& f) {
   const T* in = ptr<T>(x);
   if (x.is_contiguous()) {
-    const int64_t n = x.numel();
-    for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    parallel_for(x.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = f(in[i]);
+    });
     return;
   }
   int64_t i = 0;
@@ -77,13 +79,19 @@ void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& 
   const bool a_full = a.shape() == shape && a.is_contiguous();
   const bool b_full = b.shape() == shape && b.is_contiguous();
   if (a_full && b_full) {
-    for (int64_t i = 0; i < n; ++i) out[i] = f(pa[i], pb[i]);
+    parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = f(pa[i], pb[i]);
+    });
   } else if (a_full && b.numel() == 1) {
     const T s = pb[0];
-    for (int64_t i = 0; i < n; ++i) out[i] = f(pa[i], s);
+    parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = f(pa[i], s);
+    });
   } else if (b_full && a.numel() == 1) {
     const T s = pa[0];
-    for (int64_t i = 0; i < n; ++i) out[i] = f(s, pb[i]);
+    parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = f(s, pb[i]);
+    });
   } else {
     const Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
     int64_t i = 0;

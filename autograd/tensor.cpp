@@ -288,8 +288,9 @@ bool fused_in_place(Tensor& self, double scalar, F f) {
   dispatch_floating(self.dtype(), "in-place", [&]<class T>() {
     T* p = kernels::ptr<T>(self);
     const T v = static_cast<T>(scalar);
-    const int64_t n = self.numel();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(f(p[i], v));
+    kernels::parallel_for(self.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) p[i] = static_cast<T>(f(p[i], v));
+    });
   });
   ++self.impl()->storage->version;
   return true;

@@ -354,10 +354,11 @@ Tensor scalar_like(double value, const Tensor& like);
 /// True when every element of a and b (same shape) satisfies |a-b| <= atol + rtol*|b|.
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 
-/// Threads the BLAS library may use for matrix products (OpenBLAS; default: all cores). Set it
-/// to 1 when the program runs its own worker threads.
+/// Threads for matrix products (OpenBLAS's) and for large elementwise loops, sums and optimizer
+/// updates (chainrule's own helpers, which sleep between loops); default: all cores. Set it to
+/// 1 when the program runs its own worker threads.
 void set_num_threads(int n);
-int get_num_threads();  ///< the BLAS thread count in use
+int get_num_threads();  ///< the thread count in use
 
 /// "[2, 3] float64" — how error messages name a tensor.
 std::string describe(const Tensor& t);

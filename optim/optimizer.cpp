@@ -122,28 +122,30 @@ void SGD::validate(const SGDOptions& o) const {
 }
 
 namespace {
-// The momentum update of a small parameter in one pass: the three in-place passes below
-// (buf *= m; buf += a g; p += -lr buf) element by element, with the same operations in the
-// same order, so the same bits. For parameters under kernels::kThreadedAxpy elements whose
-// parameter, gradient and buffer are contiguous in one floating dtype; each call of the three
-// passes costs more than such a parameter's arithmetic (the seed's XOR net: 185 -> ~110 ns a
-// step). Larger parameters keep the passes, whose add_ BLAS spreads over its threads.
+// The momentum update in one pass: the three in-place passes below (buf *= m; buf += a g;
+// p += -lr buf) element by element, with the same operations in the same order, so the same
+// bits, for a parameter, gradient and buffer contiguous in one floating dtype. Large
+// parameters are split over threads (kernels::parallel_for). One pass instead of three: the
+// seed's XOR net 185 -> ~110 ns a step (each call cost more than its arithmetic); the
+// 784-1024-1024-10 MLP's update 1.73-1.83 -> 1.31-1.70 ms on 1 thread and 1.03-1.08 ->
+// 0.75-1.06 ms on 2 (its 7 MB of buffers come from memory; three passes read them thrice).
 bool fused_momentum_step(const Tensor& p, const Tensor& g, const Tensor& buf, double momentum, double a, double lr) {
   const Dtype d = p.dtype();
-  if (p.numel() >= kernels::kThreadedAxpy || !is_floating(d) || g.dtype() != d || buf.dtype() != d ||
-      g.shape() != p.shape() || buf.shape() != p.shape() || !p.is_contiguous() || !g.is_contiguous() ||
-      !buf.is_contiguous())
+  if (!is_floating(d) || g.dtype() != d || buf.dtype() != d || g.shape() != p.shape() || buf.shape() != p.shape() ||
+      !p.is_contiguous() || !g.is_contiguous() || !buf.is_contiguous())
     return false;
   dispatch_floating(d, "SGD", [&]<class T>() {
     T* pp = kernels::ptr<T>(p);
     T* pb = kernels::ptr<T>(buf);
     const T* pg = kernels::ptr<T>(g);
     const T m = static_cast<T>(momentum), ta = static_cast<T>(a), step = static_cast<T>(-lr);
-    for (int64_t i = 0, n = p.numel(); i < n; ++i) {
-      pb[i] = pb[i] * m;
-      pb[i] = pb[i] + pg[i] * ta;
-      pp[i] = pp[i] + pb[i] * step;
-    }
+    kernels::parallel_for(p.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        pb[i] = pb[i] * m;
+        pb[i] = pb[i] + pg[i] * ta;
+        pp[i] = pp[i] + pb[i] * step;
+      }
+    });
   });
   ++buf.impl()->storage->version;
   ++p.impl()->storage->version;

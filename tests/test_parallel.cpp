@@ -1,0 +1,190 @@
+// Threads for large elementwise loops (kernels::parallel_for): every index covered exactly
+// once in aligned pieces, more than one thread used when asked, nested and concurrent loops,
+// a forked child, and the loops that use it (elementwise ops, in-place ops, the SGD momentum
+// step, sums over leading dimensions) giving the same bits on 2 threads as on 1 and as a
+// plain per-element reference.
+#include "helpers.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace K = cr::kernels;
+
+namespace {
+
+// Sets the thread count for a scope.
+struct Threads {
+  int before = cr::get_num_threads();
+  explicit Threads(int n) { cr::set_num_threads(n); }
+  ~Threads() { cr::set_num_threads(before); }
+};
+
+// Runs parallel_for over n and checks that the pieces cover [0, n) once, each starting at a
+// multiple of 64; returns the ids of the threads that ran pieces.
+std::set<std::thread::id> covered_once(int64_t n) {
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  K::parallel_for(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    std::lock_guard lock(m);
+    ids.insert(std::this_thread::get_id());
+    pieces.emplace_back(begin, end);
+  });
+  int64_t wrong = 0;
+  for (const auto& h : hits) wrong += h.load() != 1;
+  CHECK(wrong == 0);
+  for (const auto& [begin, end] : pieces) {
+    CHECK(begin % 64 == 0);
+    CHECK((begin < end || n == 0));
+  }
+  return ids;
+}
+
+std::vector<float> floats(const cr::Tensor& t) { return t.to_vector<float>(); }
+
+}  // namespace
+
+TEST_CASE("parallel_for covers every index once, in pieces that start on multiples of 64") {
+  for (int threads : {1, 2, 3}) {
+    Threads scope(threads);
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(1000), 2 * K::kParallelGrain - 1, 2 * K::kParallelGrain,
+                      5 * K::kParallelGrain + 37}) {
+      INFO("threads " << threads << ", n " << n);
+      const auto ids = covered_once(n);
+      // Below two grains, or on one thread, the caller runs the whole loop.
+      if (n > 0 && (n < 2 * K::kParallelGrain || threads == 1)) CHECK(ids == std::set{std::this_thread::get_id()});
+      if (n >= 2 * K::kParallelGrain && threads > 1) CHECK(ids.size() == 2u + (threads == 3 && n >= 3 * K::kParallelGrain));
+    }
+  }
+}
+
+TEST_CASE("parallel_for inside a piece, and from two threads at once, runs and covers everything") {
+  Threads scope(2);
+  const int64_t n = 4 * K::kParallelGrain;
+  std::atomic<int64_t> inner_total{0};
+  K::parallel_for(n, [&](int64_t begin, int64_t end) {
+    K::parallel_for(end - begin, [&](int64_t b, int64_t e) { inner_total += e - b; });  // on this thread
+  });
+  CHECK(inner_total.load() == n);
+  std::thread other([&] {
+    for (int r = 0; r < 20; ++r) covered_once(n);
+  });
+  for (int r = 0; r < 20; ++r) covered_once(n);
+  other.join();
+}
+
+TEST_CASE("parallel_for works in a forked child, which starts its own helpers") {
+  Threads scope(2);
+  covered_once(4 * K::kParallelGrain);  // the parent's helpers exist now
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::atomic<int64_t> total{0};
+    std::set<std::thread::id> ids;
+    std::mutex m;
+    K::parallel_for(4 * K::kParallelGrain, [&](int64_t b, int64_t e) {
+      total += e - b;
+      std::lock_guard lock(m);
+      ids.insert(std::this_thread::get_id());
+    });
+    ::_exit(total.load() == 4 * K::kParallelGrain && ids.size() == 2 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("large elementwise, in-place and reduction kernels give the same bits on 2 threads as on 1 and as a reference") {
+  const int64_t n = 3 * K::kParallelGrain + 5;
+  cr::Generator g(3);
+  const cr::Tensor a = cr::randn({n}, cr::float32, &g), b = cr::randn({n}, cr::float32, &g);
+  const auto av = floats(a), bv = floats(b);
+  auto run = [&](int threads) {
+    Threads scope(threads);
+    std::vector<std::vector<float>> out;
+    out.push_back(floats(cr::exp(a)));               // map, contiguous
+    out.push_back(floats(cr::relu(a)));
+    out.push_back(floats(a * b));                    // zip, both full
+    out.push_back(floats(a + cr::scalar_like(2.5, a)));  // zip, full and one element
+    out.push_back(floats(cr::scalar_like(2.5, a) - b));  // zip, one element and full
+    cr::Tensor c = a.clone();
+    c.mul_(0.75);                                    // in place with a scalar
+    out.push_back(floats(c));
+    c.mul_(b);                                       // in place with a tensor
+    out.push_back(floats(c));
+    return out;
+  };
+  const auto one = run(1), two = run(2);
+  REQUIRE(one.size() == two.size());
+  for (size_t k = 0; k < one.size(); ++k) {
+    INFO("result " << k);
+    CHECK(one[k] == two[k]);
+  }
+  int64_t wrong = 0;
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+    const float c = av[i] * 0.75f;
+    wrong += two[0][i] != std::exp(av[i]) || two[1][i] != (av[i] > 0 ? av[i] : 0.0f) || two[2][i] != av[i] * bv[i] ||
+             two[3][i] != av[i] + 2.5f || two[4][i] != 2.5f - bv[i] || two[5][i] != c || two[6][i] != c * bv[i];
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("a sum over leading dimensions equals the per-column double sum, on any thread count and layout") {
+  cr::Generator g(5);
+  const cr::Tensor x = cr::randn({700, 600}, cr::float32, &g);  // 420,000 elements: split over threads
+  const auto xv = floats(x);
+  std::vector<float> ref(600);
+  for (size_t c = 0; c < 600; ++c) {
+    double acc = 0;
+    for (size_t r = 0; r < 700; ++r) acc += xv[r * 600 + c];
+    ref[c] = static_cast<float>(acc);
+  }
+  for (int threads : {1, 2}) {
+    Threads scope(threads);
+    INFO("threads " << threads);
+    CHECK(floats(cr::sum(x, 0)) == ref);
+    CHECK(floats(cr::sum(x.t().contiguous().t(), 0)) == ref);  // strided: the general loop
+    CHECK(floats(cr::sum(x.reshape({7, 100, 600}), {0, 1})) == ref);
+  }
+}
+
+TEST_CASE("SGD's momentum step on a large parameter: the same bits on 2 threads as on 1 and as the written-out update") {
+  const int64_t n = 3 * K::kParallelGrain + 11;
+  cr::Generator g(9);
+  const cr::Tensor start = cr::randn({n}, cr::float32, &g), target = cr::randn({n}, cr::float32, &g);
+  auto train = [&](int threads, int steps) {
+    Threads scope(threads);
+    cr::Tensor p = start.clone().requires_grad_();
+    cr::optim::SGD sgd({p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.25});
+    for (int s = 0; s < steps; ++s) {
+      sgd.zero_grad();
+      cr::sum((p - target) * (p - target)).backward();  // grad 2 (p - target)
+      sgd.step();
+    }
+    return floats(p);
+  };
+  const auto two = train(2, 3);
+  CHECK(train(1, 3) == two);
+  // From the first step on (whose p -= lr g is BLAS's axpy, rounded as BLAS rounds), the update
+  // written out in float: buf = buf * m + g * (1 - dampening); p = p + buf * -lr.
+  std::vector<float> p = train(1, 1), buf(p.size());
+  const auto p0 = floats(start), t = floats(target);
+  for (size_t i = 0; i < p.size(); ++i) buf[i] = 2.0f * (p0[i] - t[i]);
+  for (int s = 1; s < 3; ++s)
+    for (size_t i = 0; i < p.size(); ++i) {
+      buf[i] = buf[i] * 0.9f + 2.0f * (p[i] - t[i]) * 0.75f;
+      p[i] = p[i] + buf[i] * -0.1f;
+    }
+  int64_t wrong = 0;
+  for (size_t i = 0; i < p.size(); ++i) wrong += p[i] != two[i];
+  CHECK(wrong == 0);
+}
