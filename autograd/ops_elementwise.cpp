@@ -223,7 +223,17 @@ Tensor cos(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return record(map_floating(x, "tanh", [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
+  Tensor y;
+  if (x.dtype() == Dtype::float32) {  // the vectorised kernel, for every layout (the same bits)
+    const Tensor in = x.contiguous();
+    y = kernels::empty(x.shape(), Dtype::float32);
+    const float* pin = kernels::ptr<float>(in);
+    float* py = kernels::ptr<float>(y);
+    kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) { kernels::tanh_float(pin + begin, py + begin, end - begin); });
+  } else {
+    y = map_floating(x, "tanh", [](auto v) { return std::tanh(v); });
+  }
+  return record(std::move(y), "tanh", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d tanh = 1 - y^2
