@@ -233,37 +233,61 @@ void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t
 
 }  // namespace
 
-#if defined(__x86_64__) && defined(__GNUC__)
-[[gnu::target_clones("avx2", "default")]]
-#endif
-void tanh_float(const float* x, float* y, int64_t n) {
+namespace {
+// t = k ln2 + r with |r| <= ln2 / 2, for |t| < 700: exp(t) = 2^k (expm1(r) + 1) and
+// expm1(t) = 2^k expm1(r) + (2^k - 1). expm1(r) = r + r^2 (1/2 + r/6 + ... + r^8/10!), within
+// 1e-11 of it relative, enough for a float result rounded once. Branch-free, so the loops
+// that inline it vectorise.
+struct ExpParts {
+  double two_k, expm1_r;
+};
+inline ExpParts exp_parts(double t) {
   constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: t + kRound keeps round(t) in the low bits
   constexpr double kLn2Hi = 0.6931471803691238, kLn2Lo = 1.9082149292705877e-10;  // kLn2Hi * k is exact
+  const double k_rounded = t * 1.4426950408889634 + kRound;
+  const double k = k_rounded - kRound;
+  const double r = (t - k * kLn2Hi) - k * kLn2Lo;
+  double p = 1.0 / 3628800;
+  p = p * r + 1.0 / 362880;
+  p = p * r + 1.0 / 40320;
+  p = p * r + 1.0 / 5040;
+  p = p * r + 1.0 / 720;
+  p = p * r + 1.0 / 120;
+  p = p * r + 1.0 / 24;
+  p = p * r + 1.0 / 6;
+  p = p * r + 0.5;
+  const int64_t k_bits = std::bit_cast<int64_t>(k_rounded) - std::bit_cast<int64_t>(kRound);
+  return {std::bit_cast<double>((k_bits + 1023) << 52), r + r * r * p};
+}
+}  // namespace
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CHAINRULE_AVX2_CLONE [[gnu::target_clones("avx2", "default")]]
+#else
+#define CHAINRULE_AVX2_CLONE
+#endif
+
+CHAINRULE_AVX2_CLONE void tanh_float(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], magnitude = std::fabs(v);
-    const double a = magnitude < 9.5 ? magnitude : 9.5;  // tanh(9.5) rounds to 1 in float
-    const double t = 2 * a;
-    // t = k ln2 + r with |r| <= ln2 / 2; expm1(t) = 2^k expm1(r) + (2^k - 1)
-    const double k_rounded = t * 1.4426950408889634 + kRound;
-    const double k = k_rounded - kRound;
-    const double r = (t - k * kLn2Hi) - k * kLn2Lo;
-    double p = 1.0 / 3628800;  // expm1(r) = r + r^2 (1/2 + r/6 + ... + r^8/10!), error below 1e-11 relative
-    p = p * r + 1.0 / 362880;
-    p = p * r + 1.0 / 40320;
-    p = p * r + 1.0 / 5040;
-    p = p * r + 1.0 / 720;
-    p = p * r + 1.0 / 120;
-    p = p * r + 1.0 / 24;
-    p = p * r + 1.0 / 6;
-    p = p * r + 0.5;
-    const double expm1_r = r + r * r * p;
-    const double two_k =
-        std::bit_cast<double>((std::bit_cast<int64_t>(k_rounded) - std::bit_cast<int64_t>(kRound) + 1023) << 52);
-    const double e = two_k * expm1_r + (two_k - 1);
+    const auto [two_k, expm1_r] = exp_parts(2 * (magnitude < 9.5 ? magnitude : 9.5));  // tanh(9.5) is 1 in float
+    const double e = two_k * expm1_r + (two_k - 1);  // expm1(2|v|)
     const float result = static_cast<float>(std::copysign(e / (e + 2), v));
     y[i] = v == v ? result : x[i];  // NaN stays NaN
   }
 }
+
+CHAINRULE_AVX2_CLONE void sigmoid_float(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], magnitude = std::fabs(v);
+    const auto [two_k, expm1_r] = exp_parts(-(magnitude < 104 ? magnitude : 104));  // sigmoid(-104) is 0 in float
+    const double e = two_k * expm1_r + two_k;  // exp(-|v|), in (0, 1]: never an overflow
+    const float result = static_cast<float>((v >= 0 ? 1 : e) / (1 + e));
+    y[i] = v == v ? result : x[i];
+  }
+}
+
+#undef CHAINRULE_AVX2_CLONE
 
 bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha) {
   if (y.numel() < kThreadedAxpy || y.dtype() != x.dtype() || !is_floating(y.dtype()) || y.shape() != x.shape() ||

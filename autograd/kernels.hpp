@@ -127,6 +127,10 @@ Tensor map_any(const Tensor& x, F&& f) {
 /// element against tanhf's 5.4 on this project's machine.
 void tanh_float(const float* x, float* y, int64_t n);
 
+/// sigmoid of n floats the same way: e = exp(-|x|), 1 / (1 + e) for x >= 0 and e / (1 + e)
+/// below, in double, rounded once.
+void sigmoid_float(const float* x, float* y, int64_t n);
+
 /// A view of x's storage with the given geometry (no copy, no graph).
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 

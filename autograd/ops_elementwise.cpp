@@ -48,6 +48,19 @@ Tensor fused_backward(const Tensor& g, const Tensor& v, const char* op, F&& f, E
   return grad_mode_enabled() ? expr() : zip(g, v, op, std::forward<F>(f));
 }
 
+// float32 through its vectorised kernel (for every layout, so every layout gets the same
+// bits), split over threads when large; other floating dtypes elementwise with f.
+template <class F>
+Tensor float32_kernel_or_map(const Tensor& x, const char* op, void (*kernel)(const float*, float*, int64_t), F&& f) {
+  if (x.dtype() != Dtype::float32) return map_floating(x, op, std::forward<F>(f));
+  const Tensor in = x.contiguous();
+  Tensor y = kernels::empty(x.shape(), Dtype::float32);
+  const float* pin = kernels::ptr<float>(in);
+  float* py = kernels::ptr<float>(y);
+  kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) { kernel(pin + begin, py + begin, end - begin); });
+  return y;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- binary
@@ -223,17 +236,7 @@ Tensor cos(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor y;
-  if (x.dtype() == Dtype::float32) {  // the vectorised kernel, for every layout (the same bits)
-    const Tensor in = x.contiguous();
-    y = kernels::empty(x.shape(), Dtype::float32);
-    const float* pin = kernels::ptr<float>(in);
-    float* py = kernels::ptr<float>(y);
-    kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) { kernels::tanh_float(pin + begin, py + begin, end - begin); });
-  } else {
-    y = map_floating(x, "tanh", [](auto v) { return std::tanh(v); });
-  }
-  return record(std::move(y), "tanh", {x}, {},
+  return record(float32_kernel_or_map(x, "tanh", kernels::tanh_float, [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d tanh = 1 - y^2
@@ -244,13 +247,13 @@ Tensor tanh(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = map_floating(x, "sigmoid", [](auto v) {
+  Tensor out = float32_kernel_or_map(x, "sigmoid", kernels::sigmoid_float, [](auto v) {
     using T = decltype(v);
     if (v >= 0) return T(1) / (T(1) + std::exp(-v));  // never exp of a large positive number
     const T e = std::exp(v);
     return e / (T(1) + e);
   });
-  return record(out, "sigmoid", {x}, {},
+  return record(std::move(out), "sigmoid", {x}, {},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d sigmoid = y (1 - y)

@@ -162,42 +162,51 @@ TEST_CASE("tanh and sigmoid at extremes: finite values, finite gradients") {
   }
 }
 
-TEST_CASE("float32 tanh is the correctly rounded tanh to within 1 ulp over all of float's range, and exact at the edges") {
-  // Every 101st bit pattern of the positive floats up to 12 (tanh is 1 in float from ~9.01),
-  // both signs: 2.2 million inputs, subnormals included. Reference: tanh in double, rounded.
+namespace {
+// Every 101st bit pattern of the positive floats up to `top`, both signs (subnormals included).
+std::vector<float> float_sweep(float top) {
   std::vector<float> in;
-  for (uint32_t bits = 0; bits < 0x41400000u; bits += 101) {
-    const float v = std::bit_cast<float>(bits);
-    in.push_back(v);
-    in.push_back(-v);
+  for (uint32_t bits = 0; bits < std::bit_cast<uint32_t>(top); bits += 101) {
+    in.push_back(std::bit_cast<float>(bits));
+    in.push_back(-std::bit_cast<float>(bits));
   }
+  return in;
+}
+
+// op in float32 against `reference` in double rounded to float: never more than 1 ulp off, and
+// off at all in at most 1 of 100,000 inputs (glibc's tanhf: 18%).
+void check_rounding(cr::Tensor (*op)(const cr::Tensor&), double (*reference)(double), float top) {
+  const std::vector<float> in = float_sweep(top);
   const auto n = static_cast<int64_t>(in.size());
-  const auto out = cr::tanh(cr::tensor(std::vector<double>(in.begin(), in.end()), {n}, cr::float32)).to_vector<float>();
+  const auto out = op(cr::tensor(std::vector<double>(in.begin(), in.end()), {n}, cr::float32)).to_vector<float>();
   int64_t off = 0, worst = 0;
   for (size_t i = 0; i < in.size(); ++i) {
-    const float ref = static_cast<float>(std::tanh(static_cast<double>(in[i])));
+    const float ref = static_cast<float>(reference(static_cast<double>(in[i])));
     const int64_t ulps = std::abs(int64_t(std::bit_cast<int32_t>(out[i])) - int64_t(std::bit_cast<int32_t>(ref)));
     off += ulps != 0;
     worst = std::max(worst, ulps);
   }
   CHECK(worst <= 1);
-  CHECK(off * 100000 <= n);  // at most 1 in 100,000 not correctly rounded (glibc's tanhf: 18%)
-  // Signs of zero, infinities, NaN, the largest finite floats; strided input gives the same.
-  const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max();
-  const auto edge =
-      cr::tanh(cr::tensor({0.0, -0.0, inf, -inf, big, -big, 9.5, 1e-30, -1e-30}, cr::float32)).to_vector<float>();
-  CHECK(std::bit_cast<uint32_t>(edge[0]) == 0u);
-  CHECK(std::bit_cast<uint32_t>(edge[1]) == 0x80000000u);
-  CHECK(edge[2] == 1.0f);
-  CHECK(edge[3] == -1.0f);
-  CHECK(edge[4] == 1.0f);
-  CHECK(edge[5] == -1.0f);
-  CHECK(edge[6] == 1.0f);
-  CHECK(edge[7] == 1e-30f);
-  CHECK(edge[8] == -1e-30f);
-  CHECK(std::isnan(cr::tanh(cr::tensor({std::nan("")}, cr::float32)).item<float>()));
+  CHECK(off * 100000 <= n);
+  // strided input goes through the same kernel: the same bits
   const cr::Tensor m = cr::tensor(std::vector<double>(in.begin(), in.begin() + 600), {20, 30}, cr::float32);
-  CHECK(cr::tanh(m.t()).contiguous().to_vector<float>() == cr::tanh(m.t().contiguous()).to_vector<float>());
+  CHECK(op(m.t()).contiguous().to_vector<float>() == op(m.t().contiguous()).to_vector<float>());
+  CHECK(std::isnan(op(cr::tensor({std::nan("")}, cr::float32)).item<float>()));
+}
+}  // namespace
+
+TEST_CASE("float32 tanh and sigmoid are within 1 ulp of the correctly rounded value over float's range, exact at the edges") {
+  // 2.2 million inputs up to 12 for tanh (1 in float from ~9.01), 2.6 million up to 110 for sigmoid (0 below -103.3)
+  check_rounding(cr::tanh, [](double v) { return std::tanh(v); }, 12.0f);
+  check_rounding(cr::sigmoid, [](double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); },
+                 110.0f);
+  const float inf = std::numeric_limits<float>::infinity(), big = std::numeric_limits<float>::max();
+  const cr::Tensor edge = cr::tensor({0.0, -0.0, inf, -inf, big, -big, 9.5, 1e-30, -1e-30, 104, -104}, cr::float32);
+  const auto t = cr::tanh(edge).to_vector<float>(), s = cr::sigmoid(edge).to_vector<float>();
+  CHECK(std::bit_cast<uint32_t>(t[0]) == 0u);
+  CHECK(std::bit_cast<uint32_t>(t[1]) == 0x80000000u);  // tanh(-0) = -0
+  CHECK(t == std::vector<float>{0.0f, -0.0f, 1, -1, 1, -1, 1, 1e-30f, -1e-30f, 1, -1});
+  CHECK(s == std::vector<float>{0.5f, 0.5f, 1, 0, 1, 0, static_cast<float>(1 / (1 + std::exp(-9.5))), 0.5f, 0.5f, 1, 0});
 }
 
 TEST_CASE("clamp and where: gradients") {
