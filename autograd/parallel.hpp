@@ -12,8 +12,8 @@
 
 namespace chainrule::kernels {
 
-/// The fewest elements a piece gets. A hand-off costs a few microseconds; 2^16 elements of
-/// the cheapest loop (a copy, a scale) take ~20 us, of a transcendental ~1 ms.
+/// The fewest elements a piece gets. A hand-off costs a few microseconds; 2^16 elements take
+/// ~20 us in the cheapest loop (a copy, a scale) and ~350 us in glibc's tanhf.
 constexpr int64_t kParallelGrain = int64_t(1) << 16;
 
 namespace detail {
