@@ -159,25 +159,18 @@ void SGD::step() {
     ParamState& s = state(p);
     if (o.momentum != 0) {
       Tensor& buf = s.buffers["momentum_buffer"];
-      const double a = o.convention == MomentumConvention::ema ? 1 - o.momentum : 1 - o.dampening;
+      const bool ema = o.convention == MomentumConvention::ema;
+      const double a = ema ? 1 - o.momentum : 1 - o.dampening;  // the new gradient's factor
       if (buf.defined() && !o.nesterov && fused_momentum_step(p, g, buf, o.momentum, a, o.lr)) {
         ++s.step;
         return;
       }
       // buffers are updated in place: one pass each, no temporaries
-      if (o.convention == MomentumConvention::ema) {
-        if (buf.defined())
-          buf.mul_(o.momentum).add_(g, a);
-        else
-          buf = g * (1 - o.momentum);
-        g = buf;
-      } else {
-        if (buf.defined())
-          buf.mul_(o.momentum).add_(g, a);
-        else
-          buf = g.clone();
-        g = o.nesterov ? g + buf * o.momentum : buf;
-      }
+      if (buf.defined())
+        buf.mul_(o.momentum).add_(g, a);
+      else
+        buf = ema ? g * (1 - o.momentum) : g.clone();
+      g = o.nesterov ? g + buf * o.momentum : buf;  // nesterov: PyTorch's convention only (validate)
     }
     ++s.step;
     p.add_(g, -o.lr);
