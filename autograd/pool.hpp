@@ -1,8 +1,9 @@
 /// \file
 /// Pooled memory for the many short-lived blocks a graph makes (tensor data, tensor handles,
-/// nodes): thread-local free lists in size classes up to 4 MiB (at most 256 MiB cached per
-/// thread), so building and freeing a graph, or a training step, rarely reaches the system
-/// allocator.
+/// nodes): thread-local free lists in size classes up to 4 MiB, so building and freeing a
+/// graph, or a training step, rarely reaches the system allocator. Blocks up to 4 KiB are
+/// carved in sequence from 64 KiB runs and kept for reuse (a thread's free ones pass to the
+/// other threads when it exits); larger ones are cached up to 256 MiB per thread.
 /// Under AddressSanitizer the pool is off, so every use-after-free is still caught.
 #pragma once
 
