@@ -179,6 +179,50 @@ TEST_CASE("version counters: modifying a saved tensor in place makes backward th
   check_error([&] { loss.backward(); }, {"'exp'", "result"});
 }
 
+TEST_CASE("a saved result: read by its rule, differentiable under create_graph, safe to return as the gradient") {
+  // A rule that returns its result itself as the gradient (d/dx of exp-like f = f): the
+  // gradient must outlive the rule, also when backward frees the node right after.
+  auto self_derivative = [](const cr::Tensor& x) {
+    return cr::record(cr::exp(x.detach()), "self_derivative", {x}, {},
+                      [](cr::Tensor g, const cr::BackwardContext& c) -> cr::Grads {
+                        if (g.numel() == 1 && g.item<double>() == 1.0) return {c.result()};
+                        return {g * c.result()};
+                      },
+                      true);
+  };
+  cr::Tensor x = cr::tensor({0.5, -1.0}, cr::float64).requires_grad_();
+  {
+    cr::Tensor y = self_derivative(x);
+    cr::Tensor picked = y.select(0, 0);  // the gradient of y is the one-hot [1, 0]: not the shortcut
+    picked.backward();
+  }
+  CHECK(values(x.grad()) == std::vector<double>{std::exp(0.5), 0});
+  // 0-d: g = 1, so the rule returns result() itself, straight into the leaf's accumulator. The
+  // gradient the leaf's hook sees must own its handle (the rule's handle dies with the rule).
+  cr::Tensor x0 = cr::tensor(0.5, cr::float64).requires_grad_();
+  cr::Tensor seen;
+  x0.register_hook([&](const cr::Tensor& g) {
+    seen = g;
+    return cr::Tensor();
+  });
+  cr::Tensor s = self_derivative(x0);
+  s.backward();
+  s = cr::Tensor();
+  REQUIRE(seen.defined());
+  CHECK(seen.impl_ptr().use_count() >= 1);  // owned, not borrowed from the finished rule
+  CHECK(seen.item<double>() == std::exp(0.5));
+  CHECK(x0.grad().item<double>() == std::exp(0.5));
+
+  // Second derivatives read the result as part of the graph: d2/dx2 tanh = -2 y (1 - y^2).
+  cr::Tensor z = cr::tensor({0.3}, cr::float64).requires_grad_();
+  cr::Tensor t = cr::tanh(z);
+  const cr::Tensor dz = cr::autograd::grad({t.sum()}, {z}, {}, true, true)[0];
+  const double yv = std::tanh(0.3);
+  CHECK(dz.item<double>() == doctest::Approx(1 - yv * yv).epsilon(1e-15));
+  const cr::Tensor d2z = cr::autograd::grad({dz.sum()}, {z})[0];
+  CHECK(d2z.item<double>() == doctest::Approx(-2 * yv * (1 - yv * yv)).epsilon(1e-14));
+}
+
 TEST_CASE("in-place ops are recorded on non-leaves and refused on leaves that require grad") {
   cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
   cr::Tensor y = x * 2.0;
