@@ -71,7 +71,7 @@ std::vector<Hypothesis> hypotheses(const std::vector<FunctionNode*>& nodes) {
   for (const Mistake& m : kMistakes) {
     std::vector<FunctionNode*> of_op;
     for (auto* n : nodes)
-      if (std::string_view(n->name) == m.op && n->saves_result) of_op.push_back(n);
+      if (std::string_view(n->name) == m.op && n->saves_result()) of_op.push_back(n);
     for (size_t k = 0; k < of_op.size(); ++k)
       singles.push_back({&m, {of_op[k]},
                          fmt::format("at {} #{} of {} in forward order (output {} {})", m.op, k + 1, of_op.size(),

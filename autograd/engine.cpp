@@ -70,7 +70,7 @@ bool grad_mode_enabled() { return g_grad_mode; }
 void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
 
 Node::Node(const char* name_, const Shape& shape_, Dtype dtype_)
-    : name(name_), shape(shape_), dtype(dtype_), sequence(g_sequence++) {
+    : name(name_), shape(shape_), sequence(g_sequence++), dtype(dtype_) {
   count_live(1);
 }
 
@@ -160,7 +160,6 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   node->fn = std::move(fn);
   if (save_result) {
     node->result = {out.detach(), out.version()};
-    node->saves_result = true;
   }
   out.impl()->grad_fn = std::move(node);
   return out;
@@ -196,7 +195,7 @@ const Tensor& BackwardContext::saved(size_t i) const {
 }
 
 Tensor BackwardContext::result() const {
-  if (!node_.saves_result) fail("backward of '{}': the rule reads result() but the op did not save it", node_.name);
+  if (!node_.saves_result()) fail("backward of '{}': the rule reads result() but the op did not save it", node_.name);
   if (check_) check_version(node_.result, node_, "its result");
   // Without create_graph nothing is recorded from it: the saved (detached) tensor will do.
   if (!g_grad_mode) return node_.result.tensor;
