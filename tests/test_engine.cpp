@@ -381,8 +381,8 @@ TEST_CASE("small tensors keep their data inside their Storage, 64-byte aligned; 
 }
 
 TEST_CASE("a recorded node fits the pool's 384-byte class with its control block") {
-  // 16 bytes of shared_ptr control block in front (libstdc++): at 448 bytes the 100-link
-  // mul/add chain ran 6% slower and the 10,000-link one 9% (docs/performance.md, item 11).
+  // 16 bytes of shared_ptr control block in front (libstdc++): at 448 bytes the 10,000-link
+  // mul/add chain ran 6% slower and the 100-link one 2% (docs/performance.md, item 11).
 #if defined(__x86_64__) && defined(__GLIBCXX__)
   CHECK(sizeof(cr::FunctionNode) <= 368);
 #endif

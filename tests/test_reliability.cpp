@@ -229,7 +229,7 @@ TEST_CASE("no leaks: node count and heap stay flat over 10,000 training steps; e
     const cr::Tensor x = cr::randn({16, 4}, cr::float64, &g), y = cr::randn({16, 1}, cr::float64, &g);
     cr::nn::MLP mlp({4, 8, 1}, {.activation = std::string("tanh"), .dtype = cr::float64, .generator = &g});
     cr::optim::SGD sgd(mlp.parameters(), {.lr = 0.01, .momentum = 0.9});
-    size_t heap_at_warmup = 0;
+    [[maybe_unused]] size_t heap_at_warmup = 0;  // read only without ASan
     int64_t max_nodes = 0;
     for (int step = 0; step < 10000; ++step) {
       sgd.zero_grad();
