@@ -316,7 +316,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
   Tensor out = empty(out_shape, a_in.dtype());
   if (out.numel() == 0) return out;
   if (bias.defined()) {  // every row of out starts as the bias; the product is added onto it
-    const Tensor b = bias.is_contiguous() ? bias : bias.contiguous();
+    const Tensor b = bias.contiguous();  // itself when contiguous
     const size_t row = static_cast<size_t>(m) * dtype_size(out.dtype());
     auto* p = static_cast<unsigned char*>(out.raw_data());
     for (int64_t r = 0, count = out.numel() / m; r < count; ++r) std::memcpy(p + r * row, b.raw_data(), row);
