@@ -57,13 +57,12 @@ void count_live(int64_t d) {
 std::atomic<uint64_t> g_epoch{0};
 // Nodes whose last owner was dropped while another node was being destroyed; drained by the
 // outermost destructor so that destroying a long chain never recurses deeply.
-using DyingNodes = SmallVector<std::shared_ptr<Node>, 8>;  // on the stack unless a wide graph dies
+using DyingNodes = SmallVector<Ref<Node>, 8>;  // on the stack unless a wide graph dies
 thread_local DyingNodes* g_dying = nullptr;
 thread_local const autograd::NodeOverride* g_override = nullptr;
 // The owner of the node whose backward is running, for BackwardContext::result() under
-// create_graph (nodes do not keep a weak pointer to themselves: enable_shared_from_this costs
-// three atomic updates per node).
-thread_local const std::shared_ptr<Node>* g_running = nullptr;
+// create_graph (nodes keep no reference to themselves).
+thread_local const Ref<Node>* g_running = nullptr;
 }  // namespace
 
 bool grad_mode_enabled() { return g_grad_mode; }
@@ -83,7 +82,7 @@ Node::~Node() {
     if (e.node) g_dying->push_back(std::move(e.node));
   if (outermost) {
     while (!local.empty()) {
-      std::shared_ptr<Node> n = std::move(local.back());
+      Ref<Node> n = std::move(local.back());
       local.pop_back();
       n.reset();  // if this was the last owner, its destructor appends its inputs to `local`
     }
@@ -121,13 +120,25 @@ bool any_requires_grad(const Range& inputs) {
 
 bool should_record(std::span<const Tensor> inputs) { return g_grad_mode && any_requires_grad(inputs); }
 
-std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+namespace {
+// Guards TensorImpl::grad_accumulator: a leaf's accumulator may be dying on one thread (its last
+// graph dropped) while another records an op on the leaf.
+std::mutex g_accumulators;
+}  // namespace
+
+Ref<Node> gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return nullptr;
   TensorImpl* impl = t.impl();
   if (impl->grad_fn) return impl->grad_fn;
-  if (auto acc = impl->grad_accumulator.lock()) return acc;
-  auto acc = pool::make_shared<AccumulateGrad>(t.impl_ptr());
-  impl->grad_accumulator = acc;
+  std::lock_guard lock(g_accumulators);
+  // An accumulator's counts are shared from the start, so that any thread can take a reference
+  // to it here unless it is already dying (its count at zero, its destructor waiting for the lock).
+  if (AccumulateGrad* acc = impl->grad_accumulator; acc && refcount::try_retain(acc)) return Ref<Node>::adopt(acc);
+  // Not make_ref: merging queued objects here could destroy another accumulator, whose
+  // destructor takes the lock this thread holds.
+  Ref<AccumulateGrad> acc = Ref<AccumulateGrad>::adopt(new AccumulateGrad(t.impl_ptr()));
+  refcount::share(acc.get());
+  impl->grad_accumulator = acc.get();
   return acc;
 }
 
@@ -136,7 +147,7 @@ template <class Inputs, class Saved>
 Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Saved& saved, BackwardFn fn,
                    bool save_result) {
   if (!g_grad_mode || !any_requires_grad(inputs)) return out;
-  auto node = pool::make_shared<FunctionNode>(name, out.shape(), out.dtype());
+  auto node = make_ref<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
   bool same_shapes = true;
   for (const auto& ref : inputs) {
@@ -222,9 +233,14 @@ void FunctionNode::release() {
   was_released = true;
 }
 
-AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_)
+AccumulateGrad::AccumulateGrad(Ref<TensorImpl> leaf_)
     : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(std::move(leaf_)) {
   is_accumulator = true;
+}
+
+AccumulateGrad::~AccumulateGrad() {
+  std::lock_guard lock(g_accumulators);
+  if (leaf->grad_accumulator == this) leaf->grad_accumulator = nullptr;  // else a newer one took the leaf
 }
 
 Grads AccumulateGrad::apply(Tensor grad) {
@@ -234,8 +250,8 @@ Grads AccumulateGrad::apply(Tensor grad) {
     // take the buffer as it is when nobody else holds it (as PyTorch does), else copy it.
     if (grad_mode_enabled())
       leaf->grad = grad.impl_ptr();
-    else if (grad.impl_ptr().use_count() == 1 && grad.storage_offset() == 0 && grad.is_contiguous() &&
-             grad.impl()->storage.use_count() == 1)
+    else if (grad.impl()->only_reference() && grad.storage_offset() == 0 && grad.is_contiguous() &&
+             grad.impl()->storage->only_reference())
       leaf->grad = grad.detach().impl_ptr();
     else
       leaf->grad = grad.detach().clone().impl_ptr();
@@ -273,7 +289,7 @@ Tensor apply_hooks(const TensorHooks& hooks, Tensor grad, const Node& node) {
 }
 
 // Pointers to the owning pointers of nodes (a root, or a parent's edge).
-using Order = SmallVector<const std::shared_ptr<Node>*, 32>;
+using Order = SmallVector<const Ref<Node>*, 32>;
 
 // The nodes that hold a gradient and wait to run, highest first: a node is higher than every
 // node it has an edge to, so when it is taken every node that can still send it a gradient
@@ -282,14 +298,14 @@ using Order = SmallVector<const std::shared_ptr<Node>*, 32>;
 // inputs are prefetched while it runs.
 struct Ready {
   Order heap;
-  static bool lower(const std::shared_ptr<Node>* a, const std::shared_ptr<Node>* b) {
+  static bool lower(const Ref<Node>* a, const Ref<Node>* b) {
     return (*a)->height < (*b)->height;
   }
-  void push(const std::shared_ptr<Node>* n) {
+  void push(const Ref<Node>* n) {
     heap.push_back(n);
     std::push_heap(heap.begin(), heap.end(), lower);
   }
-  const std::shared_ptr<Node>* pop() {
+  const Ref<Node>* pop() {
     std::pop_heap(heap.begin(), heap.end(), lower);
     const auto* n = heap.back();
     heap.pop_back();
@@ -303,8 +319,8 @@ struct Ready {
 
 // Sets g_running for one node's backward, restoring the outer one (a rule may run backward).
 struct RunningGuard {
-  const std::shared_ptr<Node>* previous;
-  explicit RunningGuard(const std::shared_ptr<Node>& node) : previous(g_running) { g_running = &node; }
+  const Ref<Node>* previous;
+  explicit RunningGuard(const Ref<Node>& node) : previous(g_running) { g_running = &node; }
   ~RunningGuard() { g_running = previous; }
   RunningGuard(const RunningGuard&) = delete;
   RunningGuard& operator=(const RunningGuard&) = delete;
@@ -330,7 +346,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     fail("{}: got {} gradients for {} outputs", api, root_grads.size(), roots.size());
   // The traversal's lists live on the stack for small graphs (a training step of a small
   // network makes no heap allocation here) and spill to the pool for large ones.
-  SmallVector<std::shared_ptr<Node>, 2> root_nodes;
+  SmallVector<Ref<Node>, 2> root_nodes;
   SmallVector<Tensor, 2> seeds;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
@@ -354,7 +370,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
 
   // With inputs, run only the nodes from which some input is reachable: a depth-first search
   // marks them (children before parents in its post-order).
-  SmallVector<std::shared_ptr<Node>, 2> targets;
+  SmallVector<Ref<Node>, 2> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) fail("grad: input {} ({}) does not require grad", i, describe(inputs[i]));
     targets.push_back(gradient_edge(inputs[i]));
@@ -363,7 +379,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
   if (!all_needed) {
     const uint64_t epoch = ++g_epoch;
     Order order;
-    SmallVector<std::pair<const std::shared_ptr<Node>*, size_t>, 32> stack;
+    SmallVector<std::pair<const Ref<Node>*, size_t>, 32> stack;
     for (const auto& r : root_nodes) {
       if (r->visit_epoch == epoch) continue;
       r->visit_epoch = epoch;
@@ -372,7 +388,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
         auto& [owner, i] = stack.back();
         Node* n = owner->get();
         if (i < n->next.size()) {
-          const std::shared_ptr<Node>& child = n->next[i++].node;
+          const Ref<Node>& child = n->next[i++].node;
           if (child && child->visit_epoch != epoch) {
             child->visit_epoch = epoch;
             stack.push_back({&child, 0});
@@ -395,7 +411,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
   // A node enters the ready heap with its first gradient (marked with this run's epoch).
   const uint64_t epoch = ++g_epoch;
   Ready ready;
-  auto send = [&](const std::shared_ptr<Node>& target, Tensor g) {
+  auto send = [&](const Ref<Node>& target, Tensor g) {
     add_pending(*target, std::move(g));
     if (target->visit_epoch == epoch) return;
     target->visit_epoch = epoch;
@@ -430,7 +446,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
     for (size_t i = 0; i < grads.size(); ++i) {
-      const std::shared_ptr<Node>& target = n->next[i].node;
+      const Ref<Node>& target = n->next[i].node;
       Tensor& g = grads[i];
       if (!target || !needed(target.get()) || !g.defined()) continue;
       if (g.shape() != target->shape) {

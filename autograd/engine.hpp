@@ -122,7 +122,7 @@ class BackwardFn {
 
 /// A node's link to the node of one of its inputs.
 struct Edge {
-  std::shared_ptr<Node> node;       ///< null: that input needs no gradient
+  Ref<Node> node;       ///< null: that input needs no gradient
   const TensorImpl* input = nullptr;  ///< which tensor it was (identity only, for printing graphs)
   double constant = NAN;            ///< its value, when it was a 0-d constant (x * 2.0)
 };
@@ -135,7 +135,7 @@ struct SavedTensor {
 
 /// A node of the graph: the backward of one forward op (FunctionNode) or a leaf's gradient sink
 /// (AccumulateGrad).
-struct Node {
+struct Node : RefCounted {
   Node(const char* name, const Shape& shape, Dtype dtype);  ///< a node for op `name` whose output has `shape` and `dtype`
   virtual ~Node();  ///< destroys the edges it owns iteratively (no recursion down a long chain)
   Node(const Node&) = delete;  ///< nodes are shared, never copied
@@ -150,8 +150,8 @@ struct Node {
   std::string display_name() const;  ///< "mul" -> "MulBackward"
 
   // The fields are ordered so that the small ones share the last word with FunctionNode's
-  // flag: a FunctionNode is 368 bytes, 384 with its control block, a pool class smaller than
-  // before (at 448 the 10,000-link mul/add chain ran 6% slower, the 100-link one 2%).
+  // flag: a FunctionNode (counts included) fits the pool's 384-byte class (at 448 the
+  // 10,000-link mul/add chain ran 6% slower, the 100-link one 2%).
   const char* name;             ///< forward op ("mul"); the node prints as "MulBackward"-style name()
   Shape shape;                  ///< the output's shape and dtype, to validate incoming gradients
   SmallVector<Edge, 2> next;    ///< one per input
@@ -193,9 +193,10 @@ struct FunctionNode final : Node {
 
 /// Sink for a leaf: adds the incoming gradient into the leaf's .grad.
 struct AccumulateGrad final : Node {
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf);  ///< the sink of `leaf`
+  explicit AccumulateGrad(Ref<TensorImpl> leaf);  ///< the sink of `leaf`
+  ~AccumulateGrad() override;  ///< unlinks itself from the leaf
   Grads apply(Tensor grad) override;  ///< adds grad into the leaf's .grad (after the leaf's hooks)
-  std::shared_ptr<TensorImpl> leaf;  ///< the leaf whose .grad receives the gradient
+  Ref<TensorImpl> leaf;  ///< the leaf whose .grad receives the gradient
 };
 
 /// What a backward rule reads besides the output gradient.
@@ -215,7 +216,7 @@ class BackwardContext {
 };
 
 /// A borrowed tensor, so that `record(out, "mul", {a, b}, {a, b}, ...)` lists its tensors
-/// without copying their handles (each copy is two atomic reference-count updates).
+/// without copying their handles (each copy is a reference-count update, and a drop another).
 class TensorRef {
  public:
   /// Borrows t for the duration of the call (implicit, so `{a, b}` works).
@@ -245,7 +246,7 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
 bool should_record(std::span<const Tensor> inputs);
 
 /// The node a gradient for `t` flows into (its grad_fn, or its leaf accumulator); null if none.
-std::shared_ptr<Node> gradient_edge(const Tensor& t);
+Ref<Node> gradient_edge(const Tensor& t);
 
 /// Grad mode: thread-local; NoGradGuard turns it off for a scope.
 bool grad_mode_enabled();

@@ -112,7 +112,7 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   int constants = 0;
   for (Node* n : order) {
     if (const TensorImpl* leaf = leaf_of(n)) {
-      const Tensor t(std::const_pointer_cast<TensorImpl>(static_cast<AccumulateGrad*>(n)->leaf));
+      const Tensor t(static_cast<AccumulateGrad*>(n)->leaf);
       auto it = named.find(leaf);
       std::string label = fmt::format("{}\\n{} {}\\nvalue {}", it != named.end() ? it->second : "leaf", t.shape(),
                                       t.dtype(), summary(t));

@@ -37,8 +37,8 @@ Tensor empty(const Shape& shape, Dtype dtype) {
   for (int64_t d : shape) bits += std::bit_width(static_cast<uint64_t>(d) | 1);
   if (bits > 48) [[unlikely]]
     check_extent(shape);
-  auto impl = pool::make_shared<TensorImpl>();
-  impl->storage = pool::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  auto impl = make_ref<TensorImpl>();
+  impl->storage = make_ref<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;
   contiguous_strides_into(shape, impl->strides);
   impl->dtype = dtype;
@@ -55,7 +55,7 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
 }
 
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
-  auto impl = pool::make_shared<TensorImpl>();
+  auto impl = make_ref<TensorImpl>();
   impl->storage = x.impl()->storage;
   impl->shape = shape;
   impl->strides = strides;
@@ -261,7 +261,9 @@ inline ExpParts exp_parts(double t) {
 }
 }  // namespace
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// Not under ThreadSanitizer: the clones are chosen by ifunc resolvers, which run while the
+// program is relocated, before its runtime is up (the process crashed there).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 #define CHAINRULE_AVX2_CLONE [[gnu::target_clones("avx2", "default")]]
 #else
 #define CHAINRULE_AVX2_CLONE

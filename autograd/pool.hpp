@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstddef>
-#include <memory>
 
 namespace chainrule::pool {
 
@@ -16,7 +15,7 @@ void* allocate(std::size_t bytes);  ///< 64-byte aligned
 /// Returns a block from allocate (same `bytes`) to this thread's pool.
 void deallocate(void* p, std::size_t bytes) noexcept;
 
-/// A standard allocator over the pool, for allocate_shared and containers.
+/// A standard allocator over the pool, for containers.
 template <class T>
 struct Allocator {
   using value_type = T;  ///< the allocated type
@@ -31,11 +30,5 @@ struct Allocator {
   template <class U>
   bool operator==(const Allocator<U>&) const noexcept { return true; }  ///< always equal: one pool
 };
-
-template <class T, class... Args>
-/// std::make_shared with the object and its control block in pooled memory.
-std::shared_ptr<T> make_shared(Args&&... args) {
-  return std::allocate_shared<T>(Allocator<T>(), std::forward<Args>(args)...);
-}
 
 }  // namespace chainrule::pool

@@ -30,7 +30,7 @@ class SmallVector {
   SmallVector() noexcept {}  ///< empty (user-provided, so value-initialisation does not zero the inline slots)
   /// The listed elements, moved in when they are temporaries: `return {g * b, Tensor()};` in
   /// a backward rule makes no handle copies (an initializer_list would copy every element out
-  /// of its const array: two atomic reference-count updates per gradient).
+  /// of its const array: two reference-count updates per gradient).
   template <class... A>
     requires(sizeof...(A) > 0 && (std::is_constructible_v<T, A&&> && ...) &&
              !(sizeof...(A) == 1 && (std::is_same_v<std::remove_cvref_t<A>, SmallVector> || ...)))

@@ -136,12 +136,15 @@ Tensor& Tensor::requires_grad_(bool requires_grad) {
   return *this;
 }
 
-Tensor Tensor::grad() const { return Tensor(checked().grad); }
+Tensor Tensor::grad() const {
+  const TensorImpl& s = checked();
+  return Tensor(s.retained ? s.retained->grad : s.grad);
+}
 
 Tensor& Tensor::set_grad(const Tensor& grad) {
   if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype()))
     fail("set_grad: gradient {} does not match tensor {}", describe(grad), describe(*this));
-  impl_->grad = grad.impl_ptr();
+  (impl_->retained ? impl_->retained->grad : impl_->grad) = grad.impl_ptr();
   return *this;
 }
 
@@ -152,7 +155,7 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_gra
 }
 
 Tensor Tensor::detach() const {
-  auto impl = pool::make_shared<TensorImpl>();
+  auto impl = make_ref<TensorImpl>();
   const auto& s = checked();
   impl->storage = s.storage;
   impl->shape = s.shape;
@@ -184,14 +187,11 @@ void Tensor::register_hook(TensorHook hook) const {
 }
 
 void Tensor::retain_grad() const {
-  if (is_leaf()) return;  // leaves keep their gradient anyway
-  std::weak_ptr<TensorImpl> weak = impl_;
-  register_hook([weak](const Tensor& g) {
-    if (auto self = weak.lock()) {
-      Tensor s(self);
-      NoGradGuard no_grad;
-      s.set_grad(s.grad().defined() ? s.grad() + g : g.detach().clone());
-    }
+  if (is_leaf() || impl_->retained) return;  // leaves keep their gradient anyway; retained already
+  impl_->retained = make_ref<GradSlot>();
+  register_hook([slot = impl_->retained](const Tensor& g) {
+    NoGradGuard no_grad;
+    slot->grad = (slot->grad ? Tensor(slot->grad) + g : g.detach().clone()).impl_ptr();
     return Tensor();
   });
 }

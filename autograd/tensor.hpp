@@ -4,6 +4,7 @@
 #pragma once
 
 #include "dtype.hpp"
+#include "ref.hpp"
 #include "shape.hpp"
 
 #include <cstring>
@@ -16,11 +17,13 @@ namespace chainrule {
 
 class Tensor;
 struct Node;
+struct AccumulateGrad;
+struct GradSlot;
 class Generator;
 
 /// A contiguous, 64-byte aligned buffer shared by a tensor and all its views. The version
 /// counter lives here because an in-place write through any view changes every view.
-struct alignas(64) Storage {
+struct alignas(64) Storage : RefCounted {
   static constexpr size_t kInlineBytes = 64;  ///< buffers up to this size live inside the Storage
   explicit Storage(size_t nbytes);  ///< allocates nbytes (64-byte aligned; inline or from the pool)
   ~Storage();  ///< returns the buffer to the pool
@@ -43,11 +46,11 @@ using TensorHooks = std::unique_ptr<std::vector<TensorHook>>;
 
 /// What a Tensor handle points to: the view (storage, shape, strides, offset, dtype) and the
 /// autograd state. Users go through Tensor.
-struct TensorImpl {
-  /// User-provided, so that make_shared's value-initialisation does not zero the whole object
-  /// before the member initialisers run (a `rep stos` of 248 bytes on every op, in `perf annotate`).
+struct TensorImpl : RefCounted {
+  /// User-provided, so that value-initialisation does not zero the whole object before the
+  /// member initialisers run (a `rep stos` of 248 bytes on every op, in `perf annotate`).
   TensorImpl() noexcept {}  // NOLINT: not `= default` on purpose
-  std::shared_ptr<Storage> storage;  ///< the buffer, shared with every view
+  Ref<Storage> storage;  ///< the buffer, shared with every view
   Shape shape;  ///< sizes per dimension
   Shape strides;  ///< elements to step per dimension
   int64_t offset = 0;  ///< in elements
@@ -57,10 +60,19 @@ struct TensorImpl {
   /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
   /// grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.
   bool requires_grad = false;
-  std::shared_ptr<Node> grad_fn;  ///< the node that produced this tensor (null for leaves)
-  std::weak_ptr<Node> grad_accumulator;  ///< a leaf's AccumulateGrad node while a graph uses it
-  std::shared_ptr<TensorImpl> grad;  ///< .grad, filled by backward
+  Ref<Node> grad_fn;  ///< the node that produced this tensor (null for leaves)
+  /// A leaf's AccumulateGrad node while a graph holds it (not a reference: the node clears it
+  /// when it goes; both under the engine's accumulator lock).
+  AccumulateGrad* grad_accumulator = nullptr;
+  Ref<TensorImpl> grad;  ///< .grad, filled by backward
+  Ref<GradSlot> retained;  ///< where retain_grad keeps a non-leaf's gradient (null: not retained)
   TensorHooks hooks;  ///< leaf hooks (null: none); a non-leaf's hooks live on its grad_fn
+};
+
+/// The gradient retain_grad keeps for a non-leaf, shared by the tensor and the hook that fills
+/// it (the hook lives in the graph and may outlive the tensor, or the tensor the graph).
+struct GradSlot : RefCounted {
+  Ref<TensorImpl> grad;  ///< the accumulated gradient (null until a backward reaches it)
 };
 
 /// A handle to a strided, typed, reference-counted array that can take part in autograd. Copying a
@@ -70,11 +82,11 @@ class Tensor {
  public:
   Tensor() = default;  ///< an undefined tensor (defined() is false)
   /// Wraps an implementation (used by ops).
-  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+  explicit Tensor(Ref<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   bool defined() const { return impl_ != nullptr; }  ///< false for a default-constructed Tensor
   TensorImpl* impl() const { return impl_.get(); }  ///< the implementation, for ops and the engine
-  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }  ///< the shared implementation pointer
+  const Ref<TensorImpl>& impl_ptr() const { return impl_; }  ///< the counted implementation pointer
   bool same(const Tensor& other) const { return impl_ == other.impl_; }  ///< both handles point to the same tensor
 
   /// @name metadata
@@ -108,7 +120,7 @@ class Tensor {
   Tensor grad() const;  ///< the accumulated gradient (undefined until a backward reaches this tensor)
   Tensor& set_grad(const Tensor& grad);  ///< replace (or clear, with an undefined Tensor) .grad
   /// The node that produced this tensor (null for leaves).
-  const std::shared_ptr<Node>& grad_fn() const { return checked().grad_fn; }
+  const Ref<Node>& grad_fn() const { return checked().grad_fn; }
   /// Backpropagates from this tensor (a scalar, or pass `gradient` of its shape) into the .grad of
   /// every leaf; frees the graph unless retain_graph; create_graph records the backward pass
   /// itself.
@@ -178,7 +190,7 @@ class Tensor {
     return *impl_;
   }
   [[noreturn]] static void undefined_error();
-  std::shared_ptr<TensorImpl> impl_;
+  Ref<TensorImpl> impl_;
 };
 
 // ---------------------------------------------------------------- factories
