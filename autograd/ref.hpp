@@ -113,11 +113,13 @@ class Ref {
     if (p_) p_->retain();
   }
   Ref(Ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}  ///< takes o's reference; o is null
+  /// Another reference to o's object, as a base class (implicit, as for pointers).
   template <class U>
     requires std::is_convertible_v<U*, T*>
   Ref(const Ref<U>& o) noexcept : p_(o.counted()) {  // NOLINT: implicit upcast, as for pointers
     if (p_) p_->retain();
   }
+  /// Takes o's reference, as a base class (implicit, as for pointers); o is null.
   template <class U>
     requires std::is_convertible_v<U*, T*>
   Ref(Ref<U>&& o) noexcept : p_(o.release_counted()) {}  // NOLINT: implicit upcast, as for pointers
