@@ -50,6 +50,8 @@ struct TensorImpl : RefCounted {
   /// User-provided, so that value-initialisation does not zero the whole object before the
   /// member initialisers run (a `rep stos` of 248 bytes on every op, in `perf annotate`).
   TensorImpl() noexcept {}  // NOLINT: not `= default` on purpose
+  TensorImpl(const TensorImpl&) = delete;  ///< shared through Ref, never copied (a copy would share the accumulator pointer)
+  TensorImpl& operator=(const TensorImpl&) = delete;  ///< not copyable
   Ref<Storage> storage;  ///< the buffer, shared with every view
   Shape shape;  ///< sizes per dimension
   Shape strides;  ///< elements to step per dimension
