@@ -148,7 +148,7 @@ Ref<Node> gradient_edge(const Tensor& t) {
   // Not make_ref: merging queued objects here could destroy another accumulator, whose
   // destructor takes the lock this thread holds.
   Ref<AccumulateGrad> acc = Ref<AccumulateGrad>::adopt(new AccumulateGrad(t.impl_ptr()));
-  refcount::share(acc.get());
+  refcount::merge(acc.get(), 0);
   impl->grad_accumulator = acc.get();
   return acc;
 }

@@ -161,8 +161,6 @@ void drop_slow(RefCounted* o) noexcept {
   delete o;
 }
 
-void share(RefCounted* o) noexcept { merge(o, 0); }
-
 bool try_retain(RefCounted* o) noexcept {
   int64_t s = o->shared_.load(std::memory_order_relaxed);
   do {
@@ -182,10 +180,9 @@ long RefCounted::ref_count() const noexcept {
 }
 
 bool RefCounted::only_reference() const noexcept {
-  const int64_t s = shared_.load(std::memory_order_acquire);
-  if (s & kMerged) return (s >> 2) == 1;
-  if (!owned_here()) return false;  // the owner's count cannot be read exactly from here
-  return static_cast<long>(local_.load(std::memory_order_relaxed)) + (s >> 2) - (s & kQueued ? 1 : 0) == 1;
+  // ref_count() is exact on the owning thread and once merged; elsewhere it is only an estimate
+  if (!owned_here() && !(shared_.load(std::memory_order_acquire) & kMerged)) return false;
+  return ref_count() == 1;
 }
 
 }  // namespace chainrule

@@ -40,11 +40,10 @@ void merge_queued();  ///< merges the objects other threads queued for this thre
 /// Drops a reference that is the owner's last or another thread's, deleting the object when no
 /// reference is left.
 void drop_slow(RefCounted* o) noexcept;
-/// Gives `o` up by its owner (the calling thread): from now on every count is shared.
-void share(RefCounted* o) noexcept;
 /// Takes a reference unless the object's (shared) count is already zero; `o` must be shared.
 bool try_retain(RefCounted* o) noexcept;
-/// Folds the owner's count (plus `extra`) into the shared one; returns the total.
+/// Folds the owner's count (plus `extra`) into the shared one, so that from now on every count
+/// is shared; returns the total. Called by the owner, or by anyone once the owner has exited.
 long merge(RefCounted* o, long extra) noexcept;
 }  // namespace refcount
 
@@ -79,7 +78,6 @@ class RefCounted : public PoolAllocated {
   template <class T>
   friend class Ref;
   friend void refcount::drop_slow(RefCounted*) noexcept;
-  friend void refcount::share(RefCounted*) noexcept;
   friend bool refcount::try_retain(RefCounted*) noexcept;
   friend long refcount::merge(RefCounted*, long) noexcept;
 
