@@ -262,7 +262,7 @@ Grads AccumulateGrad::apply(Tensor grad) {
     if (grad_mode_enabled())
       leaf->grad = grad.impl_ptr();
     else if (grad.impl()->only_reference() && grad.storage_offset() == 0 && grad.is_contiguous() &&
-             grad.impl()->storage->only_reference())
+             grad.impl()->storage_unshared())
       leaf->grad = grad.detach().impl_ptr();
     else
       leaf->grad = grad.detach().clone().impl_ptr();

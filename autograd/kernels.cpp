@@ -37,8 +37,7 @@ Tensor empty(const Shape& shape, Dtype dtype) {
   for (int64_t d : shape) bits += std::bit_width(static_cast<uint64_t>(d) | 1);
   if (bits > 48) [[unlikely]]
     check_extent(shape);
-  auto impl = make_ref<TensorImpl>();
-  impl->storage = make_ref<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  auto impl = TensorImpl::make(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;
   contiguous_strides_into(shape, impl->strides);
   impl->dtype = dtype;
@@ -55,7 +54,7 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
 }
 
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
-  auto impl = make_ref<TensorImpl>();
+  auto impl = TensorImpl::make();
   impl->storage = x.impl()->storage;
   impl->shape = shape;
   impl->strides = strides;

@@ -179,10 +179,10 @@ long RefCounted::ref_count() const noexcept {
   return n;
 }
 
-bool RefCounted::only_reference() const noexcept {
+bool RefCounted::has_exactly_slow(long n) const noexcept {
   // ref_count() is exact on the owning thread and once merged; elsewhere it is only an estimate
   if (!owned_here() && !(shared_.load(std::memory_order_acquire) & kMerged)) return false;
-  return ref_count() == 1;
+  return ref_count() == n;
 }
 
 }  // namespace chainrule

@@ -72,7 +72,13 @@ class RefCounted : public PoolAllocated {
   /// estimate (as std::shared_ptr::use_count is under threads) otherwise.
   long ref_count() const noexcept;
   /// Exactly one reference (the caller's): false when that cannot be known for certain.
-  bool only_reference() const noexcept;
+  bool only_reference() const noexcept { return has_exactly(1); }
+  /// Exactly n references: false when that cannot be known for certain.
+  bool has_exactly(long n) const noexcept {
+    if (owned_here() && shared_.load(std::memory_order_acquire) == 0)  // all the owner's: exact
+      return local_.load(std::memory_order_relaxed) == static_cast<uint32_t>(n);
+    return has_exactly_slow(n);
+  }
 
  private:
   template <class T>
@@ -81,6 +87,7 @@ class RefCounted : public PoolAllocated {
   friend bool refcount::try_retain(RefCounted*) noexcept;
   friend long refcount::merge(RefCounted*, long) noexcept;
 
+  bool has_exactly_slow(long n) const noexcept;
   static uint32_t owner_id() noexcept {
     const uint32_t id = refcount::t_thread_id;
     return id ? id : refcount::register_thread();
@@ -175,12 +182,19 @@ class Ref {
   RefCounted* p_ = nullptr;
 };
 
-/// A new T in pooled memory, held by a Ref (the counterpart of std::make_shared). Merges first
-/// the objects other threads queued for this thread, if any.
+namespace refcount {
+/// Merges the objects other threads queued for this thread, if any: called before making an
+/// object (make_ref, TensorImpl::make), so that a queue never grows without bound.
+inline void merge_pending() {
+  if (t_merge_pending.load(std::memory_order_relaxed)) [[unlikely]]
+    merge_queued();
+}
+}  // namespace refcount
+
+/// A new T in pooled memory, held by a Ref (the counterpart of std::make_shared).
 template <class T, class... Args>
 Ref<T> make_ref(Args&&... args) {
-  if (refcount::t_merge_pending.load(std::memory_order_relaxed)) [[unlikely]]
-    refcount::merge_queued();
+  refcount::merge_pending();
   return Ref<T>::adopt(new T(std::forward<Args>(args)...));
 }
 

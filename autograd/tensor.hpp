@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -23,12 +24,22 @@ class Generator;
 
 /// A contiguous, 64-byte aligned buffer shared by a tensor and all its views. The version
 /// counter lives here because an in-place write through any view changes every view.
-struct alignas(64) Storage : RefCounted {
+///
+/// A storage is made only with the tensor that first holds it (TensorImpl::make(nbytes)), in
+/// the same pool block: one allocation per new tensor instead of two (docs/performance.md,
+/// item 13). The tensor keeps a reference to it for as long as the tensor lives (the block's
+/// hold), so that the block is freed by the storage's last reference, after the tensor.
+struct alignas(64) Storage final : RefCounted {
   static constexpr size_t kInlineBytes = 64;  ///< buffers up to this size live inside the Storage
   explicit Storage(size_t nbytes);  ///< allocates nbytes (64-byte aligned; inline or from the pool)
-  ~Storage();  ///< returns the buffer to the pool
+  ~Storage() override;  ///< returns the buffer to the pool
   Storage(const Storage&) = delete;  ///< shared, never copied
   Storage& operator=(const Storage&) = delete;  ///< not copyable
+  /// Destroys the storage and frees its tensor's block (the tensor has gone before it).
+  static void operator delete(Storage* p, std::destroying_delete_t) noexcept;
+  /// Returns a pooled buffer early, when no tensor uses this storage any more but the block's
+  /// hold keeps it (Tensor::set_data replaced it).
+  void release_buffer() noexcept;
 
   void* data = nullptr;  ///< the first byte
   size_t nbytes = 0;  ///< the buffer's size in bytes
@@ -46,12 +57,21 @@ using TensorHooks = std::unique_ptr<std::vector<TensorHook>>;
 
 /// What a Tensor handle points to: the view (storage, shape, strides, offset, dtype) and the
 /// autograd state. Users go through Tensor.
-struct TensorImpl : RefCounted {
-  /// User-provided, so that value-initialisation does not zero the whole object before the
-  /// member initialisers run (a `rep stos` of 248 bytes on every op, in `perf annotate`).
-  TensorImpl() noexcept {}  // NOLINT: not `= default` on purpose
+struct TensorImpl final : RefCounted {
+  /// A tensor without storage, for a view or alias to share another's.
+  static Ref<TensorImpl> make();
+  /// A tensor with a new storage of nbytes, both in one pool block.
+  static Ref<TensorImpl> make(size_t nbytes);
+  /// Destroys the tensor and frees its memory: at once, or with its storage (see Storage).
+  static void operator delete(TensorImpl* p, std::destroying_delete_t) noexcept;
   TensorImpl(const TensorImpl&) = delete;  ///< shared through Ref, never copied (a copy would share the accumulator pointer)
   TensorImpl& operator=(const TensorImpl&) = delete;  ///< not copyable
+  /// The storage made with this tensor, in its block (null for a view or alias); `storage` is
+  /// another one after set_data.
+  Storage* own_storage() const noexcept;
+  /// No other tensor shares the storage (false when that cannot be known for certain).
+  bool storage_unshared() const noexcept;
+
   Ref<Storage> storage;  ///< the buffer, shared with every view
   Shape shape;  ///< sizes per dimension
   Shape strides;  ///< elements to step per dimension
@@ -69,6 +89,12 @@ struct TensorImpl : RefCounted {
   Ref<TensorImpl> grad;  ///< .grad, filled by backward
   Ref<GradSlot> retained;  ///< where retain_grad keeps a non-leaf's gradient (null: not retained)
   TensorHooks hooks;  ///< leaf hooks (null: none); a non-leaf's hooks live on its grad_fn
+
+ private:
+  /// User-provided, so that value-initialisation does not zero the whole object before the
+  /// member initialisers run (a `rep stos` of 248 bytes on every op, in `perf annotate`).
+  TensorImpl() noexcept {}  // NOLINT: not `= default` on purpose
+  bool has_block_storage_ = false;  // made by make(nbytes): own_storage() is in the block
 };
 
 /// The gradient retain_grad keeps for a non-leaf, shared by the tensor and the hook that fills

@@ -380,6 +380,52 @@ TEST_CASE("small tensors keep their data inside their Storage, 64-byte aligned; 
   CHECK(values(view) == std::vector<double>{4, 5, 6, 7});
 }
 
+TEST_CASE("a new tensor and its storage share one pool block, freed by the last of the two to go") {
+  // One allocation per new tensor instead of two (docs/performance.md, item 13).
+  const cr::Tensor t = cr::ones({16}, cr::float32);
+  const cr::TensorImpl* impl = t.impl();
+  CHECK(impl->own_storage() == impl->storage.get());
+  CHECK(reinterpret_cast<uintptr_t>(impl->storage.get()) - reinterpret_cast<uintptr_t>(impl) < 512);
+  CHECK(impl->storage_unshared());
+  CHECK(t.detach().impl()->own_storage() == nullptr);  // an alias has no storage of its own
+  {
+    const cr::Tensor alias = t.detach();
+    CHECK_FALSE(impl->storage_unshared());
+  }
+  CHECK(impl->storage_unshared());
+  // The tensor goes first: a detached alias and a view keep the storage, and with it the block.
+  cr::Tensor alias, view;
+  {
+    const cr::Tensor base = cr::arange(6, cr::float64);  // 48 bytes: inline
+    const cr::Tensor big = cr::arange(40, cr::float64);  // 320 bytes: pooled
+    alias = base.detach();
+    view = big.narrow(0, 36, 4);
+  }
+  CHECK(values(alias) == std::vector<double>{0, 1, 2, 3, 4, 5});
+  CHECK(values(view) == std::vector<double>{36, 37, 38, 39});
+  // The storage goes first: set_data gives the tensor another one; the old buffer is returned
+  // at once, the block stays with the tensor.
+  cr::Tensor leaf = cr::zeros({40}, cr::float64).requires_grad_();
+  const cr::Storage* old = leaf.impl()->storage.get();
+  leaf.set_data(cr::ones({3}, cr::float32));
+  CHECK(old->nbytes == 0);
+  CHECK(leaf.impl()->own_storage() == old);
+  CHECK(values(leaf) == std::vector<double>{1, 1, 1});
+  // ... unless a view still reads it.
+  cr::Tensor kept = cr::arange(20, cr::float64);
+  cr::Tensor reader = kept.narrow(0, 18, 2);
+  kept.set_data(cr::zeros({2}, cr::float64));
+  CHECK(values(reader) == std::vector<double>{18, 19});
+  CHECK(values(kept) == std::vector<double>{0, 0});
+  // The two go on different threads, in either order.
+  cr::Tensor a = cr::arange(20, cr::float32), part = a.narrow(0, 1, 2);
+  std::thread([&] { a = cr::Tensor(); }).join();
+  CHECK(values(part) == std::vector<double>{1, 2});
+  cr::Tensor b = cr::arange(20, cr::float32), piece = b.narrow(0, 3, 2);
+  std::thread([&] { piece = cr::Tensor(); }).join();
+  CHECK(values(b.narrow(0, 3, 2)) == std::vector<double>{3, 4});
+}
+
 TEST_CASE("a recorded node fits the pool's 384-byte class, its reference counts included") {
   // At 448 bytes the 10,000-link mul/add chain ran 6% slower and the 100-link one 2%
   // (docs/performance.md, item 11).
