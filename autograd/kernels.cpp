@@ -240,55 +240,66 @@ namespace {
 struct ExpParts {
   double two_k, expm1_r;
 };
-inline ExpParts exp_parts(double t) {
+[[gnu::always_inline]] inline ExpParts exp_parts(double t) {
   constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: t + kRound keeps round(t) in the low bits
   constexpr double kLn2Hi = 0.6931471803691238, kLn2Lo = 1.9082149292705877e-10;  // kLn2Hi * k is exact
-  const double k_rounded = t * 1.4426950408889634 + kRound;
+  const double k_rounded = std::fma(t, 1.4426950408889634, kRound);
   const double k = k_rounded - kRound;
-  const double r = (t - k * kLn2Hi) - k * kLn2Lo;
+  const double r = std::fma(-k, kLn2Lo, std::fma(-k, kLn2Hi, t));
   double p = 1.0 / 3628800;
-  p = p * r + 1.0 / 362880;
-  p = p * r + 1.0 / 40320;
-  p = p * r + 1.0 / 5040;
-  p = p * r + 1.0 / 720;
-  p = p * r + 1.0 / 120;
-  p = p * r + 1.0 / 24;
-  p = p * r + 1.0 / 6;
-  p = p * r + 0.5;
+  p = std::fma(p, r, 1.0 / 362880);
+  p = std::fma(p, r, 1.0 / 40320);
+  p = std::fma(p, r, 1.0 / 5040);
+  p = std::fma(p, r, 1.0 / 720);
+  p = std::fma(p, r, 1.0 / 120);
+  p = std::fma(p, r, 1.0 / 24);
+  p = std::fma(p, r, 1.0 / 6);
+  p = std::fma(p, r, 0.5);
   const int64_t k_bits = std::bit_cast<int64_t>(k_rounded) - std::bit_cast<int64_t>(kRound);
-  return {std::bit_cast<double>((k_bits + 1023) << 52), r + r * r * p};
+  return {std::bit_cast<double>((k_bits + 1023) << 52), std::fma(r * r, p, r)};
 }
 }  // namespace
 
-// Not under ThreadSanitizer: the clones are chosen by ifunc resolvers, which run while the
-// program is relocated, before its runtime is up (the process crashed there).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#define CHAINRULE_AVX2_CLONE [[gnu::target_clones("avx2", "default")]]
-#else
-#define CHAINRULE_AVX2_CLONE
-#endif
-
-CHAINRULE_AVX2_CLONE void tanh_float(const float* x, float* y, int64_t n) {
+namespace {
+[[gnu::always_inline]] inline void tanh_loop(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], magnitude = std::fabs(v);
     const auto [two_k, expm1_r] = exp_parts(2 * (magnitude < 9.5 ? magnitude : 9.5));  // tanh(9.5) is 1 in float
-    const double e = two_k * expm1_r + (two_k - 1);  // expm1(2|v|)
+    const double e = std::fma(two_k, expm1_r, two_k - 1);  // expm1(2|v|)
     const float result = static_cast<float>(std::copysign(e / (e + 2), v));
     y[i] = v == v ? result : x[i];  // NaN stays NaN
   }
 }
 
-CHAINRULE_AVX2_CLONE void sigmoid_float(const float* x, float* y, int64_t n) {
+[[gnu::always_inline]] inline void sigmoid_loop(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], magnitude = std::fabs(v);
     const auto [two_k, expm1_r] = exp_parts(-(magnitude < 104 ? magnitude : 104));  // sigmoid(-104) is 0 in float
-    const double e = two_k * expm1_r + two_k;  // exp(-|v|), in (0, 1]: never an overflow
+    const double e = std::fma(two_k, expm1_r, two_k);  // exp(-|v|), in (0, 1]: never an overflow
     const float result = static_cast<float>((v >= 0 ? 1 : e) / (1 + e));
     y[i] = v == v ? result : x[i];
   }
 }
 
-#undef CHAINRULE_AVX2_CLONE
+// Each loop twice: for AVX2 with FMA, where the multiply-adds are single instructions (the
+// 100-link tanh chain: see docs/performance.md, item 14), and for any x86-64, where std::fma
+// is glibc's (the same bits, much slower). The version is chosen when the library is loaded
+// (an ifunc). Not under ThreadSanitizer: ifunc resolvers run while the program is relocated,
+// before its runtime is up (the process crashed there).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+[[gnu::target("avx2,fma")]] void tanh_version(const float* x, float* y, int64_t n) { tanh_loop(x, y, n); }
+[[gnu::target("avx2,fma")]] void sigmoid_version(const float* x, float* y, int64_t n) { sigmoid_loop(x, y, n); }
+#define CHAINRULE_BASELINE [[gnu::target("default")]]
+#else
+#define CHAINRULE_BASELINE
+#endif
+CHAINRULE_BASELINE void tanh_version(const float* x, float* y, int64_t n) { tanh_loop(x, y, n); }
+CHAINRULE_BASELINE void sigmoid_version(const float* x, float* y, int64_t n) { sigmoid_loop(x, y, n); }
+#undef CHAINRULE_BASELINE
+}  // namespace
+
+void tanh_float(const float* x, float* y, int64_t n) { tanh_version(x, y, n); }
+void sigmoid_float(const float* x, float* y, int64_t n) { sigmoid_version(x, y, n); }
 
 bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha) {
   if (y.numel() < kThreadedAxpy || y.dtype() != x.dtype() || !is_floating(y.dtype()) || y.shape() != x.shape() ||

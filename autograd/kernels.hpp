@@ -123,7 +123,8 @@ Tensor map_any(const Tensor& x, F&& f) {
 /// tanh of n floats: in double, e = expm1(2|x|) by range reduction and a degree-10
 /// polynomial, tanh = e / (e + 2), rounded to float once. Within 1 ulp of the correctly rounded
 /// value (6 of 312 million inputs off by one, where glibc's tanhf is in 18%), and a loop the
-/// compiler vectorises (an AVX2 copy is chosen at load time where the CPU has it): 1.1 ns an
+/// compiler vectorises (an AVX2 copy with fused multiply-adds is chosen at load time where the
+/// CPU has them; the baseline copy calls glibc's fma, so both give the same bits): 1.1 ns an
 /// element against tanhf's 5.4 on this project's machine.
 void tanh_float(const float* x, float* y, int64_t n);
 
