@@ -8,15 +8,24 @@
 
 #include <pthread.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CHAINRULE_POOL 0
-#else
-#define CHAINRULE_POOL 1
-#endif
-
 namespace chainrule::pool {
 
+#if CHAINRULE_POOL
+namespace detail {
+constinit thread_local Cache cache = {};
+}  // namespace detail
+#endif
+
 namespace {
+
+using detail::Cache;
+using detail::FreeBlock;
+using detail::kAlign;
+using detail::kClasses;
+using detail::kLargeClasses;
+using detail::kSmallClasses;
+using detail::kSmallMax;
+using detail::cache;
 
 // Size classes: 64-byte steps up to 4 KiB (classes 1..64), then powers of two up to 4 MiB
 // (classes 65..74). Larger blocks are not cached. Caching the large classes matters as much as
@@ -29,9 +38,6 @@ namespace {
 // of the heap: a 10,000-link chain ran 25% slower after a different chain had run first. A
 // carved block is never returned to the system, only reused (when a thread exits, its free
 // blocks pass to the other threads); large blocks are cached up to kMaxCachedBytes per thread.
-constexpr std::size_t kAlign = 64, kSmallClasses = 64, kSmallMax = kAlign * kSmallClasses;
-constexpr int kLargeClasses = 10;  // 8 KiB .. 4 MiB
-constexpr std::size_t kClasses = kSmallClasses + kLargeClasses;
 constexpr std::size_t kMaxCachedBytes = std::size_t(256) << 20;  // per thread, large classes
 constexpr std::size_t kRunBytes = std::size_t(64) << 10;
 constexpr bool is_small(std::size_t c) { return c >= 1 && c <= kSmallClasses; }
@@ -61,23 +67,6 @@ void* system_allocate(std::size_t block) {
 }
 
 #if CHAINRULE_POOL
-struct FreeBlock {
-  FreeBlock* next;
-};
-
-// This thread's free lists and the runs it carves from. Trivially destructible and
-// constant-initialised, so reaching it costs no guard check (a thread_local with a destructor
-// is checked on every access: 7 of the ~35 instructions of an allocation); the Reaper below
-// empties it at thread exit.
-struct Cache {
-  FreeBlock* head[kClasses + 1];
-  unsigned char* run_next[kSmallClasses + 1];  // the next block to carve in each small class's run
-  unsigned char* run_end[kSmallClasses + 1];
-  std::size_t cached_bytes;  // large classes
-  enum State : unsigned char { unused, live, dead } state;  // dead: the thread is exiting
-};
-__attribute__((tls_model("initial-exec"))) constinit thread_local Cache cache = {};
-
 // Small blocks of exited threads, and those freed while a thread exits; taken by the next
 // thread whose free list of that class runs dry. Constant-initialised, so usable from any
 // destructor.
@@ -165,7 +154,7 @@ struct Reaper {
 
 }  // namespace
 
-void* allocate(std::size_t bytes) {
+void* detail::allocate_slow(std::size_t bytes) {
   std::size_t block = 0;
   const std::size_t c = class_of(bytes, &block);
 #if CHAINRULE_POOL
@@ -195,9 +184,15 @@ bool push(void* p, std::size_t c, std::size_t block) {
   cache.head[c] = b;
   return true;
 }
-// Out of line, so that the fast path saves no registers.
-[[gnu::noinline]] void deallocate_slow(void* p, std::size_t c, std::size_t block) noexcept {
+}  // namespace
+#endif
+
+void detail::deallocate_slow(void* p, std::size_t bytes) noexcept {
+#if CHAINRULE_POOL
   if (!p) return;
+  std::size_t block = 0;
+  const std::size_t c = class_of(bytes, &block);
+  if (push(p, c, block)) return;
   if (cache.state == Cache::unused) {
     start_cache();
     if (push(p, c, block)) return;
@@ -208,16 +203,6 @@ bool push(void* p, std::size_t c, std::size_t block) {
     return;
   }
   std::free(p);
-}
-}  // namespace
-#endif
-
-void deallocate(void* p, std::size_t bytes) noexcept {
-#if CHAINRULE_POOL
-  std::size_t block = 0;
-  const std::size_t c = class_of(bytes, &block);
-  if (p && push(p, c, block)) return;
-  deallocate_slow(p, c, block);
 #else
   (void)bytes;
   std::free(p);

@@ -9,11 +9,73 @@
 
 #include <cstddef>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAINRULE_POOL 0
+#else
+#define CHAINRULE_POOL 1
+#endif
+
 namespace chainrule::pool {
 
-void* allocate(std::size_t bytes);  ///< 64-byte aligned
+/// The pool's per-thread state, here so that the common cases of allocate and deallocate
+/// (a small block off or onto this thread's free list) are inlined where they are called,
+/// where the size is usually a constant (docs/performance.md, item 15).
+namespace detail {
+constexpr std::size_t kAlign = 64;  ///< block alignment and the small classes' step
+constexpr std::size_t kSmallClasses = 64;  ///< classes 1..64: 64-byte steps up to kSmallMax
+constexpr std::size_t kSmallMax = kAlign * kSmallClasses;  ///< the largest small block, 4 KiB
+constexpr std::size_t kLargeClasses = 10;  ///< classes 65..74: powers of two, 8 KiB .. 4 MiB
+constexpr std::size_t kClasses = kSmallClasses + kLargeClasses;  ///< the number of classes
+/// A free block: the next one on its list.
+struct FreeBlock {
+  FreeBlock* next;  ///< the next free block of the class (null: the last)
+};
+/// A thread's free lists and the runs it carves small blocks from. Trivially destructible and
+/// constant-initialised, so reaching it costs no guard check; pool.cpp empties it at thread exit.
+struct Cache {
+  FreeBlock* head[kClasses + 1];  ///< the free list of each class (0: not pooled)
+  unsigned char* run_next[kSmallClasses + 1];  ///< the next block to carve in each small class's run
+  unsigned char* run_end[kSmallClasses + 1];  ///< the end of that run
+  std::size_t cached_bytes;  ///< bytes on the large classes' lists
+  /// unused: no block yet; live; dead: the thread is exiting
+  enum State : unsigned char { unused, live, dead } state;
+};
+/// This thread's cache.
+extern thread_local constinit Cache cache __attribute__((tls_model("initial-exec")));
+void* allocate_slow(std::size_t bytes);  ///< allocate when the free list is empty or the block large
+void deallocate_slow(void* p, std::size_t bytes) noexcept;  ///< deallocate when the fast path cannot
+/// Whether `bytes` (from 1) is a small class's request.
+constexpr bool small_request(std::size_t bytes) { return bytes - 1 < kSmallMax; }
+}  // namespace detail
+
+/// A 64-byte aligned block of at least `bytes`.
+inline void* allocate(std::size_t bytes) {
+#if CHAINRULE_POOL
+  if (detail::small_request(bytes)) {
+    // Only a live cache holds blocks: no state check needed here.
+    detail::FreeBlock*& head = detail::cache.head[(bytes + detail::kAlign - 1) / detail::kAlign];
+    if (detail::FreeBlock* b = head) {
+      head = b->next;
+      return b;
+    }
+  }
+#endif
+  return detail::allocate_slow(bytes);
+}
+
 /// Returns a block from allocate (same `bytes`) to this thread's pool.
-void deallocate(void* p, std::size_t bytes) noexcept;
+inline void deallocate(void* p, std::size_t bytes) noexcept {
+#if CHAINRULE_POOL
+  if (detail::small_request(bytes) && p && detail::cache.state == detail::Cache::live) {
+    auto* b = static_cast<detail::FreeBlock*>(p);
+    detail::FreeBlock*& head = detail::cache.head[(bytes + detail::kAlign - 1) / detail::kAlign];
+    b->next = head;
+    head = b;
+    return;
+  }
+#endif
+  detail::deallocate_slow(p, bytes);
+}
 
 /// A standard allocator over the pool, for containers.
 template <class T>
