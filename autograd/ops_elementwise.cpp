@@ -40,12 +40,23 @@ Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(doubl
 }
 
 // The backward of an elementwise op when no graph is being recorded (a first-order backward):
-// g combined with one saved tensor of its shape by `f` in one fused loop, one allocation. With
-// create_graph, the differentiable expression `expr` runs instead, so that gradients of
-// gradients still work. Both compute the same values in the same order.
+// g combined with one saved tensor of its shape by `f` in one fused loop, written into g's own
+// buffer when nobody else holds g or its storage (the engine hands each rule its gradient; a
+// rule that still needs g afterwards passes a copy, whose count keeps g intact), else into a
+// new one. With create_graph, the differentiable expression `expr(g)` runs instead, so that
+// gradients of gradients still work. Both compute the same values in the same order.
 template <class F, class Expr>
-Tensor fused_backward(const Tensor& g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
-  return grad_mode_enabled() ? expr() : zip(g, v, op, std::forward<F>(f));
+Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
+  if (grad_mode_enabled()) return expr(g);
+  const Dtype d = promote(g.dtype(), v.dtype());
+  if (g.dtype() != d || v.dtype() != d || !g.is_contiguous() || !g.impl()->only_reference() ||
+      !g.impl()->storage_unshared() || broadcast_shapes(g.shape(), v.shape(), op) != g.shape())
+    return zip(g, v, op, std::forward<F>(f));
+  dispatch(d, [&]<class T>() {
+    kernels::zip_into<T>(g, v, g.shape(), kernels::ptr<T>(g), [&](T x, T y) { return static_cast<T>(f(x, y)); });
+  });
+  ++g.impl()->storage->version;
+  return g;
 }
 
 // float32 through its vectorised kernel (for every layout, so every layout gets the same
@@ -87,11 +98,15 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "mul", times), "mul", {a, b}, {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  // g * b and g * a, without the trip through record when nothing records
-                  auto by = [&](const Tensor& v) { return fused_backward(g, v, "mul", times, [&] { return g * v; }); };
-                  return {c.needs(0) ? by(c.saved(1)) : Tensor(),   // d(ab)/da = b
-                          c.needs(1) ? by(c.saved(0)) : Tensor()};  // d(ab)/db = a
+                [](Tensor g, const BackwardContext& c) -> Grads {
+                  // g * b and g * a, without the trip through record when nothing records; the
+                  // last product takes g over
+                  auto by = [](Tensor g, const Tensor& v) {
+                    return fused_backward(std::move(g), v, "mul", times, [&](const Tensor& g) { return g * v; });
+                  };
+                  Tensor gb = c.needs(1) ? by(c.needs(0) ? g : std::move(g), c.saved(0)) : Tensor();  // d(ab)/db = a
+                  Tensor ga = c.needs(0) ? by(std::move(g), c.saved(1)) : Tensor();                   // d(ab)/da = b
+                  return {std::move(ga), std::move(gb)};
                 });
 }
 
@@ -128,17 +143,17 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 Tensor pow(const Tensor& x, double p) {
   Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
-  out = record(out, "pow", {x}, {x}, [p](const Tensor& g, const BackwardContext& c) -> Grads {
+  out = record(out, "pow", {x}, {x}, [p](Tensor g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
-    if (p == 1.0) return {g};
+    if (p == 1.0) return {std::move(g)};
     const Tensor& x = c.saved(0);
     return {fused_backward(  // d x^p = p x^(p-1)
-        g, x, "pow backward",
+        std::move(g), x, "pow backward",
         [p](auto gv, auto xv) {
           using T = decltype(gv);
           return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
         },
-        [&] { return g * p * pow(x, p - 1.0); })};
+        [&](const Tensor& g) { return g * p * pow(x, p - 1.0); })};
   });
   if (out.grad_fn()) static_cast<FunctionNode&>(*out.grad_fn()).attribute = p;  // printed by to_string
   return out;
@@ -237,11 +252,11 @@ Tensor cos(const Tensor& x) {
 
 Tensor tanh(const Tensor& x) {
   return record(float32_kernel_or_map(x, "tanh", kernels::tanh_float, [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d tanh = 1 - y^2
-                      g, y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
-                      [&] { return g * (1.0 - y * y); })};
+                      std::move(g), y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
+                      [&](const Tensor& g) { return g * (1.0 - y * y); })};
                 },
                 true);
 }
@@ -254,22 +269,22 @@ Tensor sigmoid(const Tensor& x) {
     return e / (T(1) + e);
   });
   return record(std::move(out), "sigmoid", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d sigmoid = y (1 - y)
-                      g, y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
-                      [&] { return g * y * (1.0 - y); })};
+                      std::move(g), y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
+                      [&](const Tensor& g) { return g * y * (1.0 - y); })};
                 },
                 true);
 }
 
 Tensor relu(const Tensor& x) {
   return record(kernels::map_any(x, [](auto v) { return v > 0 ? v : decltype(v)(0); }), "relu", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d relu = [x > 0], so relu'(0) = 0
-                      g, y, "relu backward", [](auto gv, auto yv) { return yv > 0 ? gv : decltype(gv)(0); },
-                      [&] { return g * gt(y, scalar_like(0, g)); })};
+                      std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv > 0 ? gv : decltype(gv)(0); },
+                      [&](const Tensor& g) { return g * gt(y, scalar_like(0, g)); })};
                 },
                 true);
 }

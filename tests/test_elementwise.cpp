@@ -264,6 +264,45 @@ TEST_CASE("binary op shape mismatch names the op and both shapes") {
   check_error([&] { (void)cr::exp(cr::tensor({1.0}, cr::int64)); }, {"exp", "floating", "int64"});
 }
 
+TEST_CASE("a first-order backward writes into the incoming gradient when nobody else holds it, and only then") {
+  // The engine hands a rule its gradient; tanh, sigmoid, relu, pow and mul compute theirs in
+  // that buffer when no one else has it (docs/performance.md, item 16).
+  const cr::Tensor x = cr::tensor({0.1, 0.2, 0.3, 0.4}, cr::float64).requires_grad_();
+  const cr::Tensor a = cr::tensor({1.5, -2.0, 0.5, 3.0}, cr::float64).requires_grad_();
+  cr::Tensor t = cr::tanh(x * 2.0);
+  const void* incoming = nullptr;
+  t.register_hook([&](const cr::Tensor& g) {  // notes the buffer, keeps no reference
+    incoming = g.impl()->storage->data;
+    return cr::Tensor();
+  });
+  cr::sum(cr::sigmoid(t)).backward();
+  CHECK(incoming != nullptr);
+  // tanh's rule wrote into sigmoid's gradient; mul's (x * 2.0) into tanh's; the leaf took it
+  CHECK(x.grad().impl()->storage->data == incoming);
+  const auto xs = values(x), gx = values(x.grad());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double th = std::tanh(2 * xs[i]), s = 1 / (1 + std::exp(-th));
+    CHECK(gx[i] == doctest::Approx(s * (1 - s) * (1 - th * th) * 2).epsilon(1e-14));
+  }
+  // mul with both inputs needing a gradient: the first product must leave g intact
+  const cr::Tensor z = x * a;
+  cr::sum(cr::tanh(z)).backward();
+  const auto zs = values(z), av = values(a), ga = values(a.grad()), gx2 = values(x.grad());
+  for (size_t i = 0; i < zs.size(); ++i) {
+    const double g = 1 - std::tanh(zs[i]) * std::tanh(zs[i]);
+    CHECK(gx2[i] == doctest::Approx(gx[i] + g * av[i]).epsilon(1e-14));  // accumulated onto the first backward
+    CHECK(ga[i] == doctest::Approx(g * xs[i]).epsilon(1e-14));
+  }
+  // a retained gradient and a gradient passed in are someone else's: never overwritten
+  const cr::Tensor u = x * a;
+  u.retain_grad();
+  const cr::Tensor seed = cr::tensor({1.0, 2.0, 3.0, 4.0}, cr::float64);
+  cr::tanh(u).backward(seed);
+  const auto gu = values(u.grad()), us = values(u);
+  for (size_t i = 0; i < us.size(); ++i) CHECK(gu[i] == doctest::Approx((i + 1.0) * (1 - std::tanh(us[i]) * std::tanh(us[i]))).epsilon(1e-14));
+  CHECK(values(seed) == std::vector<double>{1, 2, 3, 4});
+}
+
 TEST_CASE("fused first-order backward equals the differentiable expression bit for bit (sigmoid, tanh, relu, pow)") {
   const std::vector<std::pair<const char*, std::function<cr::Tensor(const cr::Tensor&)>>> ops = {
       {"sigmoid", [](const cr::Tensor& x) { return cr::sigmoid(x); }},
