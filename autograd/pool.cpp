@@ -10,11 +10,11 @@
 
 namespace chainrule::pool {
 
-#if CHAINRULE_POOL
 namespace detail {
+// Defined in every build, also under AddressSanitizer where it stays empty, so that code built
+// with the pool inlines against a library built without it and vice versa.
 constinit thread_local Cache cache = {};
 }  // namespace detail
-#endif
 
 namespace {
 
@@ -22,7 +22,6 @@ using detail::Cache;
 using detail::FreeBlock;
 using detail::kAlign;
 using detail::kClasses;
-using detail::kLargeClasses;
 using detail::kSmallClasses;
 using detail::kSmallMax;
 using detail::cache;

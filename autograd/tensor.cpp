@@ -41,7 +41,7 @@ void Storage::release_buffer() noexcept {
 namespace {
 constexpr size_t kStorageOffset = (sizeof(TensorImpl) + alignof(Storage) - 1) / alignof(Storage) * alignof(Storage);
 constexpr size_t kBlockBytes = kStorageOffset + sizeof(Storage) + 64;
-constexpr size_t pool_class(size_t bytes) { return (bytes + 63) / 64; }
+constexpr size_t pool_class(size_t bytes) { return (bytes + pool::detail::kAlign - 1) / pool::detail::kAlign; }
 static_assert(pool_class(kBlockBytes) != pool_class(sizeof(FunctionNode)));
 }  // namespace
 
