@@ -10,8 +10,10 @@
 #include <cstddef>
 
 #if defined(__SANITIZE_ADDRESS__)
+/// The pool is off under AddressSanitizer, so that every use-after-free is caught.
 #define CHAINRULE_POOL 0
 #else
+/// The pool is on (it is off under AddressSanitizer, so that every use-after-free is caught).
 #define CHAINRULE_POOL 1
 #endif
 

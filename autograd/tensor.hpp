@@ -156,6 +156,8 @@ class Tensor {
   Tensor detach() const;  ///< a tensor sharing the data but cut from the graph
   /// Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
   /// and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype changes.
+  /// The old buffer is returned at once when nothing else reads it; one that a view still
+  /// reads stays until this tensor goes (its storage shares the tensor's pool block).
   void set_data(const Tensor& data) const;
   /// Registers a hook called with this tensor's gradient during backward; a defined return
   /// value replaces the gradient.
