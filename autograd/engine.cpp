@@ -263,7 +263,8 @@ Grads AccumulateGrad::apply(Tensor grad) {
       leaf->grad = grad.impl_ptr();
     else if (grad.impl()->only_reference() && grad.storage_offset() == 0 && grad.is_contiguous() &&
              grad.impl()->storage_unshared())
-      leaf->grad = grad.detach().impl_ptr();
+      // nobody else sees it: the tensor itself (made without a graph), else a detached alias
+      leaf->grad = grad.requires_grad() ? grad.detach().impl_ptr() : grad.impl_ptr();
     else
       leaf->grad = grad.detach().clone().impl_ptr();
   } else if (grad_mode_enabled()) {

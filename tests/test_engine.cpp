@@ -73,6 +73,27 @@ TEST_CASE("gradients accumulate across backward calls until reset") {
   CHECK(values(w.grad()) == std::vector<double>{0, 0});
 }
 
+TEST_CASE("a leaf's first gradient is the backward's tensor itself when nobody else holds it, else a copy") {
+  cr::Tensor w = cr::tensor({1.0, -1.0, 0.5}, cr::float64).requires_grad_();
+  const cr::TensorImpl* arriving = nullptr;
+  w.register_hook([&](const cr::Tensor& g) {  // notes which tensor arrives, keeps no reference
+    arriving = g.impl();
+    return cr::Tensor();
+  });
+  cr::tanh(w * 2.0).sum().backward();
+  CHECK(w.grad().impl() == arriving);  // taken as it is: no alias, no copy
+  CHECK_FALSE(w.grad().requires_grad());
+  CHECK(w.grad().grad_fn() == nullptr);
+  // a gradient someone else holds (the seed passed to backward on the leaf itself) is copied
+  cr::Tensor v = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor seed = cr::tensor({3.0, 4.0}, cr::float64);
+  v.backward(seed);
+  CHECK(values(v.grad()) == std::vector<double>{3, 4});
+  CHECK(v.grad().impl() != seed.impl());
+  v.grad().add_(seed);
+  CHECK(values(seed) == std::vector<double>{3, 4});
+}
+
 TEST_CASE("retain_graph: a second backward through a freed graph throws; retained, it doubles the gradient") {
   cr::Tensor x = cr::tensor(2.0, cr::float64).requires_grad_();
   cr::Tensor y = cr::exp(x) * x;
