@@ -149,16 +149,6 @@ void Tensor::undefined_error() { fail("Tensor: this tensor is undefined (default
 
 int64_t Tensor::size(int64_t dim) const { return shape()[wrap_dim(dim, this->dim(), "size")]; }
 
-bool Tensor::is_contiguous() const {
-  const auto& s = checked();
-  int64_t expected = 1;
-  for (size_t i = s.shape.size(); i-- > 0;) {
-    if (s.shape[i] != 1 && s.strides[i] != expected) return false;
-    expected *= s.shape[i];
-  }
-  return true;
-}
-
 void* Tensor::raw_data() const {
   const auto& s = checked();
   return static_cast<char*>(s.storage->data) + s.offset * static_cast<int64_t>(dtype_size(s.dtype));

@@ -127,7 +127,16 @@ class Tensor {
   Dtype dtype() const { return checked().dtype; }  ///< element type
   /// Offset of the first element in the storage, in elements.
   int64_t storage_offset() const { return checked().offset; }
-  bool is_contiguous() const;  ///< row-major without gaps
+  /// Row-major without gaps (inline: every elementwise op and rule asks, several times).
+  bool is_contiguous() const {
+    const TensorImpl& s = checked();
+    int64_t expected = 1;
+    for (size_t i = s.shape.size(); i-- > 0;) {
+      if (s.shape[i] != 1 && s.strides[i] != expected) return false;
+      expected *= s.shape[i];
+    }
+    return true;
+  }
   uint32_t version() const { return checked().storage->version; }  ///< the storage's in-place version counter
   /// @}
 
