@@ -50,7 +50,7 @@ Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& e
   if (grad_mode_enabled()) return expr(g);
   const Dtype d = promote(g.dtype(), v.dtype());
   if (g.dtype() != d || v.dtype() != d || !g.is_contiguous() || !g.impl()->only_reference() ||
-      !g.impl()->storage_unshared() || broadcast_shapes(g.shape(), v.shape(), op) != g.shape())
+      !g.impl()->storage_unshared() || !is_expandable_to(v.shape(), g.shape()))
     return zip(g, v, op, std::forward<F>(f));
   dispatch(d, [&]<class T>() {
     kernels::zip_into<T>(g, v, g.shape(), kernels::ptr<T>(g), [&](T x, T y) { return static_cast<T>(f(x, y)); });

@@ -45,7 +45,7 @@ constexpr bool is_small(std::size_t c) { return c >= 1 && c <= kSmallClasses; }
 std::size_t class_of(std::size_t bytes, std::size_t* block) {
   if (bytes == 0) bytes = 1;
   if (bytes <= kSmallMax) {
-    const std::size_t c = (bytes + kAlign - 1) / kAlign;
+    const std::size_t c = detail::small_class(bytes);
     *block = c * kAlign;
     return c;
   }

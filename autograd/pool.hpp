@@ -48,6 +48,8 @@ void* allocate_slow(std::size_t bytes);  ///< allocate when the free list is emp
 void deallocate_slow(void* p, std::size_t bytes) noexcept;  ///< deallocate when the fast path cannot
 /// Whether `bytes` (from 1) is a small class's request.
 constexpr bool small_request(std::size_t bytes) { return bytes - 1 < kSmallMax; }
+/// The small class of such a request (also where two sizes would share a free list).
+constexpr std::size_t small_class(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign; }
 }  // namespace detail
 
 /// A 64-byte aligned block of at least `bytes`.
@@ -55,7 +57,7 @@ inline void* allocate(std::size_t bytes) {
 #if CHAINRULE_POOL
   if (detail::small_request(bytes)) {
     // Only a live cache holds blocks: no state check needed here.
-    detail::FreeBlock*& head = detail::cache.head[(bytes + detail::kAlign - 1) / detail::kAlign];
+    detail::FreeBlock*& head = detail::cache.head[detail::small_class(bytes)];
     if (detail::FreeBlock* b = head) {
       head = b->next;
       return b;
@@ -70,7 +72,7 @@ inline void deallocate(void* p, std::size_t bytes) noexcept {
 #if CHAINRULE_POOL
   if (detail::small_request(bytes) && p && detail::cache.state == detail::Cache::live) {
     auto* b = static_cast<detail::FreeBlock*>(p);
-    detail::FreeBlock*& head = detail::cache.head[(bytes + detail::kAlign - 1) / detail::kAlign];
+    detail::FreeBlock*& head = detail::cache.head[detail::small_class(bytes)];
     b->next = head;
     head = b;
     return;

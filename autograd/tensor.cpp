@@ -41,8 +41,7 @@ void Storage::release_buffer() noexcept {
 namespace {
 constexpr size_t kStorageOffset = (sizeof(TensorImpl) + alignof(Storage) - 1) / alignof(Storage) * alignof(Storage);
 constexpr size_t kBlockBytes = kStorageOffset + sizeof(Storage) + 64;
-constexpr size_t pool_class(size_t bytes) { return (bytes + pool::detail::kAlign - 1) / pool::detail::kAlign; }
-static_assert(pool_class(kBlockBytes) != pool_class(sizeof(FunctionNode)));
+static_assert(pool::detail::small_class(kBlockBytes) != pool::detail::small_class(sizeof(FunctionNode)));
 }  // namespace
 
 Ref<TensorImpl> TensorImpl::make() {
@@ -83,7 +82,7 @@ void TensorImpl::operator delete(TensorImpl* p, std::destroying_delete_t) noexce
     pool::deallocate(p, sizeof(TensorImpl));
     return;
   }
-  if (p->storage.get() == own && own->has_exactly(2)) {  // nobody else has the storage: both go now
+  if (p->storage.get() == own && p->storage_unshared()) {  // nobody else has the storage: both go now
     p->storage.release_counted();
     p->~TensorImpl();
     own->~Storage();
