@@ -33,6 +33,30 @@ TEST_CASE("matmul 2-d x 2-d, including transposed operands, float32 and float64"
   }
 }
 
+TEST_CASE("tiny products: every width 1-6, each operand plain, transposed or strided, against the naive loop") {
+  // Products below BLAS's threshold run in the library's own loop, reading each operand
+  // through its strides (transposed, sliced) without a copy.
+  cr::Generator g(11);
+  for (auto dtype : {cr::float32, cr::float64})
+    for (int64_t n : {1, 3, 4})
+      for (int64_t k : {1, 2, 5})
+        for (int64_t m = 1; m <= 6; ++m)
+          for (int layout = 0; layout < 4; ++layout) {
+            CAPTURE(dtype);
+            CAPTURE(n);
+            CAPTURE(k);
+            CAPTURE(m);
+            CAPTURE(layout);
+            const cr::Tensor a = layout & 1 ? cr::randn({k, n}, dtype, &g).t() : cr::randn({n, k}, dtype, &g);
+            const cr::Tensor b = layout & 2 ? cr::randn({m, k}, dtype, &g).t()
+                                            : cr::randn({k, m + 2}, dtype, &g).slice(1, 1, m + 1);  // row stride m + 2
+            check_close(values(cr::matmul(a, b)), naive_mm(a.contiguous(), b.contiguous()),
+                        dtype == cr::float32 ? 1e-5 : 1e-12);
+          }
+  const cr::Tensor x = cr::tensor({1, 2, 3, 4, 5, 6}, {2, 3}, cr::float64), w = cr::tensor({1, 0, -1, 2, 1, 0}, {2, 3}, cr::float64);
+  CHECK(values(cr::linear(x, w, cr::tensor({10, 20}, cr::float64))) == std::vector<double>{8, 24, 8, 33});  // bias added
+}
+
 TEST_CASE("matmul ranks: 1-d . 1-d, 1-d . 2-d, 2-d . 1-d, batched with broadcast batch dims") {
   cr::Tensor v = cr::tensor({1, 2, 3}, cr::float64), w = cr::tensor({4, 5, 6}, cr::float64);
   CHECK(cr::matmul(v, w).dim() == 0);
