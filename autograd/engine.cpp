@@ -261,8 +261,7 @@ Grads AccumulateGrad::apply(Tensor grad) {
     // take the buffer as it is when nobody else holds it (as PyTorch does), else copy it.
     if (grad_mode_enabled())
       leaf->grad = grad.impl_ptr();
-    else if (grad.impl()->only_reference() && grad.storage_offset() == 0 && grad.is_contiguous() &&
-             grad.impl()->storage_unshared())
+    else if (owns_data(grad) && grad.storage_offset() == 0)
       // nobody else sees it: the tensor itself (made without a graph), else a detached alias
       leaf->grad = grad.requires_grad() ? grad.detach().impl_ptr() : grad.impl_ptr();
     else

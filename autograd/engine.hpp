@@ -248,6 +248,13 @@ bool should_record(std::span<const Tensor> inputs);
 /// The node a gradient for `t` flows into (its grad_fn, or its leaf accumulator); null if none.
 Ref<Node> gradient_edge(const Tensor& t);
 
+/// Nothing but this handle reaches t's elements: the tensor and its storage held once each,
+/// the elements contiguous. A gradient that passes can be written in place by a fused backward
+/// rule or taken over by a leaf's accumulator.
+inline bool owns_data(const Tensor& t) {
+  return t.impl()->only_reference() && t.impl()->storage_unshared() && t.is_contiguous();
+}
+
 /// Grad mode: thread-local; NoGradGuard turns it off for a scope.
 bool grad_mode_enabled();
 void set_grad_mode(bool enabled);  ///< turns grad mode on or off for this thread

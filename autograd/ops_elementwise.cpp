@@ -49,8 +49,7 @@ template <class F, class Expr>
 Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
   if (grad_mode_enabled()) return expr(g);
   const Dtype d = promote(g.dtype(), v.dtype());
-  if (g.dtype() != d || v.dtype() != d || !g.is_contiguous() || !g.impl()->only_reference() ||
-      !g.impl()->storage_unshared() || !is_expandable_to(v.shape(), g.shape()))
+  if (g.dtype() != d || v.dtype() != d || !owns_data(g) || !is_expandable_to(v.shape(), g.shape()))
     return zip(g, v, op, std::forward<F>(f));
   dispatch(d, [&]<class T>() {
     kernels::zip_into<T>(g, v, g.shape(), kernels::ptr<T>(g), [&](T x, T y) { return static_cast<T>(f(x, y)); });

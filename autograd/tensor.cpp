@@ -232,8 +232,10 @@ void Tensor::set_data(const Tensor& data) const {
   if (s.requires_grad && !is_floating(data.dtype()))
     fail("set_data: {} requires grad, so its data cannot become {}", describe(*this), describe(data));
   if (data.dtype() != s.dtype) s.grad = nullptr;
-  const Ref<Storage> old = std::exchange(s.storage, data.impl()->storage);
-  if (old.get() == s.own_storage() && old->has_exactly(2)) old->release_buffer();  // `old` and the block's hold
+  Storage* const own = s.own_storage();
+  const bool unread = s.storage.get() == own && s.storage_unshared();  // nothing else reads the old buffer
+  s.storage = data.impl()->storage;
+  if (unread) own->release_buffer();
   s.shape = data.shape();
   s.strides = data.strides();
   s.offset = data.storage_offset();
