@@ -35,7 +35,9 @@ extern thread_local constinit uint32_t t_thread_id;
 /// Set by another thread that queued an object for this thread to merge.
 extern thread_local constinit std::atomic<bool> t_merge_pending;
 constexpr uint32_t kNoOwner = 0xffffffffu;  ///< the owner of a merged object: no thread
-uint32_t register_thread();  ///< gives this thread its id (the first time it makes an object)
+/// Gives this thread its id (the first time it makes an object); kNoOwner when the registry
+/// cannot take it (out of memory): the object is then born unowned, every count shared.
+uint32_t register_thread() noexcept;
 void merge_queued();  ///< merges the objects other threads queued for this thread
 /// Drops a reference that is the owner's last or another thread's, deleting the object when no
 /// reference is left.
