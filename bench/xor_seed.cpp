@@ -33,11 +33,13 @@ double chainrule_run(int copies = 1) {
     params.push_back(cr::tensor(std::vector<double>(kW2, kW2 + 4), {4, 1}, cr::float64).requires_grad_());
   }
   cr::optim::SGD sgd(params, {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema});
+  auto loss_of = [&](int c) {  // copy c's loss
+    return cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1])), 2));
+  };
   double loss = 0;
   for (int s = 0; s < kSteps; ++s) {
-    cr::Tensor l = cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[0])), params[1])), 2));
-    for (int c = 1; c < copies; ++c)
-      l = l + cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1])), 2));
+    cr::Tensor l = loss_of(0);
+    for (int c = 1; c < copies; ++c) l = l + loss_of(c);
     sgd.zero_grad();
     l.backward();
     sgd.step();
