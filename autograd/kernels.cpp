@@ -301,18 +301,6 @@ CHAINRULE_BASELINE void sigmoid_version(const float* x, float* y, int64_t n) { s
 void tanh_float(const float* x, float* y, int64_t n) { tanh_version(x, y, n); }
 void sigmoid_float(const float* x, float* y, int64_t n) { sigmoid_version(x, y, n); }
 
-bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha) {
-  if (y.numel() < kThreadedAxpy || y.dtype() != x.dtype() || !is_floating(y.dtype()) || y.shape() != x.shape() ||
-      !y.is_contiguous() || !x.is_contiguous() || y.impl()->storage == x.impl()->storage)
-    return false;
-  const int n = static_cast<int>(y.numel());
-  if (y.dtype() == Dtype::float32)
-    cblas_saxpy(n, static_cast<float>(alpha), ptr<float>(x), 1, ptr<float>(y), 1);
-  else
-    cblas_daxpy(n, alpha, ptr<double>(x), 1, ptr<double>(y), 1);
-  return true;
-}
-
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool transpose_b, const Tensor& bias) {
   // The last two dims of an operand as the product sees them (swapped when transposed).
   auto rows = [](const Tensor& t, bool tr) { return t.shape()[t.dim() - (tr ? 1 : 2)]; };

@@ -162,15 +162,6 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce);
 /// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
 ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);
 
-/// From this many elements up, axpy_in_place hands the update to BLAS, which splits it over
-/// its threads (OpenBLAS does from 10,000; below 2^15 the call costs more than it saves).
-constexpr int64_t kThreadedAxpy = int64_t(1) << 15;
-
-/// y += alpha * x through BLAS (threaded) when both are contiguous, of one floating dtype and
-/// shape, at least kThreadedAxpy elements, and do not share storage; false (nothing done)
-/// otherwise. No graph, no version bump: for Tensor::add_ outside autograd (optimizer steps).
-bool axpy_in_place(const Tensor& y, const Tensor& x, double alpha);
-
 /// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
 /// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
 /// transpose_a / transpose_b use an operand's last two dims swapped (no view is made for it).

@@ -402,11 +402,10 @@ Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute,
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& o, double alpha) {
-  // A large update (an optimizer step of a big layer) goes to BLAS's threads.
-  if (!recording_in_place(*this, o) && kernels::axpy_in_place(*this, o, alpha)) {
-    ++impl_->storage->version;
-    return *this;
-  }
+  // A large update (an optimizer step of a big layer) is split over chainrule's threads by the
+  // elementwise loop, every element rounded as on one thread; not BLAS's axpy, whose bits
+  // depend on its thread count on some CPUs (OpenBLAS's Haswell kernel, its choice on AMD
+  // Zen 4, rounds the elements at the edges of its threads' chunks differently).
   return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)

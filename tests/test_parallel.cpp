@@ -174,17 +174,44 @@ TEST_CASE("SGD's momentum step on a large parameter: the same bits on 2 threads 
   };
   const auto two = train(2, 3);
   CHECK(train(1, 3) == two);
-  // From the first step on (whose p -= lr g is BLAS's axpy, rounded as BLAS rounds), the update
-  // written out in float: buf = buf * m + g * (1 - dampening); p = p + buf * -lr.
-  std::vector<float> p = train(1, 1), buf(p.size());
-  const auto p0 = floats(start), t = floats(target);
-  for (size_t i = 0; i < p.size(); ++i) buf[i] = 2.0f * (p0[i] - t[i]);
-  for (int s = 1; s < 3; ++s)
+  // The update written out in float from the start: the first step takes buf = g and
+  // p += buf * -lr (add_), the others buf = buf * m + g * (1 - dampening), p = p + buf * -lr.
+  const auto t = floats(target);
+  std::vector<float> p = floats(start), buf(p.size());
+  for (int s = 0; s < 3; ++s)
     for (size_t i = 0; i < p.size(); ++i) {
-      buf[i] = buf[i] * 0.9f + 2.0f * (p[i] - t[i]) * 0.75f;
+      const float g = 2.0f * (p[i] - t[i]);
+      buf[i] = s == 0 ? g : buf[i] * 0.9f + g * 0.75f;
       p[i] = p[i] + buf[i] * -0.1f;
     }
   int64_t wrong = 0;
   for (size_t i = 0; i < p.size(); ++i) wrong += p[i] != two[i];
   CHECK(wrong == 0);
+}
+
+TEST_CASE("add_ on a large tensor (an optimizer's update): y + x * alpha in the element type, the same bits on 1 and 2 threads") {
+  const int64_t n = 3 * K::kParallelGrain + 11;
+  for (cr::Dtype d : {cr::float32, cr::float64}) {
+    cr::manual_seed(11);
+    const cr::Tensor x = cr::randn({n}, d), y0 = cr::randn({n}, d);
+    auto update = [&](int threads) {
+      Threads scope(threads);
+      cr::Tensor y = y0.clone();
+      const uint32_t v0 = y.version();
+      y.add_(x, 0.37);
+      CHECK(y.version() == v0 + 1);
+      return y.to_vector<double>();
+    };
+    const auto one = update(1), two = update(2);
+    CHECK(one == two);
+    const auto xs = x.to_vector<double>(), ys = y0.to_vector<double>();
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i)
+      wrong += d == cr::float32 ? static_cast<float>(ys[i]) + static_cast<float>(xs[i]) * 0.37f != static_cast<float>(two[i])
+                                : ys[i] + xs[i] * 0.37 != two[i];
+    CHECK(wrong == 0);
+    cr::Tensor z = y0.clone();
+    z.add_(z, 1.0);  // aliasing: the elementwise loop doubles it exactly
+    CHECK(z.to_vector<double>() == (y0 * 2.0).to_vector<double>());
+  }
 }
