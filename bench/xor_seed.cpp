@@ -5,7 +5,13 @@
 
 #include <chainrule.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
 
 #ifdef CHAINRULE_BENCH_TORCH
 #include <torch/torch.h>
@@ -22,30 +28,88 @@ const double kW1[12] = {0.5488135039273248, 0.7151893663724195, 0.60276337607164
 const double kW2[4] = {0.5680445610939323, 0.925596638292661, 0.07103605819788694, 0.08712929970154071};
 constexpr int kSteps = 10000;
 
-// `copies` independent copies of the network trained in one step on the sum of their losses
-// (2: whether a step's costs amortise when its code runs twice; docs/performance.md, item 20).
-double chainrule_run(int copies = 1) {
-  const cr::Tensor X = cr::tensor(std::vector<double>(kX, kX + 12), {4, 3}, cr::float64);
-  const cr::Tensor y = cr::tensor(std::vector<double>(kY, kY + 4), {4, 1}, cr::float64);
+// The seed's network in `copies` independent copies (2: whether a step's costs amortise when
+// its code runs twice; docs/performance.md, item 20), trained on the sum of their losses.
+struct Seed {
+  cr::Tensor X = cr::tensor(std::vector<double>(kX, kX + 12), {4, 3}, cr::float64);
+  cr::Tensor y = cr::tensor(std::vector<double>(kY, kY + 4), {4, 1}, cr::float64);
   std::vector<cr::Tensor> params;
-  for (int c = 0; c < copies; ++c) {
-    params.push_back(cr::tensor(std::vector<double>(kW1, kW1 + 12), {3, 4}, cr::float64).requires_grad_());
-    params.push_back(cr::tensor(std::vector<double>(kW2, kW2 + 4), {4, 1}, cr::float64).requires_grad_());
+  cr::optim::SGD sgd;
+
+  explicit Seed(int copies)
+      : params(weights(copies)),
+        sgd(params, {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema}) {}
+  static std::vector<cr::Tensor> weights(int copies) {
+    std::vector<cr::Tensor> w;
+    for (int c = 0; c < copies; ++c) {
+      w.push_back(cr::tensor(std::vector<double>(kW1, kW1 + 12), {3, 4}, cr::float64).requires_grad_());
+      w.push_back(cr::tensor(std::vector<double>(kW2, kW2 + 4), {4, 1}, cr::float64).requires_grad_());
+    }
+    return w;
   }
-  cr::optim::SGD sgd(params, {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema});
-  auto loss_of = [&](int c) {  // copy c's loss
-    return cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1])), 2));
-  };
+  cr::Tensor loss() const {
+    auto loss_of = [&](size_t c) {  // copy c's loss
+      return cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1])), 2));
+    };
+    cr::Tensor l = loss_of(0);
+    for (size_t c = 1; 2 * c < params.size(); ++c) l = l + loss_of(c);
+    return l;
+  }
+};
+
+double chainrule_run(int copies = 1) {
+  Seed net(copies);
   double loss = 0;
   for (int s = 0; s < kSteps; ++s) {
-    cr::Tensor l = loss_of(0);
-    for (int c = 1; c < copies; ++c) l = l + loss_of(c);
-    sgd.zero_grad();
+    cr::Tensor l = net.loss();
+    net.sgd.zero_grad();
     l.backward();
-    sgd.step();
+    net.sgd.step();
     loss = l.item<double>();
   }
   return loss;
+}
+
+// A cheap clock for splitting a 2 us step: the time-stamp counter on x86 (a constant rate, not
+// the core's cycles), steady_clock elsewhere. Only ratios of its readings are printed.
+uint64_t ticks() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __rdtsc();
+#else
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#endif
+}
+
+// Where a step's time goes (docs/performance.md, item 21): the forward pass that records the
+// graph, the same forward without recording (NoGradGuard, run first in each step and not part
+// of the training), backward, the optimizer (zero_grad and step), and freeing the graph.
+void print_phases() {
+  Seed net(1);
+  uint64_t unrecorded = 0, forward = 0, backward = 0, optimizer = 0, freeing = 0;
+  for (int s = 0; s < 5 * kSteps; ++s) {
+    const uint64_t t0 = ticks();
+    {
+      cr::NoGradGuard no_grad;
+      (void)net.loss();
+    }
+    const uint64_t t1 = ticks();
+    cr::Tensor l = net.loss();
+    const uint64_t t2 = ticks();
+    net.sgd.zero_grad();
+    const uint64_t t3 = ticks();
+    l.backward();
+    const uint64_t t4 = ticks();
+    net.sgd.step();
+    const uint64_t t5 = ticks();
+    l = cr::Tensor();
+    const uint64_t t6 = ticks();
+    unrecorded += t1 - t0, forward += t2 - t1, optimizer += (t3 - t2) + (t5 - t4), backward += t4 - t3;
+    freeing += t6 - t5;
+  }
+  const double step = static_cast<double>(forward + backward + optimizer + freeing) / 100;
+  fmt::print("a step's time: forward {:.0f}% (the same forward without recording the graph: {:.0f}%), backward {:.0f}%, "
+             "optimizer {:.0f}%, freeing the graph {:.0f}%\n",
+             forward / step, unrecorded / step, backward / step, optimizer / step, freeing / step);
 }
 
 // The same training, fused by hand: forward, the correct backward and the update in plain loops.
@@ -135,5 +199,6 @@ int main() {
   const double t_two = bench::best_of(3, [&] { l_two = chainrule_run(2); });
   fmt::print("chainrule with two networks a step: {:.2f} us/step, {:.2f}x one network's time\n", t_two * 1e6 / kSteps,
              t_two / t_cr);
+  print_phases();
   return std::abs(l_cr - l_hand) < 1e-9 && l_two == 2 * l_cr ? 0 : 1;
 }
