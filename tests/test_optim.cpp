@@ -107,7 +107,7 @@ TEST_CASE("SGD in every convention against its recurrence") {
 
 TEST_CASE("SGD momentum: the one-pass update of small parameters equals the three in-place passes bit for bit") {
   // A transposed (non-contiguous) parameter takes the three passes; a contiguous copy of it
-  // takes the fused loop; a parameter of kThreadedAxpy elements keeps the passes too.
+  // takes the fused loop.
   for (cr::Dtype d : {cr::float32, cr::float64})
     for (O::MomentumConvention conv : {O::MomentumConvention::pytorch, O::MomentumConvention::ema}) {
       cr::manual_seed(5);
