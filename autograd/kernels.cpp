@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace chainrule {
 void set_num_threads(int n) {
@@ -200,24 +201,37 @@ std::optional<BlasMatrix> blas_layout(int64_t rows, int64_t cols, int64_t rs, in
 // dispatch cost about 50 ns, more than a 4x3x4 product itself (the seed's XOR network).
 constexpr int64_t kSmallGemm = 1024;
 
+// The tiny product as one dot product per output element: independent short chains, no
+// store-to-load round trip through the output (the axpy form measured 30 ns slower on 4x3x4).
+// K > 0 is the inner dimension known at compile time, its loop unrolled (the seed's products
+// have k = 1, 3 and 4); K == 0 reads it from k. The same sums in the same order either way.
+template <int K, class T>
+void dot_products(int64_t n, int64_t m, int64_t k, const T* a, int64_t a_row, int64_t a_col, const T* b,
+                  int64_t b_row, int64_t b_col, T* c, bool accumulate) {
+  const int64_t depth = K > 0 ? K : k;
+  for (int64_t i = 0; i < n; ++i, a += a_row)
+    for (int64_t j = 0; j < m; ++j) {
+      const T* pb = b + j * b_col;
+      T acc = 0;
+      for (int64_t p = 0; p < depth; ++p) acc += a[p * a_col] * pb[p * b_row];
+      *c = accumulate ? *c + acc : acc;
+      ++c;
+    }
+}
+
 // c = a b, or c += a b when `accumulate` (BLAS's beta = 1: a bias already in c).
 template <class T>
 void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
           bool accumulate) {
   if (!std::is_floating_point_v<T> || n * m * k <= kSmallGemm) {  // int64 (labels, indices), or tiny
-    // One dot product per output element: independent short chains, no store-to-load
-    // round trip through the output (the axpy form measured 30 ns slower on 4x3x4).
     const int64_t a_row = ta ? 1 : lda, a_col = ta ? lda : 1, b_row = tb ? 1 : ldb, b_col = tb ? ldb : 1;
-    for (int64_t i = 0; i < n; ++i, a += a_row)
-      for (int64_t j = 0; j < m; ++j) {
-        const T* pa = a;
-        const T* pb = b + j * b_col;
-        T acc = 0;
-        for (int64_t p = 0; p < k; ++p, pa += a_col, pb += b_row) acc += *pa * *pb;
-        *c = accumulate ? *c + acc : acc;
-        ++c;
-      }
-    return;
+    switch (k) {
+      case 1: return dot_products<1>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+      case 2: return dot_products<2>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+      case 3: return dot_products<3>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+      case 4: return dot_products<4>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+      default: return dot_products<0>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+    }
   }
   const auto TA = ta ? CblasTrans : CblasNoTrans;
   const auto TB = tb ? CblasTrans : CblasNoTrans;
@@ -233,50 +247,59 @@ void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t
 }  // namespace
 
 namespace {
-// t = k ln2 + r with |r| <= ln2 / 2, for |t| < 700: exp(t) = 2^k (expm1(r) + 1) and
-// expm1(t) = 2^k expm1(r) + (2^k - 1). expm1(r) = r + r^2 (1/2 + r/6 + ... + r^8/10!), within
-// 1e-11 of it relative, enough for a float result rounded once. Branch-free, so the loops
-// that inline it vectorise.
+constexpr double factorial(int n) { return n <= 1 ? 1.0 : n * factorial(n - 1); }  // exact up to 18!
+constexpr double inverse_factorial(int n) { return 1.0 / factorial(n); }
+
+// t = k ln2 + r with |r| <= ln2 / 2, for |t| < 708: exp(t) = 2^k (expm1(r) + 1) and
+// expm1(t) = 2^k expm1(r) + (2^k - 1). expm1(r) = r + r^2 (1/2 + r/6 + ... + r^(N-2)/N!): with
+// N = 10 within 1e-11 of it relative, enough for a float result rounded once; with N = 13
+// within 2e-17, for a double. Branch-free, so the loops that inline it vectorise.
 struct ExpParts {
   double two_k, expm1_r;
 };
+template <int N>
 [[gnu::always_inline]] inline ExpParts exp_parts(double t) {
   constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: t + kRound keeps round(t) in the low bits
   constexpr double kLn2Hi = 0.6931471803691238, kLn2Lo = 1.9082149292705877e-10;  // kLn2Hi * k is exact
   const double k_rounded = std::fma(t, 1.4426950408889634, kRound);
   const double k = k_rounded - kRound;
   const double r = std::fma(-k, kLn2Lo, std::fma(-k, kLn2Hi, t));
-  double p = 1.0 / 3628800;
-  p = std::fma(p, r, 1.0 / 362880);
-  p = std::fma(p, r, 1.0 / 40320);
-  p = std::fma(p, r, 1.0 / 5040);
-  p = std::fma(p, r, 1.0 / 720);
-  p = std::fma(p, r, 1.0 / 120);
-  p = std::fma(p, r, 1.0 / 24);
-  p = std::fma(p, r, 1.0 / 6);
-  p = std::fma(p, r, 0.5);
+  double p = inverse_factorial(N);
+  [&]<int... I>(std::integer_sequence<int, I...>) {  // Horner's rule, 1/(N-1)! down to 1/2
+    ((p = std::fma(p, r, inverse_factorial(N - 1 - I))), ...);
+  }(std::make_integer_sequence<int, N - 2>());
   const int64_t k_bits = std::bit_cast<int64_t>(k_rounded) - std::bit_cast<int64_t>(kRound);
   return {std::bit_cast<double>((k_bits + 1023) << 52), std::fma(r * r, p, r)};
 }
-}  // namespace
 
-namespace {
-[[gnu::always_inline]] inline void tanh_loop(const float* x, float* y, int64_t n) {
+// Computed in double either way; a float result keeps a shorter polynomial.
+template <class T>
+constexpr int kExpDegree = std::is_same_v<T, float> ? 10 : 13;
+
+// tanh(v) = e / (e + 2), e = expm1(2|v|), with |v| clamped where tanh rounds to 1 in T.
+template <class T>
+[[gnu::always_inline]] inline void tanh_loop(const T* x, T* y, int64_t n) {
+  constexpr double kOne = std::is_same_v<T, float> ? 9.5 : 19.5;
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], magnitude = std::fabs(v);
-    const auto [two_k, expm1_r] = exp_parts(2 * (magnitude < 9.5 ? magnitude : 9.5));  // tanh(9.5) is 1 in float
+    const auto [two_k, expm1_r] = exp_parts<kExpDegree<T>>(2 * (magnitude < kOne ? magnitude : kOne));
     const double e = std::fma(two_k, expm1_r, two_k - 1);  // expm1(2|v|)
-    const float result = static_cast<float>(std::copysign(e / (e + 2), v));
+    const T result = static_cast<T>(std::copysign(e / (e + 2), v));
     y[i] = v == v ? result : x[i];  // NaN stays NaN
   }
 }
 
-[[gnu::always_inline]] inline void sigmoid_loop(const float* x, float* y, int64_t n) {
+// sigmoid(v) = 1 / (1 + e) for v >= 0 and e / (1 + e) below, e = exp(-|v|) (never an overflow).
+// |v| is clamped where sigmoid rounds to 0 in float; in double exp(-|v|) stays a normal number
+// up to 708, and sigmoid_double redoes the rare larger |v| (down to subnormal results).
+template <class T>
+[[gnu::always_inline]] inline void sigmoid_loop(const T* x, T* y, int64_t n) {
+  constexpr double kZero = std::is_same_v<T, float> ? 104 : 708;
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], magnitude = std::fabs(v);
-    const auto [two_k, expm1_r] = exp_parts(-(magnitude < 104 ? magnitude : 104));  // sigmoid(-104) is 0 in float
-    const double e = std::fma(two_k, expm1_r, two_k);  // exp(-|v|), in (0, 1]: never an overflow
-    const float result = static_cast<float>((v >= 0 ? 1 : e) / (1 + e));
+    const auto [two_k, expm1_r] = exp_parts<kExpDegree<T>>(-(magnitude < kZero ? magnitude : kZero));
+    const double e = std::fma(two_k, expm1_r, two_k);  // exp(-|v|), in (0, 1]
+    const T result = static_cast<T>((v >= 0 ? 1 : e) / (1 + e));
     y[i] = v == v ? result : x[i];
   }
 }
@@ -287,19 +310,28 @@ namespace {
 // (an ifunc). Not under ThreadSanitizer: ifunc resolvers run while the program is relocated,
 // before its runtime is up (the process crashed there).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-[[gnu::target("avx2,fma")]] void tanh_version(const float* x, float* y, int64_t n) { tanh_loop(x, y, n); }
-[[gnu::target("avx2,fma")]] void sigmoid_version(const float* x, float* y, int64_t n) { sigmoid_loop(x, y, n); }
-#define CHAINRULE_BASELINE [[gnu::target("default")]]
+#define CHAINRULE_VERSIONS(name, T)                                                                            \
+  [[gnu::target("avx2,fma")]] void name##_version(const T* x, T* y, int64_t n) { name##_loop(x, y, n); } \
+  [[gnu::target("default")]] void name##_version(const T* x, T* y, int64_t n) { name##_loop(x, y, n); }
 #else
-#define CHAINRULE_BASELINE
+#define CHAINRULE_VERSIONS(name, T) \
+  void name##_version(const T* x, T* y, int64_t n) { name##_loop(x, y, n); }
 #endif
-CHAINRULE_BASELINE void tanh_version(const float* x, float* y, int64_t n) { tanh_loop(x, y, n); }
-CHAINRULE_BASELINE void sigmoid_version(const float* x, float* y, int64_t n) { sigmoid_loop(x, y, n); }
-#undef CHAINRULE_BASELINE
+CHAINRULE_VERSIONS(tanh, float)
+CHAINRULE_VERSIONS(tanh, double)
+CHAINRULE_VERSIONS(sigmoid, float)
+CHAINRULE_VERSIONS(sigmoid, double)
+#undef CHAINRULE_VERSIONS
 }  // namespace
 
 void tanh_float(const float* x, float* y, int64_t n) { tanh_version(x, y, n); }
 void sigmoid_float(const float* x, float* y, int64_t n) { sigmoid_version(x, y, n); }
+void tanh_double(const double* x, double* y, int64_t n) { tanh_version(x, y, n); }
+void sigmoid_double(const double* x, double* y, int64_t n) {
+  sigmoid_version(x, y, n);
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] < -708) y[i] = std::exp(x[i]) / (1 + std::exp(x[i]));  // exp(-|v|) below the normal range
+}
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool transpose_b, const Tensor& bias) {
   // The last two dims of an operand as the product sees them (swapped when transposed).

@@ -132,6 +132,13 @@ void tanh_float(const float* x, float* y, int64_t n);
 /// below, in double, rounded once.
 void sigmoid_float(const float* x, float* y, int64_t n);
 
+/// tanh of n doubles by the same formula with a degree-13 polynomial: within 2 ulp of the
+/// correctly rounded value, a vectorised loop instead of a call to glibc's tanh per element.
+void tanh_double(const double* x, double* y, int64_t n);
+
+/// sigmoid of n doubles the same way (within 2 ulp; exp(-|x|) below 2^-1022 from glibc's exp).
+void sigmoid_double(const double* x, double* y, int64_t n);
+
 /// A view of x's storage with the given geometry (no copy, no graph).
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 

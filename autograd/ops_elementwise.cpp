@@ -58,17 +58,21 @@ Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& e
   return g;
 }
 
-// float32 through its vectorised kernel (for every layout, so every layout gets the same
-// bits), split over threads when large; other floating dtypes elementwise with f.
-template <class F>
-Tensor float32_kernel_or_map(const Tensor& x, const char* op, void (*kernel)(const float*, float*, int64_t), F&& f) {
-  if (x.dtype() != Dtype::float32) return map_floating(x, op, std::forward<F>(f));
-  const Tensor in = x.contiguous();
-  Tensor y = kernels::empty(x.shape(), Dtype::float32);
-  const float* pin = kernels::ptr<float>(in);
-  float* py = kernels::ptr<float>(y);
-  kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) { kernel(pin + begin, py + begin, end - begin); });
-  return y;
+// Through the dtype's vectorised kernel (for every layout, so every layout gets the same
+// bits), split over threads when large; int64 is an Error naming the op.
+Tensor vectorised(const Tensor& x, const char* op, void (*float_kernel)(const float*, float*, int64_t),
+                  void (*double_kernel)(const double*, double*, int64_t)) {
+  return dispatch_floating(x.dtype(), op, [&]<class T>() {
+    const Tensor in = x.contiguous();
+    Tensor y = kernels::empty(x.shape(), x.dtype());
+    const T* pin = kernels::ptr<T>(in);
+    T* py = kernels::ptr<T>(y);
+    kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) {
+      if constexpr (std::is_same_v<T, float>) float_kernel(pin + begin, py + begin, end - begin);
+      else double_kernel(pin + begin, py + begin, end - begin);
+    });
+    return y;
+  });
 }
 
 }  // namespace
@@ -250,7 +254,7 @@ Tensor cos(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return record(float32_kernel_or_map(x, "tanh", kernels::tanh_float, [](auto v) { return std::tanh(v); }), "tanh", {x}, {},
+  return record(vectorised(x, "tanh", kernels::tanh_float, kernels::tanh_double), "tanh", {x}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d tanh = 1 - y^2
@@ -261,13 +265,7 @@ Tensor tanh(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = float32_kernel_or_map(x, "sigmoid", kernels::sigmoid_float, [](auto v) {
-    using T = decltype(v);
-    if (v >= 0) return T(1) / (T(1) + std::exp(-v));  // never exp of a large positive number
-    const T e = std::exp(v);
-    return e / (T(1) + e);
-  });
-  return record(std::move(out), "sigmoid", {x}, {},
+  return record(vectorised(x, "sigmoid", kernels::sigmoid_float, kernels::sigmoid_double), "sigmoid", {x}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d sigmoid = y (1 - y)

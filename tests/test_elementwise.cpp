@@ -209,6 +209,41 @@ TEST_CASE("float32 tanh and sigmoid are within 1 ulp of the correctly rounded va
   CHECK(s == std::vector<float>{0.5f, 0.5f, 1, 0, 1, 0, static_cast<float>(1 / (1 + std::exp(-9.5))), 0.5f, 0.5f, 1, 0});
 }
 
+TEST_CASE("float64 tanh and sigmoid are within 2 ulp of the correctly rounded value, exact at the edges") {
+  // Every 2^40 + 1 th bit pattern of the positive doubles up to 40 (tanh) and 750 (sigmoid), both
+  // signs, subnormals included, against long double references rounded to double.
+  auto check = [](cr::Tensor (*op)(const cr::Tensor&), long double (*reference)(long double), double top) {
+    std::vector<double> in;
+    for (uint64_t bits = 0; bits < std::bit_cast<uint64_t>(top); bits += (uint64_t(1) << 40) + 1) {
+      in.push_back(std::bit_cast<double>(bits));
+      in.push_back(-std::bit_cast<double>(bits));
+    }
+    const auto n = static_cast<int64_t>(in.size());
+    const auto out = op(cr::tensor(in, {n}, cr::float64)).to_vector<double>();
+    int64_t worst = 0;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const auto ref = static_cast<double>(reference(static_cast<long double>(in[i])));
+      worst = std::max(worst, std::abs(std::bit_cast<int64_t>(out[i]) - std::bit_cast<int64_t>(ref)));
+    }
+    CHECK(n > 16000);
+    CHECK(worst <= 2);
+    const cr::Tensor m = cr::tensor(std::vector<double>(in.begin(), in.begin() + 600), {20, 30}, cr::float64);
+    CHECK(op(m.t()).contiguous().to_vector<double>() == op(m.t().contiguous()).to_vector<double>());
+  };
+  check(cr::tanh, [](long double v) { return std::tanh(v); }, 40.0);
+  check(cr::sigmoid, [](long double v) { return 1 / (1 + std::exp(-v)); }, 750.0);
+  const double inf = std::numeric_limits<double>::infinity(), big = std::numeric_limits<double>::max();
+  const cr::Tensor edge = cr::tensor({0.0, -0.0, inf, -inf, big, -big, 19.5, 1e-300, -1e-300, 710, -710}, cr::float64);
+  const auto t = cr::tanh(edge).to_vector<double>(), s = cr::sigmoid(edge).to_vector<double>();
+  CHECK(std::bit_cast<uint64_t>(t[1]) == 0x8000000000000000u);  // tanh(-0) = -0
+  CHECK(t == std::vector<double>{0.0, -0.0, 1, -1, 1, -1, 1, 1e-300, -1e-300, 1, -1});
+  CHECK(s == std::vector<double>{0.5, 0.5, 1, 0, 1, 0, 1 / (1 + std::exp(-19.5)), 0.5, 0.5, 1, std::exp(-710.0)});
+  CHECK(std::fpclassify(s[10]) == FP_SUBNORMAL);  // below exp's normal range, still not flushed to 0
+  CHECK(std::isnan(cr::tanh(cr::tensor({std::nan("")}, cr::float64)).item<double>()));
+  CHECK(std::isnan(cr::sigmoid(cr::tensor({std::nan("")}, cr::float64)).item<double>()));
+  CHECK_THROWS_WITH_AS(cr::tanh(cr::tensor({1, 2}, cr::int64)), doctest::Contains("tanh"), cr::Error);
+}
+
 TEST_CASE("clamp and where: gradients") {
   const cr::Tensor x = input({3, 4}, -2, 2, 5);
   check_gradients([](const std::vector<cr::Tensor>& v) { return cr::clamp(v[0], -0.5, std::nullopt) * 3.0; }, {x});
