@@ -206,8 +206,8 @@ constexpr int64_t kSmallGemm = 1024;
 // K > 0 is the inner dimension known at compile time, its loop unrolled (the seed's products
 // have k = 1, 3 and 4); K == 0 reads it from k. The same sums in the same order either way.
 template <int K, class T>
-void dot_products(int64_t n, int64_t m, int64_t k, const T* a, int64_t a_row, int64_t a_col, const T* b,
-                  int64_t b_row, int64_t b_col, T* c, bool accumulate) {
+void dot_products(int64_t n, int64_t m, int64_t k, const T* a, int64_t a_row, int64_t a_col, const T* __restrict b,
+                  int64_t b_row, int64_t b_col, T* __restrict c, bool accumulate) {
   const int64_t depth = K > 0 ? K : k;
   for (int64_t i = 0; i < n; ++i, a += a_row)
     for (int64_t j = 0; j < m; ++j) {
