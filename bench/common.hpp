@@ -10,17 +10,24 @@
 
 namespace bench {
 
-// Best wall time of `reps` runs of f, in seconds (after one warm-up run).
-inline double best_of(int reps, const std::function<void()>& f) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+// The best wall time of each of `fs`, in seconds, over `rounds` rounds that run them in turn
+// (after one warm-up run of each). On a machine whose speed changes from second to second (a
+// virtual machine with a busy neighbour) the sides then meet the same slow and quick spells,
+// so their ratio holds steadier than when one side's runs all come before the other's.
+inline std::vector<double> best_of_each(int rounds, const std::vector<std::function<void()>>& fs) {
+  for (const auto& f : fs) f();
+  std::vector<double> best(fs.size(), 1e30);
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < fs.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fs[i]();
+      best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
   return best;
 }
+
+// Best wall time of `reps` runs of f, in seconds (after one warm-up run).
+inline double best_of(int reps, const std::function<void()>& f) { return best_of_each(reps, {f})[0]; }
 
 struct Row {
   std::string what;
