@@ -40,7 +40,7 @@ double chainrule_steps(const Config& c) {
   const cr::Tensor y = cr::randint(0, c.sizes.back(), {c.batch}, {}, &g);
   cr::nn::MLP mlp(c.sizes, {.activation = std::string("relu"), .generator = &g});
   cr::optim::SGD sgd(mlp.parameters(), {.lr = 0.01, .momentum = 0.9});
-  return bench::best_of(2, [&] {
+  return bench::best_of(1, [&] {
     for (int s = 0; s < c.steps; ++s) {
       sgd.zero_grad();
       cr::nn::functional::cross_entropy(mlp(x), y).backward();
@@ -60,7 +60,7 @@ double torch_steps(const Config& c) {
     if (i + 2 < c.sizes.size()) mlp->push_back(torch::nn::ReLU());
   }
   torch::optim::SGD sgd(mlp->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  return bench::best_of(2, [&] {
+  return bench::best_of(1, [&] {
     for (int s = 0; s < c.steps; ++s) {
       sgd.zero_grad();
       torch::nn::functional::cross_entropy(mlp->forward(x), y).backward();
@@ -72,7 +72,7 @@ double torch_steps(const Config& c) {
 
 double sgemm_seconds() {
   const cr::Tensor a = cr::randn({2048, 2048}), b = cr::randn({2048, 2048});
-  return bench::best_of(3, [&] { (void)cr::matmul(a, b); });
+  return bench::best_of(2, [&] { (void)cr::matmul(a, b); });
 }
 
 // Resident memory now, in MiB (from /proc/self/statm).
@@ -130,6 +130,23 @@ std::pair<double, double> in_child(const std::function<double()>& f) {
   return {out[0], out[1]};
 }
 
+// Each side in its own child process, the sides in turn for `rounds` rounds (as
+// bench::best_of_each, so that they meet the same slow and quick spells of a shared machine):
+// each side's best time and its largest peak RSS growth.
+struct Measured {
+  double seconds = 1e30, rss = 0;
+};
+std::vector<Measured> in_children_in_turn(int rounds, const std::vector<std::function<double()>>& sides) {
+  std::vector<Measured> m(sides.size());
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < sides.size(); ++i) {
+      const auto [t, rss] = in_child(sides[i]);
+      m[i].seconds = std::min(m[i].seconds, t);
+      m[i].rss = std::max(m[i].rss, rss);
+    }
+  return m;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,24 +161,24 @@ int main(int argc, char** argv) {
 #ifdef CHAINRULE_BENCH_TORCH
     torch::set_num_threads(threads);
 #endif
-    // In a child too, so that every measurement starts from the same small parent heap (glibc
-    // would keep the freed matrices' pages resident for the next child to reuse).
-    const double gemm = 2.0 * 2048 * 2048 * 2048 / in_child(sgemm_seconds).first;
-    fmt::print("\n=== {} thread{}: OpenBLAS sgemm 2048x2048 at {:.1f} GFLOP/s ===", threads, threads > 1 ? "s" : "",
-               gemm / 1e9);
+    fmt::print("\n=== {} thread{} ===", threads, threads > 1 ? "s" : "");
     for (const Config& c : configs) {
-      std::vector<bench::Row> rows;
-      const auto [t_cr, rss_cr] = in_child([&] { return chainrule_steps(c); });
-      const double per = t_cr / c.steps;
-      rows.push_back({"chainrule", t_cr,
-                      fmt::format("{:.2f} ms/step", per * 1e3)});
-      fmt::print("\n");
-      std::string extra = fmt::format("chainrule: {:.1f} GFLOP/s = {:.0f}% of sgemm; peak RSS growth {:.0f} MiB",
-                                      step_flops(c) / per / 1e9, 100 * step_flops(c) / per / gemm, rss_cr);
+      // The sgemm reference in a child too, so that every measurement starts from the same small
+      // parent heap (glibc would keep the freed matrices' pages resident for the next child).
+      std::vector<std::function<double()>> sides{sgemm_seconds, [&] { return chainrule_steps(c); }};
 #ifdef CHAINRULE_BENCH_TORCH
-      const auto [t_t, rss_t] = in_child([&] { return torch_steps(c); });
-      rows.push_back({"libtorch", t_t, fmt::format("{:.2f} ms/step", t_t / c.steps * 1e3)});
-      extra += fmt::format("; libtorch {:.0f} MiB", rss_t);
+      sides.push_back([&] { return torch_steps(c); });
+#endif
+      const std::vector<Measured> m = in_children_in_turn(2, sides);
+      const double gemm = 2.0 * 2048 * 2048 * 2048 / m[0].seconds, per = m[1].seconds / c.steps;
+      std::vector<bench::Row> rows{{"chainrule", m[1].seconds, fmt::format("{:.2f} ms/step", per * 1e3)}};
+      fmt::print("\n");
+      std::string extra = fmt::format(
+          "chainrule: {:.1f} GFLOP/s = {:.0f}% of sgemm (2048x2048, {:.1f} GFLOP/s); peak RSS growth {:.0f} MiB",
+          step_flops(c) / per / 1e9, 100 * step_flops(c) / per / gemm, gemm / 1e9, m[1].rss);
+#ifdef CHAINRULE_BENCH_TORCH
+      rows.push_back({"libtorch", m[2].seconds, fmt::format("{:.2f} ms/step", m[2].seconds / c.steps * 1e3)});
+      extra += fmt::format("; libtorch {:.0f} MiB", m[2].rss);
       bench::print_table(c.name, rows, "libtorch");
 #else
       bench::print_table(c.name, rows, "chainrule");
