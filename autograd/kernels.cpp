@@ -250,7 +250,7 @@ namespace {
 constexpr double factorial(int n) { return n <= 1 ? 1.0 : n * factorial(n - 1); }  // exact up to 18!
 constexpr double inverse_factorial(int n) { return 1.0 / factorial(n); }
 
-// t = k ln2 + r with |r| <= ln2 / 2, for |t| < 708: exp(t) = 2^k (expm1(r) + 1) and
+// t = k ln2 + r with |r| <= ln2 / 2, for |t| <= 708: exp(t) = 2^k (expm1(r) + 1) and
 // expm1(t) = 2^k expm1(r) + (2^k - 1). expm1(r) = r + r^2 (1/2 + r/6 + ... + r^(N-2)/N!): with
 // N = 10 within 1e-11 of it relative, enough for a float result rounded once; with N = 13
 // within 2e-17, for a double. Branch-free, so the loops that inline it vectorise.
@@ -328,9 +328,14 @@ void tanh_float(const float* x, float* y, int64_t n) { tanh_version(x, y, n); }
 void sigmoid_float(const float* x, float* y, int64_t n) { sigmoid_version(x, y, n); }
 void tanh_double(const double* x, double* y, int64_t n) { tanh_version(x, y, n); }
 void sigmoid_double(const double* x, double* y, int64_t n) {
-  sigmoid_version(x, y, n);
-  for (int64_t i = 0; i < n; ++i)
-    if (x[i] < -708) y[i] = std::exp(x[i]) / (1 + std::exp(x[i]));  // exp(-|v|) below the normal range
+  bool below = false;  // some x < -708: exp(x) below the normal range, rare
+  for (int64_t i = 0; i < n; ++i) below |= x[i] < -708;
+  if (!below) return sigmoid_version(x, y, n);
+  for (int64_t i = 0; i < n; ++i)  // element by element, so that y may be x
+    if (x[i] < -708)
+      y[i] = std::exp(x[i]) / (1 + std::exp(x[i]));
+    else
+      sigmoid_version(x + i, y + i, 1);
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool transpose_b, const Tensor& bias) {
