@@ -344,13 +344,19 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
   auto cols = [](const Tensor& t, bool tr) { return t.shape()[t.dim() - (tr ? 2 : 1)]; };
   const int64_t n = rows(a_in, transpose_a), k = cols(a_in, transpose_a), m = cols(b_in, transpose_b);
   const bool batched = a_in.dim() > 2 || b_in.dim() > 2;  // plain matrices skip the batch shapes
-  const Shape batch = batched ? broadcast_shapes(Shape(a_in.shape().begin(), a_in.shape().end() - 2),
-                                                 Shape(b_in.shape().begin(), b_in.shape().end() - 2), "matmul")
-                              : Shape();
-  Shape out_shape = batch;
-  out_shape.push_back(n);
-  out_shape.push_back(m);
-  Tensor out = empty(out_shape, a_in.dtype());
+  Shape batch;
+  if (batched)
+    batch = broadcast_shapes(Shape(a_in.shape().begin(), a_in.shape().end() - 2),
+                             Shape(b_in.shape().begin(), b_in.shape().end() - 2), "matmul");
+  Tensor out;
+  if (batched) {
+    Shape out_shape = batch;
+    out_shape.push_back(n);
+    out_shape.push_back(m);
+    out = empty(out_shape, a_in.dtype());
+  } else {
+    out = empty({n, m}, a_in.dtype());
+  }
   if (out.numel() == 0) return out;
   if (bias.defined()) {  // every row of out starts as the bias; the product is added onto it
     const Tensor b = bias.contiguous();  // itself when contiguous
@@ -367,9 +373,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     return tr ? blas_layout(r, c, cs, rs) : blas_layout(r, c, rs, cs);
   };
   Tensor a_copy, b_copy;  // only when BLAS cannot read an operand as it lies (no handle copies otherwise)
-  const Tensor& a = layout(a_in, transpose_a, n, k) ? a_in : (a_copy = a_in.contiguous());
-  const Tensor& b = layout(b_in, transpose_b, k, m) ? b_in : (b_copy = b_in.contiguous());
-  const BlasMatrix la = *layout(a, transpose_a, n, k), lb = *layout(b, transpose_b, k, m);
+  std::optional<BlasMatrix> la = layout(a_in, transpose_a, n, k), lb = layout(b_in, transpose_b, k, m);
+  if (!la) la = layout(a_copy = a_in.contiguous(), transpose_a, n, k);
+  if (!lb) lb = layout(b_copy = b_in.contiguous(), transpose_b, k, m);
+  const Tensor& a = a_copy.defined() ? a_copy : a_in;
+  const Tensor& b = b_copy.defined() ? b_copy : b_in;
 
   // Batch strides of a and b as seen from the broadcast batch shape.
   auto batch_strides = [&](const Tensor& t) {
@@ -384,11 +392,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     const T* pa = ptr<T>(a);
     const T* pb = ptr<T>(b);
     T* pc = ptr<T>(out);
-    if (!batched) return gemm<T>(la.trans, lb.trans, n, m, k, pa, la.ld, pb, lb.ld, pc, bias.defined());
+    if (!batched) return gemm<T>(la->trans, lb->trans, n, m, k, pa, la->ld, pb, lb->ld, pc, bias.defined());
     const Shape sa = batch_strides(a), sb = batch_strides(b);
     int64_t i = 0;
     for_each_offset<2>(batch, {&sa, &sb}, [&](const auto& off) {
-      gemm<T>(la.trans, lb.trans, n, m, k, pa + off[0], la.ld, pb + off[1], lb.ld, pc + i * n * m, bias.defined());
+      gemm<T>(la->trans, lb->trans, n, m, k, pa + off[0], la->ld, pb + off[1], lb->ld, pc + i * n * m, bias.defined());
       ++i;
     });
   });
