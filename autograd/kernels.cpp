@@ -345,11 +345,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
   const int64_t n = rows(a_in, transpose_a), k = cols(a_in, transpose_a), m = cols(b_in, transpose_b);
   const bool batched = a_in.dim() > 2 || b_in.dim() > 2;  // plain matrices skip the batch shapes
   Shape batch;
-  if (batched)
-    batch = broadcast_shapes(Shape(a_in.shape().begin(), a_in.shape().end() - 2),
-                             Shape(b_in.shape().begin(), b_in.shape().end() - 2), "matmul");
   Tensor out;
   if (batched) {
+    batch = broadcast_shapes(Shape(a_in.shape().begin(), a_in.shape().end() - 2),
+                             Shape(b_in.shape().begin(), b_in.shape().end() - 2), "matmul");
     Shape out_shape = batch;
     out_shape.push_back(n);
     out_shape.push_back(m);
