@@ -30,16 +30,19 @@ void check_gather_shapes(const Tensor& x, int64_t dim, const Tensor& index, cons
 
 // Calls f(x_offset, position) for each element of index, where x_offset points into x at the
 // indexed position along dim (strides of x) and position is the element's row-major number.
+// A 0-d x (with a 0-d index) is one element along its one dimension, as in index_select and
+// in PyTorch: index 0 is its only valid one.
 template <class F>
 void for_each_gathered(const Tensor& x, int64_t dim, const Tensor& index, const char* op, F&& f) {
   const int64_t* idx = kernels::ptr<int64_t>(index);
+  const bool scalar = x.dim() == 0;
   Shape xs = x.strides();
-  const int64_t step = xs[dim];
-  xs[dim] = 0;
+  const int64_t step = scalar ? 0 : xs[dim], size = scalar ? 1 : x.shape()[dim];
+  if (!scalar) xs[dim] = 0;
   int64_t pos = 0;
   kernels::for_each_offset<2>(index.shape(), {&index.strides(), &xs}, [&](const auto& o) {
     const int64_t v = idx[o[0]];
-    check_range(v, x.shape()[dim], op, x, dim, index);
+    check_range(v, size, op, x, dim, index);
     f(o[1] + v * step, pos++);
   });
 }

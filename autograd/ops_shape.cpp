@@ -75,10 +75,11 @@ Tensor permute(const Tensor& x, const Shape& dims) {
 }
 
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
-  if (x.dim() == 0) return x;
+  const int64_t d0 = wrap_dim(dim0, x.dim(), "transpose"), d1 = wrap_dim(dim1, x.dim(), "transpose");
+  if (x.dim() == 0) return x;  // dims 0 and -1 of a scalar: nothing to swap
   Shape dims;
   for (int64_t i = 0; i < x.dim(); ++i) dims.push_back(i);
-  std::swap(dims[wrap_dim(dim0, x.dim(), "transpose")], dims[wrap_dim(dim1, x.dim(), "transpose")]);
+  std::swap(dims[d0], dims[d1]);
   return permute(x, dims);
 }
 

@@ -146,7 +146,12 @@ std::string describe(const Tensor& t) {
 
 void Tensor::undefined_error() { fail("Tensor: this tensor is undefined (default-constructed or an unused gradient)"); }
 
-int64_t Tensor::size(int64_t dim) const { return shape()[wrap_dim(dim, this->dim(), "size")]; }
+int64_t Tensor::size(int64_t dim) const {
+  // wrap_dim lets a 0-d tensor take dims 0 and -1 (reductions over "all" of a scalar), but a
+  // scalar has no size to return (PyTorch: "dimension specified as 0 but tensor has no dimensions")
+  if (this->dim() == 0) fail("size: {} has no dimensions, so it has no size along dimension {}", describe(*this), dim);
+  return shape()[wrap_dim(dim, this->dim(), "size")];
+}
 
 void* Tensor::raw_data() const {
   const auto& s = checked();
@@ -274,8 +279,8 @@ Tensor Tensor::view(const Shape& s) const {
   return chainrule::reshape(*this, s);
 }
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
-  if (dim() == 0) return reshape({1});
   const int64_t s = wrap_dim(start_dim, dim(), "flatten"), e = wrap_dim(end_dim, dim(), "flatten");
+  if (dim() == 0) return reshape({1});
   Shape out;
   for (int64_t i = 0; i < s; ++i) out.push_back(shape()[i]);
   int64_t n = 1;

@@ -121,7 +121,7 @@ class Tensor {
   /// @{
   const Shape& shape() const { return checked().shape; }  ///< sizes per dimension
   const Shape& strides() const { return checked().strides; }  ///< elements to step per dimension
-  int64_t size(int64_t dim) const;  ///< size of dimension dim (negative counts from the end)
+  int64_t size(int64_t dim) const;  ///< size of dimension dim (negative counts from the end); an Error for a 0-d tensor
   int64_t dim() const { return static_cast<int64_t>(shape().size()); }  ///< number of dimensions (0 for a scalar)
   int64_t numel() const { return shape().numel(); }  ///< number of elements
   Dtype dtype() const { return checked().dtype; }  ///< element type

@@ -47,3 +47,28 @@ TEST_CASE("out-of-range and mistyped indices give errors naming op, value and sh
   check_error([&] { (void)cr::index_add(x, 0, cr::tensor({0}, cr::int64), cr::zeros({2, 3})); },
               {"index_add", "[2, 3]"});
 }
+
+TEST_CASE("gather and scatter_add on a 0-d input: one element along dim 0 (index 0), as index_select") {
+  // They indexed the scalar's missing dimension 0 (an unused slot of its Shape for the size and
+  // the stride): the range check compared against whatever that slot held.
+  cr::Tensor s = cr::tensor(3.0, cr::float64).requires_grad_();
+  const cr::Tensor i0 = cr::tensor(0.0, cr::int64);
+  cr::Tensor g = cr::gather(s, 0, i0);
+  CHECK(g.shape() == cr::Shape{});
+  CHECK(g.item<double>() == 3);
+  CHECK(cr::gather(s, -1, i0).item<double>() == 3);
+  (g * 2.0).backward();
+  CHECK(s.grad().item<double>() == 2);
+  const cr::Tensor two = cr::tensor(2.0, cr::float64);
+  CHECK(cr::scatter_add(s.detach(), 0, i0, two).item<double>() == 5);
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients([&](V v) { return cr::gather(v[0] * v[0], 0, i0); }, {input({})});
+  check_gradients([&](V v) { return cr::scatter_add(v[0], 0, i0, v[1] * v[1]); }, {input({}), input({}, -2, 2, 9)});
+  const cr::Tensor i1 = cr::tensor(1.0, cr::int64);
+  check_error([&] { (void)cr::gather(s, 0, i1); }, {"gather", "index 1", "dimension 0 of size 1", "[] float64"});
+  check_error([&] { (void)cr::scatter_add(s.detach(), 0, i1, two); }, {"scatter_add", "index 1", "size 1"});
+  check_error([&] { (void)cr::gather(s, 0, cr::tensor({0}, cr::int64)); }, {"gather", "same rank"});
+  // index_select and index_add, which already took a scalar as one element
+  CHECK(cr::index_select(s, 0, cr::tensor({0, 0}, cr::int64)).item<double>() == 3);
+  check_error([&] { (void)cr::index_select(s, 0, cr::tensor({1}, cr::int64)); }, {"index_select", "index 1", "size 1"});
+}

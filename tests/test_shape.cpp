@@ -103,3 +103,22 @@ TEST_CASE("zero-size tensors work where legal") {
   CHECK(cr::cat({e, cr::ones({2, 3}, cr::float64)}, 0).shape() == cr::Shape{2, 3});
   CHECK(cr::sum(e, 0).shape() == cr::Shape{3});
 }
+
+TEST_CASE("a 0-d tensor: dims 0 and -1 where PyTorch takes them, an Error for size and other dims") {
+  cr::Tensor s = cr::tensor(3.0, cr::float64).requires_grad_();
+  // size(0) read a dimension a scalar does not have (whatever the Shape's unused slot held)
+  check_error([&] { (void)s.size(0); }, {"size", "no dimensions", "dimension 0", "[] float64"});
+  check_error([&] { (void)s.size(-1); }, {"size", "no dimensions", "dimension -1"});
+  CHECK(s.dim() == 0);
+  CHECK(s.numel() == 1);
+  // transpose and flatten checked no dims on a scalar: any pair passed
+  CHECK(s.transpose(0, -1).shape() == cr::Shape{});
+  CHECK(values(s.transpose(-1, 0)) == std::vector<double>{3});
+  check_error([&] { (void)s.transpose(0, 1); }, {"transpose", "dimension 1", "rank 0"});
+  check_error([&] { (void)s.transpose(2, 0); }, {"transpose", "dimension 2"});
+  CHECK(s.flatten().shape() == cr::Shape{1});
+  CHECK(s.flatten(0, -1).shape() == cr::Shape{1});
+  check_error([&] { (void)s.flatten(0, 1); }, {"flatten", "dimension 1", "rank 0"});
+  cr::sum(s.transpose(0, 0) * s.flatten(-1, 0)).backward();
+  CHECK(s.grad().item<double>() == 6);  // d(s * s)/ds
+}
