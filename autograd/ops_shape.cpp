@@ -91,6 +91,9 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   for (size_t i = 0; i < shape.size(); ++i) {
     const int64_t have = i < lead ? 1 : x.shape()[i - lead];
     const int64_t want = shape[i] == -1 && i >= lead ? have : shape[i];
+    if (want < 0)  // -1 keeps an existing dimension; a new leading one needs its size
+      fail("expand: input {} cannot be expanded to {} (dimension {}: size {} is not allowed{})", describe(x), shape, i,
+           shape[i], shape[i] == -1 ? " for a new leading dimension" : "");
     if (have != want && have != 1)
       fail("expand: input {} cannot be expanded to {} (dimension {}: {} vs {})", describe(x), shape, i, have, want);
     out_shape.push_back(want);

@@ -300,7 +300,16 @@ Tensor Tensor::squeeze() const { return chainrule::squeeze(*this); }
 Tensor Tensor::squeeze(int64_t d) const { return chainrule::squeeze(*this, d); }
 Tensor Tensor::unsqueeze(int64_t d) const { return chainrule::unsqueeze(*this, d); }
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
-  return chainrule::slice(*this, d, start, start + length);
+  // Strict, as PyTorch's narrow: slice clips its bounds (Python's rule), narrow does not.
+  if (dim() == 0) fail("narrow: cannot narrow a 0-d tensor");
+  const int64_t n = size(d);
+  if (start < -n || start > n)
+    fail("narrow: start {} is out of range for dimension {} of size {} (input {})", start, d, n, describe(*this));
+  const int64_t first = start < 0 ? start + n : start;
+  if (length < 0 || first + length > n)
+    fail("narrow: start {} and length {} do not fit dimension {} of size {} (input {})", start, length, d, n,
+         describe(*this));
+  return chainrule::slice(*this, d, first, first + length);
 }
 Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step) const {
   return chainrule::slice(*this, d, start, end, step);

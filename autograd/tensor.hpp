@@ -194,7 +194,8 @@ class Tensor {
   Tensor squeeze() const;  ///< drops every size-1 dimension (a view)
   Tensor squeeze(int64_t dim) const;  ///< drops dimension dim if its size is 1 (a view)
   Tensor unsqueeze(int64_t dim) const;  ///< inserts a size-1 dimension at dim (a view)
-  /// Elements start..start+length-1 along dim (a view).
+  /// Elements start..start+length-1 along dim (a view; a negative start counts from the end). Unlike
+  /// slice it does not clip: a range that does not fit the dimension is an Error, as in PyTorch.
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   /// Python's x[start:end:step] along dim (a view; negative bounds count from the end).
   Tensor slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step = 1) const;

@@ -122,3 +122,24 @@ TEST_CASE("a 0-d tensor: dims 0 and -1 where PyTorch takes them, an Error for si
   cr::sum(s.transpose(0, 0) * s.flatten(-1, 0)).backward();
   CHECK(s.grad().item<double>() == 6);  // d(s * s)/ds
 }
+
+TEST_CASE("narrow is strict where slice clips; expand rejects negative sizes") {
+  cr::Tensor m = cr::arange(6, cr::float64).reshape({2, 3});
+  // narrow(1, -1, 1) was slice(-1, 0): empty instead of the last column
+  CHECK(values(m.narrow(1, -1, 1)) == std::vector<double>{2, 5});
+  CHECK(values(m.narrow(1, -3, 2)) == std::vector<double>{0, 1, 3, 4});
+  CHECK(m.narrow(1, 3, 0).shape() == cr::Shape{2, 0});
+  CHECK(values(m.narrow(0, 1, 1)) == std::vector<double>{3, 4, 5});
+  // narrow(1, 2, 2) clipped silently to one column
+  check_error([&] { (void)m.narrow(1, 2, 2); }, {"narrow", "start 2", "length 2", "dimension 1 of size 3", "[2, 3]"});
+  check_error([&] { (void)m.narrow(1, 4, 0); }, {"narrow", "start 4", "out of range"});
+  check_error([&] { (void)m.narrow(1, -4, 1); }, {"narrow", "start -4"});
+  check_error([&] { (void)m.narrow(0, 0, -1); }, {"narrow", "length -1"});
+  check_error([&] { (void)cr::tensor(1.0).narrow(0, 0, 1); }, {"narrow", "0-d"});
+  // expand({-1, 2, 3}) made a tensor of shape [-1, 2, 3]; a size-1 dim took -2 the same way
+  check_error([&] { (void)m.expand({-1, 2, 3}); }, {"expand", "[2, 3]", "[-1, 2, 3]", "dimension 0", "new leading"});
+  cr::Tensor c = cr::tensor({1, 2, 3}, cr::float64).reshape({3, 1});
+  check_error([&] { (void)c.expand({3, -2}); }, {"expand", "[3, 1]", "dimension 1", "size -2"});
+  check_error([&] { (void)c.expand({-3, 3, 1}); }, {"expand", "size -3"});
+  CHECK(c.expand({2, -1, 4}).shape() == cr::Shape{2, 3, 4});  // -1 keeps an existing dimension
+}
