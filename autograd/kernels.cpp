@@ -79,12 +79,12 @@ void copy_into(const Tensor& dst, const Tensor& src) {
       const S* in = ptr<S>(src);
       if (dst.is_contiguous() && src.is_contiguous() && src.shape() == dst.shape()) {
         const int64_t n = dst.numel();
-        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<D>(in[i]);
+        for (int64_t i = 0; i < n; ++i) out[i] = convert<D>(in[i], "to");
         return;
       }
       const Shape ss = broadcast_strides(src, dst.shape());
       for_each_offset<2>(dst.shape(), {&dst.strides(), &ss},
-                         [&](const auto& o) { out[o[0]] = static_cast<D>(in[o[1]]); });
+                         [&](const auto& o) { out[o[0]] = convert<D>(in[o[1]], "to"); });
     });
   });
 }

@@ -161,7 +161,7 @@ void* Tensor::raw_data() const {
 template <class T>
 T Tensor::item() const {
   if (numel() != 1) fail("item: expected a tensor with one element, got {}", describe(*this));
-  return dispatch(dtype(), [&]<class S>() { return static_cast<T>(*kernels::ptr<S>(*this)); });
+  return dispatch(dtype(), [&]<class S>() { return convert<T>(*kernels::ptr<S>(*this), "item"); });
 }
 
 template <class T>
@@ -175,7 +175,15 @@ T* Tensor::data() const {
 template <class T>
 std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(static_cast<size_t>(numel()));
-  dispatch(dtype(), [&]<class S>() { kernels::map_into<S>(*this, out.data(), [](S v) { return static_cast<T>(v); }); });
+  dispatch(dtype(), [&]<class S>() {
+    if constexpr (std::is_integral_v<T> && std::is_floating_point_v<S>) {
+      // checked one by one here: map_into's pieces may run on helper threads, which must not throw
+      const std::vector<S> v = to_vector<S>();
+      for (size_t i = 0; i < v.size(); ++i) out[i] = convert<T>(v[i], "to_vector");
+    } else {
+      kernels::map_into<S>(*this, out.data(), [](S v) { return static_cast<T>(v); });
+    }
+  });
   return out;
 }
 
@@ -468,7 +476,7 @@ Tensor from_doubles(const double* values, size_t count, const Shape& shape, Dtyp
   Tensor out = kernels::empty(shape, dtype);
   dispatch(dtype, [&]<class T>() {
     T* p = kernels::ptr<T>(out);
-    for (size_t i = 0; i < count; ++i) p[i] = static_cast<T>(values[i]);
+    for (size_t i = 0; i < count; ++i) p[i] = convert<T>(values[i], "tensor");
   });
   return out;
 }
@@ -494,7 +502,7 @@ Tensor zeros(const Shape& shape, std::optional<Dtype> dtype) {
 Tensor ones(const Shape& shape, std::optional<Dtype> dtype) { return full(shape, 1.0, dtype); }
 Tensor full(const Shape& shape, double value, std::optional<Dtype> dtype) {
   Tensor out = kernels::empty(shape, float_or_default(dtype));
-  dispatch(out.dtype(), [&]<class T>() { std::fill_n(kernels::ptr<T>(out), out.numel(), static_cast<T>(value)); });
+  dispatch(out.dtype(), [&]<class T>() { std::fill_n(kernels::ptr<T>(out), out.numel(), convert<T>(value, "full")); });
   return out;
 }
 Tensor zeros_like(const Tensor& t, std::optional<Dtype> dtype) { return zeros(t.shape(), dtype.value_or(t.dtype())); }
@@ -507,11 +515,13 @@ Tensor arange(double end, std::optional<Dtype> dtype) { return arange(0, end, 1,
 Tensor arange(double start, double end, double step, std::optional<Dtype> dtype) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
     fail("arange: invalid range start={} end={} step={}", start, end, step);
-  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  const double count = std::ceil((end - start) / step);  // arange(1e30) cast this to int64 unchecked
+  if (count >= 0x1p48) fail("arange: start={} end={} step={} make {} elements, too many", start, end, step, count);
+  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(count));
   Tensor out = kernels::empty({n}, float_or_default(dtype));
   dispatch(out.dtype(), [&]<class T>() {
     T* p = kernels::ptr<T>(out);
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    for (int64_t i = 0; i < n; ++i) p[i] = convert<T>(start + static_cast<double>(i) * step, "arange");
   });
   return out;
 }
@@ -521,7 +531,8 @@ Tensor linspace(double start, double end, int64_t steps, std::optional<Dtype> dt
   dispatch(out.dtype(), [&]<class T>() {
     T* p = kernels::ptr<T>(out);
     for (int64_t i = 0; i < steps; ++i)
-      p[i] = static_cast<T>(steps == 1 ? start : start + (end - start) * static_cast<double>(i) / double(steps - 1));
+      p[i] = convert<T>(steps == 1 ? start : start + (end - start) * static_cast<double>(i) / double(steps - 1),
+                        "linspace");
   });
   return out;
 }

@@ -1,5 +1,7 @@
 // Tensor basics: factories, dtypes, element access, randomness, printing.
 #include "helpers.hpp"
+#include <cmath>
+#include <limits>
 
 TEST_CASE("factories: values, shapes, dtypes") {
   CHECK(cr::zeros({2, 3}).dtype() == cr::float32);
@@ -109,4 +111,32 @@ TEST_CASE("gradcheck reports catch a wrong rule and say where") {
   check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>& v) { return v[0]; },
                                                  {cr::ones({2}).requires_grad_()}); },
               {"gradcheck", "float64"});
+}
+
+TEST_CASE("a floating value int64 cannot hold is an Error in every conversion, not -2^63") {
+  // static_cast of NaN, an infinity or a value beyond 2^63 to int64 is undefined behaviour;
+  // on x86 it gave -9223372036854775808 silently.
+  const double big = 1e30, inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  check_error([&] { (void)cr::tensor({1, big}, cr::int64); }, {"tensor", "1e+30", "int64"});
+  check_error([&] { (void)cr::tensor(nan, cr::int64); }, {"tensor", "nan", "int64"});
+  check_error([&] { (void)cr::full({2}, -inf, cr::int64); }, {"full", "-inf", "int64"});
+  const cr::Tensor x = cr::tensor({1.5, -2.5, big}, cr::float64);
+  check_error([&] { (void)x.to(cr::int64); }, {"to", "1e+30", "int64"});
+  check_error([&] { (void)(x / 0.0).to(cr::int64); }, {"to", "inf", "int64"});
+  check_error([&] { (void)x.t().to_vector<int64_t>(); }, {"to_vector", "1e+30"});
+  check_error([&] { (void)x.select(0, 2).item<int64_t>(); }, {"item", "1e+30"});
+  check_error([&] { (void)cr::arange(1e19, 1e19 + 1e5, 1e4, cr::int64); }, {"arange", "int64"});
+  check_error([&] { (void)cr::linspace(0, nan, 3, cr::int64); }, {"linspace", "nan"});
+  check_error([&] { (void)cr::arange(1e30, cr::float32); }, {"arange", "too many"});
+  cr::Tensor labels = cr::zeros({3}, cr::int64);
+  check_error([&] { labels.copy_(x); }, {"to", "1e+30"});
+  CHECK(values(labels) == std::vector<double>{0, 0, 0});  // the destination is left as it was
+  // the conversions that fit truncate toward zero, as static_cast (and PyTorch) do
+  const cr::Tensor fits = cr::tensor({1.5, -2.5, -0x1p63, 0x1p62}, cr::float64);
+  CHECK(fits.to(cr::int64).to_vector<int64_t>() ==
+        std::vector<int64_t>{1, -2, std::numeric_limits<int64_t>::min(), int64_t(1) << 62});
+  CHECK(fits.to_vector<int64_t>()[1] == -2);
+  CHECK(cr::tensor(-2.9).item<int64_t>() == -2);
+  CHECK(cr::arange(0, 10, 4, cr::int64).to_vector<int64_t>() == std::vector<int64_t>{0, 4, 8});
+  CHECK(cr::full({1}, 7.9, cr::int64).item<int64_t>() == 7);
 }
