@@ -119,6 +119,11 @@ TEST_CASE("a 0-d tensor: dims 0 and -1 where PyTorch takes them, an Error for si
   CHECK(s.flatten().shape() == cr::Shape{1});
   CHECK(s.flatten(0, -1).shape() == cr::Shape{1});
   check_error([&] { (void)s.flatten(0, 1); }, {"flatten", "dimension 1", "rank 0"});
+  check_error([&] { (void)s.slice(0, 0, 1); }, {"slice", "0-d"});
+  check_error([&] { (void)s.select(0, 0); }, {"select", "0-d"});
+  check_error([&] { (void)s.narrow(0, 0, 1); }, {"narrow", "0-d"});
+  CHECK(cr::sum(s, 0).item<double>() == 3);  // reductions take dim 0 of a scalar, as in PyTorch
+  CHECK(cr::amax(s, cr::Shape{-1}).item<double>() == 3);
   cr::sum(s.transpose(0, 0) * s.flatten(-1, 0)).backward();
   CHECK(s.grad().item<double>() == 6);  // d(s * s)/ds
 }
