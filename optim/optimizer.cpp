@@ -9,13 +9,20 @@
 
 namespace chainrule::optim {
 
-void Optimizer::check_params(const std::vector<Tensor>& params, const std::string& optimizer) {
+void Optimizer::check_params(const std::vector<Tensor>& params) const {
+  const std::string& optimizer = name();
   if (params.empty()) fail("{}: got an empty parameter list", optimizer);
+  std::set<const TensorImpl*> seen;
+  for (size_t g = 0; g < group_count(); ++g)
+    for (const Tensor& p : group_params(g)) seen.insert(p.impl());
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
     if (!p.defined()) fail("{}: parameter {} is undefined", optimizer, i);
     if (!p.is_leaf() || !p.requires_grad())
       fail("{}: parameter {} ({}) must be a leaf that requires grad", optimizer, i, describe(p));
+    if (!seen.insert(p.impl()).second)
+      fail("{}: parameter {} ({}) appears twice (in this list or in an earlier group); step would update it twice",
+           optimizer, i, describe(p));
   }
 }
 

@@ -65,8 +65,9 @@ class Optimizer {
   explicit Optimizer(std::string name) : name_(std::move(name)) {}  ///< `name` appears in error messages
   /// The state of parameter p, created empty on first use.
   ParamState& state(const Tensor& p) { return state_[p.impl()]; }
-  /// Fails unless every tensor is a defined floating leaf that requires grad.
-  static void check_params(const std::vector<Tensor>& params, const std::string& optimizer);
+  /// Fails unless every tensor is a defined floating leaf that requires grad and none appears
+  /// twice, in the list or in a group already added (step would update it twice).
+  void check_params(const std::vector<Tensor>& params) const;
 
  private:
   std::vector<Tensor> all_params() const;
@@ -90,7 +91,7 @@ class GroupedOptimizer : public Optimizer {
   /// Adds parameters with their own options (validated).
   void add_param_group(std::vector<Tensor> params, const Options& options) {
     validate(options);
-    check_params(params, name());
+    check_params(params);
     groups_.push_back({std::move(params), options});
   }
   size_t group_count() const override { return groups_.size(); }  ///< the number of parameter groups

@@ -211,6 +211,14 @@ TEST_CASE("constructors reject invalid options, quoting the value") {
   check_error([&] { O::SGD s({p * 2.0}, {.lr = 0.1}); }, {"SGD", "leaf"});
   O::SGD ok({p}, {.lr = 0.1});
   check_error([&] { ok.set_lr(-1.0); }, {"SGD", "learning rate -1"});
+  // a parameter listed twice was updated twice a step, silently (PyTorch warns)
+  cr::Tensor q = cr::zeros({3}).requires_grad_();
+  check_error([&] { O::SGD s({p, q, p}, {.lr = 0.1}); }, {"SGD", "parameter 2", "[2] float32", "twice"});
+  check_error([&] { O::Adam a({q, q}, {}); }, {"Adam", "parameter 1", "[3] float32", "twice"});
+  check_error([&] { ok.add_param_group({q, p}, {.lr = 1.0}); }, {"SGD", "parameter 1", "earlier group"});
+  CHECK(ok.group_count() == 1);  // the rejected group was not added
+  ok.add_param_group({q}, {.lr = 1.0});
+  CHECK(ok.group_count() == 2);
 }
 
 TEST_CASE("parameter groups take their own options; parameters without a gradient are skipped") {
