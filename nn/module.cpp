@@ -146,6 +146,10 @@ MLP::MLP(const std::vector<int64_t>& sizes, MLPOptions options) : sizes_(sizes),
     if (ModulePtr act = build_activation(last ? options_.output_activation : options_.activation))
       layers->push_back(act);
   }
+  // With no hidden layer the activation goes unused, but a misspelt name is still an Error (a
+  // factory is not called: it may count its calls)
+  if (sizes.size() == 2 && std::holds_alternative<std::string>(options_.activation))
+    (void)build_activation(options_.activation);
   if (options_.init)
     for (auto& l : linears) options_.init(*l);
 }

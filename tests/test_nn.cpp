@@ -70,6 +70,10 @@ TEST_CASE("MLP: structure, names, printout, options") {
   CHECK(deep.named_parameters()[5].first == "layers.4.bias");
   CHECK(fmt::format("{}", deep).find("Tanh()") != std::string::npos);
   check_error([] { cr::nn::MLP bad({3}); }, {"MLP", "sizes"});
+  // one layer uses no hidden activation; a misspelt name passed unnoticed there
+  check_error([] { cr::nn::MLP bad({3, 2}, {.activation = std::string("rleu")}); }, {"rleu", "relu"});
+  check_error([] { cr::nn::MLP bad({3, 4, 2}, {.activation = std::string("rleu")}); }, {"rleu"});
+  check_error([] { cr::nn::MLP bad({3, 2}, {.output_activation = std::string("sigmod")}); }, {"sigmod"});
 }
 
 TEST_CASE("MLP with an initialiser, reset_parameters, gradients through the whole model") {
