@@ -336,6 +336,10 @@ Tensor Tensor::mean() const { return chainrule::mean(*this); }
 namespace {
 
 void write_in_place(Tensor& self, const Tensor& result, const char* op, bool recording) {
+  if (is_floating(result.dtype()) && !is_floating(self.dtype()))  // copy_'s result is already self's dtype
+    fail("{}: the result is {} and cannot be written into the int64 tensor {} in place (it would be truncated); "
+         "use the out-of-place op, or convert with to()",
+         op, result.dtype(), describe(self));
   if (result.shape() != self.shape())
     fail("{}: the result shape {} does not match the in-place target {}; broadcasting may only expand the "
          "other operand",
@@ -428,7 +432,14 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
   // elementwise loop, every element rounded as on one thread; not BLAS's axpy, whose bits
   // depend on its thread count on some CPUs (OpenBLAS's Haswell kernel, its choice on AMD
   // Zen 4, rounds the elements at the edges of its threads' chunks differently).
-  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
+  if (!is_floating(dtype()) && alpha != std::trunc(alpha))
+    fail("add_: alpha {} is not a whole number, so it cannot scale an addition into the int64 tensor {}", alpha,
+         describe(*this));
+  return in_place(*this, o, "add_",
+                  [&](const Tensor& s) {
+                    if (alpha == 1.0) return s + o;
+                    return s + (is_floating(o.dtype()) ? o * alpha : o * scalar_like(alpha, o));  // int64 stays int64
+                  },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)
                   [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
@@ -614,7 +625,8 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtyp
 
 Tensor scalar_like(double value, const Tensor& like) {
   Dtype d = like.dtype();
-  if (d == Dtype::int64 && value != std::floor(value)) d = default_dtype();
+  // an int64 tensor keeps int64 with a whole scalar that int64 holds (i * 2.0), else goes floating
+  if (d == Dtype::int64 && !(value == std::floor(value) && value >= -0x1p63 && value < 0x1p63)) d = default_dtype();
   return tensor(value, d);
 }
 

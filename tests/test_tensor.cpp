@@ -140,3 +140,33 @@ TEST_CASE("a floating value int64 cannot hold is an Error in every conversion, n
   CHECK(cr::arange(0, 10, 4, cr::int64).to_vector<int64_t>() == std::vector<int64_t>{0, 4, 8});
   CHECK(cr::full({1}, 7.9, cr::int64).item<int64_t>() == 7);
 }
+
+TEST_CASE("in-place ops on int64 tensors: a floating result is an Error, not truncated") {
+  // int64 += 0.5 left the tensor unchanged, div_ by 2 gave 0, alpha 0.5 was cast to 0
+  cr::Tensor a = cr::tensor({1, 2}, cr::int64);
+  check_error([&] { a.add_(cr::full({2}, 0.5)); }, {"add_", "float32", "int64", "[2] int64"});
+  check_error([&] { a.add_(0.5); }, {"add_", "int64"});
+  check_error([&] { a.mul_(1e30); }, {"mul_", "int64"});
+  check_error([&] { a.div_(2.0); }, {"div_", "int64"});
+  check_error([&] { a.div_(cr::tensor({2, 2}, cr::int64)); }, {"div_", "int64"});  // true division
+  check_error([&] { a.sub_(cr::full({2}, 1.0, cr::float64)); }, {"sub_", "float64"});
+  check_error([&] { a.add_(cr::tensor({1, 1}, cr::int64), 0.5); }, {"add_", "alpha 0.5", "whole"});
+  CHECK(values(a) == std::vector<double>{1, 2});  // untouched by the failed ops
+  // whole-number operations stay in int64, contiguous or not
+  a.add_(cr::tensor({10, 20}, cr::int64), 2.0);
+  CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{21, 42});
+  cr::Tensor m = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::int64).t();  // not contiguous: the general path
+  m.add_(cr::tensor({1, 1}, cr::int64), -3.0);
+  CHECK(m.to_vector<int64_t>() == std::vector<int64_t>{-2, 0, -1, 1});
+  a.mul_(cr::tensor({2, 3}, cr::int64)).sub_(cr::tensor({1, 1}, cr::int64));
+  CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{41, 125});
+  a.fill_(7.0);
+  CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{7, 7});
+  a.copy_(cr::full({2}, 2.9));  // copy_ converts, as PyTorch's does
+  CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{2, 2});
+  // out of place, a whole scalar keeps int64 and any other goes floating (1e30 tried int64 and threw)
+  CHECK((a * 3.0).dtype() == cr::int64);
+  CHECK((a * 1e30).dtype() == cr::float32);
+  CHECK((a * 1e30).to_vector<double>()[0] == doctest::Approx(2e30));
+  CHECK((a + std::numeric_limits<double>::infinity()).dtype() == cr::float32);
+}
