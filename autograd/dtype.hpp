@@ -42,13 +42,16 @@ template <> constexpr Dtype dtype_of<float>() { return Dtype::float32; }  ///< f
 template <> constexpr Dtype dtype_of<double>() { return Dtype::float64; }  ///< float64
 template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::int64; }  ///< int64
 
+/// True when int64 holds the integer part of v (false for NaN and infinities).
+constexpr bool fits_int64(double v) { return v >= -0x1p63 && v < 0x1p63; }
+
 /// `v` as a T, for every conversion between element types. A floating value that int64 cannot
 /// hold (NaN, an infinity, or outside [-2^63, 2^63)) is an Error naming `op`: static_cast would
 /// be undefined behaviour (on x86 it gives -2^63). Other conversions are static_cast's.
 template <class T, class S>
 T convert(S v, std::string_view op) {
   if constexpr (std::is_integral_v<T> && std::is_floating_point_v<S>) {
-    if (!(v >= -0x1p63 && v < 0x1p63)) [[unlikely]]
+    if (!fits_int64(static_cast<double>(v))) [[unlikely]]
       fail("{}: {} cannot be converted to {} (not finite, or outside its range)", op, v, dtype_name(dtype_of<T>()));
   }
   return static_cast<T>(v);

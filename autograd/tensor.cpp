@@ -435,11 +435,7 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
   if (!is_floating(dtype()) && alpha != std::trunc(alpha))
     fail("add_: alpha {} is not a whole number, so it cannot scale an addition into the int64 tensor {}", alpha,
          describe(*this));
-  return in_place(*this, o, "add_",
-                  [&](const Tensor& s) {
-                    if (alpha == 1.0) return s + o;
-                    return s + (is_floating(o.dtype()) ? o * alpha : o * scalar_like(alpha, o));  // int64 stays int64
-                  },
+  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)
                   [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
@@ -626,7 +622,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtyp
 Tensor scalar_like(double value, const Tensor& like) {
   Dtype d = like.dtype();
   // an int64 tensor keeps int64 with a whole scalar that int64 holds (i * 2.0), else goes floating
-  if (d == Dtype::int64 && !(value == std::floor(value) && value >= -0x1p63 && value < 0x1p63)) d = default_dtype();
+  if (d == Dtype::int64 && !(value == std::floor(value) && fits_int64(value))) d = default_dtype();
   return tensor(value, d);
 }
 
