@@ -291,9 +291,10 @@ Tensor apply_hooks(const TensorHooks& hooks, Tensor grad, const Node& node) {
   for (const auto& hook : *hooks) {
     Tensor replaced = hook(grad);
     if (!replaced.defined()) continue;
-    if (replaced.shape() != grad.shape())
-      fail("hook: a hook on the output of '{}' returned {} but the gradient is {}", node.name, describe(replaced),
-           describe(grad));
+    if (replaced.shape() != grad.shape() || replaced.dtype() != grad.dtype())
+      fail("hook: a hook on the output of '{}' returned {} but the gradient is {} (a hook may change the values, "
+           "not the shape or dtype)",
+           node.name, describe(replaced), describe(grad));
     grad = replaced;
   }
   return grad;

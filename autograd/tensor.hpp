@@ -49,7 +49,7 @@ struct alignas(64) Storage final : RefCounted {
 };
 
 /// A gradient hook: gets the gradient flowing into a tensor; an undefined return keeps it, a
-/// defined one replaces it.
+/// defined one replaces it (same shape and dtype, else an Error).
 using TensorHook = std::function<Tensor(const Tensor&)>;
 /// The hooks of a tensor or node, allocated on the first registration (most have none; an
 /// empty std::vector inline cost 24 bytes in every tensor and node).
@@ -169,7 +169,7 @@ class Tensor {
   /// reads stays until this tensor goes (its storage shares the tensor's pool block).
   void set_data(const Tensor& data) const;
   /// Registers a hook called with this tensor's gradient during backward; a defined return
-  /// value replaces the gradient.
+  /// value replaces the gradient (it must have the gradient's shape and dtype).
   void register_hook(TensorHook hook) const;
   void retain_grad() const;  ///< keep .grad on a non-leaf after backward
   /// @}

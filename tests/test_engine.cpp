@@ -298,6 +298,19 @@ TEST_CASE("hooks see the gradient and may replace it; retain_grad keeps a non-le
   CHECK(values(x.grad()) == std::vector<double>{180, 360});
   CHECK(values(h.grad()) == std::vector<double>{60, 120});
   check_error([] { cr::tensor(1.0).register_hook([](const cr::Tensor& g) { return g; }); }, {"register_hook"});
+  // A hook may change the values, not the shape or dtype (PyTorch: "hook has changed the type of
+  // value"): a float32 gradient for a float64 leaf would have become its .grad.
+  for (const bool leaf : {true, false}) {
+    cr::Tensor w = cr::ones({2}, cr::float64).requires_grad_();
+    cr::Tensor u = w * 2.0;
+    (leaf ? w : u).register_hook([](const cr::Tensor& g) { return g.to(cr::float32); });
+    check_error([&] { cr::sum(u * 3.0).backward(); }, {"hook", "[2] float32", "[2] float64", "dtype"});
+    CHECK_FALSE(w.grad().defined());
+  }
+  cr::Tensor w = cr::ones({2}, cr::float64).requires_grad_();
+  cr::Tensor u = w * 2.0;
+  u.register_hook([](const cr::Tensor&) { return cr::ones({3}, cr::float64); });
+  check_error([&] { cr::sum(u).backward(); }, {"hook", "[3] float64", "[2] float64", "shape"});
 }
 
 namespace {
