@@ -4,7 +4,9 @@
 
 #include "../autograd/kernels.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
 namespace chainrule::optim {
@@ -61,19 +63,32 @@ void Optimizer::load_state_dict(const NamedTensors& state) {
   std::vector<std::string> problems;
   std::map<size_t, ParamState> loaded;
   std::vector<double> lrs(group_count(), -1);
+  // A value read from a one-element tensor, or why it cannot be used.
+  auto scalar = [&](const std::string& key, const Tensor& t, bool whole) -> std::optional<double> {
+    const double v = t.numel() == 1 ? t.to(Dtype::float64).item<double>() : NAN;
+    if (std::isfinite(v) && v >= 0 && (!whole || v == std::floor(v))) return v;
+    problems.push_back(fmt::format("invalid value for '{}': {} (need one {} >= 0)", key, describe(t),
+                                   whole ? "whole number" : "finite number"));
+    return std::nullopt;
+  };
   for (const auto& [key, t] : state) {
     size_t index = 0;
     char field[64] = {};
     if (std::sscanf(key.c_str(), "group.%zu.%63s", &index, field) == 2 && std::string(field) == "lr") {
-      if (index >= lrs.size() || t.numel() != 1)
-        problems.push_back(fmt::format("unexpected key '{}' ({})", key, describe(t)));
+      if (index >= lrs.size())
+        problems.push_back(fmt::format("unexpected key '{}': {} has {} parameter groups", key, name_, lrs.size()));
+      else if (auto lr = scalar(key, t, false))
+        lrs[index] = *lr;
       else
-        lrs[index] = t.item<double>();
+        lrs[index] = 0;  // reported; not also "missing"
     } else if (std::sscanf(key.c_str(), "state.%zu.%63s", &index, field) == 2) {
       if (index >= params.size()) {
         problems.push_back(fmt::format("unexpected key '{}': {} has {} parameters", key, name_, params.size()));
       } else if (std::string(field) == "step") {
-        loaded[index].step = t.item<int64_t>();
+        if (auto step = scalar(key, t, true)) loaded[index].step = static_cast<int64_t>(*step);
+      } else if (std::find(buffers_.begin(), buffers_.end(), field) == buffers_.end()) {
+        problems.push_back(fmt::format("unexpected key '{}': {} keeps no buffer '{}' (its buffers: {})", key, name_,
+                                       field, fmt::join(buffers_, ", ")));
       } else if (t.shape() != params[index].shape()) {
         problems.push_back(fmt::format("shape mismatch for '{}': checkpoint has {}, parameter {} is {}", key,
                                        t.shape(), index, describe(params[index])));

@@ -62,7 +62,9 @@ class Optimizer {
   const std::string& name() const { return name_; }  ///< "SGD", "Adam", ...: how messages name the optimizer
 
  protected:
-  explicit Optimizer(std::string name) : name_(std::move(name)) {}  ///< `name` appears in error messages
+  /// `name` appears in error messages; `buffers` names every per-parameter buffer step() may
+  /// keep, which load_state_dict accepts (an SGD state loaded into Adam is an Error).
+  Optimizer(std::string name, std::vector<std::string> buffers) : name_(std::move(name)), buffers_(std::move(buffers)) {}
   /// The state of parameter p, created empty on first use.
   ParamState& state(const Tensor& p) { return state_[p.impl()]; }
   /// Fails unless every tensor is a defined floating leaf that requires grad and none appears
@@ -73,6 +75,7 @@ class Optimizer {
   std::vector<Tensor> all_params() const;
   std::unordered_map<const TensorImpl*, ParamState> state_;
   std::string name_;
+  std::vector<std::string> buffers_;
 };
 
 /// save/load of an optimizer's state (same file format as nn::save).
@@ -99,7 +102,7 @@ class GroupedOptimizer : public Optimizer {
   const std::vector<Tensor>& group_params(size_t g) const override { return groups_.at(g).params; }
   double lr(size_t g = 0) const override { return groups_.at(g).options.lr; }  ///< group g's learning rate
   void set_lr(size_t g, double lr) override {  ///< sets group g's learning rate
-    if (lr < 0) fail("{}: invalid learning rate {}", name(), lr);
+    if (!(lr >= 0)) fail("{}: invalid learning rate {}", name(), lr);
     groups_.at(g).options.lr = lr;
   }
   using Optimizer::set_lr;  ///< set_lr(lr) sets every group
@@ -107,7 +110,9 @@ class GroupedOptimizer : public Optimizer {
   Options& options(size_t g = 0) { return groups_.at(g).options; }
 
  protected:
-  explicit GroupedOptimizer(std::string name) : Optimizer(std::move(name)) {}  ///< `name` appears in error messages
+  /// `name` appears in error messages; `buffers` are the per-parameter buffers step() keeps.
+  GroupedOptimizer(std::string name, std::vector<std::string> buffers)
+      : Optimizer(std::move(name), std::move(buffers)) {}
   virtual void validate(const Options& options) const = 0;  ///< throws Error quoting any invalid option
   /// Calls f(p, options of p's group) for every parameter that has a gradient, under no-grad:
   /// the loop every step() runs.
@@ -145,7 +150,7 @@ struct SGDOptions {
 class SGD : public GroupedOptimizer<SGDOptions> {
  public:
   /// Optimizes `params` (one group) with `options`.
-  SGD(std::vector<Tensor> params, const SGDOptions& options) : GroupedOptimizer("SGD") {
+  SGD(std::vector<Tensor> params, const SGDOptions& options) : GroupedOptimizer("SGD", {"momentum_buffer"}) {
     add_param_group(std::move(params), options);
   }
   void step() override;  ///< one update of every parameter with a gradient
@@ -177,7 +182,7 @@ class Adam : public GroupedOptimizer<AdamOptions> {
  protected:
   /// For AdamW: `decoupled` applies weight decay to the parameters, not the gradient.
   Adam(std::string name, std::vector<Tensor> params, const AdamOptions& options, bool decoupled)
-      : GroupedOptimizer(std::move(name)), decoupled_(decoupled) {
+      : GroupedOptimizer(std::move(name), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}), decoupled_(decoupled) {
     add_param_group(std::move(params), options);
   }
   void validate(const AdamOptions& o) const override;  ///< rejects negative lr or eps, betas outside [0, 1)
@@ -225,7 +230,7 @@ class RMSprop : public GroupedOptimizer<RMSpropOptions> {
  public:
   /// Optimizes `params` (one group) with `options`.
   RMSprop(std::vector<Tensor> params, const RMSpropOptions& options)
-      : GroupedOptimizer("RMSprop") {
+      : GroupedOptimizer("RMSprop", {"square_avg", "grad_avg", "momentum_buffer"}) {
     add_param_group(std::move(params), options);
   }
   void step() override;  ///< one update of every parameter with a gradient

@@ -179,3 +179,52 @@ TEST_CASE("a failed save leaves the previous file intact") {
   CHECK_THROWS_AS(cr::nn::save(*model, dir.file("no-such-dir/ckpt")), cr::CheckpointError);
   CHECK(read_file(dir.file("ckpt")) == before);
 }
+
+TEST_CASE("an optimizer's state is checked for what that optimizer can use") {
+  // Each of these loaded silently before: an SGD state into Adam (its step count without its
+  // moments: the bias correction of a later step on zero moments), a NaN or negative learning
+  // rate, a negative step count (Adam's 1 - beta^0 = 0 made every parameter NaN).
+  Problem pb;
+  auto model = make_model(1);
+  cr::optim::SGD sgd(model->parameters(), {.lr = 0.05, .momentum = 0.9});
+  pb.step(*model, sgd);
+  const cr::NamedTensors sgd_state = sgd.state_dict();
+  cr::optim::Adam adam(model->parameters(), {.lr = 0.01});
+  pb.step(*model, adam);
+  const cr::NamedTensors adam_state = adam.state_dict();
+  auto expect_rejected = [&](cr::optim::Optimizer& o, const cr::NamedTensors& state,
+                             std::initializer_list<std::string> fragments) {
+    const cr::NamedTensors before = o.state_dict();
+    try {
+      o.load_state_dict(state);
+      FAIL("expected CheckpointError");
+    } catch (const cr::CheckpointError& e) {
+      const std::string what = e.what();
+      INFO(what);
+      for (const auto& f : fragments) CHECK(what.find(f) != std::string::npos);
+    }
+    const cr::NamedTensors after = o.state_dict();  // nothing changed
+    REQUIRE(after.size() == before.size());
+    for (size_t i = 0; i < after.size(); ++i) CHECK(values(after[i].second) == values(before[i].second));
+  };
+  expect_rejected(adam, sgd_state,
+                  {"Adam keeps no buffer 'momentum_buffer'", "exp_avg, exp_avg_sq, max_exp_avg_sq", "state.0.momentum_buffer"});
+  expect_rejected(sgd, adam_state, {"SGD keeps no buffer 'exp_avg'", "unexpected key 'state.3.exp_avg_sq'"});
+  auto with = [](cr::NamedTensors state, const std::string& key, cr::Tensor value) {
+    for (auto& [k, t] : state)
+      if (k == key) t = value;
+    return state;
+  };
+  expect_rejected(adam, with(adam_state, "state.0.step", cr::tensor(-1.0, cr::int64)), {"'state.0.step'", "whole number >= 0"});
+  expect_rejected(adam, with(adam_state, "state.0.step", cr::tensor(1.5, cr::float64)), {"'state.0.step'"});
+  expect_rejected(adam, with(adam_state, "state.0.step", cr::ones({3}, cr::int64)), {"'state.0.step'", "[3] int64"});
+  expect_rejected(adam, with(adam_state, "group.0.lr", cr::tensor(NAN, cr::float64)), {"'group.0.lr'", "finite number >= 0"});
+  expect_rejected(adam, with(adam_state, "group.0.lr", cr::tensor(-0.1, cr::float64)), {"1 problems", "'group.0.lr'"});
+  // what state_dict wrote still loads, into a fresh optimizer of the same kind
+  cr::optim::Adam adam2(model->parameters(), {.lr = 0.5});
+  adam2.load_state_dict(adam_state);
+  CHECK(adam2.lr() == 0.01);
+  // and set_lr refuses NaN as the constructors do
+  CHECK_THROWS_WITH_AS(adam2.set_lr(NAN), doctest::Contains("invalid learning rate"), cr::Error);
+  CHECK(adam2.lr() == 0.01);
+}
