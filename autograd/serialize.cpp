@@ -3,13 +3,15 @@
 #include "engine.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <utility>
@@ -76,6 +78,7 @@ std::string encode_tensors(const NamedTensors& tensors) {
   std::set<std::string> names;
   for (const auto& [name, t] : tensors) {
     if (!names.insert(name).second) fail("save: the name '{}' appears twice", name);
+    if (!t.defined()) fail("save: the tensor named '{}' is undefined", name);
     put<uint32_t>(payload, static_cast<uint32_t>(name.size()));
     payload += name;
     put<uint8_t>(payload, static_cast<uint8_t>(t.dtype()));
@@ -163,9 +166,23 @@ void save_tensors(const NamedTensors& tensors, const std::string& path) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmpl = (dir / (target.filename().string() + ".tmp-XXXXXX")).string();
-  const int fd = ::mkstemp(tmpl.data());
+  // Not mkstemp: its file is private (0600), and the checkpoint would stay so after the rename.
+  // open applies the umask, as for any new file (0644 under the usual 022); a checkpoint that
+  // replaces another keeps that file's permissions.
+  struct stat existing {};
+  const bool replaces = ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  static std::atomic<uint64_t> counter{0};
+  std::string tmpl;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    const uint64_t unique = counter.fetch_add(1) ^ static_cast<uint64_t>(
+                                std::chrono::steady_clock::now().time_since_epoch().count());
+    tmpl = (dir / fmt::format("{}.tmp-{}-{:x}", target.filename().string(), ::getpid(), unique & 0xffffffffu)).string();
+    fd = ::open(tmpl.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) io_fail("cannot create a temporary file next to", path);
+  if (replaces) (void)::fchmod(fd, existing.st_mode & 07777);
   size_t written = 0;
   const int64_t fail_after = std::exchange(g_fail_after, -1);
   while (written < bytes.size()) {
@@ -202,9 +219,28 @@ void save_tensors(const NamedTensors& tensors, const std::string& path) {
 }
 
 NamedTensors load_tensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(fmt::format("load: cannot open checkpoint '{}': {}", path, std::strerror(errno)));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // POSIX reads, so that every failure (a directory reads as EISDIR) is a CheckpointError with
+  // its reason; an ifstream threw std::ios_base::failure for a directory.
+  auto load_fail = [&](const char* what) {
+    throw CheckpointError(fmt::format("load: cannot {} checkpoint '{}': {}", what, path, std::strerror(errno)));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) load_fail("open");
+  std::string bytes;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int saved = errno;
+      ::close(fd);
+      errno = saved;
+      load_fail("read");
+    }
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
   return decode_tensors(bytes, "'" + path + "'");
 }
 

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -227,4 +229,31 @@ TEST_CASE("an optimizer's state is checked for what that optimizer can use") {
   // and set_lr refuses NaN as the constructors do
   CHECK_THROWS_WITH_AS(adam2.set_lr(NAN), doctest::Contains("invalid learning rate"), cr::Error);
   CHECK(adam2.lr() == 0.01);
+}
+
+TEST_CASE("checkpoint files: a new one has the permissions of any new file, a replaced one keeps its own") {
+  TempDir dir;
+  const cr::NamedTensors state = {{"a", cr::ones({2})}};
+  const ::mode_t mask = ::umask(022);  // a known umask for the test, restored below
+  cr::save_tensors(state, dir.file("new"));
+  struct stat st {};
+  REQUIRE(::stat(dir.file("new").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0644);  // was 0600 (mkstemp's private temporary file, renamed)
+  REQUIRE(::chmod(dir.file("new").c_str(), 0640) == 0);
+  cr::save_tensors(state, dir.file("new"));
+  REQUIRE(::stat(dir.file("new").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+  ::umask(mask);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir.path)) files += e.is_regular_file();
+  CHECK(files == 1);  // no temporary file left behind
+}
+
+TEST_CASE("checkpoint misuse: a directory to load, an undefined tensor to save") {
+  TempDir dir;
+  // a directory: std::ios_base::failure from the stream before, not a CheckpointError
+  CHECK_THROWS_WITH_AS(cr::load_tensors(dir.path.string()), doctest::Contains("Is a directory"), cr::CheckpointError);
+  CHECK_THROWS_WITH_AS(cr::save_tensors({{"w", cr::Tensor()}}, dir.file("u")),
+                       doctest::Contains("'w' is undefined"), cr::Error);
+  CHECK_FALSE(fs::exists(dir.file("u")));
 }
