@@ -174,15 +174,18 @@ DoctorReport gradient_doctor(const Tensor& loss, const std::vector<Tensor>& para
     const auto t = truth[i].to_vector<double>();
     const bool transposed_shape = hand[i].shape() != params[i].shape();
     const auto h = (transposed_shape ? hand[i].t() : hand[i]).to_vector<double>();
+    // A NaN difference (a NaN on either side) is the worst there is: `err > max` alone skipped
+    // it and reported a mismatch with "max abs error 0".
+    auto worse = [](double err, double max) { return std::isnan(err) ? !std::isnan(max) : err > max; };
     for (size_t k = 0; k < t.size(); ++k) {
       const double err = std::abs(h[k] - t[k]);
-      if (err > d.max_abs_error || d.worst_element < 0) {
-        d.max_abs_error = std::max(d.max_abs_error, err);
+      if (d.worst_element < 0 || worse(err, d.max_abs_error)) {
+        d.max_abs_error = err;
         d.worst_element = static_cast<int64_t>(k);
         d.yours = h[k];
         d.autodiff = t[k];
       }
-      if (t[k] != 0) d.max_rel_error = std::max(d.max_rel_error, err / std::abs(t[k]));
+      if (t[k] != 0 && worse(err / std::abs(t[k]), d.max_rel_error)) d.max_rel_error = err / std::abs(t[k]);
     }
     auto try_fit = [&](const std::vector<double>& hv, const std::vector<double>& a) -> std::optional<double> {
       const double c = fit_scale(hv, a);
@@ -225,11 +228,20 @@ DoctorReport gradient_doctor(const Tensor& loss, const std::vector<Tensor>& para
       if (fits(a, t, 1.0, options)) continue;  // this hypothesis does not touch this parameter
       if (auto c = try_fit(h, a)) conclude(*c, transposed_shape, &hyps[k]);
     }
-    if (!d.diagnosed)
+    if (!d.diagnosed) {
       d.verdict = fmt::format(
           "MISMATCH, not explained by any hypothesis (scale, sign, transpose, activation-derivative mistakes); the "
           "largest difference is at element {}: yours {:.9g} vs autodiff {:.9g} (max abs error {:.3g})",
           d.worst_element, d.yours, d.autodiff, d.max_abs_error);
+      if (!std::isfinite(d.yours))
+        d.verdict += fmt::format("; your gradient is {} there: look for a division by zero or an overflow in the "
+                                 "formula",
+                                 d.yours);
+      else if (!std::isfinite(d.autodiff))
+        d.verdict += fmt::format("; autodiff's gradient is {} there: the loss is not differentiable at this point "
+                                 "(sqrt or log at 0, say) or overflows",
+                                 d.autodiff);
+    }
     report.params.push_back(d);
   }
   return report;

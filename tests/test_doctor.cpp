@@ -170,3 +170,25 @@ TEST_CASE("doctor input errors") {
   check_error([&] { (void)A::gradient_doctor(cr::matmul(n.X, n.W1), {n.W1}, {cr::zeros({3, 4}, cr::float64)}); },
               {"gradient_doctor", "one-element"});
 }
+
+TEST_CASE("a NaN or infinity on either side is the largest difference, and the verdict says which side") {
+  // Before: a NaN difference never beat `err > max`, so the report read "MISMATCH ... (max abs
+  // error 0)" and pointed at whichever element came first.
+  cr::Tensor w = cr::tensor({1.0, 2.0, 3.0}, cr::float64).requires_grad_();
+  const cr::Tensor loss = cr::sum(w * w);  // dL/dw = 2w = [2, 4, 6]
+  const auto r = A::gradient_doctor(loss, {w}, {cr::tensor({2.5, NAN, 6.0}, cr::float64)});
+  const auto& d = only(r, 0);
+  CHECK_FALSE(d.match);
+  CHECK(d.worst_element == 1);
+  CHECK(std::isnan(d.max_abs_error));
+  CHECK(std::isnan(d.max_rel_error));
+  CHECK(std::isnan(d.yours));
+  CHECK(d.autodiff == 4.0);
+  CHECK(d.verdict.find("your gradient is nan there") != std::string::npos);
+  // autodiff's side: d sqrt(x)/dx at 0 is inf
+  cr::Tensor v = cr::tensor({4.0, 0.0}, cr::float64).requires_grad_();
+  const auto r2 = A::gradient_doctor(cr::sum(cr::sqrt(v)), {v}, {cr::tensor({0.25, 1.0}, cr::float64)});
+  CHECK(only(r2, 0).worst_element == 1);
+  CHECK(std::isinf(only(r2, 0).max_abs_error));
+  CHECK(only(r2, 0).verdict.find("autodiff's gradient is inf there") != std::string::npos);
+}
