@@ -59,6 +59,10 @@ ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOpti
   if (!(options.factor > 0 && options.factor < 1))
     fail("ReduceLROnPlateau: factor must be in (0, 1), got {}", options.factor);
   if (options.patience < 0) fail("ReduceLROnPlateau: patience must be >= 0, got {}", options.patience);
+  if (options.cooldown < 0) fail("ReduceLROnPlateau: cooldown must be >= 0, got {}", options.cooldown);
+  if (!(options.threshold >= 0 && std::isfinite(options.threshold)))  // a negative one counts worse metrics as better
+    fail("ReduceLROnPlateau: threshold must be finite and >= 0, got {}", options.threshold);
+  if (!(options.min_lr >= 0)) fail("ReduceLROnPlateau: min_lr must be >= 0, got {}", options.min_lr);
 }
 
 void ReduceLROnPlateau::step(double metric) {

@@ -287,6 +287,10 @@ TEST_CASE("schedulers follow PyTorch's closed forms") {
     sched.step(0.5);
     CHECK(sched.bad_epochs() == 0);
     check_error([&] { O::ReduceLROnPlateau bad(s, {.factor = 2}); }, {"ReduceLROnPlateau", "factor"});
+    check_error([&] { O::ReduceLROnPlateau bad(s, {.threshold = -0.1}); }, {"ReduceLROnPlateau", "threshold", "-0.1"});
+    check_error([&] { O::ReduceLROnPlateau bad(s, {.threshold = NAN}); }, {"ReduceLROnPlateau", "threshold"});
+    check_error([&] { O::ReduceLROnPlateau bad(s, {.cooldown = -1}); }, {"ReduceLROnPlateau", "cooldown"});
+    check_error([&] { O::ReduceLROnPlateau bad(s, {.min_lr = -1}); }, {"ReduceLROnPlateau", "min_lr"});
   }
   check_error([&] {
     O::SGD s({p}, {.lr = 1.0});
