@@ -174,18 +174,15 @@ DoctorReport gradient_doctor(const Tensor& loss, const std::vector<Tensor>& para
     const auto t = truth[i].to_vector<double>();
     const bool transposed_shape = hand[i].shape() != params[i].shape();
     const auto h = (transposed_shape ? hand[i].t() : hand[i]).to_vector<double>();
-    // A NaN difference (a NaN on either side) is the worst there is: `err > max` alone skipped
-    // it and reported a mismatch with "max abs error 0".
-    auto worse = [](double err, double max) { return std::isnan(err) ? !std::isnan(max) : err > max; };
     for (size_t k = 0; k < t.size(); ++k) {
       const double err = std::abs(h[k] - t[k]);
-      if (d.worst_element < 0 || worse(err, d.max_abs_error)) {
+      if (d.worst_element < 0 || larger_error(err, d.max_abs_error)) {
         d.max_abs_error = err;
         d.worst_element = static_cast<int64_t>(k);
         d.yours = h[k];
         d.autodiff = t[k];
       }
-      if (t[k] != 0 && worse(err / std::abs(t[k]), d.max_rel_error)) d.max_rel_error = err / std::abs(t[k]);
+      if (t[k] != 0 && larger_error(err / std::abs(t[k]), d.max_rel_error)) d.max_rel_error = err / std::abs(t[k]);
     }
     auto try_fit = [&](const std::vector<double>& hv, const std::vector<double>& a) -> std::optional<double> {
       const double c = fit_scale(hv, a);

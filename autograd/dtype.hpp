@@ -42,6 +42,10 @@ template <> constexpr Dtype dtype_of<float>() { return Dtype::float32; }  ///< f
 template <> constexpr Dtype dtype_of<double>() { return Dtype::float64; }  ///< float64
 template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::int64; }  ///< int64
 
+/// v is a larger error than `max`, a NaN larger than any number (so that the largest error of a
+/// comparison with a NaN on either side is reported as NaN, not skipped by `v > max`).
+constexpr bool larger_error(double v, double max) { return v != v ? max == max : v > max; }
+
 /// True when int64 holds the integer part of v (false for NaN and infinities).
 constexpr bool fits_int64(double v) { return v >= -0x1p63 && v < 0x1p63; }
 

@@ -71,6 +71,11 @@ std::vector<NodeReport> localize(const TensorFn& fn, const std::vector<Tensor>& 
 }  // namespace
 
 GradcheckReport gradcheck(const TensorFn& fn, const std::vector<Tensor>& inputs, GradcheckOptions options) {
+  // A NaN tolerance made every comparison pass (err - NaN > 0 is false), so a wrong gradient
+  // was reported correct; a zero step divides by zero.
+  if (!(options.eps > 0 && std::isfinite(options.eps)) || !(options.atol >= 0) || !(options.rtol >= 0))
+    fail("gradcheck: need eps > 0 (finite), atol >= 0 and rtol >= 0, got eps={:g}, atol={:g}, rtol={:g}", options.eps,
+         options.atol, options.rtol);
   GradcheckReport report = check(fn, inputs, options);
   if (!report.ok) report.nodes = localize(fn, inputs, options);
   return report;
@@ -87,6 +92,7 @@ GradcheckReport check(const TensorFn& fn, const std::vector<Tensor>& inputs, Gra
   if (checked.empty()) fail("gradcheck: no input requires grad, so there is nothing to check");
 
   const Tensor y = fn(xs);
+  if (!y.defined()) fail("gradcheck: the function returned an undefined tensor");
   const int64_t ny = y.numel();
   // analytic[c][j * nx + k] = d y_j / d x_k for checked input c
   std::vector<std::vector<double>> analytic(checked.size());
@@ -125,8 +131,9 @@ GradcheckReport check(const TensorFn& fn, const std::vector<Tensor>& inputs, Gra
         const double a = analytic[c][j * nx + k];
         const double err = std::abs(a - numeric);
         const double excess = std::isnan(err) ? INFINITY : err - (options.atol + options.rtol * std::abs(numeric));
-        r.max_abs_error = std::max(r.max_abs_error, err);
-        if (std::abs(numeric) > 0) r.max_rel_error = std::max(r.max_rel_error, err / std::abs(numeric));
+        if (larger_error(err, r.max_abs_error)) r.max_abs_error = err;  // (std::max skipped a NaN)
+        if (std::abs(numeric) > 0 && larger_error(err / std::abs(numeric), r.max_rel_error))
+          r.max_rel_error = err / std::abs(numeric);
         if (excess > worst_excess) {
           worst_excess = excess;
           r.worst_input_element = k;

@@ -111,6 +111,26 @@ TEST_CASE("gradcheck reports catch a wrong rule and say where") {
   check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>& v) { return v[0]; },
                                                  {cr::ones({2}).requires_grad_()}); },
               {"gradcheck", "float64"});
+  // A NaN tolerance passed every comparison (the wrong rule above was reported correct), a zero
+  // or NaN step failed correct rules: the options are checked.
+  for (const cr::autograd::GradcheckOptions bad : {cr::autograd::GradcheckOptions{.atol = NAN},
+                                                   {.rtol = NAN}, {.atol = -1}, {.eps = 0}, {.eps = NAN}})
+    check_error([&] { (void)cr::autograd::gradcheck(wrong_square, {input({3}, 1, 2)}, bad); },
+                {"gradcheck", "eps > 0", "atol >= 0"});
+  check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>&) { return cr::Tensor(); },
+                                                 {input({2})}); },
+              {"gradcheck", "undefined"});
+  // A NaN on either side is the largest error (std::max skipped it: "max abs err 0" on a failure).
+  const auto nan_rule = cr::autograd::gradcheck(
+      [](const std::vector<cr::Tensor>& v) {
+        return cr::record((v[0] * 2.0).detach(), "nan_rule", {v[0]}, {},
+                          [](const cr::Tensor& g, const cr::BackwardContext&) -> cr::Grads { return {g * NAN}; });
+      },
+      {input({3})});
+  CHECK_FALSE(nan_rule.ok);
+  CHECK(std::isnan(nan_rule.inputs[0].max_abs_error));
+  CHECK(std::isnan(nan_rule.inputs[0].max_rel_error));
+  CHECK(std::isnan(nan_rule.inputs[0].analytic));
 }
 
 TEST_CASE("a floating value int64 cannot hold is an Error in every conversion, not -2^63") {
