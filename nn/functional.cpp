@@ -155,7 +155,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reducti
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing) {
   check_class_targets(logits, target, "cross_entropy");
-  if (label_smoothing < 0 || label_smoothing >= 1)
+  if (!(label_smoothing >= 0 && label_smoothing < 1))  // (a NaN passed `< 0 || >= 1` and made the loss NaN)
     fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
   const Tensor lp = log_softmax(logits, 1);
   Tensor loss = -gather(lp, 1, target.unsqueeze(1)).squeeze(1);

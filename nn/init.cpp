@@ -30,10 +30,25 @@ Tensor& assign(Tensor& t, const Tensor& values) {
 }
 }  // namespace
 
+namespace {
+// Random values into an int64 tensor were truncated silently (PyTorch: not implemented for Long).
+void require_floating(const Tensor& t, const char* op) {
+  if (!is_floating(t.dtype())) fail("init::{}: needs a floating tensor, got {}", op, describe(t));
+}
+}  // namespace
+
 Tensor& uniform_(Tensor& t, double low, double high, Generator* gen) {
+  require_floating(t, "uniform_");
+  // low > high filled (high, low] without a word (PyTorch: "expects to return a [from, to) range")
+  if (!(std::isfinite(low) && std::isfinite(high) && low <= high))
+    fail("init::uniform_: needs finite low <= high, got [{}, {}) for {}", low, high, describe(t));
   return assign(t, rand(t.shape(), Dtype::float64, gen) * (high - low) + low);
 }
 Tensor& normal_(Tensor& t, double mean, double std, Generator* gen) {
+  require_floating(t, "normal_");
+  if (!(std::isfinite(mean) && std::isfinite(std) && std >= 0))  // a negative std was used as is
+    fail("init::normal_: needs a finite mean and a finite std >= 0, got mean {} and std {} for {}", mean, std,
+         describe(t));
   return assign(t, randn(t.shape(), Dtype::float64, gen) * std + mean);
 }
 Tensor& constant_(Tensor& t, double value) { return assign(t, full(t.shape(), value, t.dtype())); }
@@ -41,11 +56,13 @@ Tensor& zeros_(Tensor& t) { return constant_(t, 0.0); }
 Tensor& ones_(Tensor& t) { return constant_(t, 1.0); }
 
 Tensor& xavier_uniform_(Tensor& t, double gain, Generator* gen) {
+  if (t.numel() == 0) return t;
   const auto [fan_in, fan_out] = fan_in_and_fan_out(t);
   const double a = gain * std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
   return uniform_(t, -a, a, gen);
 }
 Tensor& xavier_normal_(Tensor& t, double gain, Generator* gen) {
+  if (t.numel() == 0) return t;
   const auto [fan_in, fan_out] = fan_in_and_fan_out(t);
   return normal_(t, 0.0, gain * std::sqrt(2.0 / static_cast<double>(fan_in + fan_out)), gen);
 }
@@ -58,11 +75,15 @@ double kaiming_std(const Tensor& t, double a, FanMode mode, const std::string& n
 }
 }  // namespace
 
+// The fan-based initialisers leave a tensor with no elements as it is, as PyTorch does (a zero
+// fan would make an infinite bound).
 Tensor& kaiming_uniform_(Tensor& t, double a, FanMode mode, const std::string& nonlinearity, Generator* gen) {
+  if (t.numel() == 0) return t;
   const double bound = std::sqrt(3.0) * kaiming_std(t, a, mode, nonlinearity);
   return uniform_(t, -bound, bound, gen);
 }
 Tensor& kaiming_normal_(Tensor& t, double a, FanMode mode, const std::string& nonlinearity, Generator* gen) {
+  if (t.numel() == 0) return t;
   return normal_(t, 0.0, kaiming_std(t, a, mode, nonlinearity), gen);
 }
 

@@ -87,4 +87,6 @@ TEST_CASE("loss errors: shapes, target dtype and range") {
   check_error([] { (void)F::nll_loss(cr::zeros({2, 3}), cr::tensor({0}, cr::int64)); }, {"nll_loss", "[1]", "[2]"});
   check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 1}, cr::int64), R::mean, 1.0); },
               {"label_smoothing"});
+  check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 1}, cr::int64), R::mean, NAN); },
+              {"label_smoothing", "nan"});
 }

@@ -151,6 +151,26 @@ TEST_CASE("init: formulas and Generator reproducibility") {
   CHECK(cr::nn::init::fan_in_and_fan_out(w) == std::pair<int64_t, int64_t>{100, 200});
   check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::xavier_uniform_(v); }, {"fan", "[3]"});
   check_error([] { (void)cr::nn::init::calculate_gain("bogus"); }, {"calculate_gain", "bogus"});
+  // Each of these filled the tensor without a word: (high, low] for a reversed range, a negative
+  // std used as is, random values truncated into int64.
+  check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::uniform_(v, 1, 0); }, {"uniform_", "[1, 0)", "low <= high"});
+  check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::uniform_(v, 0, INFINITY); }, {"uniform_", "finite"});
+  check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::normal_(v, 0, -1); }, {"normal_", "std -1"});
+  check_error([] { cr::Tensor v = cr::zeros({3}); cr::nn::init::normal_(v, NAN, 1); }, {"normal_", "mean nan"});
+  check_error([] { cr::Tensor v = cr::zeros({3, 3}, cr::int64); cr::nn::init::kaiming_uniform_(v); }, {"uniform_", "int64"});
+  check_error([] { cr::Tensor v = cr::zeros({3}, cr::int64); cr::nn::init::normal_(v); }, {"normal_", "int64"});
+  {
+    cr::Tensor v = cr::zeros({3});
+    cr::nn::init::uniform_(v, 0.5, 0.5);  // an empty range is a constant, as PyTorch allows
+    CHECK(values(v) == std::vector<double>{0.5, 0.5, 0.5});
+    cr::Tensor i = cr::zeros({2}, cr::int64);
+    cr::nn::init::constant_(i, 7);  // constants are fine in any dtype
+    CHECK(values(i) == std::vector<double>{7, 7});
+    cr::Tensor e = cr::zeros({3, 0});  // fan_in 0: a no-op, not an infinite bound
+    CHECK(cr::nn::init::kaiming_uniform_(e).numel() == 0);
+    CHECK(cr::nn::init::kaiming_normal_(e).numel() == 0);
+    CHECK(cr::nn::init::xavier_uniform_(e).numel() == 0);
+  }
   cr::Generator a(1), b(1);
   cr::Tensor x = cr::empty({10}), y = cr::empty({10});
   cr::nn::init::normal_(x, 0, 1, &a);
