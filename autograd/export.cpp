@@ -54,6 +54,7 @@ std::string summary(const Tensor& t) {
 }  // namespace
 
 std::string to_string(const Tensor& expr, const TensorNames& names) {
+  if (!expr.defined()) fail("to_string: the tensor is undefined");
   const auto named = name_map(names);
   if (!expr.grad_fn()) {
     auto it = named.find(expr.impl());
@@ -101,8 +102,26 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
   return fmt::format("{}", fmt::join(definitions, "\n"));
 }
 
+namespace {
+// A user's text inside a DOT string: a quote ended the label early and made the file invalid.
+std::string dot_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
 std::string to_dot(const Tensor& expr, const DotOptions& options) {
-  const auto named = name_map(options.names);
+  if (!expr.defined()) fail("to_dot: the tensor is undefined");
+  auto named = name_map(options.names);
+  for (auto& [impl, name] : named) name = dot_escape(name);
   std::map<const TensorImpl*, Tensor> numeric;
   for (const auto& [leaf, g] : options.numeric_gradients) numeric[leaf.impl()] = g;
   std::string out = "digraph chainrule {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
@@ -122,7 +141,7 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
       continue;
     }
     auto* f = static_cast<FunctionNode*>(n);
-    std::string label = fmt::format("{}\\n{} {}", n->name, n->shape, n->dtype);
+    std::string label = fmt::format("{}\\n{} {}", dot_escape(n->name), n->shape, n->dtype);
     if (!std::isnan(f->attribute)) label += fmt::format("\\n({:g})", f->attribute);
     out += fmt::format("  n{} [shape=ellipse, label=\"{}\"];\n", id[n], label);
     for (size_t i = 0; i < n->next.size(); ++i) {

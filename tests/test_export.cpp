@@ -2,6 +2,7 @@
 #include "helpers.hpp"
 
 #include <regex>
+#include <sstream>
 
 namespace A = cr::autograd;
 
@@ -42,6 +43,27 @@ TEST_CASE("to_dot: ops, leaves with values and gradients, constants, and finite 
   REQUIRE(std::regex_search(both, f, fd));
   CHECK(g[1] == f[1]);
   CHECK(g[2] == f[2]);
+}
+
+TEST_CASE("to_dot escapes names, so any name gives a valid DOT file") {
+  // A quote in a tensor's or a custom function's name ended the label early (an invalid file).
+  cr::Tensor w = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor y = A::apply_function(
+      "my\"fn", [](A::FunctionContext&, const std::vector<cr::Tensor>& in) { return in[0] * 2.0; },
+      [](A::FunctionContext&, const cr::Tensor& g) -> std::vector<cr::Tensor> { return {g * 2.0}; }, {w});
+  const std::string dot = A::to_dot(cr::sum(y), {.names = {{w, "W\"1\\x\nrow"}}});
+  CHECK(dot.find(R"(label="W\"1\\x\nrow\n[2] float64)") != std::string::npos);
+  CHECK(dot.find(R"(label="my\"fn\n[2] float64")") != std::string::npos);
+  // every label is one well-formed DOT string: unescaped quotes come in pairs on each line
+  std::istringstream lines(dot);
+  for (std::string line; std::getline(lines, line);) {
+    int quotes = 0;
+    for (size_t i = 0; i < line.size(); ++i)
+      if (line[i] == '"' && (i == 0 || line[i - 1] != '\\')) ++quotes;
+    CHECK_MESSAGE(quotes % 2 == 0, line);
+  }
+  check_error([] { (void)A::to_dot(cr::Tensor()); }, {"to_dot", "undefined"});
+  check_error([] { (void)A::to_string(cr::Tensor()); }, {"to_string", "undefined"});
 }
 
 TEST_CASE("version") {
