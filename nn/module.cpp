@@ -4,12 +4,25 @@
 #include "init.hpp"
 
 #include <cmath>
+#include <set>
 
 namespace chainrule::nn {
 
 // ---------------------------------------------------------------- Module
 
+namespace {
+// Names join with '.' into checkpoint keys ("layers.0.weight"): an empty name or one with a dot
+// would make two different trees print the same keys (PyTorch refuses both too).
+// (repr() only on failure: a subclass's repr may read members its constructor sets later.)
+void check_name(const std::string& name, const char* op, const Module& owner) {
+  if (name.empty() || name.find('.') != std::string::npos)
+    fail("{}: {} got the name '{}'; a name must be non-empty and contain no '.'", op, owner.repr(), name);
+}
+}  // namespace
+
 Tensor& Module::register_parameter(std::string name, Tensor t, bool requires_grad) {
+  check_name(name, "register_parameter", *this);
+  if (!t.defined()) fail("register_parameter: {} got an undefined tensor for '{}'", repr(), name);
   for (const auto& [n, p] : params_)
     if (n == name) fail("register_parameter: {} already has a parameter named '{}'", repr(), name);
   if (requires_grad && !t.requires_grad()) t.requires_grad_();
@@ -17,14 +30,26 @@ Tensor& Module::register_parameter(std::string name, Tensor t, bool requires_gra
   return params_.back().second;
 }
 
-void Module::collect(const std::string& prefix, NamedTensors& out) const {
-  for (const auto& [name, p] : params_) out.emplace_back(prefix + name, p);
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+void Module::check_child(const std::string& name, const Module* m) const {
+  check_name(name, "register_module", *this);
+  if (!m) fail("register_module: {} got a null module for '{}'", repr(), name);
+  for (const auto& [n, c] : children_)
+    if (n == name) fail("register_module: {} already has a submodule named '{}'", repr(), name);
+}
+
+void Module::collect(const std::string& prefix, NamedTensors& out, std::set<const TensorImpl*>& seen) const {
+  for (const auto& [name, p] : params_)
+    if (seen.insert(p.impl()).second) out.emplace_back(prefix + name, p);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, seen);
 }
 
 NamedTensors Module::named_parameters() const {
+  // A parameter reached twice (a shared submodule, a tied weight) is listed once, under the
+  // first name, as PyTorch's named_parameters does: an optimizer given it twice would update
+  // it twice a step (and now refuses), a checkpoint would store it twice.
   NamedTensors out;
-  collect("", out);
+  std::set<const TensorImpl*> seen;
+  collect("", out, seen);
   return out;
 }
 

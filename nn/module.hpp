@@ -7,6 +7,7 @@
 #include "../autograd/autograd.hpp"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <variant>
@@ -34,8 +35,10 @@ class Module {
   /// Re-draws the parameters from their default initialisation.
   virtual void reset_parameters() {}
 
-  std::vector<Tensor> parameters() const;  ///< every parameter of this module and its submodules, in registration order
-  NamedTensors named_parameters() const;  ///< "layers.0.weight"-style names, registration order
+  /// Every parameter of this module and its submodules, in registration order, each once (a
+  /// shared submodule's under its first name).
+  std::vector<Tensor> parameters() const;
+  NamedTensors named_parameters() const;  ///< "layers.0.weight"-style names, registration order, each parameter once
   /// The direct submodules with their names.
   const std::vector<std::pair<std::string, ModulePtr>>& named_children() const { return children_; }
 
@@ -52,12 +55,14 @@ class Module {
   template <class M>
   /// Adds a submodule under `name` and returns it.
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
+    check_child(name, m.get());
     children_.emplace_back(std::move(name), m);
     return m;
   }
 
  private:
-  void collect(const std::string& prefix, NamedTensors& out) const;
+  void check_child(const std::string& name, const Module* m) const;  ///< unique name, non-null
+  void collect(const std::string& prefix, NamedTensors& out, std::set<const TensorImpl*>& seen) const;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, ModulePtr>> children_;
   bool training_ = true;

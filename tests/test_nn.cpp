@@ -122,6 +122,52 @@ TEST_CASE("train/eval propagate; to(dtype) converts parameters in place") {
   CHECK(mlp(cr::zeros({1, 2}, cr::float64)).dtype() == cr::float64);
 }
 
+namespace {
+// A module that registers what a test hands it.
+struct Custom : cr::nn::Module {
+  cr::Tensor forward(const cr::Tensor& x) override { return x; }
+  std::string repr() const override { return "Custom()"; }
+  using Module::register_module;
+  using Module::register_parameter;
+};
+}  // namespace
+
+TEST_CASE("a shared submodule or tied parameter is listed once, and trains with any optimizer") {
+  // Sequential({lin, tanh, lin}) listed lin's weight and bias twice: SGD refused the list
+  // ("appears twice"; before that check, step updated them twice), checkpoints stored them twice.
+  auto lin = std::make_shared<cr::nn::Linear>(2, 2, cr::nn::LinearOptions{.dtype = cr::float64});
+  cr::nn::Sequential seq({lin, cr::nn::make_activation("tanh"), lin});
+  const auto named = seq.named_parameters();
+  REQUIRE(named.size() == 2);
+  CHECK(named[0].first == "0.weight");
+  CHECK(named[1].first == "0.bias");
+  CHECK(seq.parameters().size() == 2);
+  cr::optim::SGD sgd(seq.parameters(), {.lr = 0.1});
+  const cr::Tensor x = cr::tensor({0.5, -1.0}, {1, 2}, cr::float64);
+  const auto w0 = values(lin->weight);
+  cr::sum(seq(x)).backward();
+  const auto g = values(lin->weight.grad());
+  sgd.step();
+  const auto w1 = values(lin->weight);
+  for (size_t i = 0; i < w0.size(); ++i) CHECK(w1[i] == doctest::Approx(w0[i] - 0.1 * g[i]).epsilon(1e-15));  // once
+  // a weight tied by registering one tensor in two modules
+  Custom a, b, root;
+  const cr::Tensor shared = cr::ones({3}, cr::float64);
+  a.register_parameter("w", shared);
+  b.register_parameter("w", shared);
+  root.register_module("a", std::shared_ptr<Custom>(&a, [](Custom*) {}));
+  root.register_module("b", std::shared_ptr<Custom>(&b, [](Custom*) {}));
+  REQUIRE(root.named_parameters().size() == 1);
+  CHECK(root.named_parameters()[0].first == "a.w");
+  // names join into checkpoint keys: empty, dotted and repeated names are Errors
+  check_error([&] { a.register_parameter("", cr::ones({1})); }, {"register_parameter", "Custom()", "non-empty"});
+  check_error([&] { a.register_parameter("x.y", cr::ones({1})); }, {"register_parameter", "'x.y'", "'.'"});
+  check_error([&] { a.register_parameter("u", cr::Tensor()); }, {"register_parameter", "undefined"});
+  check_error([&] { root.register_module("a", std::make_shared<Custom>()); }, {"register_module", "already", "'a'"});
+  check_error([&] { root.register_module("c.d", std::make_shared<Custom>()); }, {"register_module", "'c.d'"});
+  check_error([&] { root.register_module("e", std::shared_ptr<Custom>()); }, {"register_module", "null"});
+}
+
 TEST_CASE("init: formulas and Generator reproducibility") {
   cr::Tensor w = cr::empty({200, 100}, cr::float64);
   cr::Generator g(11);
