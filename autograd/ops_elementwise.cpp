@@ -275,8 +275,10 @@ Tensor sigmoid(const Tensor& x) {
                 true);
 }
 
+// A NaN passes through, as in PyTorch (`v > 0 ? v : 0` made it 0, hiding a diverged input
+// from everything after the relu); its gradient is [x > 0], 0 at NaN.
 Tensor relu(const Tensor& x) {
-  return record(kernels::map_any(x, [](auto v) { return v > 0 ? v : decltype(v)(0); }), "relu", {x}, {},
+  return record(kernels::map_any(x, [](auto v) { return v > 0 || v != v ? v : decltype(v)(0); }), "relu", {x}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
                   return {fused_backward(  // d relu = [x > 0], so relu'(0) = 0

@@ -288,7 +288,7 @@ Tensor sin(const Tensor& x);  ///< sine
 Tensor cos(const Tensor& x);  ///< cosine
 Tensor tanh(const Tensor& x);  ///< hyperbolic tangent; d tanh = 1 - y^2
 Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x); d sigmoid = y (1 - y)
-Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0)
+Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0); a NaN stays NaN, as in PyTorch
 /// X limited to [min, max] (either bound optional); gradient 1 inside, 0 where clamped.
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  ///< condition != 0 picks a

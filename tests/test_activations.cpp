@@ -82,6 +82,24 @@ TEST_CASE("the kinks: leaky_relu'(0) = slope, elu'(0) = alpha, hardtanh passes t
   CHECK(x.grad().item<double>() == doctest::Approx(1.5));
 }
 
+TEST_CASE("every activation passes a NaN through, as PyTorch's do") {
+  // relu alone made NaN 0, so a diverged layer's NaN vanished after it.
+  for (const auto& name : cr::nn::activation_names()) {
+    for (const cr::Dtype dt : {cr::float32, cr::float64}) {
+      CAPTURE(name);
+      CAPTURE(dt);
+      const cr::Tensor x = cr::tensor({NAN, -1.0, 0.0, 2.0}, dt).reshape({1, 4});
+      const auto y = values((*cr::nn::make_activation(name))(x));
+      CHECK(std::isnan(y[0]));
+      if (name != "softmax" && name != "log_softmax") {  // those mix the row, so the NaN spreads
+        CHECK(std::isfinite(y[1]));
+        CHECK(std::isfinite(y[3]));
+      }
+    }
+  }
+  CHECK(values(cr::relu(cr::tensor({-1.0, 0.0, 2.0}, cr::float64))) == std::vector<double>{0, 0, 2});
+}
+
 TEST_CASE("the registry: user activations by name, in an MLP; unknown names list the known ones") {
   cr::nn::register_activation("squareplus", [](const cr::Tensor& x) { return (x + cr::sqrt(x * x + 4.0)) * 0.5; });
   CHECK(cr::nn::has_activation("squareplus"));
