@@ -123,10 +123,11 @@ Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) {
 }
 
 namespace {
-ValuesIndices max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
-  const char* op = is_max ? "max" : "min";
+// `op` names the caller in errors (argmax's said "max").
+ValuesIndices max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_max, const char* op) {
   const int64_t d = wrap_dim(dim, x.dim(), op);
   const auto flags = reduced_dims(x.shape(), Shape{d}, op);
+  check_extreme_dims(x, flags, op);
   const Shape out_shape = reduced_shape(x.shape(), flags, keepdim);
   Tensor source = x.dim() == 0 ? x.reshape({1}) : x;
   auto [values, indices] = kernels::max_min_keepdim(source, x.dim() == 0 ? 0 : d, is_max);
@@ -134,12 +135,20 @@ ValuesIndices max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_ma
 }
 }  // namespace
 
-ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, true); }
-ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, false); }
-Tensor argmax(const Tensor& x) { return max_min_dim(x.detach().reshape({x.numel()}), 0, false, true).indices; }
-Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x.detach(), dim, keepdim, true).indices; }
-Tensor argmin(const Tensor& x) { return max_min_dim(x.detach().reshape({x.numel()}), 0, false, false).indices; }
-Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x.detach(), dim, keepdim, false).indices; }
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, true, "max"); }
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) { return max_min_dim(x, dim, keepdim, false, "min"); }
+Tensor argmax(const Tensor& x) {
+  return max_min_dim(x.detach().reshape({x.numel()}), 0, false, true, "argmax").indices;
+}
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  return max_min_dim(x.detach(), dim, keepdim, true, "argmax").indices;
+}
+Tensor argmin(const Tensor& x) {
+  return max_min_dim(x.detach().reshape({x.numel()}), 0, false, false, "argmin").indices;
+}
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  return max_min_dim(x.detach(), dim, keepdim, false, "argmin").indices;
+}
 
 // var = sum((x - mean)^2) / (n - correction), composed so its gradient needs no rule.
 Tensor var(const Tensor& x, int64_t correction) { return var(x, Shape{}, correction, false); }
@@ -156,6 +165,9 @@ Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
 // gradient), so exp never overflows; an all -inf slice gives -inf, not NaN.
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) { return logsumexp(x, Shape{dim}, keepdim); }
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
+  // Over an empty set it is log(0) = -inf, as PyTorch's (the shift below needs a max, which an
+  // empty set has not: it failed naming "max").
+  if (x.numel() == 0) return log(sum(exp(x), dims, keepdim));
   Tensor m;
   {
     NoGradGuard no_grad;

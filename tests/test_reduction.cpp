@@ -50,6 +50,22 @@ TEST_CASE("max and min: values, indices, ties share the gradient") {
   cr::max(x).backward();  // the two 5s tie: each gets half
   CHECK(values(x.grad()) == std::vector<double>{0, 0.5, 0, 0.5, 0, 0});
   check_error([] { (void)cr::max(cr::zeros({0})); }, {"max", "empty", "[0]"});
+  // each names itself (argmax, argmin and min over an empty dim said "max")
+  check_error([] { (void)cr::argmax(cr::zeros({0, 3})); }, {"argmax", "empty", "[0]"});
+  check_error([] { (void)cr::argmin(cr::zeros({0, 3}), 0); }, {"argmin", "empty", "[0, 3]"});
+  check_error([] { (void)cr::min(cr::zeros({0, 3}), 0); }, {"min:", "empty"});
+  CHECK(cr::max(cr::zeros({0, 3}), 1).values.shape() == cr::Shape{0});  // an empty dim not reduced is fine
+}
+
+TEST_CASE("logsumexp over an empty dim is -inf, as PyTorch's (it failed naming max)") {
+  cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
+  const cr::Tensor l = cr::logsumexp(e, 0);
+  CHECK(l.shape() == cr::Shape{3});
+  for (double v : values(l)) CHECK(v == -INFINITY);
+  CHECK(cr::logsumexp(e, 0, true).shape() == cr::Shape{1, 3});
+  CHECK(cr::logsumexp(e, 1).shape() == cr::Shape{0});
+  cr::sum(cr::logsumexp(e, 1)).backward();
+  CHECK(e.grad().shape() == cr::Shape{0, 3});
 }
 
 TEST_CASE("var: unbiased by default, correction=0 is the population variance") {
