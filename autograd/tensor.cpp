@@ -672,10 +672,12 @@ namespace {
 // PyTorch-like: nested brackets, elided with "..." past 1000 elements (3 at each end of a dim).
 void format_values(fmt::memory_buffer& out, const std::vector<double>& v, const chainrule::Shape& shape,
                    const chainrule::Shape& strides, size_t dim, int64_t offset, bool summarize, bool integral,
-                   int precision, int indent) {
+                   bool scientific, int precision, int indent) {
   if (dim == shape.size()) {
     if (integral)
       fmt::format_to(std::back_inserter(out), "{}", static_cast<int64_t>(v[offset]));
+    else if (scientific)
+      fmt::format_to(std::back_inserter(out), "{:.{}e}", v[offset], precision);
     else
       fmt::format_to(std::back_inserter(out), "{:.{}f}", v[offset], precision);
     return;
@@ -692,8 +694,8 @@ void format_values(fmt::memory_buffer& out, const std::vector<double>& v, const 
       else
         out.push_back(' ');
     }
-    format_values(out, v, shape, strides, dim + 1, offset + i * strides[dim], summarize, integral, precision,
-                  indent + 1);
+    format_values(out, v, shape, strides, dim + 1, offset + i * strides[dim], summarize, integral, scientific,
+                  precision, indent + 1);
     if (i + 1 < n) {
       out.push_back(',');
       if (dim + 1 < shape.size())
@@ -705,6 +707,18 @@ void format_values(fmt::memory_buffer& out, const std::vector<double>& v, const 
   out.push_back(']');
 }
 
+// PyTorch's rule for scientific notation: the finite non-zero magnitudes span more than a factor
+// 1000, or reach 1e8, or go below 1e-4. Fixed notation printed a gradient of 1e-7 as 0.000000.
+bool needs_scientific(const std::vector<double>& v) {
+  double lo = INFINITY, hi = 0;
+  for (double x : v)
+    if (std::isfinite(x) && x != 0) {
+      lo = std::min(lo, std::abs(x));
+      hi = std::max(hi, std::abs(x));
+    }
+  return hi > 0 && (hi / lo > 1000 || hi >= 1e8 || lo < 1e-4);
+}
+
 }  // namespace
 
 fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const chainrule::Tensor& t,
@@ -714,9 +728,11 @@ fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const ch
   const auto v = t.to_vector<double>();
   const Shape strides = contiguous_strides(t.shape());
   fmt::memory_buffer buf;
-  format_values(buf, v, t.shape(), strides, 0, 0, t.numel() > 1000, t.dtype() == Dtype::int64,
+  const bool integral = t.dtype() == Dtype::int64;
+  format_values(buf, v, t.shape(), strides, 0, 0, t.numel() > 1000, integral, !integral && needs_scientific(v),
                 t.dtype() == Dtype::float64 ? 6 : 4, 7);
   std::string extra;
+  if (t.numel() == 0 && t.dim() != 1) extra += fmt::format(", size={}", t.shape());  // "[]" alone hides the shape
   if (t.dtype() != default_dtype() && t.dtype() != Dtype::int64) extra += fmt::format(", dtype={}", t.dtype());
   if (t.dtype() == Dtype::int64) extra += ", dtype=int64";
   if (t.grad_fn())

@@ -87,6 +87,13 @@ TEST_CASE("printing tensors, shapes and dtypes with fmt") {
   CHECK(big.find("...") != std::string::npos);
   CHECK(big.size() < 200);
   CHECK(fmt::format("{}", cr::tensor(3.0)) == "tensor(3.0000)");
+  // scientific notation when magnitudes are tiny, huge or far apart, as PyTorch (fixed notation
+  // printed a gradient of 1e-7 as 0.000000); an empty tensor shows its shape
+  CHECK(fmt::format("{}", cr::tensor({1e-7, -2e-7}, cr::float64)) == "tensor([1.000000e-07, -2.000000e-07], dtype=float64)");
+  CHECK(fmt::format("{}", cr::tensor({0.5, 1e9})) == "tensor([5.0000e-01, 1.0000e+09])");
+  CHECK(fmt::format("{}", cr::tensor({0.0, NAN, 0.5, 2.0})) == "tensor([0.0000, nan, 0.5000, 2.0000])");
+  CHECK(fmt::format("{}", cr::zeros({0, 3})) == "tensor([], size=[0, 3])");
+  CHECK(fmt::format("{}", cr::zeros({0})) == "tensor([])");
   CHECK(cr::describe(cr::zeros({2, 3}, cr::float64)) == "[2, 3] float64");
 }
 
