@@ -385,6 +385,40 @@ bool fused_in_place(Tensor& self, double scalar, F f) {
   return true;
 }
 
+// An expanded tensor writes several of its elements to one memory location: which value lands
+// there would depend on the loop order (PyTorch: "more than one element of the written-to
+// tensor refers to a single memory location").
+void check_no_internal_overlap(const Tensor& self, const char* op) {
+  if (self.is_contiguous()) return;
+  for (int64_t d = 0; d < self.dim(); ++d)
+    if (self.strides()[d] == 0 && self.shape()[d] > 1)
+      fail("{}: {} is expanded (dimension {} has stride 0), so several of its elements are one memory "
+           "location; clone() it before writing in place",
+           op, describe(self), d);
+}
+
+// `other` reads memory that `self` writes, and not element for element (a shifted slice of the
+// same buffer): the one-pass loop would read elements it had already overwritten (t[1:].add_(t[:-1])
+// summed cumulatively). The same view, or disjoint memory, is safe.
+bool overlaps_partially(const Tensor& self, const Tensor& other) {
+  const TensorImpl* a = self.impl();
+  const TensorImpl* b = other.impl();
+  if (a->storage.get() != b->storage.get() || self.numel() == 0 || other.numel() == 0) return false;
+  if (a->offset == b->offset && a->shape == b->shape && a->strides == b->strides && a->dtype == b->dtype) return false;
+  auto span = [](const TensorImpl* t) {  // first and one-past-last byte the view touches
+    int64_t lo = t->offset, hi = t->offset;
+    for (size_t d = 0; d < t->shape.size(); ++d) {
+      const int64_t extent = (t->shape[d] - 1) * t->strides[d];
+      (extent < 0 ? lo : hi) += extent;
+    }
+    const auto size = static_cast<int64_t>(dtype_size(t->dtype));
+    return std::pair{lo * size, (hi + 1) * size};
+  };
+  const auto [alo, ahi] = span(a);
+  const auto [blo, bhi] = span(b);
+  return alo < bhi && blo < ahi;
+}
+
 bool recording_in_place(const Tensor& self, const Tensor& other) {
   return grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
 }
@@ -407,18 +441,25 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
 
 // `compute` gives the result as a tensor expression (recorded when autograd must see it);
 // `elementwise`, when given, is the same op on two elements, for the one-pass path.
+// `compute(s, o)` takes the operand as `o`: a copy of `other` when it partially overlaps self.
 template <class Op, class F = std::nullptr_t>
 Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, F elementwise = nullptr) {
-  if (recording_in_place(self, other)) return recorded_in_place(self, op, compute);
+  check_no_internal_overlap(self, op);
+  Tensor copy;
+  if (overlaps_partially(self, other)) copy = other.clone();
+  const Tensor& o = copy.defined() ? copy : other;
+  auto with_o = [&](const Tensor& s) { return compute(s, o); };
+  if (recording_in_place(self, o)) return recorded_in_place(self, op, with_o);
   if constexpr (!std::is_same_v<F, std::nullptr_t>)
-    if (fused_in_place(self, other, op, elementwise)) return self;
-  write_in_place(self, compute(self), op, false);
+    if (fused_in_place(self, o, op, elementwise)) return self;
+  write_in_place(self, with_o(self), op, false);
   return self;
 }
 
 // The same with a scalar operand.
 template <class Op, class F>
 Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute, F elementwise) {
+  check_no_internal_overlap(self, op);
   if (recording_in_place(self, Tensor())) return recorded_in_place(self, op, compute);
   if (fused_in_place(self, scalar, elementwise)) return self;
   write_in_place(self, compute(self), op, false);
@@ -435,7 +476,7 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
   if (!is_floating(dtype()) && alpha != std::trunc(alpha))
     fail("add_: alpha {} is not a whole number, so it cannot scale an addition into the int64 tensor {}", alpha,
          describe(*this));
-  return in_place(*this, o, "add_", [&](const Tensor& s) { return alpha == 1.0 ? s + o : s + o * alpha; },
+  return in_place(*this, o, "add_", [&](const Tensor& s, const Tensor& v) { return alpha == 1.0 ? s + v : s + v * alpha; },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)
                   [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
@@ -444,18 +485,20 @@ Tensor& Tensor::add_(double o) {
   return scalar_in_place(*this, o, "add_", [&](const Tensor& s) { return s + o; }, [](auto a, auto b) { return a + b; });
 }
 Tensor& Tensor::sub_(const Tensor& o) {
-  return in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
+  return in_place(*this, o, "sub_", [](const Tensor& s, const Tensor& v) { return s - v; }, [](auto a, auto b) { return a - b; });
 }
 Tensor& Tensor::sub_(double o) {
   return scalar_in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
 }
 Tensor& Tensor::mul_(const Tensor& o) {
-  return in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
+  return in_place(*this, o, "mul_", [](const Tensor& s, const Tensor& v) { return s * v; }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::mul_(double o) {
   return scalar_in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
 }
-Tensor& Tensor::div_(const Tensor& o) { return in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }); }
+Tensor& Tensor::div_(const Tensor& o) {
+  return in_place(*this, o, "div_", [](const Tensor& s, const Tensor& v) { return s / v; });
+}
 Tensor& Tensor::div_(double o) {
   return scalar_in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }, [](auto a, auto b) { return a / b; });
 }
@@ -467,8 +510,8 @@ Tensor& Tensor::fill_(double value) {
 Tensor& Tensor::copy_(const Tensor& src) {
   if (!is_expandable_to(src.shape(), shape()))
     fail("copy_: source {} cannot be broadcast to destination {}", describe(src), describe(*this));
-  return in_place(*this, src, "copy_", [&](const Tensor& s) {
-    return src.to(s.dtype()).expand(s.shape()).contiguous();
+  return in_place(*this, src, "copy_", [](const Tensor& s, const Tensor& v) {
+    return v.to(s.dtype()).expand(s.shape()).contiguous();
   });
 }
 

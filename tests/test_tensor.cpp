@@ -168,6 +168,37 @@ TEST_CASE("a floating value int64 cannot hold is an Error in every conversion, n
   CHECK(cr::full({1}, 7.9, cr::int64).item<int64_t>() == 7);
 }
 
+TEST_CASE("in-place ops read an operand that overlaps the target as it was; an expanded target is an Error") {
+  // t[1:].add_(t[:-1]) read elements the loop had already written: [0, 1, 3, 6] (a running sum)
+  // instead of [0, 1, 3, 5]; copy_ the other way round smeared t[0] over the whole slice.
+  for (const cr::Dtype dt : {cr::float32, cr::float64, cr::int64}) {
+    CAPTURE(dt);
+    cr::Tensor t = cr::arange(4.0).to(dt);
+    t.slice(0, 1, 4).add_(t.slice(0, 0, 3));
+    CHECK(values(t) == std::vector<double>{0, 1, 3, 5});
+    cr::Tensor u = cr::arange(4.0).to(dt);
+    u.slice(0, 1, 4).copy_(u.slice(0, 0, 3));
+    CHECK(values(u) == std::vector<double>{0, 0, 1, 2});
+    cr::Tensor v = cr::arange(4.0).to(dt);
+    v.slice(0, 0, 3).mul_(v.slice(0, 1, 4));
+    CHECK(values(v) == std::vector<double>{0, 2, 6, 3});
+    cr::Tensor m = cr::arange(4.0).to(dt).reshape({2, 2});
+    m.copy_(m.t());  // a transpose of itself: same memory, another order
+    CHECK(values(m) == std::vector<double>{0, 2, 1, 3});
+    cr::Tensor w = cr::arange(4.0).to(dt);
+    w.add_(w);  // the same view: element for element, no copy needed
+    CHECK(values(w) == std::vector<double>{0, 2, 4, 6});
+  }
+  // an expanded target: which row's value would land in the shared memory depends on the loop
+  cr::Tensor e = cr::zeros({1, 3}).expand({2, 3});
+  check_error([&] { e.add_(cr::tensor({1, 1, 1, 2, 2, 2}, {2, 3})); }, {"add_", "[2, 3] float32", "expanded", "clone()"});
+  check_error([&] { e.fill_(1.0); }, {"fill_", "expanded"});
+  check_error([&] { e.copy_(cr::ones({2, 3})); }, {"copy_", "expanded"});
+  cr::Tensor f = cr::zeros({1, 3}).expand({1, 3});  // stride 0 on a size-1 dim is harmless
+  f.add_(1.0);
+  CHECK(values(f) == std::vector<double>{1, 1, 1});
+}
+
 TEST_CASE("in-place ops on int64 tensors: a floating result is an Error, not truncated") {
   // int64 += 0.5 left the tensor unchanged, div_ by 2 gave 0, alpha 0.5 was cast to 0
   cr::Tensor a = cr::tensor({1, 2}, cr::int64);
