@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <random>
 
 namespace chainrule {
@@ -34,7 +35,19 @@ class Generator {
   bool has_spare_normal_ = false;
 };
 
-Generator& default_generator();  ///< the global generator factories use when given none
+Generator& default_generator();  ///< the global generator factories use when given none (see with_generator)
+/// Guards the global generator: the factories hold it while they draw, so threads that share the
+/// global generator take turns instead of racing on its state (as PyTorch's default generator).
+std::mutex& default_generator_mutex();
 void manual_seed(uint64_t seed);  ///< restarts the global generator: runs after it are bit-reproducible
+
+/// Runs f(g) with g = *gen, or the global generator under its lock when gen is null: how code
+/// that draws from "the given generator or the global one" stays safe on several threads.
+template <class F>
+decltype(auto) with_generator(Generator* gen, F&& f) {
+  if (gen) return f(*gen);
+  std::lock_guard lock(default_generator_mutex());
+  return f(default_generator());
+}
 
 }  // namespace chainrule

@@ -622,40 +622,49 @@ Generator& default_generator() {
   static Generator g;
   return g;
 }
-void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+std::mutex& default_generator_mutex() {
+  static std::mutex m;
+  return m;
+}
+void manual_seed(uint64_t seed) {
+  with_generator(nullptr, [&](Generator& g) { g.manual_seed(seed); });
+}
 
 Tensor rand(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
-  Generator& g = gen ? *gen : default_generator();
   Tensor out = kernels::empty(shape, float_or_default(dtype));
   dispatch_floating(out.dtype(), "rand", [&]<class T>() {
     T* p = kernels::ptr<T>(out);
-    for (int64_t i = 0; i < out.numel(); ++i) {
-      if constexpr (std::is_same_v<T, float>)
-        p[i] = g.uniform_float();
-      else
-        p[i] = g.uniform();
-    }
+    with_generator(gen, [&](Generator& g) {
+      for (int64_t i = 0; i < out.numel(); ++i) {
+        if constexpr (std::is_same_v<T, float>)
+          p[i] = g.uniform_float();
+        else
+          p[i] = g.uniform();
+      }
+    });
   });
   return out;
 }
 
 Tensor randn(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
-  Generator& g = gen ? *gen : default_generator();
   Tensor out = kernels::empty(shape, float_or_default(dtype));
   dispatch_floating(out.dtype(), "randn", [&]<class T>() {
     T* p = kernels::ptr<T>(out);
-    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.normal());
+    with_generator(gen, [&](Generator& g) {
+      for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.normal());
+    });
   });
   return out;
 }
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
   if (high <= low) fail("randint: expected low < high, got low={} high={}", low, high);
-  Generator& g = gen ? *gen : default_generator();
   Tensor out = kernels::empty(shape, dtype.value_or(Dtype::int64));
   dispatch(out.dtype(), [&]<class T>() {
     T* p = kernels::ptr<T>(out);
-    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.integer(low, high));
+    with_generator(gen, [&](Generator& g) {
+      for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(g.integer(low, high));
+    });
   });
   return out;
 }

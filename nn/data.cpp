@@ -204,7 +204,6 @@ Batch from_points(const std::vector<double>& xy, const std::vector<double>& labe
   const int64_t n = static_cast<int64_t>(labels.size());
   return {tensor(xy, {n, 2}, Dtype::float64), tensor(labels, {n}, Dtype::int64)};
 }
-Generator& pick(Generator* g) { return g ? *g : default_generator(); }
 void check_n(int64_t n, const char* op) {
   if (n < 1) fail("{}: n must be >= 1, got {}", op, n);
 }
@@ -212,60 +211,64 @@ void check_n(int64_t n, const char* op) {
 
 Batch make_moons(int64_t n, double noise, Generator* gen) {
   check_n(n, "make_moons");
-  Generator& g = pick(gen);
   std::vector<double> xy, y;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = i % 2;
-    const double t = std::numbers::pi * g.uniform();
-    const double x0 = label == 0 ? std::cos(t) : 1 - std::cos(t), x1 = label == 0 ? std::sin(t) : 0.5 - std::sin(t);
-    xy.push_back(x0 + noise * g.normal());
-    xy.push_back(x1 + noise * g.normal());
-    y.push_back(static_cast<double>(label));
-  }
+  with_generator(gen, [&](Generator& g) {  // the global one under its lock
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t label = i % 2;
+      const double t = std::numbers::pi * g.uniform();
+      const double x0 = label == 0 ? std::cos(t) : 1 - std::cos(t), x1 = label == 0 ? std::sin(t) : 0.5 - std::sin(t);
+      xy.push_back(x0 + noise * g.normal());
+      xy.push_back(x1 + noise * g.normal());
+      y.push_back(static_cast<double>(label));
+    }
+  });
   return from_points(xy, y);
 }
 
 Batch make_circles(int64_t n, double noise, double factor, Generator* gen) {
   check_n(n, "make_circles");
   if (!(factor > 0 && factor < 1)) fail("make_circles: factor must be in (0, 1), got {}", factor);
-  Generator& g = pick(gen);
   std::vector<double> xy, y;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = i % 2;
-    const double t = 2 * std::numbers::pi * g.uniform(), r = label == 0 ? 1.0 : factor;
-    xy.push_back(r * std::cos(t) + noise * g.normal());
-    xy.push_back(r * std::sin(t) + noise * g.normal());
-    y.push_back(static_cast<double>(label));
-  }
+  with_generator(gen, [&](Generator& g) {  // the global one under its lock
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t label = i % 2;
+      const double t = 2 * std::numbers::pi * g.uniform(), r = label == 0 ? 1.0 : factor;
+      xy.push_back(r * std::cos(t) + noise * g.normal());
+      xy.push_back(r * std::sin(t) + noise * g.normal());
+      y.push_back(static_cast<double>(label));
+    }
+  });
   return from_points(xy, y);
 }
 
 Batch make_spirals(int64_t n, int64_t arms, double noise, Generator* gen) {
   check_n(n, "make_spirals");
   if (arms < 2) fail("make_spirals: needs at least 2 arms, got {}", arms);
-  Generator& g = pick(gen);
   std::vector<double> xy, y;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = i % arms;
-    const double r = g.uniform();
-    const double t = 3.5 * r * std::numbers::pi + 2 * std::numbers::pi * static_cast<double>(label) / static_cast<double>(arms);
-    xy.push_back(r * std::cos(t) + noise * r * g.normal());
-    xy.push_back(r * std::sin(t) + noise * r * g.normal());
-    y.push_back(static_cast<double>(label));
-  }
+  with_generator(gen, [&](Generator& g) {  // the global one under its lock
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t label = i % arms;
+      const double r = g.uniform();
+      const double t = 3.5 * r * std::numbers::pi + 2 * std::numbers::pi * static_cast<double>(label) / static_cast<double>(arms);
+      xy.push_back(r * std::cos(t) + noise * r * g.normal());
+      xy.push_back(r * std::sin(t) + noise * r * g.normal());
+      y.push_back(static_cast<double>(label));
+    }
+  });
   return from_points(xy, y);
 }
 
 Batch make_xor_blobs(int64_t n, double noise, Generator* gen) {
   check_n(n, "make_xor_blobs");
-  Generator& g = pick(gen);
   std::vector<double> xy, y;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t a = i % 2, b = (i / 2) % 2;
-    xy.push_back((a ? 1.0 : -1.0) + noise * g.normal());
-    xy.push_back((b ? 1.0 : -1.0) + noise * g.normal());
-    y.push_back(static_cast<double>(a ^ b));
-  }
+  with_generator(gen, [&](Generator& g) {  // the global one under its lock
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t a = i % 2, b = (i / 2) % 2;
+      xy.push_back((a ? 1.0 : -1.0) + noise * g.normal());
+      xy.push_back((b ? 1.0 : -1.0) + noise * g.normal());
+      y.push_back(static_cast<double>(a ^ b));
+    }
+  });
   return from_points(xy, y);
 }
 
