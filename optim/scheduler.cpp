@@ -23,19 +23,22 @@ std::vector<double> LRScheduler::get_last_lr() const {
 
 StepLR::StepLR(Optimizer& o, int64_t step_size, double gamma) : LRScheduler(o), step_size_(step_size), gamma_(gamma) {
   if (step_size <= 0) fail("StepLR: step_size must be positive, got {}", step_size);
+  // (a negative or NaN gamma made a learning rate the optimizer refuses, epochs into training)
+  if (!(gamma >= 0 && std::isfinite(gamma))) fail("StepLR: gamma must be finite and >= 0, got {}", gamma);
 }
 double StepLR::lr_at(double base, int64_t epoch) const {
   return base * std::pow(gamma_, static_cast<double>(epoch / step_size_));
 }
 
 ExponentialLR::ExponentialLR(Optimizer& o, double gamma) : LRScheduler(o), gamma_(gamma) {
-  if (!(gamma > 0)) fail("ExponentialLR: gamma must be positive, got {}", gamma);
+  if (!(gamma > 0 && std::isfinite(gamma))) fail("ExponentialLR: gamma must be finite and positive, got {}", gamma);
 }
 double ExponentialLR::lr_at(double base, int64_t epoch) const { return base * std::pow(gamma_, static_cast<double>(epoch)); }
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& o, int64_t t_max, double eta_min)
     : LRScheduler(o), t_max_(t_max), eta_min_(eta_min) {
   if (t_max <= 0) fail("CosineAnnealingLR: T_max must be positive, got {}", t_max);
+  if (!(eta_min >= 0 && std::isfinite(eta_min))) fail("CosineAnnealingLR: eta_min must be finite and >= 0, got {}", eta_min);
 }
 double CosineAnnealingLR::lr_at(double base, int64_t epoch) const {
   return eta_min_ + (base - eta_min_) * (1 + std::cos(std::numbers::pi * static_cast<double>(epoch) / t_max_)) / 2;

@@ -296,4 +296,11 @@ TEST_CASE("schedulers follow PyTorch's closed forms") {
     O::SGD s({p}, {.lr = 1.0});
     O::StepLR bad(s, 0);
   }, {"StepLR", "step_size"});
+  {  // schedules that would reach a learning rate the optimizer refuses are refused up front
+    O::SGD s({p}, {.lr = 1.0});
+    check_error([&] { O::StepLR bad(s, 1, -0.5); }, {"StepLR", "gamma", "-0.5"});
+    check_error([&] { O::StepLR bad(s, 1, NAN); }, {"StepLR", "gamma"});
+    check_error([&] { O::CosineAnnealingLR bad(s, 10, -0.1); }, {"CosineAnnealingLR", "eta_min"});
+    check_error([&] { O::ExponentialLR bad(s, INFINITY); }, {"ExponentialLR", "gamma"});
+  }
 }
