@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 namespace chainrule::kernels::detail {
 
@@ -31,10 +33,21 @@ struct Pool {
   void* body = nullptr;
   int64_t n = 0, chunk = 0;
   int parties = 0;
+  // The first exception a piece threw (a user's function in make_unary, say), rethrown on the
+  // calling thread once every piece has finished. Before, one thrown on a helper ended the
+  // process (std::terminate), and one thrown by the caller's own piece returned while helpers
+  // still ran on its destroyed stack frame, with the pool left busy for good.
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
 
-  void run_piece(int k) const {
+  void run_piece(int k) noexcept {
     const int64_t begin = std::min(n, k * chunk), end = std::min(n, begin + chunk);
-    if (begin < end) piece(body, begin, end);
+    if (begin >= end) return;
+    try {
+      piece(body, begin, end);
+    } catch (...) {
+      if (!failed.exchange(true, std::memory_order_relaxed)) error = std::current_exception();
+    }
   }
 
   // A helper sleeps between jobs (std::atomic::wait: a short poll, then a futex). Polling for
@@ -63,6 +76,8 @@ Pool& pool() {
       g_pool->busy.store(false);
       g_pool->pending.store(0);
       g_pool->helpers = 0;
+      g_pool->failed.store(false);
+      g_pool->error = nullptr;
     });
     return true;
   }();
@@ -104,7 +119,13 @@ void parallel_run(int64_t n, int64_t work, PieceFn piece, void* body) {
   p.run_piece(0);
   for (int polls = 1; p.pending.load(std::memory_order_acquire) != 0; ++polls)
     if (polls > 256) std::this_thread::yield();
+  std::exception_ptr error;
+  if (p.failed.load(std::memory_order_relaxed)) {  // every helper is done: nothing writes these now
+    error = std::exchange(p.error, nullptr);
+    p.failed.store(false, std::memory_order_relaxed);
+  }
   p.busy.store(false, std::memory_order_release);
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace chainrule::kernels::detail

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace K = cr::kernels;
@@ -79,6 +80,34 @@ TEST_CASE("parallel_for inside a piece, and from two threads at once, runs and c
   });
   for (int r = 0; r < 20; ++r) covered_once(n);
   other.join();
+}
+
+TEST_CASE("an exception in any piece reaches the caller after every piece has finished; the pool stays usable") {
+  // A helper's exception ended the process (std::terminate); the caller's own piece throwing
+  // returned while the helper still ran on its stack frame, and left the pool busy for good.
+  Threads scope(2);
+  const int64_t n = 4 * K::kParallelGrain;
+  for (const bool caller_throws : {false, true}) {
+    CAPTURE(caller_throws);
+    std::atomic<int64_t> done{0};
+    const std::thread::id caller = std::this_thread::get_id();
+    CHECK_THROWS_WITH(K::parallel_for(n, [&](int64_t begin, int64_t end) {
+                        const bool here = std::this_thread::get_id() == caller;
+                        if (here == caller_throws) throw std::runtime_error("piece failed");
+                        done += end - begin;  // the other piece runs to its end
+                      }),
+                      "piece failed");
+    CHECK(done.load() > 0);
+    CHECK(covered_once(n).size() == 2u);  // the helpers serve the next loop
+  }
+  // through the public API: a make_unary function that throws on a large tensor
+  auto f = cr::autograd::make_unary({.name = "picky", .f = [](double x) -> double {
+                                       if (x > 0.5) throw std::domain_error("picky: x > 0.5");
+                                       return x;
+                                     },
+                                     .df = [](double) { return 1.0; }});
+  CHECK_THROWS_WITH(f(cr::full({n}, 0.75, cr::float64)), "picky: x > 0.5");
+  CHECK(values(f(cr::full({n}, 0.25, cr::float64)))[n - 1] == 0.25);
 }
 
 TEST_CASE("parallel_for works in a forked child, which starts its own helpers") {
