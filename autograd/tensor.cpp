@@ -176,13 +176,7 @@ template <class T>
 std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(static_cast<size_t>(numel()));
   dispatch(dtype(), [&]<class S>() {
-    if constexpr (std::is_integral_v<T> && std::is_floating_point_v<S>) {
-      // checked one by one here: map_into's pieces may run on helper threads, which must not throw
-      const std::vector<S> v = to_vector<S>();
-      for (size_t i = 0; i < v.size(); ++i) out[i] = convert<T>(v[i], "to_vector");
-    } else {
-      kernels::map_into<S>(*this, out.data(), [](S v) { return static_cast<T>(v); });
-    }
+    kernels::map_into<S>(*this, out.data(), [](S v) { return convert<T>(v, "to_vector"); });
   });
   return out;
 }

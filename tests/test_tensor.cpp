@@ -151,6 +151,12 @@ TEST_CASE("a floating value int64 cannot hold is an Error in every conversion, n
   check_error([&] { (void)x.to(cr::int64); }, {"to", "1e+30", "int64"});
   check_error([&] { (void)(x / 0.0).to(cr::int64); }, {"to", "inf", "int64"});
   check_error([&] { (void)x.t().to_vector<int64_t>(); }, {"to_vector", "1e+30"});
+  {  // a tensor large enough to be split over threads: the helper's piece holds the NaN
+    cr::Tensor big = cr::ones({1 << 20}, cr::float64);
+    big.slice(0, (1 << 20) - 3, (1 << 20) - 2).fill_(nan);
+    check_error([&] { (void)big.to_vector<int64_t>(); }, {"to_vector", "nan", "int64"});
+    check_error([&] { (void)big.to(cr::int64); }, {"to", "nan", "int64"});
+  }
   check_error([&] { (void)x.select(0, 2).item<int64_t>(); }, {"item", "1e+30"});
   check_error([&] { (void)cr::arange(1e19, 1e19 + 1e5, 1e4, cr::int64); }, {"arange", "int64"});
   check_error([&] { (void)cr::linspace(0, nan, 3, cr::int64); }, {"linspace", "nan"});
