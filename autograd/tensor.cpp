@@ -235,10 +235,13 @@ Tensor Tensor::detach() const {
 
 void Tensor::set_data(const Tensor& data) const {
   auto& s = const_cast<TensorImpl&>(checked());
+  if (!data.defined()) fail("set_data: the new data for {} is undefined", describe(*this));
   if (s.grad_fn) fail("set_data: {} is not a leaf; only leaves (parameters) can have their data replaced", describe(*this));
   if (s.requires_grad && !is_floating(data.dtype()))
     fail("set_data: {} requires grad, so its data cannot become {}", describe(*this), describe(data));
-  if (data.dtype() != s.dtype) s.grad = nullptr;
+  // A .grad of the old shape made the next backward fail in its accumulation ("add_: shapes [2]
+  // and [3] cannot be broadcast"), far from the cause.
+  if (data.dtype() != s.dtype || data.shape() != s.shape) s.grad = nullptr;
   Storage* const own = s.own_storage();
   const bool unread = s.storage.get() == own && s.storage_unshared();  // nothing else reads the old buffer
   s.storage = data.impl()->storage;

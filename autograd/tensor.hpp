@@ -164,7 +164,8 @@ class Tensor {
   void backward(const Tensor& gradient = {}, bool retain_graph = false, bool create_graph = false) const;
   Tensor detach() const;  ///< a tensor sharing the data but cut from the graph
   /// Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
-  /// and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype changes.
+  /// and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype or shape
+  /// changes (a gradient of the old shape would fail the next accumulation).
   /// The old buffer is returned at once when nothing else reads it; one that a view still
   /// reads stays until this tensor goes (its storage shares the tensor's pool block).
   void set_data(const Tensor& data) const;

@@ -460,6 +460,22 @@ TEST_CASE("a new tensor and its storage share one pool block, freed by the last 
   CHECK(values(b.narrow(0, 3, 2)) == std::vector<double>{3, 4});
 }
 
+TEST_CASE("set_data clears a .grad the new data no longer fits, and keeps one it does") {
+  // A gradient of the old shape stayed, and the next backward failed in its accumulation
+  // ("add_: shapes [2] and [3] cannot be broadcast"), far from the set_data that caused it.
+  cr::Tensor p = cr::ones({2}, cr::float64).requires_grad_();
+  cr::sum(p * 2.0).backward();
+  p.set_data(cr::zeros({2}, cr::float64));  // same shape and dtype: the gradient stays
+  CHECK(values(p.grad()) == std::vector<double>{2, 2});
+  p.set_data(cr::zeros({3}, cr::float64));
+  CHECK_FALSE(p.grad().defined());
+  cr::sum(p * 2.0).backward();
+  CHECK(values(p.grad()) == std::vector<double>{2, 2, 2});
+  p.set_data(cr::zeros({3}, cr::float32));  // another dtype: cleared too
+  CHECK_FALSE(p.grad().defined());
+  check_error([&] { p.set_data(cr::Tensor()); }, {"set_data", "undefined"});
+}
+
 TEST_CASE("a recorded node fits the pool's 384-byte class, its reference counts included") {
   // At 448 bytes the 10,000-link mul/add chain ran 6% slower and the 100-link one 2%
   // (docs/performance.md, item 11).
