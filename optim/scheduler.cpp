@@ -6,6 +6,14 @@
 
 namespace chainrule::optim {
 
+namespace {
+// A schedule parameter that must be a finite number >= 0 (a negative or NaN one made a learning
+// rate the optimizer refuses, epochs into training, or counted worse metrics as better).
+void require_finite_non_negative(const char* scheduler, const char* what, double value) {
+  if (!(value >= 0 && std::isfinite(value))) fail("{}: {} must be finite and >= 0, got {}", scheduler, what, value);
+}
+}  // namespace
+
 LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
   for (size_t g = 0; g < optimizer.group_count(); ++g) base_lrs_.push_back(optimizer.lr(g));
 }
@@ -23,8 +31,7 @@ std::vector<double> LRScheduler::get_last_lr() const {
 
 StepLR::StepLR(Optimizer& o, int64_t step_size, double gamma) : LRScheduler(o), step_size_(step_size), gamma_(gamma) {
   if (step_size <= 0) fail("StepLR: step_size must be positive, got {}", step_size);
-  // (a negative or NaN gamma made a learning rate the optimizer refuses, epochs into training)
-  if (!(gamma >= 0 && std::isfinite(gamma))) fail("StepLR: gamma must be finite and >= 0, got {}", gamma);
+  require_finite_non_negative("StepLR", "gamma", gamma);
 }
 double StepLR::lr_at(double base, int64_t epoch) const {
   return base * std::pow(gamma_, static_cast<double>(epoch / step_size_));
@@ -38,7 +45,7 @@ double ExponentialLR::lr_at(double base, int64_t epoch) const { return base * st
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& o, int64_t t_max, double eta_min)
     : LRScheduler(o), t_max_(t_max), eta_min_(eta_min) {
   if (t_max <= 0) fail("CosineAnnealingLR: T_max must be positive, got {}", t_max);
-  if (!(eta_min >= 0 && std::isfinite(eta_min))) fail("CosineAnnealingLR: eta_min must be finite and >= 0, got {}", eta_min);
+  require_finite_non_negative("CosineAnnealingLR", "eta_min", eta_min);
 }
 double CosineAnnealingLR::lr_at(double base, int64_t epoch) const {
   return eta_min_ + (base - eta_min_) * (1 + std::cos(std::numbers::pi * static_cast<double>(epoch) / t_max_)) / 2;
@@ -63,8 +70,7 @@ ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOpti
     fail("ReduceLROnPlateau: factor must be in (0, 1), got {}", options.factor);
   if (options.patience < 0) fail("ReduceLROnPlateau: patience must be >= 0, got {}", options.patience);
   if (options.cooldown < 0) fail("ReduceLROnPlateau: cooldown must be >= 0, got {}", options.cooldown);
-  if (!(options.threshold >= 0 && std::isfinite(options.threshold)))  // a negative one counts worse metrics as better
-    fail("ReduceLROnPlateau: threshold must be finite and >= 0, got {}", options.threshold);
+  require_finite_non_negative("ReduceLROnPlateau", "threshold", options.threshold);
   if (!(options.min_lr >= 0)) fail("ReduceLROnPlateau: min_lr must be >= 0, got {}", options.min_lr);
 }
 
