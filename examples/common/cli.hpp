@@ -1,10 +1,12 @@
 // Command-line parsing shared by the examples: options that take values, checked numbers,
-// and a usage message with a non-zero exit (code 2) for anything malformed.
+// and a usage message with a non-zero exit (code 2) for anything malformed; and run(), which
+// turns an error met while running into a message and exit code 1.
 #pragma once
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -79,5 +81,17 @@ class Parser {
   std::map<std::string, std::function<void()>> flags_;
   std::map<std::string, std::function<void(const std::string&)>> options_;
 };
+
+// Runs an example's body. An exception that escapes it (an output folder that cannot be made,
+// a checkpoint that cannot be read or does not fit the model) ends the program with one line,
+// "<program>: <what went wrong>", and exit code 1, instead of std::terminate's abort.
+inline int run(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
+}
 
 }  // namespace cli

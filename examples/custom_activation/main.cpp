@@ -3,6 +3,8 @@
 //   2. with a hand-written derivative (bent identity): make_unary turns f, f', f'' into an op;
 //   3. registered by name, so an MLP can be built with it.
 // Then an MLP is trained with each, and a deliberately wrong derivative is caught, node named.
+#include "../common/cli.hpp"
+
 #include <chainrule.hpp>
 
 #include <cmath>
@@ -52,7 +54,7 @@ double train(const std::string& activation) {
 
 }  // namespace
 
-int main() {
+int run_example() {
   fmt::print("1-2. Verifying the two new activations (derivatives vs finite differences, float32 vs float64)\n\n");
   const auto r1 = A::verify_activation("squareplus", squareplus);
   const auto r2 = A::verify_activation("bent_identity", bent_identity);
@@ -77,3 +79,5 @@ int main() {
   fmt::print("   gradcheck of sum(tanh(bent_identity_wrong(X W))):\n   {}\n", report.to_string());
   return bad.ok || report.ok ? 1 : 0;  // the demonstration expects both checks to fail
 }
+
+int main() { return cli::run("custom_activation", run_example); }

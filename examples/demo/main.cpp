@@ -1,10 +1,12 @@
 // A first look at chainrule: fit y = 3x - 1 with gradient descent, printing the gradients
 // the engine computes next to the ones derived by hand.
+#include "../common/cli.hpp"
+
 #include <chainrule.hpp>
 
 namespace cr = chainrule;
 
-int main() {
+int run_example() {
   cr::manual_seed(0);
   const cr::Tensor x = cr::linspace(-1, 1, 20, cr::float64).reshape({20, 1});
   const cr::Tensor y = x * 3.0 - 1.0 + cr::randn({20, 1}, cr::float64) * 0.05;
@@ -28,4 +30,7 @@ int main() {
     b.grad().zero_();
   }
   fmt::print("fitted w = {:.4f}, b = {:.4f} (true 3, -1)\n", w.item<double>(), b.item<double>());
+  return 0;
 }
+
+int main() { return cli::run("demo", run_example); }

@@ -173,7 +173,7 @@ int64_t load_checkpoint(const std::string& path, cr::nn::Module& model, cr::opti
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_example(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   if (opt.skip_if_missing && !std::filesystem::exists(std::filesystem::path(opt.data) / "train-images-idx3-ubyte.gz")) {
     fmt::print("SKIP: Fashion-MNIST is not installed in {} (apt-get install dataset-fashion-mnist)\n", opt.data);
@@ -212,13 +212,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(opt.out);
   const std::string ckpt = opt.out + "/checkpoint.bin";
 
-  D::FashionMnist data;
-  try {
-    data = D::load_fashion_mnist(opt.data);
-  } catch (const cr::Error& e) {
-    fmt::print(stderr, "fashion_mnist: {}\n", e.what());
-    return 1;
-  }
+  D::FashionMnist data = D::load_fashion_mnist(opt.data);
   if (opt.limit > 0) {
     data.train_images = data.train_images.narrow(0, 0, opt.limit);
     data.train_labels = data.train_labels.narrow(0, 0, opt.limit);
@@ -339,4 +333,8 @@ int main(int argc, char** argv) {
                                              .series = {{"test", epochs, acc_pct}}}));
   fmt::print("wrote {0}/loss.svg, {0}/accuracy.svg and the checkpoint {0}/checkpoint.bin\n", opt.out);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return cli::run("fashion_mnist", [&] { return run_example(argc, argv); });
 }

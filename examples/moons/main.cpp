@@ -62,7 +62,7 @@ Result fit(const std::string& title, const D::Batch& data, int64_t classes, int 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_example(int argc, char** argv) {
   std::string out = "moons-out";
   int steps = 1000;
   cli::Parser p("moons",
@@ -83,4 +83,8 @@ int main(int argc, char** argv) {
              "wrote {}/moons.svg and {}/spirals.svg\n",
              100 * moons.accuracy, 100 * spirals.accuracy, out, out);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return cli::run("moons", [&] { return run_example(argc, argv); });
 }

@@ -66,7 +66,7 @@ std::string fmt_outputs(const std::vector<double>& v) { return fmt::format("[{:.
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_example(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   std::filesystem::create_directories(opt.out);
   fmt::print("chainrule answers the XOR seed program. Files go to {}/\n\n", opt.out);
@@ -199,4 +199,8 @@ int main(int argc, char** argv) {
                                                      config.steps, config.seeds)));
   fmt::print("\n5. Wrote {0}/loss_curves.svg, {0}/sweep.svg and {0}/sweep.csv\n", opt.out);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return cli::run("xor", [&] { return run_example(argc, argv); });
 }
