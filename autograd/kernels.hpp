@@ -20,6 +20,12 @@ T* ptr(const Tensor& t) {
   return static_cast<T*>(t.impl()->storage->data) + t.impl()->offset;
 }
 
+/// An Error naming `op` when `t` is expanded (a dim of size > 1 with stride 0): writing into it
+/// would put several of its elements in one memory location, the value that lands there
+/// depending on the loop order (PyTorch: "more than one element of the written-to tensor
+/// refers to a single memory location"). Every op that writes into a tensor checks with it.
+void check_no_internal_overlap(const Tensor& t, const char* op);
+
 /// Strides of `t` seen as a tensor of `shape` it broadcasts to (0 along broadcast dims).
 Shape broadcast_strides(const Tensor& t, const Shape& shape);
 

@@ -382,10 +382,9 @@ bool fused_in_place(Tensor& self, double scalar, F f) {
   return true;
 }
 
-// An expanded tensor writes several of its elements to one memory location: which value lands
-// there would depend on the loop order (PyTorch: "more than one element of the written-to
-// tensor refers to a single memory location").
-void check_no_internal_overlap(const Tensor& self, const char* op) {
+}  // namespace
+
+void kernels::check_no_internal_overlap(const Tensor& self, const char* op) {
   if (self.is_contiguous()) return;
   for (int64_t d = 0; d < self.dim(); ++d)
     if (self.strides()[d] == 0 && self.shape()[d] > 1)
@@ -393,6 +392,8 @@ void check_no_internal_overlap(const Tensor& self, const char* op) {
            "location; clone() it before writing in place",
            op, describe(self), d);
 }
+
+namespace {
 
 // `other` reads memory that `self` writes, and not element for element (a shifted slice of the
 // same buffer): the one-pass loop would read elements it had already overwritten (t[1:].add_(t[:-1])
@@ -441,7 +442,7 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
 // `compute(s, o)` takes the operand as `o`: a copy of `other` when it partially overlaps self.
 template <class Op, class F = std::nullptr_t>
 Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, F elementwise = nullptr) {
-  check_no_internal_overlap(self, op);
+  kernels::check_no_internal_overlap(self, op);
   Tensor copy;
   if (overlaps_partially(self, other)) copy = other.clone();
   const Tensor& o = copy.defined() ? copy : other;
@@ -456,7 +457,7 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, 
 // The same with a scalar operand.
 template <class Op, class F>
 Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute, F elementwise) {
-  check_no_internal_overlap(self, op);
+  kernels::check_no_internal_overlap(self, op);
   if (recording_in_place(self, Tensor())) return recorded_in_place(self, op, compute);
   if (fused_in_place(self, scalar, elementwise)) return self;
   write_in_place(self, compute(self), op, false);

@@ -1,5 +1,7 @@
 #include "distributed.hpp"
 
+#include "../autograd/kernels.hpp"
+
 #include <mpi.h>
 
 #include <climits>
@@ -92,6 +94,8 @@ std::vector<Bucket> plan(const std::vector<Tensor>& tensors, int64_t bucket_byte
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (!tensors[i].defined())
       throw DistributedError(fmt::format("distributed::{}: tensor {} of {} is undefined", op, i, tensors.size()));
+    if (!tensors[i].is_contiguous())  // the result is written back into it: refused before any rank communicates
+      kernels::check_no_internal_overlap(tensors[i], fmt::format("distributed::{}: tensor {} of {}", op, i, tensors.size()).c_str());
     const Dtype d = tensors[i].dtype();
     const int64_t n = tensors[i].numel();
     if (buckets.empty() || buckets.back().dtype != d ||
@@ -236,6 +240,9 @@ DataParallel::DataParallel(std::vector<Tensor> parameters, DataParallelOptions o
     : parameters_(std::move(parameters)), options_(options) {
   const State& s = active("DataParallel");
   (void)plan(parameters_, options_.bucket_bytes, "DataParallel");
+  if (options_.root < 0 || options_.root >= s.size)
+    throw DistributedError(fmt::format("distributed::DataParallel: root {} is not a rank of this world of {}",
+                                       options_.root, s.size));
   // Every rank must hold the same list of shapes and dtypes, or the buckets would not line up.
   uint64_t signature = 1469598103934665603ull;  // FNV-1a over (dtype, dims...) of each parameter
   auto mix = [&](uint64_t v) { signature = (signature ^ v) * 1099511628211ull; };

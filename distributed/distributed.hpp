@@ -69,7 +69,9 @@ inline constexpr int64_t kDefaultBucketBytes = int64_t{25} << 20;  ///< PyTorch 
 /// In place on every rank: each tensor becomes the reduction over all ranks. The tensors are
 /// packed into buckets of at most `bucket_bytes` (consecutive tensors of one dtype; a larger
 /// tensor is a bucket of its own), one non-blocking MPI call per bucket, all in flight at
-/// once. Every rank passes tensors of the same shapes and dtypes in the same order.
+/// once. Every rank passes tensors of the same shapes and dtypes in the same order. An
+/// expanded tensor (stride 0; it cannot hold a result per element) is an Error before any
+/// rank communicates.
 /// ReduceOp::average divides the sum by world_size() (floating-point tensors only).
 void all_reduce(const std::vector<Tensor>& tensors, ReduceOp op = ReduceOp::sum,
                 int64_t bucket_bytes = kDefaultBucketBytes);

@@ -102,6 +102,15 @@ TEST_CASE("distributed: all_reduce (sum, average, max, min) over dtypes, buckets
   check_error([] { dist::all_reduce({cr::Tensor()}); }, {"all_reduce", "undefined"});
   check_error([] { dist::broadcast({cr::ones({2})}, dist::world_size()); }, {"broadcast", "root"});
   check_error([] { dist::all_reduce({cr::ones({2})}, dist::ReduceOp::sum, 0); }, {"bucket_bytes"});
+  // An expanded tensor cannot take the result (several elements are one memory location): the
+  // error comes before any rank communicates, names the collective, and leaves the tensors
+  // before it in the list unchanged (it came from copy_ after the reduction, half the list
+  // already written).
+  cr::Tensor first = cr::full({2}, r, cr::float64);
+  const cr::Tensor expanded = cr::full({1}, r, cr::float64).expand({3});
+  check_error([&] { dist::all_reduce({first, expanded}); }, {"distributed::all_reduce", "tensor 1 of 2", "expanded"});
+  check_error([&] { dist::broadcast({first, expanded}); }, {"distributed::broadcast", "tensor 1 of 2", "expanded"});
+  CHECK(values(first) == std::vector<double>(2, r));
 }
 
 TEST_CASE("distributed: broadcast from the last rank") {
@@ -131,6 +140,10 @@ TEST_CASE("distributed: DataParallel broadcasts rank 0's parameters, buckets, ch
   for (size_t i = 0; i + 1 < params.size(); ++i)
     CHECK(values(params[i].grad()) == std::vector<double>(static_cast<size_t>(params[i].numel()), (n + 1) / 2));
   CHECK(values(params.back().grad()) == std::vector<double>(2, 0.0));
+
+  // A root that is not a rank is refused by the constructor, before it compares the models.
+  check_error([&] { dist::DataParallel bad(model.parameters(), {.root = dist::world_size()}); },
+              {"distributed::DataParallel", "root", "not a rank"});
 
   // A rank with a different model: every rank gets the error, none hangs.
   cr::nn::MLP odd({4, dist::rank() == 0 ? 8 : 9, 2}, {.dtype = cr::float64});
