@@ -33,7 +33,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
 }
 
 int64_t DataLoader::samples_per_epoch() const {
-  return options_.sampler ? options_.sampler->num_samples(dataset_->size()) : dataset_->size();
+  const int64_t n = dataset_->size();  // a user's Dataset: size() is not known to be sane
+  if (n < 0) fail("DataLoader: the dataset's size() is {}; it must be >= 0", n);
+  return options_.sampler ? options_.sampler->num_samples(n) : n;
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -58,18 +60,16 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
 }
 
 std::vector<int64_t> DataLoader::order(int64_t epoch) const {
+  const int64_t n = samples_per_epoch(), size = dataset_->size();  // n == size without a sampler
   if (options_.sampler) {
-    std::vector<int64_t> idx = options_.sampler->indices(epoch, dataset_->size());
-    if (static_cast<int64_t>(idx.size()) != samples_per_epoch())
-      fail("DataLoader: the sampler returned {} indices for epoch {} but num_samples() promised {}", idx.size(), epoch,
-           samples_per_epoch());
+    std::vector<int64_t> idx = options_.sampler->indices(epoch, size);
+    if (static_cast<int64_t>(idx.size()) != n)
+      fail("DataLoader: the sampler returned {} indices for epoch {} but num_samples() promised {}", idx.size(), epoch, n);
     for (int64_t i : idx)
-      if (i < 0 || i >= dataset_->size())
-        fail("DataLoader: the sampler returned index {} for a dataset of {} examples", i, dataset_->size());
+      if (i < 0 || i >= size) fail("DataLoader: the sampler returned index {} for a dataset of {} examples", i, size);
     return idx;
   }
-  return options_.shuffle ? permutation(dataset_->size(), options_.seed + static_cast<uint64_t>(epoch))
-                          : iota(dataset_->size());
+  return options_.shuffle ? permutation(size, options_.seed + static_cast<uint64_t>(epoch)) : iota(size);
 }
 
 DistributedSampler::DistributedSampler(DistributedSamplerOptions options) : options_(options) {
@@ -204,13 +204,15 @@ Batch from_points(const std::vector<double>& xy, const std::vector<double>& labe
   const int64_t n = static_cast<int64_t>(labels.size());
   return {tensor(xy, {n, 2}, Dtype::float64), tensor(labels, {n}, Dtype::int64)};
 }
-void check_n(int64_t n, const char* op) {
+void check_n_noise(int64_t n, double noise, const char* op) {
   if (n < 1) fail("{}: n must be >= 1, got {}", op, n);
+  // A standard deviation: NaN or inf would make every point NaN or inf.
+  if (!(noise >= 0 && std::isfinite(noise))) fail("{}: noise must be finite and >= 0, got {}", op, noise);
 }
 }  // namespace
 
 Batch make_moons(int64_t n, double noise, Generator* gen) {
-  check_n(n, "make_moons");
+  check_n_noise(n, noise, "make_moons");
   std::vector<double> xy, y;
   with_generator(gen, [&](Generator& g) {  // the global one under its lock
     for (int64_t i = 0; i < n; ++i) {
@@ -226,7 +228,7 @@ Batch make_moons(int64_t n, double noise, Generator* gen) {
 }
 
 Batch make_circles(int64_t n, double noise, double factor, Generator* gen) {
-  check_n(n, "make_circles");
+  check_n_noise(n, noise, "make_circles");
   if (!(factor > 0 && factor < 1)) fail("make_circles: factor must be in (0, 1), got {}", factor);
   std::vector<double> xy, y;
   with_generator(gen, [&](Generator& g) {  // the global one under its lock
@@ -242,7 +244,7 @@ Batch make_circles(int64_t n, double noise, double factor, Generator* gen) {
 }
 
 Batch make_spirals(int64_t n, int64_t arms, double noise, Generator* gen) {
-  check_n(n, "make_spirals");
+  check_n_noise(n, noise, "make_spirals");
   if (arms < 2) fail("make_spirals: needs at least 2 arms, got {}", arms);
   std::vector<double> xy, y;
   with_generator(gen, [&](Generator& g) {  // the global one under its lock
@@ -259,7 +261,7 @@ Batch make_spirals(int64_t n, int64_t arms, double noise, Generator* gen) {
 }
 
 Batch make_xor_blobs(int64_t n, double noise, Generator* gen) {
-  check_n(n, "make_xor_blobs");
+  check_n_noise(n, noise, "make_xor_blobs");
   std::vector<double> xy, y;
   with_generator(gen, [&](Generator& g) {  // the global one under its lock
     for (int64_t i = 0; i < n; ++i) {

@@ -156,8 +156,10 @@ inline const char* kFashionMnistClasses[10] = {"T-shirt/top", "Trouser", "Pullov
                                                "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
 // ---------------------------------------------------------------- synthetic 2-D problems
+// Each takes n >= 1 points and `noise`, the standard deviation of the Gaussian noise added to
+// every coordinate (finite, >= 0; an Error otherwise); the global generator when gen is null.
 
-/// n points [n, 2] (float64) with int64 labels [n].
+/// Two interleaving half circles, as scikit-learn's: n points [n, 2] (float64) with int64 labels [n].
 Batch make_moons(int64_t n, double noise = 0.1, Generator* gen = nullptr);
 /// Two concentric circles (inner radius factor) with Gaussian noise: n points [n, 2], labels 0/1.
 Batch make_circles(int64_t n, double noise = 0.05, double factor = 0.5, Generator* gen = nullptr);

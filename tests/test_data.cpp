@@ -203,6 +203,15 @@ TEST_CASE("DistributedSampler: disjoint shards, padding, drop_last, shared seed,
   };
   const D::DataLoader lied_to(ds, {.batch_size = 2, .sampler = std::make_shared<Liar>()});
   check_error([&] { (void)lied_to.batch(0, 0); }, {"sampler returned 2 indices", "promised 5"});
+  // So is a dataset whose size() is negative: it counted -2 batches an epoch and then failed
+  // in std::vector ("cannot create std::vector larger than max_size()").
+  struct Negative : D::Dataset {
+    int64_t size() const override { return -5; }
+    D::Batch get_batch(const std::vector<int64_t>&) const override { return {}; }
+  };
+  const D::DataLoader negative(std::make_shared<Negative>(), {.batch_size = 2});
+  check_error([&] { (void)negative.batches_per_epoch(); }, {"DataLoader", "size() is -5"});
+  check_error([&] { (void)negative.epoch(0); }, {"DataLoader", "size() is -5"});
 }
 
 TEST_CASE("synthetic 2-D problems: shapes, balanced labels, reproducible") {
@@ -218,6 +227,15 @@ TEST_CASE("synthetic 2-D problems: shapes, balanced labels, reproducible") {
   const auto y = blobs.targets.to_vector<int64_t>();
   for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == ((xy[2 * i] > 0) != (xy[2 * i + 1] > 0)));
   check_error([] { (void)D::make_spirals(10, 1); }, {"make_spirals", "arms"});
+  // The noise is a standard deviation: a negative one was used as is (the same points as its
+  // absolute value, mirrored draws), a NaN or infinite one made every point NaN or inf.
+  for (double noise : {-0.1, double(NAN), double(INFINITY)}) {
+    CAPTURE(noise);
+    check_error([&] { (void)D::make_moons(10, noise); }, {"make_moons", "noise", "finite and >= 0"});
+    check_error([&] { (void)D::make_circles(10, noise); }, {"make_circles", "noise"});
+    check_error([&] { (void)D::make_spirals(10, 2, noise); }, {"make_spirals", "noise"});
+    check_error([&] { (void)D::make_xor_blobs(10, noise); }, {"make_xor_blobs", "noise"});
+  }
 }
 
 TEST_CASE("Fashion-MNIST loads from the Debian package, when installed") {
