@@ -454,7 +454,8 @@ Tensor& in_place(Tensor& self, const Tensor& other, const char* op, Op compute, 
   return self;
 }
 
-// The same with a scalar operand.
+// The same with a scalar operand. `compute` takes the scalar with scalar_like, by its value: a
+// whole one keeps an int64 tensor int64 (i.mul_(2.0)), any other is refused by write_in_place.
 template <class Op, class F>
 Tensor& scalar_in_place(Tensor& self, double scalar, const char* op, Op compute, F elementwise) {
   kernels::check_no_internal_overlap(self, op);
@@ -474,31 +475,31 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
   if (!is_floating(dtype()) && alpha != std::trunc(alpha))
     fail("add_: alpha {} is not a whole number, so it cannot scale an addition into the int64 tensor {}", alpha,
          describe(*this));
-  return in_place(*this, o, "add_", [&](const Tensor& s, const Tensor& v) { return alpha == 1.0 ? s + v : s + v * alpha; },
+  return in_place(*this, o, "add_", [&](const Tensor& s, const Tensor& v) { return alpha == 1.0 ? s + v : s + v * scalar_like(alpha, v); },
                   // alpha in the element type, as PyTorch: float math for float tensors (twice the
                   // vector width of a detour through double)
                   [alpha](auto a, auto b) { return a + b * static_cast<decltype(b)>(alpha); });
 }
 Tensor& Tensor::add_(double o) {
-  return scalar_in_place(*this, o, "add_", [&](const Tensor& s) { return s + o; }, [](auto a, auto b) { return a + b; });
+  return scalar_in_place(*this, o, "add_", [&](const Tensor& s) { return add(s, scalar_like(o, s)); }, [](auto a, auto b) { return a + b; });
 }
 Tensor& Tensor::sub_(const Tensor& o) {
   return in_place(*this, o, "sub_", [](const Tensor& s, const Tensor& v) { return s - v; }, [](auto a, auto b) { return a - b; });
 }
 Tensor& Tensor::sub_(double o) {
-  return scalar_in_place(*this, o, "sub_", [&](const Tensor& s) { return s - o; }, [](auto a, auto b) { return a - b; });
+  return scalar_in_place(*this, o, "sub_", [&](const Tensor& s) { return sub(s, scalar_like(o, s)); }, [](auto a, auto b) { return a - b; });
 }
 Tensor& Tensor::mul_(const Tensor& o) {
   return in_place(*this, o, "mul_", [](const Tensor& s, const Tensor& v) { return s * v; }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::mul_(double o) {
-  return scalar_in_place(*this, o, "mul_", [&](const Tensor& s) { return s * o; }, [](auto a, auto b) { return a * b; });
+  return scalar_in_place(*this, o, "mul_", [&](const Tensor& s) { return mul(s, scalar_like(o, s)); }, [](auto a, auto b) { return a * b; });
 }
 Tensor& Tensor::div_(const Tensor& o) {
   return in_place(*this, o, "div_", [](const Tensor& s, const Tensor& v) { return s / v; });
 }
 Tensor& Tensor::div_(double o) {
-  return scalar_in_place(*this, o, "div_", [&](const Tensor& s) { return s / o; }, [](auto a, auto b) { return a / b; });
+  return scalar_in_place(*this, o, "div_", [&](const Tensor& s) { return div(s, scalar_like(o, s)); }, [](auto a, auto b) { return a / b; });
 }
 Tensor& Tensor::zero_() { return fill_(0.0); }
 Tensor& Tensor::fill_(double value) {
@@ -669,6 +670,20 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtyp
 
 // ---------------------------------------------------------------- helpers
 
+Tensor integer_scalar_like(int64_t value, const Tensor& like) {
+  Tensor out = kernels::empty({}, like.dtype());  // written directly: int64 values beyond 2^53 stay exact
+  dispatch(out.dtype(), [&]<class T>() { *kernels::ptr<T>(out) = static_cast<T>(value); });
+  return out;
+}
+
+namespace {
+// The scalar of arithmetic with a double: the tensor's dtype if floating, else the default
+// floating dtype (PyTorch: a float scalar promotes an integer tensor, whatever its value).
+Tensor floating_scalar_like(double value, const Tensor& like) {
+  return tensor(value, is_floating(like.dtype()) ? like.dtype() : default_dtype());
+}
+}  // namespace
+
 Tensor scalar_like(double value, const Tensor& like) {
   Dtype d = like.dtype();
   // an int64 tensor keeps int64 with a whole scalar that int64 holds (i * 2.0), else goes floating
@@ -692,14 +707,14 @@ Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
 Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 Tensor operator-(const Tensor& x) { return neg(x); }
-Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
-Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
-Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
-Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
-Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
-Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+Tensor operator+(const Tensor& a, double b) { return add(a, floating_scalar_like(b, a)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, floating_scalar_like(b, a)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, floating_scalar_like(b, a)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, floating_scalar_like(b, a)); }
+Tensor operator+(double a, const Tensor& b) { return add(floating_scalar_like(a, b), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(floating_scalar_like(a, b), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(floating_scalar_like(a, b), b); }
+Tensor operator/(double a, const Tensor& b) { return div(floating_scalar_like(a, b), b); }
 Tensor operator==(const Tensor& a, const Tensor& b) { return eq(a, b); }
 Tensor operator!=(const Tensor& a, const Tensor& b) { return ne(a, b); }
 Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }

@@ -7,6 +7,7 @@
 #include "ref.hpp"
 #include "shape.hpp"
 
+#include <concepts>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -380,14 +381,51 @@ Tensor operator-(const Tensor& a, const Tensor& b);  ///< sub(a, b)
 Tensor operator*(const Tensor& a, const Tensor& b);  ///< mul(a, b)
 Tensor operator/(const Tensor& a, const Tensor& b);  ///< div(a, b)
 Tensor operator-(const Tensor& x);  ///< neg(x)
-Tensor operator+(const Tensor& a, double b);  ///< a + b, b a scalar in a's dtype
+// With a scalar, the scalar's C++ type decides the result's dtype, as in PyTorch's C++
+// frontend: a double makes an int64 tensor's result the default floating dtype (i * 2.0 is
+// float32, whatever the value), an integer keeps int64 (i * 2); a floating tensor keeps its dtype.
+Tensor operator+(const Tensor& a, double b);  ///< a + b, b a scalar: a's dtype if floating, else the default floating dtype
 Tensor operator-(const Tensor& a, double b);  ///< a - b
 Tensor operator*(const Tensor& a, double b);  ///< a * b
 Tensor operator/(const Tensor& a, double b);  ///< a / b
-Tensor operator+(double a, const Tensor& b);  ///< a + b, a a scalar in b's dtype
+Tensor operator+(double a, const Tensor& b);  ///< a + b, a a scalar: b's dtype if floating, else the default floating dtype
 Tensor operator-(double a, const Tensor& b);  ///< a - b
 Tensor operator*(double a, const Tensor& b);  ///< a * b
 Tensor operator/(double a, const Tensor& b);  ///< a / b
+/// A 0-d tensor holding an integer scalar: in like's dtype (int64 stays int64).
+Tensor integer_scalar_like(int64_t value, const Tensor& like);
+template <std::integral I>
+Tensor operator+(const Tensor& a, I b) {  ///< a + b, b an integer scalar in a's dtype
+  return add(a, integer_scalar_like(static_cast<int64_t>(b), a));
+}
+template <std::integral I>
+Tensor operator-(const Tensor& a, I b) {  ///< a - b
+  return sub(a, integer_scalar_like(static_cast<int64_t>(b), a));
+}
+template <std::integral I>
+Tensor operator*(const Tensor& a, I b) {  ///< a * b
+  return mul(a, integer_scalar_like(static_cast<int64_t>(b), a));
+}
+template <std::integral I>
+Tensor operator/(const Tensor& a, I b) {  ///< a / b, true division (an int64 a gives a floating result)
+  return div(a, integer_scalar_like(static_cast<int64_t>(b), a));
+}
+template <std::integral I>
+Tensor operator+(I a, const Tensor& b) {  ///< a + b, a an integer scalar in b's dtype
+  return add(integer_scalar_like(static_cast<int64_t>(a), b), b);
+}
+template <std::integral I>
+Tensor operator-(I a, const Tensor& b) {  ///< a - b
+  return sub(integer_scalar_like(static_cast<int64_t>(a), b), b);
+}
+template <std::integral I>
+Tensor operator*(I a, const Tensor& b) {  ///< a * b
+  return mul(integer_scalar_like(static_cast<int64_t>(a), b), b);
+}
+template <std::integral I>
+Tensor operator/(I a, const Tensor& b) {  ///< a / b
+  return div(integer_scalar_like(static_cast<int64_t>(a), b), b);
+}
 Tensor operator==(const Tensor& a, const Tensor& b);  ///< eq(a, b)
 Tensor operator!=(const Tensor& a, const Tensor& b);  ///< ne(a, b)
 Tensor operator<(const Tensor& a, const Tensor& b);  ///< lt(a, b)

@@ -228,8 +228,35 @@ TEST_CASE("in-place ops on int64 tensors: a floating result is an Error, not tru
   CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{7, 7});
   a.copy_(cr::full({2}, 2.9));  // copy_ converts, as PyTorch's does
   CHECK(a.to_vector<int64_t>() == std::vector<int64_t>{2, 2});
-  // out of place, a whole scalar keeps int64 and any other goes floating (1e30 tried int64 and threw)
-  CHECK((a * 3.0).dtype() == cr::int64);
+  // Out of place, the scalar's C++ type decides, as in PyTorch's C++ frontend: an integer keeps
+  // int64, a double goes to the default floating dtype whatever its value (a * 3.0 was int64
+  // and a * 3.5 float32, so a runtime scale of 1.0 changed the result's dtype).
+  CHECK((a * 3).dtype() == cr::int64);
+  CHECK((a * 3).to_vector<int64_t>() == std::vector<int64_t>{6, 6});
+  CHECK((3 * a).dtype() == cr::int64);
+  CHECK((a + int64_t{1}).to_vector<int64_t>() == std::vector<int64_t>{3, 3});
+  CHECK((10 - a).to_vector<int64_t>() == std::vector<int64_t>{8, 8});
+  CHECK((a - 1L).dtype() == cr::int64);
+  CHECK((a / 4).dtype() == cr::float32);  // true division
+  CHECK((a / 4).to_vector<double>() == std::vector<double>{0.5, 0.5});
+  for (double scale : {3.0, 1.0, 3.5, 0.0}) {
+    CAPTURE(scale);
+    CHECK((a * scale).dtype() == cr::float32);
+    CHECK((scale * a).dtype() == cr::float32);
+    CHECK((a + scale).dtype() == cr::float32);
+    CHECK((scale - a).dtype() == cr::float32);
+    CHECK((a * scale).to_vector<double>() == std::vector<double>{2 * scale, 2 * scale});
+  }
+  cr::set_default_dtype(cr::float64);
+  CHECK((a * 3.0).dtype() == cr::float64);
+  cr::set_default_dtype(cr::float32);
+  // A floating tensor keeps its dtype with either scalar.
+  CHECK((cr::full({2}, 1.5, cr::float64) * 2).dtype() == cr::float64);
+  CHECK((cr::full({2}, 1.5) * 2).to_vector<double>() == std::vector<double>{3, 3});
+  // Comparisons compare the values exactly: 2^24 + 1 is not rounded to a float32 2^24.
+  const cr::Tensor big = cr::tensor({16777217.0}, cr::int64);
+  CHECK((big == 16777216.0).item<double>() == 0);
+  CHECK((big > 16777216.0).item<double>() == 1);
   CHECK((a * 1e30).dtype() == cr::float32);
   CHECK((a * 1e30).to_vector<double>()[0] == doctest::Approx(2e30));
   CHECK((a + std::numeric_limits<double>::infinity()).dtype() == cr::float32);
