@@ -126,9 +126,9 @@ Batch DataLoader::EpochRange::iterator::operator*() const {
 namespace {
 
 [[noreturn]] void idx_fail(const std::string& path, const std::string& what) {
-  fail("read_idx: {} '{}'. Fashion-MNIST comes with the Debian package dataset-fashion-mnist "
+  fail("read_idx: '{}' {}. Fashion-MNIST comes with the Debian package dataset-fashion-mnist "
        "(apt-get install dataset-fashion-mnist), or pass the folder that holds the files",
-       what, path);
+       path, what);
 }
 
 // Reads exactly n bytes, or fails saying the file is truncated or corrupt.
@@ -140,7 +140,7 @@ void read_exactly(gzFile f, void* out, size_t n, const std::string& path, const 
     if (got < 0) {
       int code = 0;
       const char* msg = gzerror(f, &code);
-      idx_fail(path, fmt::format("cannot decompress {} ({})", what, msg ? msg : "zlib error"));
+      idx_fail(path, fmt::format("cannot be decompressed in {} ({})", what, msg ? msg : "zlib error"));
     }
     if (got == 0) idx_fail(path, fmt::format("is truncated: it ends inside {} ({} of {} bytes)", what, done, n));
     done += static_cast<size_t>(got);
@@ -150,9 +150,9 @@ void read_exactly(gzFile f, void* out, size_t n, const std::string& path, const 
 }  // namespace
 
 Tensor read_idx(const std::string& path, Dtype dtype) {
-  if (!std::filesystem::exists(path)) idx_fail(path, "cannot find");
+  if (!std::filesystem::exists(path)) idx_fail(path, "does not exist");
   gzFile f = gzopen(path.c_str(), "rb");  // reads plain files too
-  if (!f) idx_fail(path, fmt::format("cannot open ({})", std::strerror(errno)));
+  if (!f) idx_fail(path, fmt::format("cannot be opened ({})", std::strerror(errno)));
   struct Closer {
     gzFile f;
     ~Closer() { gzclose(f); }

@@ -86,10 +86,10 @@ TEST_CASE("read_idx: images and labels, gzip or plain") {
 TEST_CASE("read_idx: missing, truncated, corrupt and wrong files give errors naming the file") {
   Dir dir;
   const std::string good = idx_bytes({4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
-  check_error([&] { (void)D::read_idx(dir / "nope.gz"); }, {"nope.gz", "cannot find", "dataset-fashion-mnist"});
+  check_error([&] { (void)D::read_idx(dir / "nope.gz"); }, {"read_idx: '", "nope.gz' does not exist.", "dataset-fashion-mnist"});
   for (size_t cut : {size_t(2), size_t(6), good.size() - 1}) {
     CAPTURE(cut);
-    check_error([&] { (void)D::read_idx(write_gz(dir / "t.gz", good.substr(0, cut))); }, {"t.gz", "truncated"});
+    check_error([&] { (void)D::read_idx(write_gz(dir / "t.gz", good.substr(0, cut))); }, {"t.gz' is truncated"});
   }
   check_error([&] { (void)D::read_idx(write_gz(dir / "x.gz", good + "extra")); }, {"x.gz", "more than"});
   check_error([&] { (void)D::read_idx(write_gz(dir / "m.gz", "\x01\x02\x03\x04" + good.substr(4))); }, {"m.gz", "not an IDX"});
