@@ -113,7 +113,7 @@ Tensor squeeze(const Tensor& x, std::optional<int64_t> dim) {
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
-  const int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze");
+  const int64_t d = wrap_new_dim(dim, x.dim(), "unsqueeze");
   Shape shape = x.shape();
   shape.insert(static_cast<size_t>(d), 1);
   return reshape(x, shape);
@@ -188,7 +188,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   if (tensors.empty()) fail("stack: expected at least one tensor");
-  const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
+  const int64_t d = wrap_new_dim(dim, tensors[0].dim(), "stack", "tensors");
   std::vector<Tensor> expanded;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].shape() != tensors[0].shape())

@@ -102,6 +102,9 @@ inline Shape contiguous_strides(const Shape& shape) {
 
 /// Wraps a possibly negative dimension index into [0, rank); throws naming `op` otherwise.
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op);
+/// The same for a dim that an op inserts into `what` ("a tensor", "tensors") of rank `rank`
+/// (unsqueeze, stack): [-(rank+1), rank] wraps into [0, rank].
+int64_t wrap_new_dim(int64_t dim, int64_t rank, std::string_view op, std::string_view what = "a tensor");
 
 /// NumPy broadcasting of two shapes; throws naming `op` and both shapes when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op);

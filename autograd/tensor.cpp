@@ -114,6 +114,13 @@ int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op) {
   return dim < 0 ? dim + r : dim;
 }
 
+int64_t wrap_new_dim(int64_t dim, int64_t rank, std::string_view op, std::string_view what) {
+  if (dim < -(rank + 1) || dim > rank)
+    fail("{}: dimension {} is out of range for {} of rank {} (a new dimension goes at [{}, {}])", op, dim, what, rank,
+         -(rank + 1), rank);
+  return dim < 0 ? dim + rank + 1 : dim;
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
   if (a == b) return a;  // most elementwise ops: a third of the general loop's cost
   const size_t n = std::max(a.size(), b.size());

@@ -122,6 +122,12 @@ TEST_CASE("a 0-d tensor: dims 0 and -1 where PyTorch takes them, an Error for si
   check_error([&] { (void)s.slice(0, 0, 1); }, {"slice", "0-d"});
   check_error([&] { (void)s.select(0, 0); }, {"select", "0-d"});
   check_error([&] { (void)s.narrow(0, 0, 1); }, {"narrow", "0-d"});
+  // unsqueeze and stack insert a dim, so they take one more position; the message names the
+  // input's rank (it said "a tensor of rank 1" of the scalar, the rank of the result)
+  CHECK(s.unsqueeze(-1).shape() == cr::Shape{1});
+  check_error([&] { (void)s.unsqueeze(2); }, {"unsqueeze", "dimension 2", "tensor of rank 0", "[-1, 0]"});
+  check_error([&] { (void)cr::ones({2}).unsqueeze(-3); }, {"unsqueeze", "dimension -3", "tensor of rank 1", "[-2, 1]"});
+  check_error([&] { (void)cr::stack({s, s}, 2); }, {"stack", "dimension 2", "tensors of rank 0", "[-1, 0]"});
   CHECK(cr::sum(s, 0).item<double>() == 3);  // reductions take dim 0 of a scalar, as in PyTorch
   CHECK(cr::amax(s, cr::Shape{-1}).item<double>() == 3);
   cr::sum(s.transpose(0, 0) * s.flatten(-1, 0)).backward();
