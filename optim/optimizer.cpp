@@ -143,6 +143,13 @@ void SGD::validate(const SGDOptions& o) const {
   }
 }
 
+ParamState& Optimizer::state(const Tensor& p) {
+  ParamState& s = state_[p.impl()];
+  for (auto& [name, buffer] : s.buffers)
+    if (buffer.defined() && buffer.dtype() != p.dtype()) buffer = buffer.to(p.dtype());
+  return s;
+}
+
 namespace {
 // The momentum update in one pass: the three in-place passes below (buf *= m; buf += a g;
 // p += -lr buf) element by element, with the same operations in the same order, so the same

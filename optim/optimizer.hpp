@@ -65,8 +65,10 @@ class Optimizer {
   /// `name` appears in error messages; `buffers` names every per-parameter buffer step() may
   /// keep, which load_state_dict accepts (an SGD state loaded into Adam is an Error).
   Optimizer(std::string name, std::vector<std::string> buffers) : name_(std::move(name)), buffers_(std::move(buffers)) {}
-  /// The state of parameter p, created empty on first use.
-  ParamState& state(const Tensor& p) { return state_[p.impl()]; }
+  /// The state of parameter p, created empty on first use. Buffers in another dtype than p
+  /// (the model was moved with to(dtype) after some steps) are converted to p's, as
+  /// load_state_dict converts what it loads: the update then runs in the parameter's precision.
+  ParamState& state(const Tensor& p);
   /// Fails unless every tensor is a defined floating leaf that requires grad and none appears
   /// twice, in the list or in a group already added (step would update it twice).
   void check_params(const std::vector<Tensor>& params) const;
