@@ -143,11 +143,10 @@ void SGD::validate(const SGDOptions& o) const {
   }
 }
 
-ParamState& Optimizer::state(const Tensor& p) {
-  ParamState& s = state_[p.impl()];
+void Optimizer::convert_buffers(ParamState& s, Dtype dtype) {
   for (auto& [name, buffer] : s.buffers)
-    if (buffer.defined() && buffer.dtype() != p.dtype()) buffer = buffer.to(p.dtype());
-  return s;
+    if (buffer.defined() && buffer.dtype() != dtype) buffer = buffer.to(dtype);
+  s.dtype = dtype;
 }
 
 namespace {

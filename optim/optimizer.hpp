@@ -38,6 +38,7 @@ namespace chainrule::optim {
 struct ParamState {
   std::map<std::string, Tensor> buffers;  ///< named buffers of this parameter, created on its first step
   int64_t step = 0;  ///< steps taken for this parameter
+  Dtype dtype = Dtype::float32;  ///< the dtype the buffers are in (the parameter's when state() last saw it)
 };
 
 /// The base of every optimizer: parameter groups, zero_grad, the learning rate, state save/load.
@@ -68,10 +69,16 @@ class Optimizer {
   /// The state of parameter p, created empty on first use. Buffers in another dtype than p
   /// (the model was moved with to(dtype) after some steps) are converted to p's, as
   /// load_state_dict converts what it loads: the update then runs in the parameter's precision.
-  ParamState& state(const Tensor& p);
+  ParamState& state(const Tensor& p) {
+    ParamState& s = state_[p.impl()];
+    if (s.dtype != p.dtype()) [[unlikely]]
+      convert_buffers(s, p.dtype());
+    return s;
+  }
   /// Fails unless every tensor is a defined floating leaf that requires grad and none appears
   /// twice, in the list or in a group already added (step would update it twice).
   void check_params(const std::vector<Tensor>& params) const;
+  static void convert_buffers(ParamState& s, Dtype dtype);  ///< state()'s conversion
 
  private:
   std::vector<Tensor> all_params() const;
