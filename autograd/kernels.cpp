@@ -45,6 +45,15 @@ Tensor empty(const Shape& shape, Dtype dtype) {
   return Tensor(std::move(impl));
 }
 
+void check_no_internal_overlap(const Tensor& t, const char* op) {
+  if (t.is_contiguous()) return;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.strides()[d] == 0 && t.shape()[d] > 1)
+      fail("{}: {} is expanded (dimension {} has stride 0), so several of its elements are one memory "
+           "location; clone() it before writing in place",
+           op, describe(t), d);
+}
+
 Shape broadcast_strides(const Tensor& t, const Shape& shape) {
   Shape s;
   s.resize(shape.size(), 0);

@@ -389,19 +389,6 @@ bool fused_in_place(Tensor& self, double scalar, F f) {
   return true;
 }
 
-}  // namespace
-
-void kernels::check_no_internal_overlap(const Tensor& self, const char* op) {
-  if (self.is_contiguous()) return;
-  for (int64_t d = 0; d < self.dim(); ++d)
-    if (self.strides()[d] == 0 && self.shape()[d] > 1)
-      fail("{}: {} is expanded (dimension {} has stride 0), so several of its elements are one memory "
-           "location; clone() it before writing in place",
-           op, describe(self), d);
-}
-
-namespace {
-
 // `other` reads memory that `self` writes, and not element for element (a shifted slice of the
 // same buffer): the one-pass loop would read elements it had already overwritten (t[1:].add_(t[:-1])
 // summed cumulatively). The same view, or disjoint memory, is safe.

@@ -80,6 +80,11 @@ MPI_Datatype mpi_type(Dtype d) {
   return MPI_DATATYPE_NULL;
 }
 
+void check_root(int root, const State& s, const char* op) {
+  if (root < 0 || root >= s.size)
+    throw DistributedError(fmt::format("distributed::{}: root {} is not a rank of this world of {}", op, root, s.size));
+}
+
 struct Bucket {
   Dtype dtype;
   std::vector<size_t> members;  // indices into the tensor list
@@ -214,8 +219,7 @@ void all_reduce(const std::vector<Tensor>& tensors, ReduceOp op, int64_t bucket_
 
 void broadcast(const std::vector<Tensor>& tensors, int root, int64_t bucket_bytes) {
   const State& s = active("broadcast");
-  if (root < 0 || root >= s.size)
-    throw DistributedError(fmt::format("distributed::broadcast: root {} is not a rank of this world of {}", root, s.size));
+  check_root(root, s, "broadcast");
   bucketed(
       tensors, bucket_bytes, "broadcast",
       [&](const Tensor& buffer, const Bucket& b) {
@@ -240,9 +244,7 @@ DataParallel::DataParallel(std::vector<Tensor> parameters, DataParallelOptions o
     : parameters_(std::move(parameters)), options_(options) {
   const State& s = active("DataParallel");
   (void)plan(parameters_, options_.bucket_bytes, "DataParallel");
-  if (options_.root < 0 || options_.root >= s.size)
-    throw DistributedError(fmt::format("distributed::DataParallel: root {} is not a rank of this world of {}",
-                                       options_.root, s.size));
+  check_root(options_.root, s, "DataParallel");
   // Every rank must hold the same list of shapes and dtypes, or the buckets would not line up.
   uint64_t signature = 1469598103934665603ull;  // FNV-1a over (dtype, dims...) of each parameter
   auto mix = [&](uint64_t v) { signature = (signature ^ v) * 1099511628211ull; };
