@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -21,6 +22,12 @@ class Error : public std::runtime_error {
 template <class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+/// Throws Error "<op>: <what> must be finite and >= 0, got <value>" unless value is a finite
+/// number >= 0 (a schedule's factor, a noise level: NaN there would spread to every result).
+inline void require_finite_non_negative(const char* op, const char* what, double value) {
+  if (!(value >= 0 && std::isfinite(value))) fail("{}: {} must be finite and >= 0, got {}", op, what, value);
 }
 
 }  // namespace chainrule

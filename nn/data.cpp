@@ -206,8 +206,7 @@ Batch from_points(const std::vector<double>& xy, const std::vector<double>& labe
 }
 void check_n_noise(int64_t n, double noise, const char* op) {
   if (n < 1) fail("{}: n must be >= 1, got {}", op, n);
-  // A standard deviation: NaN or inf would make every point NaN or inf.
-  if (!(noise >= 0 && std::isfinite(noise))) fail("{}: noise must be finite and >= 0, got {}", op, noise);
+  require_finite_non_negative(op, "noise", noise);  // a standard deviation: NaN or inf would reach every point
 }
 }  // namespace
 

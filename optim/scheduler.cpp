@@ -6,13 +6,8 @@
 
 namespace chainrule::optim {
 
-namespace {
-// A schedule parameter that must be a finite number >= 0 (a negative or NaN one made a learning
-// rate the optimizer refuses, epochs into training, or counted worse metrics as better).
-void require_finite_non_negative(const char* scheduler, const char* what, double value) {
-  if (!(value >= 0 && std::isfinite(value))) fail("{}: {} must be finite and >= 0, got {}", scheduler, what, value);
-}
-}  // namespace
+// Schedule parameters checked with require_finite_non_negative: a negative or NaN one made a
+// learning rate the optimizer refuses, epochs into training, or counted worse metrics as better.
 
 LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
   for (size_t g = 0; g < optimizer.group_count(); ++g) base_lrs_.push_back(optimizer.lr(g));
