@@ -63,8 +63,8 @@ Tensor extreme(const Tensor& x, DimFlags flags, bool is_max) {
   return copy;
 }
 
-// Shared by max, min, amax, amin: the gradient goes to the elements equal to the extreme,
-// split evenly between ties (a subgradient chosen on purpose).
+// Shared by max(x), min(x), amax, amin: the gradient goes to the elements equal to the
+// extreme, split evenly between ties (as PyTorch's; max(x, dim) follows its indices instead).
 Tensor record_extreme(Tensor values, const Tensor& x, DimFlags flags, const char* op) {
   return record(values, op, {x}, {x}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);
@@ -131,7 +131,19 @@ ValuesIndices max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_ma
   const Shape out_shape = reduced_shape(x.shape(), flags, keepdim);
   Tensor source = x.dim() == 0 ? x.reshape({1}) : x;
   auto [values, indices] = kernels::max_min_keepdim(source, x.dim() == 0 ? 0 : d, is_max);
-  return {record_extreme(relabel(values, out_shape), x, flags, op), relabel(indices, out_shape)};
+  // The gradient goes to the element the index names (the first of tied ones), as PyTorch's:
+  // gather's adjoint, scattered at the kept-dim indices.
+  // The indices are saved in their kept-dim shape (an alias: relabel reshapes the returned
+  // handle) and version-checked, so that changing the returned ones in place is caught.
+  const Tensor kept_indices = indices.detach();
+  Tensor out = record(relabel(values, out_shape), op, {x}, {kept_indices},
+                      [d](const Tensor& g, const BackwardContext& c) -> Grads {
+                        const Tensor& index = c.saved(0);
+                        const Tensor gk = g.reshape(index.shape());
+                        if (c.shape(0).empty()) return {gk.reshape({})};  // a 0-d input: its one element
+                        return {scatter_add(zeros(c.shape(0), g.dtype()), d, index, gk)};
+                      });
+  return {std::move(out), relabel(indices, out_shape)};
 }
 }  // namespace
 

@@ -1,5 +1,6 @@
 // Reductions: values against hand-computed numbers, gradients against finite differences
-// (first and second order) over dims with and without keepdim, and the tie rule of max/min.
+// (first and second order) over dims with and without keepdim, and the tie rules of max/min (split by
+// max(x) and amax, to the indexed element by max(x, dim)).
 #include "helpers.hpp"
 
 #include <cmath>
@@ -38,7 +39,7 @@ TEST_CASE("reduction gradients at several shapes, keepdim, non-contiguous") {
   }
 }
 
-TEST_CASE("max and min: values, indices, ties share the gradient") {
+TEST_CASE("max and min: values, indices; ties share the gradient of max(x) and amax") {
   cr::Tensor x = cr::tensor({1, 5, 2, 5, 0, -3}, {2, 3}, cr::float64).requires_grad_();
   auto [v, i] = cr::max(x, 1);
   CHECK(values(v) == std::vector<double>{5, 5});
@@ -49,12 +50,50 @@ TEST_CASE("max and min: values, indices, ties share the gradient") {
   CHECK(cr::min(x).item<double>() == -3);
   cr::max(x).backward();  // the two 5s tie: each gets half
   CHECK(values(x.grad()) == std::vector<double>{0, 0.5, 0, 0.5, 0, 0});
+  x.set_grad({});
+  cr::amax(x, cr::Shape{0, 1}).backward();  // amax splits too (PyTorch's amax)
+  CHECK(values(x.grad()) == std::vector<double>{0, 0.5, 0, 0.5, 0, 0});
   check_error([] { (void)cr::max(cr::zeros({0})); }, {"max", "empty", "[0]"});
   // each names itself (argmax, argmin and min over an empty dim said "max")
   check_error([] { (void)cr::argmax(cr::zeros({0, 3})); }, {"argmax", "empty", "[0]"});
   check_error([] { (void)cr::argmin(cr::zeros({0, 3}), 0); }, {"argmin", "empty", "[0, 3]"});
   check_error([] { (void)cr::min(cr::zeros({0, 3}), 0); }, {"min:", "empty"});
   CHECK(cr::max(cr::zeros({0, 3}), 1).values.shape() == cr::Shape{0});  // an empty dim not reduced is fine
+}
+
+TEST_CASE("max(x, dim) and min(x, dim) give the gradient to the element their indices name, as PyTorch's") {
+  // a tie: the index is the first of the tied elements, and only it gets the gradient (they
+  // split it evenly, so that values and indices disagreed about which element was picked)
+  cr::Tensor x = cr::tensor({1, 5, 2, 5, 0, -3, 0, 0}, {2, 4}, cr::float64).requires_grad_();
+  auto [v, i] = cr::max(x, 1);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{1, 0});
+  cr::sum(v * cr::tensor({1.0, 10.0}, cr::float64)).backward();
+  CHECK(values(x.grad()) == std::vector<double>{0, 1, 0, 0, 10, 0, 0, 0});
+  x.set_grad({});
+  auto [mv, mi] = cr::min(x, 1, true);
+  CHECK(mi.to_vector<int64_t>() == std::vector<int64_t>{0, 1});
+  cr::sum(mv).backward();
+  CHECK(values(x.grad()) == std::vector<double>{1, 0, 0, 0, 0, 1, 0, 0});
+  x.set_grad({});
+  cr::sum(cr::max(x, 0).values).backward();  // along dim 0: each column's winner
+  CHECK(values(x.grad()) == std::vector<double>{1, 1, 1, 1, 0, 0, 0, 0});
+  // a 0-d input: the value and index 0, the gradient passes
+  cr::Tensor s = cr::tensor(3.0, cr::float64).requires_grad_();
+  auto [sv, si] = cr::max(s, 0);
+  CHECK(si.item<int64_t>() == 0);
+  sv.backward();
+  CHECK(s.grad().item<double>() == 1);
+  // second order through the selection (the Hessian of max(x, 1)^2 is 2 at the picked element)
+  cr::Tensor y = cr::tensor({1, 4, 2, 3}, {2, 2}, cr::float64).requires_grad_();
+  const auto g = cr::autograd::grad({cr::sum(cr::pow(cr::max(y, 1).values, 2.0))}, {y}, {}, true, true)[0];
+  CHECK(values(g) == std::vector<double>{0, 8, 0, 6});
+  cr::sum(g).backward();
+  CHECK(values(y.grad()) == std::vector<double>{0, 2, 0, 2});
+  CHECK(std::string(cr::max(y, 1).values.grad_fn()->name) == "max");
+  // the indices are saved: changing the returned ones in place before backward is an Error
+  auto [yv, yi] = cr::max(y, 1);
+  yi.add_(1);
+  check_error([&] { cr::sum(yv).backward(); }, {"backward of 'max'", "modified by an in-place operation"});
 }
 
 TEST_CASE("logsumexp over an empty dim is -inf, as PyTorch's (it failed naming max)") {
