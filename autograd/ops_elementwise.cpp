@@ -123,8 +123,25 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 });
 }
 
+namespace {
+// x^y in int64 as PyTorch computes it: exact, wrapping modulo 2^64 on overflow; a negative y
+// gives 1 for x = 1, +-1 for x = -1 (by y's parity) and 0 otherwise.
+int64_t integer_power(int64_t x, int64_t y) {
+  if (y < 0) return x == 1 ? 1 : x == -1 ? (y % 2 ? -1 : 1) : 0;
+  uint64_t r = 1, b = static_cast<uint64_t>(x);
+  for (auto e = static_cast<uint64_t>(y); e; e >>= 1, b *= b)
+    if (e & 1) r *= b;
+  return static_cast<int64_t>(r);
+}
+}  // namespace
+
+// Two int64 tensors give an int64 power (PyTorch's); any floating operand, the promoted floating one.
 Tensor pow(const Tensor& a, const Tensor& b) {
-  return record(zip(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); }, floating_result(a, b)), "pow",
+  const auto power = [](auto x, auto y) {
+    if constexpr (std::is_integral_v<decltype(x)>) return integer_power(x, y);
+    else return std::pow(x, y);
+  };
+  return record(zip(a, b, "pow", power), "pow",
                 {a, b}, {a, b},
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor &a = c.saved(0), &b = c.saved(1);
@@ -145,6 +162,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& x, double p) {
+  if (!is_floating(x.dtype())) return pow(x.to(default_dtype()), p);  // a double exponent goes floating (the scalar rule)
   Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
   out = record(out, "pow", {x}, {x}, [p](Tensor g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
@@ -162,7 +180,15 @@ Tensor pow(const Tensor& x, double p) {
   return out;
 }
 
-Tensor pow(double base, const Tensor& exponent) { return pow(scalar_like(base, exponent), exponent); }
+Tensor pow(double base, const Tensor& exponent) { return pow(floating_scalar_like(base, exponent), exponent); }
+
+Tensor integer_pow(const Tensor& x, int64_t exponent) {
+  if (is_floating(x.dtype())) return pow(x, static_cast<double>(exponent));
+  if (exponent < 0)
+    fail("pow: integers to negative integer powers are not allowed ({} ^ {}); convert the tensor with to() first",
+         describe(x), exponent);
+  return pow(x, integer_scalar_like(exponent, x));
+}
 
 // Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose).
 Tensor maximum(const Tensor& a, const Tensor& b) {
@@ -231,8 +257,9 @@ Tensor abs(const Tensor& x) {
                 });
 }
 
-Tensor sign(const Tensor& x) {
-  return kernels::map_any(x, [](auto v) { return (v > 0) - (v < 0); });
+Tensor sign(const Tensor& x) {  // recorded, as PyTorch's SignBackward: sign(x) * x differentiates through it
+  return record(kernels::map_any(x, [](auto v) { return (v > 0) - (v < 0); }), "sign", {x}, {},
+                [](const Tensor& g, const BackwardContext&) -> Grads { return {zeros_like(g)}; });  // 0 almost everywhere
 }
 
 Tensor erf(const Tensor& x) {

@@ -670,13 +670,9 @@ Tensor integer_scalar_like(int64_t value, const Tensor& like) {
   return out;
 }
 
-namespace {
-// The scalar of arithmetic with a double: the tensor's dtype if floating, else the default
-// floating dtype (PyTorch: a float scalar promotes an integer tensor, whatever its value).
 Tensor floating_scalar_like(double value, const Tensor& like) {
   return tensor(value, is_floating(like.dtype()) ? like.dtype() : default_dtype());
 }
-}  // namespace
 
 Tensor scalar_like(double value, const Tensor& like) {
   Dtype d = like.dtype();

@@ -271,8 +271,17 @@ Tensor mul(const Tensor& a, const Tensor& b);  ///< a * b elementwise, broadcast
 Tensor div(const Tensor& a, const Tensor& b);  ///< a / b elementwise, broadcasting
 /// A ^ b elementwise, broadcasting (d/db uses log a; 0 where a = 0 and b > 0).
 Tensor pow(const Tensor& a, const Tensor& b);
-Tensor pow(const Tensor& a, double exponent);  ///< a ^ exponent elementwise
-Tensor pow(double base, const Tensor& exponent);  ///< base ^ exponent elementwise
+/// a ^ exponent elementwise; an int64 a gives the default floating dtype (a double scalar's rule).
+Tensor pow(const Tensor& a, double exponent);
+Tensor pow(double base, const Tensor& exponent);  ///< base ^ exponent elementwise (floating)
+/// x ^ exponent for an integer exponent: exact in int64 for an int64 x (wrapping on overflow; a
+/// negative exponent is an Error, as in PyTorch), pow(x, double(exponent)) for a floating x.
+Tensor integer_pow(const Tensor& x, int64_t exponent);
+/// pow(x, 2): integer_pow, so that an int64 x stays int64 (pow(x, 2.0) goes floating).
+template <std::integral I>
+Tensor pow(const Tensor& x, I exponent) {
+  return integer_pow(x, static_cast<int64_t>(exponent));
+}
 /// The larger of a and b elementwise (a tie splits the gradient evenly).
 Tensor maximum(const Tensor& a, const Tensor& b);
 /// The smaller of a and b elementwise (a tie splits the gradient evenly).
@@ -284,7 +293,7 @@ Tensor log1p(const Tensor& x);  ///< log(1 + x), accurate for small x
 Tensor expm1(const Tensor& x);  ///< e^x - 1, accurate for small x
 Tensor sqrt(const Tensor& x);  ///< square root
 Tensor abs(const Tensor& x);  ///< |x| (derivative 0 at 0)
-Tensor sign(const Tensor& x);  ///< no gradient (zero almost everywhere)
+Tensor sign(const Tensor& x);  ///< -1, 0 or 1; its gradient is 0 (recorded, so that sign(x) * x differentiates)
 Tensor erf(const Tensor& x);  ///< the error function
 Tensor sin(const Tensor& x);  ///< sine
 Tensor cos(const Tensor& x);  ///< cosine
@@ -394,6 +403,13 @@ Tensor operator*(double a, const Tensor& b);  ///< a * b
 Tensor operator/(double a, const Tensor& b);  ///< a / b
 /// A 0-d tensor holding an integer scalar: in like's dtype (int64 stays int64).
 Tensor integer_scalar_like(int64_t value, const Tensor& like);
+/// A 0-d tensor holding a double scalar: in like's dtype if floating, else the default floating dtype.
+Tensor floating_scalar_like(double value, const Tensor& like);
+/// pow(2, e): an int64 e gives an int64 power, a floating one pow(2.0, e).
+template <std::integral I>
+Tensor pow(I base, const Tensor& exponent) {
+  return pow(integer_scalar_like(static_cast<int64_t>(base), exponent), exponent);
+}
 template <std::integral I>
 Tensor operator+(const Tensor& a, I b) {  ///< a + b, b an integer scalar in a's dtype
   return add(a, integer_scalar_like(static_cast<int64_t>(b), a));

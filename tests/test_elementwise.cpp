@@ -152,6 +152,56 @@ TEST_CASE("subgradients at kinks are chosen on purpose") {
   }
 }
 
+TEST_CASE("pow on int64 tensors is an exact integer power, as PyTorch's; a double exponent goes floating") {
+  const cr::Tensor i = cr::tensor({2, -3, 0, 7}, cr::int64);
+  const cr::Tensor sq = cr::pow(i, 2);  // an integer exponent keeps int64 (it was an Error)
+  CHECK(sq.dtype() == cr::int64);
+  CHECK(sq.to_vector<int64_t>() == std::vector<int64_t>{4, 9, 0, 49});
+  CHECK(cr::pow(i, 3).to_vector<int64_t>() == std::vector<int64_t>{8, -27, 0, 343});
+  CHECK(cr::pow(i, 0).to_vector<int64_t>() == std::vector<int64_t>{1, 1, 1, 1});
+  // exact beyond 2^53, where a detour through double would round: 3^39 = 4052555153018976267
+  CHECK(cr::pow(cr::tensor({3}, cr::int64), 39).item<int64_t>() == 4052555153018976267);
+  // overflow wraps modulo 2^64, as PyTorch's (3^40 prints as -6289078614652622815 there)
+  CHECK(cr::pow(cr::tensor({3}, cr::int64), 40).item<int64_t>() == -6289078614652622815);
+  check_error([&] { (void)cr::pow(i, -1); }, {"pow", "negative", "[4] int64", "-1"});
+  // a double exponent gives the default floating dtype, whatever its value (the scalar rule)
+  const cr::Tensor f = cr::pow(i, 2.0);
+  CHECK(f.dtype() == cr::default_dtype());
+  CHECK(values(f) == std::vector<double>{4, 9, 0, 49});
+  CHECK(values(cr::pow(cr::tensor({4}, cr::int64), 0.5)) == std::vector<double>{2});
+  // tensor ^ tensor in int64, negative exponents with integer semantics (1, -1 by parity, else 0)
+  const cr::Tensor b = cr::tensor({1, -1, -1, 2, 0, 5}, cr::int64), e = cr::tensor({-1, -3, -2, -1, -1, 2}, cr::int64);
+  CHECK(cr::pow(b, e).dtype() == cr::int64);
+  CHECK(cr::pow(b, e).to_vector<int64_t>() == std::vector<int64_t>{1, -1, 1, 0, 0, 25});
+  // an integer base over an int64 exponent stays int64; over a floating one, floating
+  CHECK(cr::pow(2, cr::tensor({0, 3, 10}, cr::int64)).to_vector<int64_t>() == std::vector<int64_t>{1, 8, 1024});
+  CHECK(cr::pow(2, cr::tensor({3.0}, cr::float64)).dtype() == cr::float64);
+  // int64 mixed with a floating tensor promotes, as before
+  CHECK(cr::pow(i, cr::tensor({2.0}, cr::float64)).dtype() == cr::float64);
+  // an integer exponent on a floating tensor is the floating power, with its gradient
+  const cr::Tensor x = cr::tensor({1.5, -2.0}, cr::float64).requires_grad_();
+  const cr::Tensor y = cr::pow(x, 2);
+  CHECK(y.dtype() == cr::float64);
+  y.sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{3, -4});
+}
+
+TEST_CASE("sign is recorded with a zero gradient, as PyTorch's SignBackward") {
+  cr::Tensor x = cr::tensor({-2.0, 0.0, 3.0}, cr::float64).requires_grad_();
+  const cr::Tensor s = cr::sign(x);
+  CHECK(values(s) == std::vector<double>{-1, 0, 1});
+  CHECK(s.requires_grad());
+  REQUIRE(s.grad_fn());
+  CHECK(std::string(s.grad_fn()->name) == "sign");
+  cr::sum(s * x).backward();  // d/dx (sign(x) x) = sign(x): the sign's own derivative is 0
+  CHECK(values(x.grad()) == std::vector<double>{-1, 0, 1});
+  x.set_grad({});
+  cr::sum(cr::sign(x)).backward();  // it was an Error (nothing to differentiate)
+  CHECK(values(x.grad()) == std::vector<double>{0, 0, 0});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::sign(v[0]) * v[0] * v[0]; }, {input({4}, 0.5, 2)});
+  CHECK(cr::sign(cr::tensor({-5, 0, 7}, cr::int64)).to_vector<int64_t>() == std::vector<int64_t>{-1, 0, 1});
+}
+
 TEST_CASE("tanh and sigmoid at extremes: finite values, finite gradients") {
   for (auto dtype : {cr::float32, cr::float64}) {
     cr::Tensor x = cr::tensor({-1e4, -710, -88, -20, -1, -1e-8, 0, 1e-8, 1, 20, 88, 710, 1e4}, dtype).requires_grad_();
