@@ -84,7 +84,11 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 }
 
 Tensor mish(const Tensor& x) { return x * tanh(stable_softplus(x)); }
-Tensor hardtanh(const Tensor& x, double min_val, double max_val) { return clamp(x, min_val, max_val); }
+// The gradient passes strictly inside (min_val, max_val), as PyTorch's hardtanh (ReLU6 is
+// hardtanh(x, 0, 6) and has relu's 0 at 0); clamp passes it on the boundary too.
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+  return where((x > min_val) * (x < max_val), x, clamp(x, min_val, max_val).detach());
+}
 Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }
 Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
 
@@ -104,16 +108,17 @@ Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
   check_same_shape(input, target, "smooth_l1_loss");
   if (beta < 0) fail("smooth_l1_loss: beta must be non-negative, got {}", beta);
-  const Tensor d = abs(input - target);
+  // The quadratic piece in the signed difference: through abs, d * d had no curvature at d = 0.
+  const Tensor diff = input - target, d = abs(diff);
   if (beta == 0) return reduce(d, reduction);
-  return reduce(where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction);
+  return reduce(where(d < beta, diff * diff * (0.5 / beta), d - 0.5 * beta), reduction);
 }
 
 Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction, double delta) {
   check_same_shape(input, target, "huber_loss");
   if (delta <= 0) fail("huber_loss: delta must be positive, got {}", delta);
-  const Tensor d = abs(input - target);
-  return reduce(where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta), reduction);
+  const Tensor diff = input - target, d = abs(diff);  // the quadratic piece in diff, as smooth_l1's
+  return reduce(where(d < delta, diff * diff * 0.5, (d - 0.5 * delta) * delta), reduction);
 }
 
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction) {

@@ -22,7 +22,9 @@ Tensor silu(const Tensor& x);  ///< x * sigmoid(x), also known as swish
 /// Log(1 + e^(beta x)) / beta; x itself where beta x > threshold.
 Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
 Tensor mish(const Tensor& x);  ///< x tanh(softplus(x))
-Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);  ///< x clamped to [min_val, max_val]
+/// x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 on the boundary and
+/// outside (PyTorch's: hardtanh(x, 0, 6) is ReLU6, 0 at 0 as relu), unlike clamp's.
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 Tensor softsign(const Tensor& x);  ///< x / (1 + |x|)
 Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), finite for any x
 

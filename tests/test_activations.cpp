@@ -73,13 +73,27 @@ TEST_CASE("softplus: threshold and beta as in PyTorch; log_sigmoid at extremes")
   CHECK(values(x.grad())[1] == doctest::Approx(0.5));
 }
 
-TEST_CASE("the kinks: leaky_relu'(0) = slope, elu'(0) = alpha, hardtanh passes the boundary") {
+TEST_CASE("the kinks: leaky_relu'(0) = slope, elu'(0) = alpha, hardtanh's gradient is 0 on the boundary") {
   cr::Tensor x = cr::tensor({0.0}, cr::float64).requires_grad_();
   F::leaky_relu(x, 0.2).sum().backward();
   CHECK(x.grad().item<double>() == doctest::Approx(0.2));
   x.set_grad({});
   F::elu(x, 1.5).sum().backward();
   CHECK(x.grad().item<double>() == doctest::Approx(1.5));
+  // hardtanh passes the gradient strictly inside (min, max), as PyTorch's: hardtanh(x, 0, 6)
+  // is ReLU6, whose derivative at 0 is relu's, 0. It was clamp's (1 on the boundary).
+  cr::Tensor h = cr::tensor({-2.0, -1.0, -0.5, 0.0, 1.0, 3.0}, cr::float64).requires_grad_();
+  const cr::Tensor y = F::hardtanh(h);
+  CHECK(values(y) == std::vector<double>{-1, -1, -0.5, 0, 1, 1});
+  y.sum().backward();
+  CHECK(values(h.grad()) == std::vector<double>{0, 0, 1, 1, 0, 0});
+  h.set_grad({});
+  F::hardtanh(h, 0.0, 6.0).sum().backward();
+  CHECK(values(h.grad()) == std::vector<double>{0, 0, 0, 0, 1, 1});
+  // clamp keeps its own rule: the boundary passes (PyTorch's clamp)
+  h.set_grad({});
+  cr::clamp(h, -1.0, 1.0).sum().backward();
+  CHECK(values(h.grad()) == std::vector<double>{0, 1, 1, 1, 1, 0});
 }
 
 TEST_CASE("every activation passes a NaN through, as PyTorch's do") {
