@@ -3,6 +3,8 @@
 #include "helpers.hpp"
 
 #include <cmath>
+#include <functional>
+#include <tuple>
 
 namespace F = cr::nn::functional;
 using R = F::Reduction;
@@ -17,6 +19,21 @@ TEST_CASE("regression losses: values and reductions") {
         std::vector<double>{0.125, 2.5});
   CHECK(values(F::huber_loss(cr::tensor({0.5, 3}, cr::float64), cr::zeros({2}, cr::float64), R::none, 2.0)) ==
         std::vector<double>{0.125, 4.0});
+}
+
+TEST_CASE("smooth_l1 and huber keep their curvature where input == target (checked against PyTorch)") {
+  // Both were written in |d|, whose second derivative (d * d through abs) is 0 at d = 0: a
+  // Hessian-vector product at an exact fit read 0 where the quadratic piece has 1/beta (delta 1).
+  for (const auto& [name, loss, curvature] :
+       std::vector<std::tuple<const char*, std::function<cr::Tensor(const cr::Tensor&)>, double>>{
+           {"smooth_l1 beta 0.5", [](const cr::Tensor& x) { return F::smooth_l1_loss(x, cr::zeros_like(x), R::sum, 0.5); }, 2.0},
+           {"huber delta 3", [](const cr::Tensor& x) { return F::huber_loss(x, cr::zeros_like(x), R::sum, 3.0); }, 1.0}}) {
+    CAPTURE(name);
+    cr::Tensor x = cr::tensor({0.0, 0.25, -0.1, 7.0}, cr::float64).requires_grad_();
+    const cr::Tensor g = cr::autograd::grad({loss(x)}, {x}, {}, true, true)[0];
+    cr::sum(g).backward();  // the Hessian's diagonal: the curvature inside, 0 on the linear piece
+    CHECK(values(x.grad()) == std::vector<double>{curvature, curvature, curvature, 0});
+  }
 }
 
 TEST_CASE("loss gradients") {
