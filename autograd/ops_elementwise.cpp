@@ -190,13 +190,14 @@ Tensor integer_pow(const Tensor& x, int64_t exponent) {
   return pow(x, integer_scalar_like(exponent, x));
 }
 
-// Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose).
+// Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose). An
+// input gets none only where it lost; where a NaN is involved both get it, as in PyTorch.
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = zip(a, b, "maximum", [](auto x, auto y) { return (x > y || x != x) ? x : y; });
   return record(out, "maximum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor &a = c.saved(0), &b = c.saved(1);
     const Tensor half_tie = eq(a, b) * 0.5;
-    return {c.needs(0) ? g * (gt(a, b) + half_tie) : Tensor(), c.needs(1) ? g * (lt(a, b) + half_tie) : Tensor()};
+    return {c.needs(0) ? g * (1.0 - lt(a, b) - half_tie) : Tensor(), c.needs(1) ? g * (1.0 - gt(a, b) - half_tie) : Tensor()};
   });
 }
 
@@ -205,7 +206,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   return record(out, "minimum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor &a = c.saved(0), &b = c.saved(1);
     const Tensor half_tie = eq(a, b) * 0.5;
-    return {c.needs(0) ? g * (lt(a, b) + half_tie) : Tensor(), c.needs(1) ? g * (gt(a, b) + half_tie) : Tensor()};
+    return {c.needs(0) ? g * (1.0 - gt(a, b) - half_tie) : Tensor(), c.needs(1) ? g * (1.0 - lt(a, b) - half_tie) : Tensor()};
   });
 }
 
@@ -308,9 +309,10 @@ Tensor relu(const Tensor& x) {
   return record(kernels::map_any(x, [](auto v) { return v > 0 || v != v ? v : decltype(v)(0); }), "relu", {x}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {
                   const Tensor y = c.result();
-                  return {fused_backward(  // d relu = [x > 0], so relu'(0) = 0
-                      std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv > 0 ? gv : decltype(gv)(0); },
-                      [&](const Tensor& g) { return g * gt(y, scalar_like(0, g)); })};
+                  // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so that a NaN passes it (PyTorch's)
+                  return {fused_backward(
+                      std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
+                      [&](const Tensor& g) { return g * (1.0 - le(y, scalar_like(0, g))); })};
                 },
                 true);
 }

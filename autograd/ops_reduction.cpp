@@ -64,12 +64,13 @@ Tensor extreme(const Tensor& x, DimFlags flags, bool is_max) {
 }
 
 // Shared by max(x), min(x), amax, amin: the gradient goes to the elements equal to the
-// extreme, split evenly between ties (as PyTorch's; max(x, dim) follows its indices instead).
+// extreme, split evenly between ties (as PyTorch's; max(x, dim) follows its indices instead),
+// and to the NaNs when the extreme is NaN (PyTorch's max(x); its amax gives the row 0 / 0).
 Tensor record_extreme(Tensor values, const Tensor& x, DimFlags flags, const char* op) {
   return record(values, op, {x}, {x}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);
     const Tensor y = unreduce(c.result(), x.shape(), flags);
-    const Tensor hit = eq(x, y.detach());
+    const Tensor yd = y.detach(), hit = eq(x, yd) + ne(x, x) * ne(yd, yd);  // a NaN extreme: the NaNs
     const Tensor count = kernels::sum_keepdim(hit, flags);
     return {unreduce(g, x.shape(), flags) * hit / count};
   }, true);

@@ -84,10 +84,10 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 }
 
 Tensor mish(const Tensor& x) { return x * tanh(stable_softplus(x)); }
-// The gradient passes strictly inside (min_val, max_val), as PyTorch's hardtanh (ReLU6 is
-// hardtanh(x, 0, 6) and has relu's 0 at 0); clamp passes it on the boundary too.
+// The gradient is 0 where x <= min_val or x >= max_val, as PyTorch's hardtanh (ReLU6 is
+// hardtanh(x, 0, 6) and has relu's 0 at 0; a NaN passes it); clamp passes it on the boundary.
 Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
-  return where((x > min_val) * (x < max_val), x, clamp(x, min_val, max_val).detach());
+  return where((x <= min_val) + (x >= max_val), clamp(x, min_val, max_val).detach(), x);
 }
 Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }
 Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
