@@ -119,7 +119,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor& b = c.saved(1);
                   return {c.needs(0) ? g / b : Tensor(),                         // d(a/b)/da = 1/b
-                          c.needs(1) ? -g * c.saved(0) / (b * b) : Tensor()};  // d(a/b)/db = -a/b^2
+                          // d(a/b)/db = -a/b^2, as (a/b)/b (PyTorch's form): b * b underflows to 0
+                          // sooner, and its second derivative at b = 0 was 0 * inf = NaN, not inf
+                          c.needs(1) ? -g * (c.saved(0) / b / b) : Tensor()};
                 });
 }
 

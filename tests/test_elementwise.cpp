@@ -203,6 +203,20 @@ TEST_CASE("sign is recorded with a zero gradient, as PyTorch's SignBackward") {
   CHECK(cr::sign(cr::tensor({-5, 0, 7}, cr::int64)).to_vector<int64_t>() == std::vector<int64_t>{-1, 0, 1});
 }
 
+TEST_CASE("div's gradient in the divisor is (a / b) / b, as PyTorch's: no underflow of b * b") {
+  // -a / b^2 with b * b underflowing to 0 gave -inf where the true value is finite
+  const cr::Tensor a = cr::tensor({1e-300}, cr::float64);
+  cr::Tensor b = cr::tensor({1e-170}, cr::float64).requires_grad_();
+  cr::div(a, b).sum().backward();
+  CHECK(values(b.grad())[0] == doctest::Approx(-1e40).epsilon(1e-12));
+  // at b = 0 the second derivative 2a/b^3 is inf (it was NaN, 0 * inf inside the old form)
+  cr::Tensor z = cr::tensor({0.0}, cr::float64).requires_grad_();
+  const cr::Tensor g = cr::autograd::grad({cr::sum(1.0 / z)}, {z}, {}, true, true)[0];
+  CHECK(values(g)[0] == -INFINITY);
+  cr::sum(g).backward();
+  CHECK(values(z.grad())[0] == INFINITY);
+}
+
 TEST_CASE("a NaN input: the gradient goes where PyTorch's goes (checked against python3-torch)") {
   namespace F = cr::nn::functional;
   const std::vector<double> w = {1, 2, 3, 4};
