@@ -1,0 +1,233 @@
+// Values, first and second derivatives of ~80 ops, and the trajectories of every optimizer and
+// scheduler, printed for parity.py to compare against PyTorch (python3-torch): an independent
+// implementation of the same conventions. One line per result: `<case> <part> <numbers...>`,
+// `<case> ERR <message>` when chainrule refuses it. parity.py holds the same cases by name.
+#include <chainrule.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace cr = chainrule;
+namespace F = chainrule::nn::functional;
+namespace O = chainrule::optim;
+using R = F::Reduction;
+using Fn = std::function<cr::Tensor(const cr::Tensor&)>;
+
+namespace {
+
+void print(const std::string& name, const char* part, const cr::Tensor& t) {
+  std::printf("%s %s", name.c_str(), part);
+  for (double v : t.to(cr::float64).to_vector<double>()) std::printf(" %.17g", v);
+  std::printf("\n");
+}
+
+// f at x (float64): its value, the gradient of sum(f(x) * w) (w = 1, 2, ... scaled by `scale`)
+// and, recorded with create_graph, the gradient of the sum of that gradient (a Hessian row sum).
+void check(const std::string& name, std::vector<double> xs, const cr::Shape& shape, const Fn& f, double scale = 0.1) {
+  try {
+    cr::Tensor x = cr::tensor(xs, shape, cr::float64).requires_grad_();
+    const cr::Tensor y = f(x);
+    const cr::Tensor w = (cr::arange(1, static_cast<double>(y.numel()) + 1, 1, cr::float64) * scale).reshape(y.shape());
+    print(name, "v", y);
+    const cr::Tensor g = cr::autograd::grad({cr::sum(y * w)}, {x}, {}, true, true)[0];
+    print(name, "g", g);
+    cr::Tensor h = g.requires_grad() ? cr::autograd::grad({cr::sum(g)}, {x}, {}, false, false, true)[0] : cr::Tensor();
+    print(name, "h", h.defined() ? h : cr::zeros_like(x));
+  } catch (const std::exception& e) {
+    std::printf("%s ERR %s\n", name.c_str(), e.what());
+  }
+}
+
+const std::vector<double> kX = {-25, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 1.5, 3, 25};  // kinks, boundaries, tails
+void point(const std::string& name, const Fn& f) { check(name, kX, {12}, f); }
+
+void ops() {
+  point("relu", [](auto& x) { return cr::relu(x); });
+  point("abs", [](auto& x) { return cr::abs(x); });
+  point("sign", [](auto& x) { return cr::sign(x); });
+  point("neg", [](auto& x) { return -x; });
+  point("sigmoid", [](auto& x) { return cr::sigmoid(x); });
+  point("tanh", [](auto& x) { return cr::tanh(x); });
+  point("leaky_relu", [](auto& x) { return F::leaky_relu(x, 0.2); });
+  point("elu", [](auto& x) { return F::elu(x, 0.7); });
+  point("selu", [](auto& x) { return F::selu(x); });
+  point("gelu", [](auto& x) { return F::gelu(x); });
+  point("gelu_tanh", [](auto& x) { return F::gelu(x, true); });
+  point("silu", [](auto& x) { return F::silu(x); });
+  point("softplus", [](auto& x) { return F::softplus(x); });
+  point("softplus_beta2_threshold4", [](auto& x) { return F::softplus(x, 2.0, 4.0); });
+  point("mish", [](auto& x) { return F::mish(x); });
+  point("hardtanh", [](auto& x) { return F::hardtanh(x); });
+  point("hardtanh_-0.5_1.5", [](auto& x) { return F::hardtanh(x, -0.5, 1.5); });
+  point("softsign", [](auto& x) { return F::softsign(x); });
+  point("log_sigmoid", [](auto& x) { return F::log_sigmoid(x); });
+  point("clamp", [](auto& x) { return cr::clamp(x, -1.0, 1.0); });
+  point("clamp_min", [](auto& x) { return cr::clamp(x, 0.0, std::nullopt); });
+  point("sqrt_abs", [](auto& x) { return cr::sqrt(cr::abs(x)); });
+  point("pow_abs_0.5", [](auto& x) { return cr::pow(cr::abs(x), 0.5); });
+  point("pow_3", [](auto& x) { return cr::pow(x, 3.0); });
+  point("pow_int_2", [](auto& x) { return cr::pow(x, 2); });
+  point("pow_0", [](auto& x) { return cr::pow(x, 0.0); });
+  point("pow_-2", [](auto& x) { return cr::pow(x, -2.0); });
+  point("pow_2_x", [](auto& x) { return cr::pow(2.0, x); });
+  point("pow_tensor", [](auto& x) { return cr::pow(cr::abs(x), x * 0.1); });
+  point("exp", [](auto& x) { return cr::exp(x * 0.1); });
+  point("log_abs", [](auto& x) { return cr::log(cr::abs(x)); });
+  point("log1p_abs", [](auto& x) { return cr::log1p(cr::abs(x)); });
+  point("expm1", [](auto& x) { return cr::expm1(x); });
+  point("erf", [](auto& x) { return cr::erf(x); });
+  point("sin", [](auto& x) { return cr::sin(x); });
+  point("cos", [](auto& x) { return cr::cos(x); });
+  point("div", [](auto& x) { return 1.0 / (x * x + 1.0); });
+  point("max", [](auto& x) { return cr::max(cr::abs(x)); });
+  point("min", [](auto& x) { return cr::min(cr::abs(x)); });
+  point("maximum_0", [](auto& x) { return cr::maximum(x, cr::zeros_like(x)); });
+  point("minimum_self", [](auto& x) { return cr::minimum(x, x); });
+  point("max_dim", [](auto& x) { return cr::max(cr::abs(x).reshape({3, 4}), 1).values; });
+  point("min_dim0", [](auto& x) { return cr::min(cr::abs(x).reshape({3, 4}), 0).values; });
+  point("amax", [](auto& x) { return cr::amax(cr::abs(x).reshape({3, 4}), cr::Shape{1}); });
+  point("softmax", [](auto& x) { return cr::softmax(x.reshape({3, 4}), 1); });
+  point("log_softmax", [](auto& x) { return cr::log_softmax(x.reshape({3, 4}), 0); });
+  point("logsumexp", [](auto& x) { return cr::logsumexp(x.reshape({3, 4}), 1); });
+  point("var", [](auto& x) { return cr::var(x.reshape({3, 4}), cr::Shape{1}); });
+  point("var_correction0", [](auto& x) { return cr::var(x.reshape({3, 4}), cr::Shape{0}, 0); });
+  point("var_one_element", [](auto& x) { return cr::var(x.reshape({12, 1}), cr::Shape{1}); });
+  point("mean", [](auto& x) { return cr::mean(x.reshape({3, 4}), 0); });
+  point("sum_keepdim", [](auto& x) { return cr::sum(x.reshape({3, 4}) * x.reshape({3, 4}), 1, true); });
+  point("where", [](auto& x) { return cr::where(cr::gt(x, cr::zeros_like(x)), cr::sqrt(cr::abs(x)), x * 2.0); });
+  point("matmul", [](auto& x) { return cr::matmul(x.reshape({3, 4}), x.reshape({4, 3})); });
+  point("linear", [](auto& x) { return cr::linear(x.reshape({3, 4}), x.reshape({4, 3}).t() * 0.5, x.narrow(0, 0, 3)); });
+  point("gather", [](auto& x) { return cr::gather(x.reshape({3, 4}), 1, cr::tensor({0, 0, 3, 1, 2, 2}, {3, 2}, cr::int64)); });
+  point("index_select", [](auto& x) { return cr::index_select(x.reshape({3, 4}), 1, cr::tensor({3, 3, 0}, {3}, cr::int64)); });
+  point("cat", [](auto& x) { return cr::cat({x, x * x}, 0); });
+  point("stack", [](auto& x) { return cr::stack({x, x * x}, 1); });
+  point("transpose_expand", [](auto& x) { return x.reshape({3, 4}).t().unsqueeze(0).expand({2, 4, 3}) * x.narrow(0, 0, 3); });
+  const auto t = [] { return cr::tensor(kX, {12}, cr::float64) * 0.5 + 0.25; };
+  point("mse_loss", [&](auto& x) { return F::mse_loss(x, t()); });
+  point("l1_loss_sum", [](auto& x) { return F::l1_loss(x, cr::tensor(kX, {12}, cr::float64), R::sum); });
+  point("l1_loss_none", [&](auto& x) { return F::l1_loss(x, t(), R::none); });
+  point("smooth_l1_loss", [](auto& x) { return F::smooth_l1_loss(x, cr::zeros_like(x), R::none, 1.0); });
+  point("smooth_l1_loss_beta0.5", [](auto& x) { return F::smooth_l1_loss(x, cr::zeros_like(x), R::mean, 0.5); });
+  point("huber_loss", [](auto& x) { return F::huber_loss(x, cr::zeros_like(x), R::none, 1.0); });
+  point("huber_loss_delta3", [](auto& x) { return F::huber_loss(x, cr::zeros_like(x), R::sum, 3.0); });
+  point("bce", [](auto& x) { return F::binary_cross_entropy(cr::clamp(x * 0.04 + 0.5, 0.0, 1.0), cr::full({12}, 0.3, cr::float64), R::none); });
+  point("bce_with_logits", [](auto& x) { return F::binary_cross_entropy_with_logits(x, cr::full({12}, 0.3, cr::float64), R::none); });
+  const cr::Tensor y3 = cr::tensor({0, 3, 1}, cr::int64);
+  point("cross_entropy", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::none); });
+  point("cross_entropy_smoothing0.1", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::mean, 0.1); });
+  point("cross_entropy_sum_smoothing0.25", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::sum, 0.25); });
+  point("nll_loss", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), y3); });
+
+  // special values: infinities, NaN, empty tensors, overflowing arguments
+  const double I = INFINITY, N = NAN;
+  check("logsumexp_-inf", {-I, -I, 1, 2}, {2, 2}, [](auto& x) { return cr::logsumexp(x, 1); });
+  check("logsumexp_inf", {I, 1, I, I}, {2, 2}, [](auto& x) { return cr::logsumexp(x, 1); });
+  check("softmax_-inf", {-I, 0, 1, 2}, {2, 2}, [](auto& x) { return cr::softmax(x, 1); });
+  check("log_softmax_-inf", {-I, 0, 1, 2}, {2, 2}, [](auto& x) { return cr::log_softmax(x, 1); });
+  check("softmax_nan", {N, 0, 1, 2}, {2, 2}, [](auto& x) { return cr::softmax(x, 1); });
+  check("max_dim_nan", {1, N, 3, 2}, {2, 2}, [](auto& x) { return cr::max(x, 1).values; });
+  check("max_nan", {1, N, 3, 2}, {2, 2}, [](auto& x) { return cr::max(x); });
+  check("min_two_nans", {1, N, 3, N}, {4}, [](auto& x) { return cr::min(x); });
+  check("amax_nan", {1, N, 3, 2}, {2, 2}, [](auto& x) { return cr::amax(x, cr::Shape{1}); });
+  check("maximum_nan", {1, N, 3, 2}, {4}, [N](auto& x) { return cr::maximum(x, cr::tensor({N, 0, 5, 2}, cr::float64)); });
+  check("minimum_nan", {1, N, 3, 2}, {4}, [N](auto& x) { return cr::minimum(cr::tensor({N, 0, 5, 2}, cr::float64), x); });
+  check("clamp_nan", {1, N, -3, 2}, {4}, [](auto& x) { return cr::clamp(x, -1.0, 1.5); });
+  check("relu_nan", {1, N, -3, 0}, {4}, [](auto& x) { return cr::relu(x); });
+  check("hardtanh_nan", {1, N, -3, 0}, {4}, [](auto& x) { return F::hardtanh(x); });
+  check("sqrt_0", {0, 4}, {2}, [](auto& x) { return cr::sqrt(x); });
+  check("pow_0_0.5", {0, 4}, {2}, [](auto& x) { return cr::pow(x, 0.5); });
+  check("pow_0_0", {0, 4}, {2}, [](auto& x) { return cr::pow(x, 0.0); });
+  check("pow_negative_base", {-2, 4}, {2}, [](auto& x) { return cr::pow(x, 0.5); });
+  check("log_0", {0, 4}, {2}, [](auto& x) { return cr::log(x); });
+  check("x_log_x_0", {0, 4}, {2}, [](auto& x) { return x * cr::log(x); });
+  check("where_masks_nan", {0, 4}, {2}, [](auto& x) { return cr::where(cr::gt(x, cr::zeros_like(x)), cr::log(x), cr::zeros_like(x)); });
+  check("div_0", {0, 4}, {2}, [](auto& x) { return 1.0 / x; });
+  check("bce_with_logits_inf", {-I, I, 800, -800}, {4}, [](auto& x) {
+    return F::binary_cross_entropy_with_logits(x, cr::tensor({0.0, 1.0, 0.0, 1.0}, cr::float64), R::none);
+  });
+  check("cross_entropy_large", {1000, -1000, 0, 0}, {2, 2}, [](auto& x) { return F::cross_entropy(x, cr::tensor({1, 0}, cr::int64), R::none); });
+  const std::vector<double> big = {-1000, 1000, 0, -40};
+  check("softplus_threshold", {-1000, 1000, 19.99, 20.01}, {4}, [](auto& x) { return F::softplus(x); });
+  check("log_sigmoid_large", big, {4}, [](auto& x) { return F::log_sigmoid(x); });
+  check("mish_large", big, {4}, [](auto& x) { return F::mish(x); });
+  check("silu_large", big, {4}, [](auto& x) { return F::silu(x); });
+  check("gelu_large", big, {4}, [](auto& x) { return F::gelu(x); });
+  check("elu_large", big, {4}, [](auto& x) { return F::elu(x); });
+  check("sigmoid_large", big, {4}, [](auto& x) { return cr::sigmoid(x); });
+  check("tanh_large", big, {4}, [](auto& x) { return cr::tanh(x); });
+  check("exp_large", {-1000, 1000, 0, 700}, {4}, [](auto& x) { return cr::exp(x); });
+  check("mean_empty", {}, {0}, [](auto& x) { return cr::mean(x); });
+  check("sum_empty", {}, {0, 3}, [](auto& x) { return cr::sum(x, 0); });
+  check("var_empty", {}, {0}, [](auto& x) { return cr::var(x); });
+  check("mse_loss_empty", {}, {0}, [](auto& x) { return F::mse_loss(x, cr::zeros_like(x)); });
+}
+
+// Eight steps from p = (1.5, -2, 0.3) with gradients that depend on p; the parameter after each.
+using MakeOpt = std::function<std::unique_ptr<O::Optimizer>(std::vector<cr::Tensor>)>;
+using MakeSched = std::function<std::unique_ptr<O::LRScheduler>(O::Optimizer&)>;
+void trajectory(const std::string& name, const MakeOpt& make, const MakeSched& sched = {}) {
+  cr::Tensor p = cr::tensor({1.5, -2.0, 0.3}, cr::float64).requires_grad_();
+  auto opt = make({p});
+  auto s = sched ? sched(*opt) : nullptr;
+  std::vector<double> out;
+  for (int t = 0; t < 8; ++t) {
+    const auto v = p.to_vector<double>();
+    p.set_grad(cr::tensor({std::sin(t + 1.0) + v[0], std::cos(2.0 * t), 0.1 * t - 0.3 + v[2] * v[2]}, cr::float64));
+    opt->step();
+    if (s) s->step();
+    for (double x : p.to_vector<double>()) out.push_back(x);
+  }
+  print(name, "p", cr::tensor(out, {static_cast<int64_t>(out.size())}, cr::float64));
+}
+
+void optimizers() {
+  using P = std::vector<cr::Tensor>;
+  auto sgd = [](O::SGDOptions o) { return [o](P p) { return std::make_unique<O::SGD>(p, o); }; };
+  auto adam = [](O::AdamOptions o) { return [o](P p) { return std::make_unique<O::Adam>(p, o); }; };
+  auto adamw = [](O::AdamWOptions o) { return [o](P p) { return std::make_unique<O::AdamW>(p, o); }; };
+  auto rms = [](O::RMSpropOptions o) { return [o](P p) { return std::make_unique<O::RMSprop>(p, o); }; };
+  trajectory("sgd", sgd({.lr = 0.1}));
+  trajectory("sgd_momentum", sgd({.lr = 0.1, .momentum = 0.9}));
+  trajectory("sgd_dampening_decay", sgd({.lr = 0.1, .momentum = 0.9, .dampening = 0.3, .weight_decay = 0.05}));
+  trajectory("sgd_nesterov", sgd({.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}));
+  trajectory("sgd_maximize", sgd({.lr = 0.1, .momentum = 0.5, .maximize = true}));
+  trajectory("adam", adam({.lr = 0.1}));
+  trajectory("adam_amsgrad_decay", adam({.lr = 0.1, .betas = {0.8, 0.9}, .eps = 1e-6, .weight_decay = 0.1, .amsgrad = true}));
+  trajectory("adam_maximize", adam({.lr = 0.05, .maximize = true}));
+  trajectory("adamw", adamw({.lr = 0.1}));
+  trajectory("adamw_amsgrad", adamw({.lr = 0.1, .weight_decay = 0.3, .amsgrad = true}));
+  trajectory("rmsprop", rms({.lr = 0.01}));
+  trajectory("rmsprop_centered_momentum", rms({.lr = 0.01, .alpha = 0.9, .eps = 1e-4, .weight_decay = 0.1, .momentum = 0.5, .centered = true}));
+  trajectory("steplr", sgd({.lr = 0.1, .momentum = 0.9}), [](O::Optimizer& o) { return std::make_unique<O::StepLR>(o, 3, 0.5); });
+  trajectory("exponentiallr", sgd({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::ExponentialLR>(o, 0.8); });
+  trajectory("cosineannealinglr", adam({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::CosineAnnealingLR>(o, 5, 0.01); });
+  trajectory("linearlr", adam({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::LinearLR>(o, 0.25, 1.0, 4); });
+  // ReduceLROnPlateau: the lr after each of a run of metrics (improvements, plateaus, the threshold)
+  const std::vector<double> metrics = {1, 0.9, 0.95, 0.9, 0.89995, 0.92, 0.93, 0.5, 0.6, 0.7, 0.8, 0.9,
+                                       1.0, 1.1, 1.2, 1.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1};
+  const std::vector<std::pair<std::string, O::ReduceLROnPlateauOptions>> plateaus = {
+      {"plateau", {.factor = 0.5, .patience = 2}},
+      {"plateau_max_cooldown", {.maximize = true, .factor = 0.5, .patience = 1, .cooldown = 2}},
+      {"plateau_threshold_min_lr", {.factor = 0.1, .patience = 0, .threshold = 0.01, .min_lr = 0.003}},
+      {"plateau_threshold0", {.factor = 0.5, .patience = 3, .threshold = 0}}};
+  for (const auto& [name, options] : plateaus) {
+    cr::Tensor p = cr::zeros({1}, cr::float64).requires_grad_();
+    O::SGD opt({p}, {.lr = 0.1});
+    O::ReduceLROnPlateau s(opt, options);
+    std::vector<double> lrs;
+    for (double m : metrics) {
+      s.step(m);
+      lrs.push_back(opt.lr());
+    }
+    print(name, "lr", cr::tensor(lrs, {static_cast<int64_t>(lrs.size())}, cr::float64));
+  }
+}
+
+}  // namespace
+
+int main() {
+  ops();
+  optimizers();
+}

@@ -1,0 +1,246 @@
+"""Compares chainrule against PyTorch: runs the parity program (parity.cpp), computes the same
+cases with torch (python3-torch, float64) and reports every number that differs.
+
+Usage: parity.py PARITY_EXECUTABLE. Exit 0: every case agrees, apart from the deviations listed
+in DEVIATIONS (each of which must still be seen, so the list stays true); 1: a difference;
+77: torch is not installed (the test is skipped).
+"""
+import math
+import subprocess
+import sys
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("python3-torch is not installed: skipped (scripts/install-deps python3-torch)")
+    sys.exit(77)
+
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(1)
+O = torch.optim
+I, N = math.inf, math.nan
+KX = [-25, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 1.5, 3, 25]
+
+# Differences chosen on purpose (docs/reliability.md), as (case, part, element index): chainrule's
+# choice is the first, PyTorch's the second.
+DEVIATIONS = {
+    # amax of a row holding a NaN: the gradient goes to the NaN, as torch.max(x) does; PyTorch's
+    # amax divides by a count of 0 and gives the whole row NaN
+    ("amax_nan", "g", 0): "the NaN row's other element gets 0 (PyTorch: NaN)",
+    ("amax_nan", "g", 1): "the NaN gets the gradient (PyTorch: NaN)",
+    # elu/selu at exactly 0: the first derivative is the left branch's (alpha) in both; the second
+    # derivative is the same branch's here, 0 in PyTorch
+    ("elu", "h", 5): "elu'' at 0 from the branch elu' uses (PyTorch: 0)",
+    ("selu", "h", 5): "selu'' at 0 from the branch selu' uses (PyTorch: 0)",
+    ("elu_large", "h", 2): "elu'' at 0 from the branch elu' uses (PyTorch: 0)",
+    # mish'' at x = 1000: 0, the limit; PyTorch's formula overflows to NaN
+    ("mish_large", "h", 1): "mish'' at 1000 is 0 (PyTorch: NaN)",
+}
+
+
+def run(case, xs, shape, f, scale=0.1):
+    try:
+        x = torch.tensor(xs, dtype=torch.float64).reshape(shape).requires_grad_()
+        y = f(x)
+        w = (torch.arange(1, y.numel() + 1, dtype=torch.float64) * scale).reshape(y.shape)
+        out = {"v": y}
+        (g,) = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+        out["g"] = g
+        h = None
+        if g.requires_grad:
+            (h,) = torch.autograd.grad(g.sum(), x, allow_unused=True)
+        out["h"] = torch.zeros_like(x) if h is None else h
+        return {k: [float(v) for v in t.detach().reshape(-1).contiguous().clone().tolist()] for k, t in out.items()}
+    except RuntimeError as e:
+        return {"ERR": str(e)}
+
+
+def ops():
+    res = {}
+    pt = lambda case, f: res.__setitem__(case, run(case, KX, (12,), f))
+    chk = lambda case, xs, shape, f: res.__setitem__(case, run(case, xs, shape, f))
+    pt("relu", torch.relu); pt("abs", torch.abs); pt("sign", torch.sign); pt("neg", torch.neg)
+    pt("sigmoid", torch.sigmoid); pt("tanh", torch.tanh)
+    pt("leaky_relu", lambda x: F.leaky_relu(x, 0.2)); pt("elu", lambda x: F.elu(x, 0.7)); pt("selu", F.selu)
+    pt("gelu", F.gelu); pt("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")); pt("silu", F.silu)
+    pt("softplus", F.softplus); pt("softplus_beta2_threshold4", lambda x: F.softplus(x, 2.0, 4.0)); pt("mish", F.mish)
+    pt("hardtanh", F.hardtanh); pt("hardtanh_-0.5_1.5", lambda x: F.hardtanh(x, -0.5, 1.5))
+    pt("softsign", F.softsign); pt("log_sigmoid", F.logsigmoid)
+    pt("clamp", lambda x: torch.clamp(x, -1.0, 1.0)); pt("clamp_min", lambda x: torch.clamp(x, min=0.0))
+    pt("sqrt_abs", lambda x: torch.sqrt(torch.abs(x))); pt("pow_abs_0.5", lambda x: torch.pow(torch.abs(x), 0.5))
+    pt("pow_3", lambda x: torch.pow(x, 3.0)); pt("pow_int_2", lambda x: torch.pow(x, 2))
+    pt("pow_0", lambda x: torch.pow(x, 0.0)); pt("pow_-2", lambda x: torch.pow(x, -2.0))
+    pt("pow_2_x", lambda x: torch.pow(2.0, x)); pt("pow_tensor", lambda x: torch.pow(torch.abs(x), x * 0.1))
+    pt("exp", lambda x: torch.exp(x * 0.1)); pt("log_abs", lambda x: torch.log(torch.abs(x)))
+    pt("log1p_abs", lambda x: torch.log1p(torch.abs(x))); pt("expm1", torch.expm1); pt("erf", torch.erf)
+    pt("sin", torch.sin); pt("cos", torch.cos); pt("div", lambda x: 1.0 / (x * x + 1.0))
+    pt("max", lambda x: torch.max(torch.abs(x))); pt("min", lambda x: torch.min(torch.abs(x)))
+    pt("maximum_0", lambda x: torch.maximum(x, torch.zeros_like(x))); pt("minimum_self", lambda x: torch.minimum(x, x))
+    pt("max_dim", lambda x: torch.max(torch.abs(x).reshape(3, 4), 1).values)
+    pt("min_dim0", lambda x: torch.min(torch.abs(x).reshape(3, 4), 0).values)
+    pt("amax", lambda x: torch.amax(torch.abs(x).reshape(3, 4), 1))
+    pt("softmax", lambda x: torch.softmax(x.reshape(3, 4), 1)); pt("log_softmax", lambda x: torch.log_softmax(x.reshape(3, 4), 0))
+    pt("logsumexp", lambda x: torch.logsumexp(x.reshape(3, 4), 1)); pt("var", lambda x: torch.var(x.reshape(3, 4), 1))
+    pt("var_correction0", lambda x: torch.var(x.reshape(3, 4), 0, correction=0))
+    pt("var_one_element", lambda x: torch.var(x.reshape(12, 1), 1)); pt("mean", lambda x: torch.mean(x.reshape(3, 4), 0))
+    pt("sum_keepdim", lambda x: torch.sum(x.reshape(3, 4) * x.reshape(3, 4), 1, keepdim=True))
+    pt("where", lambda x: torch.where(x > 0, torch.sqrt(torch.abs(x)), x * 2.0))
+    pt("matmul", lambda x: x.reshape(3, 4) @ x.reshape(4, 3))
+    pt("linear", lambda x: F.linear(x.reshape(3, 4), x.reshape(4, 3).t() * 0.5, x.narrow(0, 0, 3)))
+    pt("gather", lambda x: torch.gather(x.reshape(3, 4), 1, torch.tensor([[0, 0], [3, 1], [2, 2]])))
+    pt("index_select", lambda x: torch.index_select(x.reshape(3, 4), 1, torch.tensor([3, 3, 0])))
+    pt("cat", lambda x: torch.cat([x, x * x], 0)); pt("stack", lambda x: torch.stack([x, x * x], 1))
+    pt("transpose_expand", lambda x: x.reshape(3, 4).t().unsqueeze(0).expand(2, 4, 3) * x.narrow(0, 0, 3))
+    t = lambda: torch.tensor(KX) * 0.5 + 0.25
+    pt("mse_loss", lambda x: F.mse_loss(x, t()))
+    pt("l1_loss_sum", lambda x: F.l1_loss(x, torch.tensor(KX, dtype=torch.float64), reduction="sum"))
+    pt("l1_loss_none", lambda x: F.l1_loss(x, t(), reduction="none"))
+    pt("smooth_l1_loss", lambda x: F.smooth_l1_loss(x, torch.zeros_like(x), reduction="none", beta=1.0))
+    pt("smooth_l1_loss_beta0.5", lambda x: F.smooth_l1_loss(x, torch.zeros_like(x), reduction="mean", beta=0.5))
+    pt("huber_loss", lambda x: F.huber_loss(x, torch.zeros_like(x), reduction="none", delta=1.0))
+    pt("huber_loss_delta3", lambda x: F.huber_loss(x, torch.zeros_like(x), reduction="sum", delta=3.0))
+    pt("bce", lambda x: F.binary_cross_entropy(torch.clamp(x * 0.04 + 0.5, 0.0, 1.0), torch.full((12,), 0.3), reduction="none"))
+    pt("bce_with_logits", lambda x: F.binary_cross_entropy_with_logits(x, torch.full((12,), 0.3), reduction="none"))
+    y3 = torch.tensor([0, 3, 1])
+    pt("cross_entropy", lambda x: F.cross_entropy(x.reshape(3, 4), y3, reduction="none"))
+    pt("cross_entropy_smoothing0.1", lambda x: F.cross_entropy(x.reshape(3, 4), y3, reduction="mean", label_smoothing=0.1))
+    pt("cross_entropy_sum_smoothing0.25", lambda x: F.cross_entropy(x.reshape(3, 4), y3, reduction="sum", label_smoothing=0.25))
+    pt("nll_loss", lambda x: F.nll_loss(x.reshape(3, 4), y3))
+
+    chk("logsumexp_-inf", [-I, -I, 1, 2], (2, 2), lambda x: torch.logsumexp(x, 1))
+    chk("logsumexp_inf", [I, 1, I, I], (2, 2), lambda x: torch.logsumexp(x, 1))
+    chk("softmax_-inf", [-I, 0, 1, 2], (2, 2), lambda x: torch.softmax(x, 1))
+    chk("log_softmax_-inf", [-I, 0, 1, 2], (2, 2), lambda x: torch.log_softmax(x, 1))
+    chk("softmax_nan", [N, 0, 1, 2], (2, 2), lambda x: torch.softmax(x, 1))
+    chk("max_dim_nan", [1, N, 3, 2], (2, 2), lambda x: torch.max(x, 1).values)
+    chk("max_nan", [1, N, 3, 2], (2, 2), torch.max)
+    chk("min_two_nans", [1, N, 3, N], (4,), torch.min)
+    chk("amax_nan", [1, N, 3, 2], (2, 2), lambda x: torch.amax(x, 1))
+    chk("maximum_nan", [1, N, 3, 2], (4,), lambda x: torch.maximum(x, torch.tensor([N, 0, 5, 2])))
+    chk("minimum_nan", [1, N, 3, 2], (4,), lambda x: torch.minimum(torch.tensor([N, 0, 5, 2]), x))
+    chk("clamp_nan", [1, N, -3, 2], (4,), lambda x: torch.clamp(x, -1.0, 1.5))
+    chk("relu_nan", [1, N, -3, 0], (4,), torch.relu)
+    chk("hardtanh_nan", [1, N, -3, 0], (4,), F.hardtanh)
+    chk("sqrt_0", [0, 4], (2,), torch.sqrt)
+    chk("pow_0_0.5", [0, 4], (2,), lambda x: torch.pow(x, 0.5))
+    chk("pow_0_0", [0, 4], (2,), lambda x: torch.pow(x, 0.0))
+    chk("pow_negative_base", [-2, 4], (2,), lambda x: torch.pow(x, 0.5))
+    chk("log_0", [0, 4], (2,), torch.log)
+    chk("x_log_x_0", [0, 4], (2,), lambda x: x * torch.log(x))
+    chk("where_masks_nan", [0, 4], (2,), lambda x: torch.where(x > 0, torch.log(x), torch.zeros_like(x)))
+    chk("div_0", [0, 4], (2,), lambda x: 1.0 / x)
+    chk("bce_with_logits_inf", [-I, I, 800, -800], (4,),
+        lambda x: F.binary_cross_entropy_with_logits(x, torch.tensor([0.0, 1, 0, 1]), reduction="none"))
+    chk("cross_entropy_large", [1000, -1000, 0, 0], (2, 2), lambda x: F.cross_entropy(x, torch.tensor([1, 0]), reduction="none"))
+    big = [-1000, 1000, 0, -40]
+    chk("softplus_threshold", [-1000, 1000, 19.99, 20.01], (4,), F.softplus)
+    chk("log_sigmoid_large", big, (4,), F.logsigmoid); chk("mish_large", big, (4,), F.mish)
+    chk("silu_large", big, (4,), F.silu); chk("gelu_large", big, (4,), F.gelu); chk("elu_large", big, (4,), F.elu)
+    chk("sigmoid_large", big, (4,), torch.sigmoid); chk("tanh_large", big, (4,), torch.tanh)
+    chk("exp_large", [-1000, 1000, 0, 700], (4,), torch.exp)
+    chk("mean_empty", [], (0,), torch.mean); chk("sum_empty", [], (0, 3), lambda x: torch.sum(x, 0))
+    chk("var_empty", [], (0,), torch.var); chk("mse_loss_empty", [], (0,), lambda x: F.mse_loss(x, torch.zeros_like(x)))
+    return res
+
+
+def optimizers():
+    res = {}
+
+    def trajectory(case, make, sched=None):
+        p = torch.tensor([1.5, -2.0, 0.3], requires_grad=True)
+        o = make([p])
+        s = sched(o) if sched else None
+        out = []
+        for t in range(8):
+            v = p.detach().tolist()
+            p.grad = torch.tensor([math.sin(t + 1.0) + v[0], math.cos(2.0 * t), 0.1 * t - 0.3 + v[2] * v[2]])
+            o.step()
+            if s:
+                s.step()
+            out += p.detach().tolist()
+        res[case] = {"p": out}
+
+    trajectory("sgd", lambda p: O.SGD(p, lr=0.1))
+    trajectory("sgd_momentum", lambda p: O.SGD(p, lr=0.1, momentum=0.9))
+    trajectory("sgd_dampening_decay", lambda p: O.SGD(p, lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.05))
+    trajectory("sgd_nesterov", lambda p: O.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True))
+    trajectory("sgd_maximize", lambda p: O.SGD(p, lr=0.1, momentum=0.5, maximize=True))
+    trajectory("adam", lambda p: O.Adam(p, lr=0.1))
+    trajectory("adam_amsgrad_decay", lambda p: O.Adam(p, lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1, amsgrad=True))
+    trajectory("adam_maximize", lambda p: O.Adam(p, lr=0.05, maximize=True))
+    trajectory("adamw", lambda p: O.AdamW(p, lr=0.1))
+    trajectory("adamw_amsgrad", lambda p: O.AdamW(p, lr=0.1, weight_decay=0.3, amsgrad=True))
+    trajectory("rmsprop", lambda p: O.RMSprop(p, lr=0.01))
+    trajectory("rmsprop_centered_momentum",
+               lambda p: O.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-4, weight_decay=0.1, momentum=0.5, centered=True))
+    trajectory("steplr", lambda p: O.SGD(p, lr=0.1, momentum=0.9), lambda o: O.lr_scheduler.StepLR(o, 3, 0.5))
+    trajectory("exponentiallr", lambda p: O.SGD(p, lr=0.1), lambda o: O.lr_scheduler.ExponentialLR(o, 0.8))
+    trajectory("cosineannealinglr", lambda p: O.Adam(p, lr=0.1), lambda o: O.lr_scheduler.CosineAnnealingLR(o, 5, 0.01))
+    trajectory("linearlr", lambda p: O.Adam(p, lr=0.1), lambda o: O.lr_scheduler.LinearLR(o, 0.25, 1.0, 4))
+    metrics = [1, 0.9, 0.95, 0.9, 0.89995, 0.92, 0.93, 0.5, 0.6, 0.7, 0.8, 0.9,
+               1.0, 1.1, 1.2, 1.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    for case, options in [("plateau", dict(factor=0.5, patience=2)),
+                          ("plateau_max_cooldown", dict(mode="max", factor=0.5, patience=1, cooldown=2)),
+                          ("plateau_threshold_min_lr", dict(factor=0.1, patience=0, threshold=0.01, min_lr=0.003)),
+                          ("plateau_threshold0", dict(factor=0.5, patience=3, threshold=0))]:
+        opt = O.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        s = O.lr_scheduler.ReduceLROnPlateau(opt, **options)
+        lrs = []
+        for m in metrics:
+            s.step(m)
+            lrs.append(opt.param_groups[0]["lr"])
+        res[case] = {"lr": lrs}
+    return res
+
+
+def close(a, b):
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= 1e-10 * max(1.0, abs(b))
+
+
+def main():
+    output = subprocess.run([sys.argv[1]], check=True, capture_output=True, text=True).stdout
+    ours = {}
+    for line in output.splitlines():
+        case, part, *rest = line.split(" ")
+        ours.setdefault(case, {})[part] = " ".join(rest) if part == "ERR" else [float(v) for v in rest]
+    theirs = {**ops(), **optimizers()}
+    problems, seen = [], set()
+    for case in sorted(set(ours) | set(theirs)):
+        if case not in ours or case not in theirs:
+            problems.append(f"{case}: only in {'parity.cpp' if case in ours else 'parity.py'}")
+            continue
+        a, b = ours[case], theirs[case]
+        if "ERR" in a or "ERR" in b:
+            if ("ERR" in a) != ("ERR" in b):
+                problems.append(f"{case}: chainrule {a.get('ERR', 'computes it')}; PyTorch {b.get('ERR', 'computes it')}")
+            continue
+        for part in sorted(set(a) | set(b)):
+            x, y = a.get(part, []), b.get(part, [])
+            if len(x) != len(y):
+                problems.append(f"{case} {part}: {len(x)} numbers, PyTorch {len(y)}")
+                continue
+            for i, (u, v) in enumerate(zip(x, y)):
+                if close(u, v):
+                    continue
+                if (case, part, i) in DEVIATIONS:
+                    seen.add((case, part, i))
+                    continue
+                problems.append(f"{case} {part}[{i}]: chainrule {u!r}, PyTorch {v!r}")
+    for key, why in DEVIATIONS.items():
+        if key not in seen:
+            problems.append(f"{key}: listed as a deliberate deviation ({why}) but no longer differs; update DEVIATIONS")
+    count = sum(len(p) for c in ours.values() for p in c.values() if isinstance(p, list))
+    print(f"{len(ours)} cases, {count} numbers compared against PyTorch {torch.__version__}; "
+          f"{len(seen)} known deviations (listed in parity.py)")
+    for p in problems:
+        print("MISMATCH", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
