@@ -724,54 +724,90 @@ Tensor operator>=(const Tensor& a, double b) { return ge(a, scalar_like(b, a)); 
 
 namespace {
 
-// PyTorch-like: nested brackets, elided with "..." past 1000 elements (3 at each end of a dim).
-void format_values(fmt::memory_buffer& out, const std::vector<double>& v, const chainrule::Shape& shape,
-                   const chainrule::Shape& strides, size_t dim, int64_t offset, bool summarize, bool integral,
-                   bool scientific, int precision, int indent) {
-  if (dim == shape.size()) {
-    if (integral)
-      fmt::format_to(std::back_inserter(out), "{}", static_cast<int64_t>(v[offset]));
-    else if (scientific)
-      fmt::format_to(std::back_inserter(out), "{:.{}e}", v[offset], precision);
-    else
-      fmt::format_to(std::back_inserter(out), "{:.{}f}", v[offset], precision);
-    return;
-  }
-  out.push_back('[');
-  const int64_t n = shape[dim];
-  for (int64_t i = 0; i < n; ++i) {
-    if (summarize && n > 6 && i == 3) {
-      fmt::format_to(std::back_inserter(out), "...");
-      i = n - 3;
-      out.push_back(',');
-      if (dim + 1 < shape.size())
-        fmt::format_to(std::back_inserter(out), "\n{:{}}", "", indent + 1);
-      else
-        out.push_back(' ');
+// PyTorch's print format (torch/_tensor_str.py): one format for every element, chosen from the
+// finite non-zero magnitudes of those printed; scientific notation when they span more than a
+// factor 1000 or reach 1e8 or (unless all are integers) go below 1e-4; all-integer floats as
+// "3."; every element padded to the widest, so that columns line up.
+struct ElementFormat {
+  bool integer_dtype = false, int_mode = true, scientific = false;
+  int precision = 4;
+  size_t width = 1;
+
+  ElementFormat(const std::vector<double>& shown, bool integer, int precision_) : integer_dtype(integer), precision(precision_) {
+    if (integer_dtype) {
+      for (double x : shown) width = std::max(width, fmt::formatted_size("{}", static_cast<int64_t>(x)));
+      return;
     }
-    format_values(out, v, shape, strides, dim + 1, offset + i * strides[dim], summarize, integral, scientific,
-                  precision, indent + 1);
-    if (i + 1 < n) {
-      out.push_back(',');
-      if (dim + 1 < shape.size())
-        fmt::format_to(std::back_inserter(out), "\n{:{}}", "", indent + 1);
-      else
-        out.push_back(' ');
-    }
+    double lo = INFINITY, hi = 0;
+    for (double x : shown)
+      if (std::isfinite(x) && x != 0) {
+        lo = std::min(lo, std::abs(x));
+        hi = std::max(hi, std::abs(x));
+        int_mode = int_mode && x == std::ceil(x);
+      }
+    if (hi == 0) return;  // nothing finite and non-zero: "0.", "nan", "inf"
+    scientific = hi / lo > 1000 || hi > 1e8 || (!int_mode && lo < 1e-4);
+    for (double x : shown)
+      if (std::isfinite(x) && x != 0) width = std::max(width, bare(x).size() + (int_mode && !scientific ? 1 : 0));
   }
-  out.push_back(']');
+  std::string bare(double x) const {
+    if (integer_dtype) return fmt::format("{}", static_cast<int64_t>(x));
+    if (scientific) return fmt::format("{:.{}e}", x, precision);
+    if (int_mode) return fmt::format("{:.0f}", x);
+    return fmt::format("{:.{}f}", x, precision);
+  }
+  std::string operator()(double x) const {
+    std::string s = bare(x);
+    if (!integer_dtype && !scientific && int_mode && std::isfinite(x)) s += '.';
+    return std::string(width > s.size() ? width - s.size() : 0, ' ') + s;
+  }
+};
+
+constexpr int64_t kEdgeItems = 3;  // a summarised dim shows 3 entries at each end
+constexpr size_t kLineWidth = 80;
+
+// The indices (along one dim) that are printed: all, or the ends around "...".
+std::vector<int64_t> shown_indices(int64_t n, bool summarize) {
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < n; ++i)
+    if (!summarize || n <= 2 * kEdgeItems || i < kEdgeItems || i >= n - kEdgeItems) idx.push_back(i);
+  return idx;
 }
 
-// PyTorch's rule for scientific notation: the finite non-zero magnitudes span more than a factor
-// 1000, or reach 1e8, or go below 1e-4. Fixed notation printed a gradient of 1e-7 as 0.000000.
-bool needs_scientific(const std::vector<double>& v) {
-  double lo = INFINITY, hi = 0;
-  for (double x : v)
-    if (std::isfinite(x) && x != 0) {
-      lo = std::min(lo, std::abs(x));
-      hi = std::max(hi, std::abs(x));
+void collect_shown(const std::vector<double>& v, const chainrule::Shape& shape, const chainrule::Shape& strides,
+                   size_t dim, int64_t offset, bool summarize, std::vector<double>& out) {
+  if (dim == shape.size()) {
+    out.push_back(v[static_cast<size_t>(offset)]);
+    return;
+  }
+  for (int64_t i : shown_indices(shape[dim], summarize))
+    collect_shown(v, shape, strides, dim + 1, offset + i * strides[dim], summarize, out);
+}
+
+// PyTorch's layout: a vector wraps at 80 columns; the blocks of a k-dim tensor are separated by
+// k - 1 newlines; "..." stands for the elided middle.
+std::string format_values(const std::vector<double>& v, const chainrule::Shape& shape, const chainrule::Shape& strides,
+                          size_t dim, int64_t offset, bool summarize, const ElementFormat& f, size_t indent) {
+  if (dim == shape.size()) return f(v[static_cast<size_t>(offset)]);
+  const int64_t n = shape[dim];
+  const bool elided = summarize && n > 2 * kEdgeItems;
+  std::vector<std::string> items;
+  for (int64_t i : shown_indices(n, summarize)) {
+    if (elided && i == n - kEdgeItems) items.push_back(dim + 1 == shape.size() ? " ..." : "...");
+    items.push_back(format_values(v, shape, strides, dim + 1, offset + i * strides[dim], summarize, f, indent + 1));
+  }
+  std::string out = "[";
+  if (dim + 1 == shape.size()) {
+    const size_t per_line = std::max<size_t>(1, (kLineWidth - std::min(indent, kLineWidth)) / (f.width + 2));
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) out += i % per_line == 0 ? ",\n" + std::string(indent + 1, ' ') : ", ";
+      out += items[i];
     }
-  return hi > 0 && (hi / lo > 1000 || hi >= 1e8 || lo < 1e-4);
+  } else {
+    const std::string sep = "," + std::string(shape.size() - dim - 1, '\n') + std::string(indent + 1, ' ');
+    for (size_t i = 0; i < items.size(); ++i) out += (i > 0 ? sep : "") + items[i];
+  }
+  return out + "]";
 }
 
 }  // namespace
@@ -782,10 +818,11 @@ fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const ch
   if (!t.defined()) return fmt::format_to(ctx.out(), "tensor(undefined)");
   const auto v = t.to_vector<double>();
   const Shape strides = contiguous_strides(t.shape());
-  fmt::memory_buffer buf;
-  const bool integral = t.dtype() == Dtype::int64;
-  format_values(buf, v, t.shape(), strides, 0, 0, t.numel() > 1000, integral, !integral && needs_scientific(v),
-                t.dtype() == Dtype::float64 ? 6 : 4, 7);
+  const bool summarize = t.numel() > 1000;
+  std::vector<double> shown;
+  collect_shown(v, t.shape(), strides, 0, 0, summarize, shown);
+  const ElementFormat f(shown, t.dtype() == Dtype::int64, t.dtype() == Dtype::float64 ? 6 : 4);
+  const std::string values = format_values(v, t.shape(), strides, 0, 0, summarize, f, 7);
   std::string extra;
   if (t.numel() == 0 && t.dim() != 1) extra += fmt::format(", size={}", t.shape());  // "[]" alone hides the shape
   if (t.dtype() != default_dtype() && t.dtype() != Dtype::int64) extra += fmt::format(", dtype={}", t.dtype());
@@ -794,5 +831,5 @@ fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const ch
     extra += fmt::format(", grad_fn=<{}>", t.grad_fn()->display_name());
   else if (t.requires_grad())
     extra += ", requires_grad=true";
-  return fmt::format_to(ctx.out(), "tensor({}{})", fmt::to_string(buf), extra);
+  return fmt::format_to(ctx.out(), "tensor({}{})", values, extra);
 }

@@ -81,20 +81,41 @@ TEST_CASE("printing tensors, shapes and dtypes with fmt") {
   CHECK(fmt::format("{}", cr::tensor({1, 2.5}, {2})) == "tensor([1.0000, 2.5000])");
   CHECK(fmt::format("{}", cr::tensor({1, 2, 3, 4}, {2, 2}, cr::int64)) == "tensor([[1, 2],\n        [3, 4]], dtype=int64)");
   cr::Tensor w = cr::ones({2}, cr::float64).requires_grad_();
-  CHECK(fmt::format("{}", w) == "tensor([1.000000, 1.000000], dtype=float64, requires_grad=true)");
+  CHECK(fmt::format("{}", w) == "tensor([1., 1.], dtype=float64, requires_grad=true)");  // whole floats as "1."
   CHECK(fmt::format("{}", w * 2.0).find("grad_fn=<MulBackward>") != std::string::npos);
   const std::string big = fmt::format("{}", cr::arange(2000));
   CHECK(big.find("...") != std::string::npos);
   CHECK(big.size() < 200);
-  CHECK(fmt::format("{}", cr::tensor(3.0)) == "tensor(3.0000)");
+  CHECK(fmt::format("{}", cr::tensor(3.0)) == "tensor(3.)");
   // scientific notation when magnitudes are tiny, huge or far apart, as PyTorch (fixed notation
   // printed a gradient of 1e-7 as 0.000000); an empty tensor shows its shape
-  CHECK(fmt::format("{}", cr::tensor({1e-7, -2e-7}, cr::float64)) == "tensor([1.000000e-07, -2.000000e-07], dtype=float64)");
+  CHECK(fmt::format("{}", cr::tensor({1e-7, -2e-7}, cr::float64)) == "tensor([ 1.000000e-07, -2.000000e-07], dtype=float64)");
   CHECK(fmt::format("{}", cr::tensor({0.5, 1e9})) == "tensor([5.0000e-01, 1.0000e+09])");
-  CHECK(fmt::format("{}", cr::tensor({0.0, NAN, 0.5, 2.0})) == "tensor([0.0000, nan, 0.5000, 2.0000])");
+  CHECK(fmt::format("{}", cr::tensor({0.0, NAN, 0.5, 2.0})) == "tensor([0.0000,    nan, 0.5000, 2.0000])");
   CHECK(fmt::format("{}", cr::zeros({0, 3})) == "tensor([], size=[0, 3])");
   CHECK(fmt::format("{}", cr::zeros({0})) == "tensor([])");
   CHECK(cr::describe(cr::zeros({2, 3}, cr::float64)) == "[2, 3] float64");
+}
+
+TEST_CASE("printing lays tensors out as PyTorch does (strings from python3-torch 1.13's print)") {
+  // columns padded to the widest element, whole floats as "3.", vectors wrapped at 80 columns,
+  // a blank line between the blocks of a 3-d tensor, "..." past 1000 elements
+  CHECK(fmt::format("{}", cr::tensor({1.0, 2.5, -3.0})) == "tensor([ 1.0000,  2.5000, -3.0000])");
+  CHECK(fmt::format("{}", cr::tensor({NAN, INFINITY, -1.5})) == "tensor([    nan,     inf, -1.5000])");
+  CHECK(fmt::format("{}", cr::arange(12).reshape({3, 4})) ==
+        "tensor([[ 0.,  1.,  2.,  3.],\n        [ 4.,  5.,  6.,  7.],\n        [ 8.,  9., 10., 11.]])");
+  CHECK(fmt::format("{}", cr::tensor({-0.0, 0.0})) == "tensor([-0., 0.])");
+  CHECK(fmt::format("{}", cr::tensor({100.0, 200.0})) == "tensor([100., 200.])");
+  CHECK(fmt::format("{}", cr::arange(30) * 0.5 + 0.25) ==
+        "tensor([ 0.2500,  0.7500,  1.2500,  1.7500,  2.2500,  2.7500,  3.2500,  3.7500,\n"
+        "         4.2500,  4.7500,  5.2500,  5.7500,  6.2500,  6.7500,  7.2500,  7.7500,\n"
+        "         8.2500,  8.7500,  9.2500,  9.7500, 10.2500, 10.7500, 11.2500, 11.7500,\n"
+        "        12.2500, 12.7500, 13.2500, 13.7500, 14.2500, 14.7500])");
+  CHECK(fmt::format("{}", (cr::arange(8) - 4.0).reshape({2, 2, 2})) ==
+        "tensor([[[-4., -3.],\n         [-2., -1.]],\n\n        [[ 0.,  1.],\n         [ 2.,  3.]]])");
+  CHECK(fmt::format("{}", cr::arange(2000)) == "tensor([0.0000e+00, 1.0000e+00, 2.0000e+00,  ..., 1.9970e+03, 1.9980e+03,\n        1.9990e+03])");
+  CHECK(fmt::format("{}", cr::arange(2000).reshape({40, 50}) * 0.5).find(
+            "tensor([[0.0000e+00, 5.0000e-01, 1.0000e+00,  ..., 2.3500e+01, 2.4000e+01,\n         2.4500e+01],\n") == 0);
 }
 
 TEST_CASE("gradcheck reports catch a wrong rule and say where") {
