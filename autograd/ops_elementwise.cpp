@@ -322,6 +322,9 @@ Tensor relu(const Tensor& x) {
 // Gradient passes where min <= x <= max (boundaries included, as PyTorch).
 Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi) {
   if (lo && hi && *lo > *hi) fail("clamp: min {} is greater than max {} (input {})", *lo, *hi, describe(x));
+  // double bounds make an int64 x's result floating (the scalar rule; PyTorch's): in int64,
+  // clamp(i, -2.5, 4.5) put -2 where -7 was
+  if (!is_floating(x.dtype())) return clamp(x.to(default_dtype()), lo, hi);
   const double l = lo.value_or(-INFINITY), h = hi.value_or(INFINITY);
   Tensor out = kernels::map_any(x, [l, h](auto v) {
     using T = decltype(v);

@@ -300,7 +300,8 @@ Tensor cos(const Tensor& x);  ///< cosine
 Tensor tanh(const Tensor& x);  ///< hyperbolic tangent; d tanh = 1 - y^2
 Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x); d sigmoid = y (1 - y)
 Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0); a NaN stays NaN, as in PyTorch
-/// X limited to [min, max] (either bound optional); gradient 1 inside, 0 where clamped.
+/// X limited to [min, max] (either bound optional); gradient 1 inside, 0 where clamped. The
+/// bounds are doubles: an int64 x gives the default floating dtype (clamp(i, 0, 3) keeps int64).
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  ///< condition != 0 picks a
 
@@ -405,6 +406,14 @@ Tensor operator/(double a, const Tensor& b);  ///< a / b
 Tensor integer_scalar_like(int64_t value, const Tensor& like);
 /// A 0-d tensor holding a double scalar: in like's dtype if floating, else the default floating dtype.
 Tensor floating_scalar_like(double value, const Tensor& like);
+/// clamp(x, 0, 3) with integer bounds: an int64 x stays int64 (exact; max wins when min > max, as
+/// in PyTorch), a floating x is clamp(x, 0.0, 3.0).
+template <std::integral I>
+Tensor clamp(const Tensor& x, I min, I max) {
+  if (is_floating(x.dtype())) return clamp(x, static_cast<double>(min), static_cast<double>(max));
+  return minimum(maximum(x, integer_scalar_like(static_cast<int64_t>(min), x)),
+                 integer_scalar_like(static_cast<int64_t>(max), x));
+}
 /// pow(2, e): an int64 e gives an int64 power, a floating one pow(2.0, e).
 template <std::integral I>
 Tensor pow(I base, const Tensor& exponent) {

@@ -187,6 +187,22 @@ TEST_CASE("pow on int64 tensors is an exact integer power, as PyTorch's; a doubl
   CHECK(values(x.grad()) == std::vector<double>{3, -4});
 }
 
+TEST_CASE("clamp on int64: double bounds go floating (it truncated them), integer bounds stay int64") {
+  const cr::Tensor i = cr::tensor({-7, -2, 0, 3, 9}, cr::int64);
+  const cr::Tensor f = cr::clamp(i, -2.5, 4.5);  // int64 gave -2 and 4 where -2.5 and 4.5 belong
+  CHECK(f.dtype() == cr::default_dtype());
+  CHECK(values(f) == std::vector<double>{-2.5, -2, 0, 3, 4.5});
+  CHECK(cr::clamp(i, -3.0, std::nullopt).dtype() == cr::default_dtype());
+  const cr::Tensor k = cr::clamp(i, -3, 4);  // PyTorch's torch.clamp(i, -3, 4): int64
+  CHECK(k.dtype() == cr::int64);
+  CHECK(k.to_vector<int64_t>() == std::vector<int64_t>{-3, -2, 0, 3, 4});
+  CHECK(cr::clamp(i, 5, 1).to_vector<int64_t>() == std::vector<int64_t>{1, 1, 1, 1, 1});  // max wins, as PyTorch
+  // on a floating x the integer bounds are clamp's own (its gradient passes on the boundary)
+  cr::Tensor x = cr::tensor({-1.0, 0.5, 2.0}, cr::float64).requires_grad_();
+  cr::clamp(x, -1, 1).sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{1, 1, 0});
+}
+
 TEST_CASE("sign is recorded with a zero gradient, as PyTorch's SignBackward") {
   cr::Tensor x = cr::tensor({-2.0, 0.0, 3.0}, cr::float64).requires_grad_();
   const cr::Tensor s = cr::sign(x);
