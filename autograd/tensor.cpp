@@ -729,36 +729,41 @@ namespace {
 // factor 1000 or reach 1e8 or (unless all are integers) go below 1e-4; all-integer floats as
 // "3."; every element padded to the widest, so that columns line up.
 struct ElementFormat {
-  bool integer_dtype = false, int_mode = true, scientific = false;
+  const std::vector<double>& v;  // the elements as doubles (floating dtypes)
+  const std::vector<int64_t>& iv;  // or as int64 (exact beyond 2^53)
+  bool integer, int_mode = true, scientific = false;
   int precision = 4;
   size_t width = 1;
 
-  ElementFormat(const std::vector<double>& shown, bool integer, int precision_) : integer_dtype(integer), precision(precision_) {
-    if (integer_dtype) {
-      for (double x : shown) width = std::max(width, fmt::formatted_size("{}", static_cast<int64_t>(x)));
+  ElementFormat(const std::vector<double>& v_, const std::vector<int64_t>& iv_, bool integer_,
+                const std::vector<int64_t>& shown, int precision_)
+      : v(v_), iv(iv_), integer(integer_), precision(precision_) {
+    if (integer) {
+      for (int64_t k : shown) width = std::max(width, bare(k).size());
       return;
     }
     double lo = INFINITY, hi = 0;
-    for (double x : shown)
-      if (std::isfinite(x) && x != 0) {
+    for (int64_t k : shown)
+      if (const double x = v[static_cast<size_t>(k)]; std::isfinite(x) && x != 0) {
         lo = std::min(lo, std::abs(x));
         hi = std::max(hi, std::abs(x));
         int_mode = int_mode && x == std::ceil(x);
       }
     if (hi == 0) return;  // nothing finite and non-zero: "0.", "nan", "inf"
     scientific = hi / lo > 1000 || hi > 1e8 || (!int_mode && lo < 1e-4);
-    for (double x : shown)
-      if (std::isfinite(x) && x != 0) width = std::max(width, bare(x).size() + (int_mode && !scientific ? 1 : 0));
+    for (int64_t k : shown)
+      if (const double x = v[static_cast<size_t>(k)]; std::isfinite(x) && x != 0)
+        width = std::max(width, bare(k).size());
   }
-  std::string bare(double x) const {
-    if (integer_dtype) return fmt::format("{}", static_cast<int64_t>(x));
+  std::string bare(int64_t k) const {  // element k without padding
+    if (integer) return fmt::format("{}", iv[static_cast<size_t>(k)]);
+    const double x = v[static_cast<size_t>(k)];
     if (scientific) return fmt::format("{:.{}e}", x, precision);
-    if (int_mode) return fmt::format("{:.0f}", x);
+    if (int_mode) return fmt::format("{:.0f}{}", x, std::isfinite(x) ? "." : "");
     return fmt::format("{:.{}f}", x, precision);
   }
-  std::string operator()(double x) const {
-    std::string s = bare(x);
-    if (!integer_dtype && !scientific && int_mode && std::isfinite(x)) s += '.';
+  std::string operator()(int64_t k) const {
+    const std::string s = bare(k);
     return std::string(width > s.size() ? width - s.size() : 0, ' ') + s;
   }
 };
@@ -774,27 +779,28 @@ std::vector<int64_t> shown_indices(int64_t n, bool summarize) {
   return idx;
 }
 
-void collect_shown(const std::vector<double>& v, const chainrule::Shape& shape, const chainrule::Shape& strides,
-                   size_t dim, int64_t offset, bool summarize, std::vector<double>& out) {
+// The flat indices of the elements printed.
+void collect_shown(const chainrule::Shape& shape, const chainrule::Shape& strides, size_t dim, int64_t offset,
+                   bool summarize, std::vector<int64_t>& out) {
   if (dim == shape.size()) {
-    out.push_back(v[static_cast<size_t>(offset)]);
+    out.push_back(offset);
     return;
   }
   for (int64_t i : shown_indices(shape[dim], summarize))
-    collect_shown(v, shape, strides, dim + 1, offset + i * strides[dim], summarize, out);
+    collect_shown(shape, strides, dim + 1, offset + i * strides[dim], summarize, out);
 }
 
 // PyTorch's layout: a vector wraps at 80 columns; the blocks of a k-dim tensor are separated by
 // k - 1 newlines; "..." stands for the elided middle.
-std::string format_values(const std::vector<double>& v, const chainrule::Shape& shape, const chainrule::Shape& strides,
-                          size_t dim, int64_t offset, bool summarize, const ElementFormat& f, size_t indent) {
-  if (dim == shape.size()) return f(v[static_cast<size_t>(offset)]);
+std::string format_values(const chainrule::Shape& shape, const chainrule::Shape& strides, size_t dim, int64_t offset,
+                          bool summarize, const ElementFormat& f, size_t indent) {
+  if (dim == shape.size()) return f(offset);
   const int64_t n = shape[dim];
   const bool elided = summarize && n > 2 * kEdgeItems;
   std::vector<std::string> items;
   for (int64_t i : shown_indices(n, summarize)) {
     if (elided && i == n - kEdgeItems) items.push_back(dim + 1 == shape.size() ? " ..." : "...");
-    items.push_back(format_values(v, shape, strides, dim + 1, offset + i * strides[dim], summarize, f, indent + 1));
+    items.push_back(format_values(shape, strides, dim + 1, offset + i * strides[dim], summarize, f, indent + 1));
   }
   std::string out = "[";
   if (dim + 1 == shape.size()) {
@@ -816,13 +822,15 @@ fmt::format_context::iterator fmt::formatter<chainrule::Tensor>::format(const ch
                                                                         format_context& ctx) const {
   using namespace chainrule;
   if (!t.defined()) return fmt::format_to(ctx.out(), "tensor(undefined)");
-  const auto v = t.to_vector<double>();
+  const bool integer = t.dtype() == Dtype::int64;
+  const auto v = integer ? std::vector<double>() : t.to_vector<double>();
+  const auto iv = integer ? t.to_vector<int64_t>() : std::vector<int64_t>();
   const Shape strides = contiguous_strides(t.shape());
   const bool summarize = t.numel() > 1000;
-  std::vector<double> shown;
-  collect_shown(v, t.shape(), strides, 0, 0, summarize, shown);
-  const ElementFormat f(shown, t.dtype() == Dtype::int64, t.dtype() == Dtype::float64 ? 6 : 4);
-  const std::string values = format_values(v, t.shape(), strides, 0, 0, summarize, f, 7);
+  std::vector<int64_t> shown;
+  collect_shown(t.shape(), strides, 0, 0, summarize, shown);
+  const ElementFormat f(v, iv, integer, shown, t.dtype() == Dtype::float64 ? 6 : 4);
+  const std::string values = format_values(t.shape(), strides, 0, 0, summarize, f, 7);
   std::string extra;
   if (t.numel() == 0 && t.dim() != 1) extra += fmt::format(", size={}", t.shape());  // "[]" alone hides the shape
   if (t.dtype() != default_dtype() && t.dtype() != Dtype::int64) extra += fmt::format(", dtype={}", t.dtype());

@@ -105,6 +105,8 @@ TEST_CASE("printing lays tensors out as PyTorch does (strings from python3-torch
   CHECK(fmt::format("{}", cr::arange(12).reshape({3, 4})) ==
         "tensor([[ 0.,  1.,  2.,  3.],\n        [ 4.,  5.,  6.,  7.],\n        [ 8.,  9., 10., 11.]])");
   CHECK(fmt::format("{}", cr::tensor({-0.0, 0.0})) == "tensor([-0., 0.])");
+  // int64 beyond 2^53 prints exactly (it went through double: ...256 for ...267)
+  CHECK(fmt::format("{}", cr::pow(cr::tensor({3, -1}, cr::int64), 39)) == "tensor([4052555153018976267,                  -1], dtype=int64)");
   CHECK(fmt::format("{}", cr::tensor({100.0, 200.0})) == "tensor([100., 200.])");
   CHECK(fmt::format("{}", cr::arange(30) * 0.5 + 0.25) ==
         "tensor([ 0.2500,  0.7500,  1.2500,  1.7500,  2.2500,  2.7500,  3.2500,  3.7500,\n"
