@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs torch_parity/parity.py with a Python that has torch (Debian's python3-torch lives in
 # /usr/bin/python3's dist-packages, which a pyenv or venv python3 earlier on PATH does not see).
-# Usage: torch_parity.sh PARITY_EXECUTABLE PARITY_PY. Skips (77) when no Python has torch.
+# Usage: torch_parity.sh PARITY_EXECUTABLE PARITY_PY. Without torch, parity.py itself says so and
+# exits 77 (a skip).
 set -euo pipefail
 for py in /usr/bin/python3 python3; do
   if command -v "$py" > /dev/null && "$py" -c 'import torch' 2> /dev/null; then
     exec "$py" "$2" "$1"
   fi
 done
-echo "python3-torch is not installed: skipped (scripts/install-deps python3-torch)"
-exit 77
+exec python3 "$2" "$1"
