@@ -427,6 +427,9 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
     fail("{}: {} is a view; in-place ops on views are not recorded by autograd — use the out-of-place op", op,
          describe(self));
   Tensor result = compute(self.clone());
+  // The history self takes over must be its own: copy_ of a tensor that needs no conversion
+  // or expansion computes the source itself, whose grad_fn (none, for a leaf) is not self's.
+  if (!result.impl()->only_reference()) result = result.clone();
   write_in_place(self, result, op, true);
   return self;
 }

@@ -264,6 +264,28 @@ TEST_CASE("in-place ops are recorded on non-leaves and refused on leaves that re
   CHECK(values(x.grad()) == std::vector<double>{9, 7.5});
   check_error([&] { cr::zeros({2}).copy_(cr::zeros({3})); }, {"copy_", "[3]", "[2]"});
   check_error([&] { cr::zeros({2}).add_(cr::zeros({3, 2})); }, {"add_", "[3, 2]", "[2]"});
+}
+
+TEST_CASE("copy_ from a tensor of the target's shape and dtype records a node of its own") {
+  // copy_'s result was the source itself when nothing needed converting or expanding, and the
+  // target took over the source's grad_fn: none for a leaf, so the copy silently stopped
+  // requiring grad (d/dx of sum(w * c) read as 0, PyTorch: w); for a non-leaf the two tensors
+  // shared one node, so a hook on the source also saw the target's gradient.
+  cr::Tensor x = cr::tensor({-0.5, 2.0}, cr::float64).requires_grad_();
+  cr::Tensor c = cr::zeros({2}, cr::float64);
+  c.copy_(x);
+  REQUIRE(c.requires_grad());
+  (c * cr::tensor({3.0, 4.0}, cr::float64)).sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{3, 4});
+
+  cr::Tensor h = x * 2.0;
+  cr::Tensor d = x.detach().clone();
+  d.copy_(h);
+  CHECK(d.grad_fn().get() != h.grad_fn().get());
+  d.register_hook([](const cr::Tensor& g) { return g * 0.0; });  // cuts d's path only
+  x.set_grad({});
+  (h * 5.0 + d * 7.0).sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{10, 10});  // was 0: the hook also cut h's path
   cr::Tensor f = cr::zeros({3});
   f.fill_(2.5);
   CHECK(values(f) == std::vector<double>{2.5, 2.5, 2.5});
