@@ -22,7 +22,9 @@ Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t dim, int64_t 
   strides[dim] *= step;
   kernels::copy_into(view_of(out, g.shape(), strides, offset), g_values);
   return record(out, "slice_backward", {g}, {}, [dim, start, step](const Tensor& gg, const BackwardContext& c) -> Grads {
-    return {slice(gg, dim, start, start + (c.shape(0)[dim] - 1) * step + 1, step)};
+    // the n elements from start, n * step past it (slice clips the end; never negative, which
+    // would count from the end: (n - 1) * step + 1 was, for n = 0)
+    return {slice(gg, dim, start, start + c.shape(0)[dim] * step, step)};
   });
 }
 

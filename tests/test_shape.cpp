@@ -71,6 +71,14 @@ TEST_CASE("shape op gradients") {
   check_gradients([](V v) { return v[0].clone() * v[0]; }, {x});
 }
 
+TEST_CASE("the second derivative through an empty slice with a step") {
+  // slice_backward's own backward re-slices the gradient from start to start + (n - 1) * step + 1:
+  // for n = 0 and step 3 that is -2, which counts from the end, so the double backward of
+  // x.slice(1, 0, 0, 3) returned a [2, 1] gradient for a [2, 0] input (an Error; PyTorch: zeros)
+  check_gradients([](const std::vector<cr::Tensor>& v) { return v[0].slice(1, 1, 4, 2) * v[0].slice(1, 0, 0, 3).sum(); },
+                  {input({2, 4})});
+}
+
 TEST_CASE("to(dtype) passes the gradient back in the input's dtype") {
   cr::Tensor x = cr::tensor({1.5, -2.0}, cr::float64).requires_grad_();
   (x.to(cr::float32) * cr::tensor({3.0, 4.0}, cr::float32)).sum().backward();
