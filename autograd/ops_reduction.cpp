@@ -196,7 +196,8 @@ Tensor softmax(const Tensor& x, int64_t dim) {
   Tensor y;
   {
     NoGradGuard no_grad;
-    const Tensor e = exp(x - amax(x, Shape{d}, true));
+    // shifted by the largest element, which an empty dim has not (nothing to shift there)
+    const Tensor e = exp(x.numel() == 0 ? x : x - amax(x, Shape{d}, true));
     y = e / sum(e, d, true);
   }
   return record(y, "softmax", {x}, {}, [d](const Tensor& g, const BackwardContext& c) -> Grads {

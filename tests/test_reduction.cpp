@@ -107,6 +107,19 @@ TEST_CASE("logsumexp over an empty dim is -inf, as PyTorch's (it failed naming m
   CHECK(e.grad().shape() == cr::Shape{0, 3});
 }
 
+TEST_CASE("softmax and log_softmax over an empty dim give an empty tensor, as PyTorch's") {
+  // softmax shifted by amax over the dim, which an empty dim has not: it failed naming "max"
+  cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
+  for (int64_t d : {0, 1}) {
+    const cr::Tensor s = cr::softmax(e, d);
+    CHECK(s.shape() == cr::Shape{0, 3});
+    CHECK(cr::log_softmax(e, d).shape() == cr::Shape{0, 3});
+    cr::sum(s * 2.0).backward();
+    CHECK(e.grad().shape() == cr::Shape{0, 3});
+  }
+  CHECK(cr::softmax(cr::zeros({0}), 0).shape() == cr::Shape{0});
+}
+
 TEST_CASE("var: unbiased by default, correction=0 is the population variance") {
   cr::Tensor x = cr::tensor({1, 2, 3, 4}, cr::float64);
   CHECK(cr::var(x).item<double>() == doctest::Approx(5.0 / 3.0));
