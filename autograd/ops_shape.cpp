@@ -153,9 +153,18 @@ Tensor select(const Tensor& x, int64_t dim, int64_t index) {
                 });
 }
 
+namespace {
+// PyTorch's legacy rule: cat skips a 1-d empty tensor whatever the others' shape, so that
+// `out = cat({out, x})` can start from `empty({0})`.
+bool skipped_by_cat(const Shape& s) { return s.size() == 1 && s[0] == 0; }
+}  // namespace
+
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   if (tensors.empty()) fail("cat: expected at least one tensor");
-  const Tensor& first = tensors[0];
+  size_t ref = 0;  // the tensor the others are checked against: the first one not skipped
+  while (ref < tensors.size() && skipped_by_cat(tensors[ref].shape())) ++ref;
+  if (ref == tensors.size()) ref = 0;
+  const Tensor& first = tensors[ref];
   if (first.dim() == 0) fail("cat: zero-dimensional tensor {} cannot be concatenated; use stack", describe(first));
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
   Shape shape = first.shape();
@@ -163,12 +172,13 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   Dtype dtype = first.dtype();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
+    if (skipped_by_cat(t.shape())) continue;
     bool ok = t.dim() == first.dim();
     for (int64_t k = 0; ok && k < t.dim(); ++k) ok = k == d || t.shape()[k] == first.shape()[k];
     if (!ok)
-      fail("cat: tensor {} has shape {} but tensor 0 has {}; all must match except in dimension {}", i, t.shape(),
-           first.shape(), d);
-    if (t.dtype() != dtype) fail("cat: tensor {} is {} but tensor 0 is {}", i, describe(t), describe(first));
+      fail("cat: tensor {} has shape {} but tensor {} has {}; all must match except in dimension {}", i, t.shape(),
+           ref, first.shape(), d);
+    if (t.dtype() != dtype) fail("cat: tensor {} is {} but tensor {} is {}", i, describe(t), ref, describe(first));
     shape[d] += t.shape()[d];
   }
   Tensor out = kernels::empty(shape, dtype);
@@ -176,6 +186,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   int64_t offset = 0;
   for (const Tensor& t : tensors) {
     offsets.push_back(offset);
+    if (skipped_by_cat(t.shape())) continue;
     kernels::copy_into(view_of(out, t.shape(), out.strides(), offset * out.strides()[d]), t);
     offset += t.shape()[d];
   }
@@ -183,7 +194,9 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                 [d, offsets](const Tensor& g, const BackwardContext& c) -> Grads {
                   Grads grads;
                   for (size_t i = 0; i < offsets.size(); ++i)
-                    grads.push_back(c.needs(i) ? g.narrow(d, offsets[i], c.shape(i)[d]) : Tensor());
+                    grads.push_back(!c.needs(i)                      ? Tensor()
+                                    : skipped_by_cat(c.shape(i)) ? zeros({0}, g.dtype())
+                                                                 : g.narrow(d, offsets[i], c.shape(i)[d]));
                   return grads;
                 });
 }

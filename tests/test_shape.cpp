@@ -102,6 +102,24 @@ TEST_CASE("cat and stack: values, gradients, errors") {
   check_error([&] { (void)cr::stack({a, b}); }, {"stack", "[2, 1]", "[2, 2]"});
 }
 
+TEST_CASE("cat skips 1-d empty tensors, as PyTorch's, so that a loop can start from one") {
+  // PyTorch's documented rule (out = torch.cat([out, x]) from out = torch.empty(0)); it was an Error
+  cr::Tensor out = cr::empty({0}, cr::float64).requires_grad_();
+  const cr::Tensor x = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::float64).requires_grad_();
+  cr::Tensor y = cr::cat({out, x * 2.0}, 1);
+  CHECK(y.shape() == cr::Shape{2, 2});
+  y = cr::cat({y, out, x}, -1);
+  CHECK(y.shape() == cr::Shape{2, 4});
+  CHECK(values(y) == std::vector<double>{2, 4, 1, 2, 6, 8, 3, 4});
+  cr::sum(y * y).backward();
+  CHECK(values(x.grad()) == std::vector<double>{10, 20, 30, 40});  // 8x from 2x's path, 2x from x's
+  CHECK(out.grad().shape() == cr::Shape{0});
+  CHECK(cr::cat({out, out}, 0).shape() == cr::Shape{0});
+  CHECK(cr::cat({out, cr::arange(3, cr::float64)}, 0).shape() == cr::Shape{3});
+  // an empty tensor of another shape is not skipped
+  check_error([&] { (void)cr::cat({cr::empty({0, 3}), cr::zeros({2, 2})}, 0); }, {"cat", "[2, 2]", "[0, 3]"});
+}
+
 TEST_CASE("zero-size tensors work where legal") {
   cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
   CHECK((e * 2.0).shape() == cr::Shape{0, 3});
