@@ -179,8 +179,9 @@ Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) { return logsumexp(x, Shape{dim}, keepdim); }
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
   // Over an empty set it is log(0) = -inf, as PyTorch's (the shift below needs a max, which an
-  // empty set has not: it failed naming "max").
-  if (x.numel() == 0) return log(sum(exp(x), dims, keepdim));
+  // empty set has not: it failed naming "max"). Written as the empty sum plus -inf, so that its
+  // derivatives are those of a constant (log(sum(exp(x)))'s backward divided by the empty sum).
+  if (x.numel() == 0) return sum(exp(x), dims, keepdim) + -INFINITY;  // exp: the dtype check
   Tensor m;
   {
     NoGradGuard no_grad;

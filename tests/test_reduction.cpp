@@ -105,6 +105,13 @@ TEST_CASE("logsumexp over an empty dim is -inf, as PyTorch's (it failed naming m
   CHECK(cr::logsumexp(e, 1).shape() == cr::Shape{0});
   cr::sum(cr::logsumexp(e, 1)).backward();
   CHECK(e.grad().shape() == cr::Shape{0, 3});
+  // -inf depends on no element, so a second derivative through it is 0: written as
+  // log(sum(exp(x))), its backward divided by the empty sum, and a Hessian-vector product
+  // through it read 0 / 0 = NaN (PyTorch: 0; found by the random differential test)
+  const cr::Tensor a = cr::tensor({2.0, 3.0, 4.0}, cr::float64).requires_grad_();
+  const cr::Tensor ge = cr::autograd::grad({cr::sum(cr::exp(cr::logsumexp(e, 0)) * a)}, {e}, {}, true, true)[0];
+  const cr::Tensor ha = cr::autograd::grad({cr::sum(ge) + cr::sum(a * a)}, {a})[0];
+  CHECK(values(ha) == std::vector<double>{4, 6, 8});
 }
 
 TEST_CASE("softmax and log_softmax over an empty dim give an empty tensor, as PyTorch's") {
