@@ -96,6 +96,10 @@ Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   for (size_t d = 0; d < flags.size(); ++d)
     if (flags[d]) n *= x.shape()[d];
   if (!is_floating(x.dtype())) fail("mean: expected a floating tensor, got {}", describe(x));
+  // Over an empty set NaN (0 / 0, as PyTorch's), added rather than divided, so that its
+  // derivatives are those of a constant: a backward dividing by 0 made a second derivative
+  // through it 0 / 0 = NaN before it reached the empty input.
+  if (n == 0) return sum(x, dims, keepdim) + NAN;
   return sum(x, dims, keepdim) / static_cast<double>(n);
 }
 

@@ -114,6 +114,22 @@ TEST_CASE("logsumexp over an empty dim is -inf, as PyTorch's (it failed naming m
   CHECK(values(ha) == std::vector<double>{4, 6, 8});
 }
 
+TEST_CASE("mean over an empty dim is NaN, and a second derivative through it is 0") {
+  // As sum / 0, its backward divided by 0 before the gradient reached the (empty) input, so a
+  // Hessian-vector product through it read 0 / 0 = NaN (PyTorch, which divides after expanding
+  // to the empty input: 0; found by the random differential test in float32)
+  const cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
+  const cr::Tensor m = cr::mean(e, 0);
+  REQUIRE(m.shape() == cr::Shape{3});
+  for (double v : values(m)) CHECK(std::isnan(v));
+  const cr::Tensor a = cr::tensor({2.0, 3.0, 4.0}, cr::float64).requires_grad_();
+  const cr::Tensor ge = cr::autograd::grad({cr::sum(cr::mean(e, 0) * a * a)}, {e}, {}, true, true)[0];
+  CHECK(ge.shape() == cr::Shape{0, 3});
+  const cr::Tensor ha = cr::autograd::grad({cr::sum(ge) + cr::sum(a * a)}, {a})[0];
+  CHECK(values(ha) == std::vector<double>{4, 6, 8});
+  CHECK(std::isnan(cr::mean(cr::zeros({0})).item<double>()));
+}
+
 TEST_CASE("softmax and log_softmax over an empty dim give an empty tensor, as PyTorch's") {
   // softmax shifted by amax over the dim, which an empty dim has not: it failed naming "max"
   cr::Tensor e = cr::zeros({0, 3}, cr::float64).requires_grad_();
