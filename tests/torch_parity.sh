@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs torch_parity/parity.py with a Python that has torch (Debian's python3-torch lives in
-# /usr/bin/python3's dist-packages, which a pyenv or venv python3 earlier on PATH does not see).
-# Usage: torch_parity.sh PARITY_EXECUTABLE PARITY_PY. Without torch, parity.py itself says so and
+# Runs a torch_parity/ script (parity.py, random_programs.py) with a Python that has torch
+# (Debian's python3-torch lives in /usr/bin/python3's dist-packages, which a pyenv or venv
+# python3 earlier on PATH does not see).
+# Usage: torch_parity.sh EXECUTABLE SCRIPT. Without torch, the script itself says so and
 # exits 77 (a skip).
 set -euo pipefail
 for py in /usr/bin/python3 python3; do

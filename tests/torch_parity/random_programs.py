@@ -1,0 +1,351 @@
+"""Random programs, run by chainrule and by PyTorch, compared: values, gradients and
+Hessian-vector products (float64, to 1e-9 relative).
+
+Each program is a few leaves (some constants, some transposed views) and a random sequence of
+elementwise, broadcasting, reduction, shape, indexing, in-place, matmul and loss ops, generated
+here with torch itself so that only ops torch accepts are kept. random_programs.cpp reads the
+programs from a file and prints its results; this script computes the same with torch. The loss
+is sum(out_i * w_i) over the last three results; the Hessian-vector product is the gradient of
+sum(g_j * u_j) over the leaves' gradients g_j (w, u fixed sine weights).
+
+Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS]. Exit 0: all agree; 1: a
+difference (the program is printed); 77: torch is not installed (skipped).
+
+Kept out on purpose (parity.py lists them): the variance of a single element (0 / 0: NaN here,
+inf or an Error in PyTorch 1.13) and leaves at exactly 0 (elu''/selu'' at 0).
+"""
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("python3-torch is not installed: skipped (scripts/install-deps python3-torch)")
+    sys.exit(77)
+
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(1)
+
+# Each op's torch twin of the lambda of the same name in random_programs.cpp; None: not
+# applicable to these operands (skipped).
+UNARY = {
+    "exp": lambda x: torch.exp(x * 0.3),
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "abs": torch.abs,
+    "neg": torch.neg,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "sqrt": lambda x: torch.sqrt(torch.abs(x) + 0.1),
+    "log": lambda x: torch.log(torch.abs(x) + 0.5),
+    "softplus": F.softplus,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "elu": F.elu,
+    "selu": F.selu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.1),
+    "hardtanh": F.hardtanh,
+    "mish": F.mish,
+    "log_sigmoid": F.logsigmoid,
+    "softsign": F.softsign,
+    "erf": torch.erf,
+    "expm1": lambda x: torch.expm1(x * 0.3),
+    "log1p": lambda x: torch.log1p(torch.abs(x)),
+    "square": lambda x: torch.pow(x, 2),
+    "cube": lambda x: torch.pow(x, 3.0),
+    "pow_half": lambda x: torch.pow(torch.abs(x) + 0.2, 0.5),
+    "pow_neg": lambda x: torch.pow(torch.abs(x) + 0.5, -1.5),
+    "clamp": lambda x: torch.clamp(x, -0.5, 0.7),
+    "rsub": lambda x: 1.0 - x,
+    "rdiv": lambda x: 1.0 / (x * x + 1.0),
+    "scale": lambda x: x * 2.5 + 0.5,
+    "contiguous": lambda x: x.contiguous(),
+    "clone": lambda x: x.clone(),
+    "sign_mul": lambda x: torch.sign(x) * x,
+    "detach_mul": lambda x: x * x.detach(),
+    "to32": lambda x: x.to(torch.float32).to(x.dtype),
+    "sum_all": torch.sum,
+    "mean_all": torch.mean,
+    "var_all": lambda x: torch.var(x) if x.numel() > 1 else None,
+    "max_all": torch.max,
+    "min_all": torch.min,
+    "gram": lambda x: x @ x.transpose(-1, -2) if x.dim() >= 2 else (x @ x if x.dim() == 1 else None),
+    "gram_t": lambda x: x.transpose(-1, -2) @ x if x.dim() >= 2 else None,
+    "mv": lambda x: x @ x[..., 0, :] if x.dim() >= 2 else None,
+    "vm": lambda x: x[..., :, 0] @ x if x.dim() >= 2 else None,
+    "index_add": lambda x: x.index_add(0, torch.tensor([0, 0]), x.narrow(0, 0, 1).expand(2, *x.shape[1:]) * 2.0)
+    if x.dim() > 0 and x.shape[0] > 0 else None,
+    "scatter_add": lambda x: x.scatter_add(-1, torch.zeros(x.shape, dtype=torch.long), x * x) if x.dim() > 0 else None,
+}
+BINARY = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": lambda a, b: a / (b * b + 0.5),
+    "pow": lambda a, b: torch.pow(torch.abs(a) + 0.5, b),
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "where": lambda a, b: torch.where(a > b, a, b * 2.0),
+    "where3": lambda a, b: torch.where(a > 0, b, a * 3.0),
+    "matmul": torch.matmul,
+    "linear": lambda a, b: F.linear(a, b) if b.dim() == 2 else None,
+    "linear_bias": lambda a, b: F.linear(a, b, b[:, 0]) if b.dim() == 2 else None,
+    "mse": lambda a, b: F.mse_loss(a, b) if a.shape == b.shape else None,
+    "bce_logits": lambda a, b: F.binary_cross_entropy_with_logits(a, torch.sigmoid(b), reduction="none")
+    if a.shape == b.shape else None,
+    "cat0": lambda a, b: torch.cat([a, b], 0),
+    "cat_last": lambda a, b: torch.cat([a, b], -1),
+    "stack0": lambda a, b: torch.stack([a, b], 0),
+    "stack_last": lambda a, b: torch.stack([a, b], -1),
+    "ip_add": lambda a, b: a.clone().add_(b),
+    "ip_add_alpha": lambda a, b: a.clone().add_(b, alpha=-1.5),
+    "ip_add_first": lambda a, b: a.clone().add_(b.reshape(-1)[:1].reshape([1] * a.dim()) if b.numel() else b),
+    "ip_sub": lambda a, b: a.clone().sub_(b),
+    "ip_mul": lambda a, b: a.clone().mul_(b),
+    "ip_mul_t": lambda a, b: (a * 1.0).mul_(b.t() if b.dim() == 2 else b),
+    "ip_div": lambda a, b: a.clone().div_(b * b + 0.5),
+    "ip_copy": lambda a, b: a.clone().copy_(b),
+}
+REDUCE = {
+    "sum": lambda x, d, k: torch.sum(x, d, k),
+    "mean": lambda x, d, k: torch.mean(x, d, k),
+    "var": lambda x, d, k: torch.var(x, d, keepdim=k) if x.shape[d] > 1 else None,
+    "var0": lambda x, d, k: torch.var(x, d, correction=0, keepdim=k),
+    "amax": lambda x, d, k: torch.amax(x, d, k),
+    "amin": lambda x, d, k: torch.amin(x, d, k),
+    "max": lambda x, d, k: torch.max(x, d, k).values,
+    "min": lambda x, d, k: torch.min(x, d, k).values,
+    "logsumexp": lambda x, d, k: torch.logsumexp(x, d, k),
+    "softmax": lambda x, d, k: torch.softmax(x, d),
+    "log_softmax": lambda x, d, k: torch.log_softmax(x, d),
+}
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def shape_op(r, x):
+    """A random shape, indexing or loss op on x: (name, int arguments, result) or None."""
+    nd, op = x.dim(), r.choice(["reshape", "transpose", "permute", "unsqueeze", "squeeze", "expand", "narrow", "slice",
+                                "select", "flatten", "t", "gather", "index_select", "cross_entropy", "nll_loss"])
+    if op == "reshape":
+        n, dims = x.numel(), []
+        while n > 1:
+            f = r.choice([f for f in range(2, n + 1) if n % f == 0])
+            dims.append(f)
+            n //= f
+        if n == 0:
+            dims.append(0)
+        if r.random() < 0.3:
+            dims.append(1)
+        if dims and r.random() < 0.3 and x.numel() > 0:
+            dims[r.randrange(len(dims))] = -1
+        r.shuffle(dims)
+        return op, [len(dims)] + dims, x.reshape(dims)
+    if op == "permute":
+        p = list(range(nd))
+        r.shuffle(p)
+        return op, [nd] + p, x.permute(p)
+    if op == "unsqueeze":
+        d = r.randrange(-nd - 1, nd + 1)
+        return op, [d], x.unsqueeze(d)
+    if op == "expand":
+        dims = [r.choice([2, 3]) if s == 1 else s for s in x.shape]
+        if r.random() < 0.5:
+            dims = [2] + dims
+        return op, [len(dims)] + dims, x.expand(dims)
+    if nd == 0:
+        return None
+    d = r.randrange(nd)
+    n = x.shape[d]
+    if op == "transpose":
+        d0, d1 = r.randrange(-nd, nd), r.randrange(-nd, nd)
+        return op, [d0, d1], x.transpose(d0, d1)
+    if op == "squeeze":
+        return op, [d - nd], x.squeeze(d - nd)
+    if op == "narrow" and n > 0:
+        start = r.randrange(n)
+        length = r.randint(0 if r.random() < 0.1 else 1, n - start)
+        return op, [d, start, length], x.narrow(d, start, length)
+    if op == "slice" and n > 0:
+        start, end, step = r.randrange(-n, n), r.randrange(-n, n + 2), r.choice([1, 2, 3])
+        return op, [d, start, end, step], x[(slice(None),) * d + (slice(start, end, step),)]
+    if op == "select" and n > 0:
+        i = r.randrange(-n, n)
+        return op, [d - nd, i], x.select(d - nd, i)
+    if op == "flatten":
+        end = r.randrange(d, nd)
+        return op, [d, end], x.flatten(d, end)
+    if op == "t" and nd == 2:
+        return op, [], x.t()
+    if op == "gather" and n > 0:
+        ishape = [r.randint(1, s) if j != d else r.randint(1, 4) for j, s in enumerate(x.shape)]
+        if 0 in ishape:
+            return None
+        idx = [r.randrange(n) for _ in range(math.prod(ishape))]
+        return op, [d, len(ishape)] + ishape + idx, torch.gather(x, d, torch.tensor(idx).reshape(ishape))
+    if op == "index_select" and n > 0:
+        idx = [r.randrange(n) for _ in range(r.randint(1, 4))]
+        return op, [d, len(idx)] + idx, torch.index_select(x, d, torch.tensor(idx))
+    if op in ("cross_entropy", "nll_loss") and nd == 2 and x.shape[1] > 0:
+        target = torch.tensor([r.randrange(x.shape[1]) for _ in range(x.shape[0])])
+        red = r.randrange(3)
+        smoothing = r.choice([0, 2]) if op == "cross_entropy" else 0  # tenths
+        if op == "cross_entropy":
+            y = F.cross_entropy(x, target, reduction=REDUCTIONS[red], label_smoothing=smoothing / 10)
+        else:
+            y = F.nll_loss(torch.log_softmax(x, 1), target, reduction=REDUCTIONS[red])
+        return op, [red, smoothing, len(target)] + target.tolist(), y
+    return None
+
+
+def leaf_values(r, n):
+    out = []
+    while len(out) < n:
+        v = round(r.gauss(0, 1), 3)
+        if abs(v) >= 0.01:  # no exact zeros: elu''/selu'' at 0 differ on purpose (parity.py)
+            out.append(v)
+    return out
+
+
+def generate(seed, max_ops):
+    """The program's lines, the torch tensors by name, the leaves and the outputs (or None)."""
+    r = random.Random(seed)
+    lines, vals, leaves = [], {}, []
+    for i in range(r.randint(1, 3)):
+        shape = [r.choice([1, 1, 2, 3, 4]) for _ in range(r.choice([0, 1, 1, 2, 2, 2, 3, 3, 4]))]
+        v = torch.tensor(leaf_values(r, math.prod(shape))).reshape(shape)
+        name = f"l{i}"
+        # L: a leaf; K: a constant; T: a leaf that is a transposed (non-contiguous) view
+        kind = r.choice("LLLKT") if i > 0 else "L"
+        if kind == "T" and len(shape) < 2:
+            kind = "L"
+        vals[name] = v if kind == "K" else (v.transpose(0, 1) if kind == "T" else v).requires_grad_()
+        if kind != "K":
+            leaves.append(name)
+        lines.append(f"{kind} {name} {len(shape)} {' '.join(map(str, shape))} {' '.join(map(repr, v.reshape(-1).tolist()))}")
+    k = 0
+    for _ in range(r.randint(2, max_ops)):
+        names = list(vals)
+        a = r.choice(names)
+        x = vals[a]
+        kind = r.random()
+        try:
+            if kind < 0.3:
+                op = r.choice(list(UNARY))
+                y, line = UNARY[op](x), f"U {{}} {op} {a}"
+            elif kind < 0.55:
+                op, b = r.choice(list(BINARY)), r.choice(names)
+                y, line = BINARY[op](x, vals[b]), f"B {{}} {op} {a} {b}"
+            elif kind < 0.75:
+                if x.dim() == 0:
+                    continue
+                op, d, keepdim = r.choice(list(REDUCE)), r.randrange(-x.dim(), x.dim()), r.randrange(2)
+                y, line = REDUCE[op](x, d, bool(keepdim)), f"R {{}} {op} {a} {d} {keepdim}"
+            else:
+                s = shape_op(r, x)
+                if s is None:
+                    continue
+                op, args, y = s
+                line = f"S {{}} {op} {a} " + " ".join(map(str, args))
+        except (RuntimeError, IndexError, ValueError):
+            continue  # torch refuses these operands
+        if y is None or y.numel() > 200:
+            continue
+        name = f"v{k}"
+        k += 1
+        vals[name] = y
+        lines.append(line.format(name))
+    outs = [n for n in vals if n.startswith("v")][-3:]
+    if not outs:
+        return None
+    lines.append("O " + " ".join(outs))
+    return lines, vals, leaves, outs
+
+
+def weights(t, salt):
+    return torch.tensor([math.sin(1.0 + i * 0.7 + salt) for i in range(t.numel())]).reshape(t.shape)
+
+
+def torch_results(vals, leaves, outs):
+    res = {f"v {o}": vals[o] for o in outs}
+    loss = sum((vals[o] * weights(vals[o], i)).sum() for i, o in enumerate(outs))
+    ls = [vals[name] for name in leaves]
+    gs, hs = [None] * len(ls), [None] * len(ls)
+    if ls and loss.requires_grad:
+        gs = torch.autograd.grad(loss, ls, create_graph=True, allow_unused=True)
+        terms = [(g * weights(g, 3 + j)).sum() for j, g in enumerate(gs) if g is not None and g.requires_grad]
+        if terms:
+            hs = torch.autograd.grad(sum(terms), ls, allow_unused=True)
+    for name, x, g, h in zip(leaves, ls, gs, hs):
+        res[f"g {name}"] = torch.zeros_like(x) if g is None else g
+        res[f"h {name}"] = torch.zeros_like(x) if h is None else h
+    return {key: (list(t.shape), t.detach().contiguous().reshape(-1).tolist()) for key, t in res.items()}
+
+
+def same(a, b):
+    return a == b or abs(a - b) <= 1e-9 * (1 + abs(b)) or (math.isnan(a) and math.isnan(b))
+
+
+def main():
+    exe = sys.argv[1]
+    first, count, max_ops = (int(a) for a in sys.argv[2:5]) if len(sys.argv) > 4 else (0, 600, 12)
+    programs = {}
+    for seed in range(first, first + count):
+        p = generate(seed, max_ops)
+        if p is not None:
+            programs[seed] = p
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for seed, p in programs.items():
+            f.write(f"P {seed}\n" + "\n".join(p[0]) + "\n")
+    try:
+        run = subprocess.run([exe, f.name], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if run.returncode != 0:
+        print(f"{exe} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        return 1
+    ours = {}
+    for line in run.stdout.splitlines():
+        seed, kind, rest = line.split(" ", 2)
+        if kind == "ERR":
+            ours.setdefault(int(seed), {})["ERR"] = rest
+            continue
+        name, shape, numbers = rest.split(" ", 1)[0], *rest.split(" ", 1)[1].split("|")
+        ours.setdefault(int(seed), {})[f"{kind} {name}"] = ([int(d) for d in shape.split()],
+                                                           [float(v) for v in numbers.split()])
+    differ, skipped = 0, 0
+    for seed, (lines, vals, leaves, outs) in programs.items():
+        try:
+            ref = torch_results(vals, leaves, outs)
+        except RuntimeError:
+            skipped += 1  # PyTorch 1.13 fails on a few (VarBackward on one-element tensors)
+            continue
+        mine = ours.get(seed, {})
+        bad = None
+        if "ERR" in mine:
+            bad = f"chainrule: {mine['ERR']}"
+        for key, (shape, numbers) in ref.items():
+            if bad:
+                break
+            if key not in mine:
+                bad = f"{key}: missing"
+            elif mine[key][0] != shape:
+                bad = f"{key}: shape {mine[key][0]}, PyTorch {shape}"
+            elif len(mine[key][1]) != len(numbers) or not all(map(same, mine[key][1], numbers)):
+                bad = f"{key}:\n  chainrule {mine[key][1]}\n  PyTorch   {numbers}"
+        if bad:
+            differ += 1
+            print(f"program {seed}: {bad}\n  " + "\n  ".join(lines))
+    print(f"{len(programs)} random programs (seeds {first}..{first + count - 1}, up to {max_ops} ops), "
+          f"{len(programs) - skipped - differ} agree with PyTorch {torch.__version__}, {differ} differ, "
+          f"{skipped} skipped (PyTorch fails)")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
