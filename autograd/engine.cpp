@@ -137,10 +137,23 @@ struct SpinLock {
 SpinLock g_accumulators;
 }  // namespace
 
+namespace {
+[[noreturn]] void stale_view_error(const Tensor& t) {
+  fail("autograd: {} is a view taken before an in-place op recorded a new history for the tensor it views, so "
+       "its grad_fn follows the old values and its gradient would be wrong. Take the view again after the "
+       "in-place op (PyTorch regenerates such a view's grad_fn; chainrule refuses it)",
+       describe(t));
+}
+}  // namespace
+
 Ref<Node> gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return nullptr;
   TensorImpl* impl = t.impl();
-  if (impl->grad_fn) return impl->grad_fn;
+  if (impl->grad_fn) {
+    if (impl->is_view && impl->history_seen != impl->storage->history) [[unlikely]]
+      stale_view_error(t);
+    return impl->grad_fn;
+  }
   std::lock_guard lock(g_accumulators);
   // An accumulator's counts are shared from the start, so that any thread can take a reference
   // to it here unless it is already dying (its count at zero, its destructor waiting for the lock).

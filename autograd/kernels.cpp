@@ -71,6 +71,7 @@ Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t 
   impl->offset = offset;
   impl->dtype = x.dtype();
   impl->is_view = true;
+  impl->history_seen = impl->storage->history;
   return Tensor(std::move(impl));
 }
 

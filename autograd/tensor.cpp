@@ -237,6 +237,7 @@ Tensor Tensor::detach() const {
   impl->offset = s.offset;
   impl->dtype = s.dtype;
   impl->is_view = true;
+  impl->history_seen = s.storage->history;
   return Tensor(std::move(impl));
 }
 
@@ -351,9 +352,10 @@ void write_in_place(Tensor& self, const Tensor& result, const char* op, bool rec
   kernels::copy_into(self, result);
   auto* impl = self.impl();
   ++impl->storage->version;
-  if (recording) {  // the tensor's history is now the result's
+  if (recording) {  // the tensor's history is now the result's (views taken before keep the old one)
     impl->grad_fn = result.grad_fn();
     impl->requires_grad = false;
+    ++impl->storage->history;
   }
 }
 

@@ -45,6 +45,9 @@ struct alignas(64) Storage final : RefCounted {
   void* data = nullptr;  ///< the first byte
   size_t nbytes = 0;  ///< the buffer's size in bytes
   uint32_t version = 0;  ///< bumped by every in-place write; saved tensors compare it at backward
+  /// Bumped by every recorded in-place write, which gives the written tensor a new history: a
+  /// view taken before it still has the old one (see TensorImpl::history_seen).
+  uint32_t history = 0;
   /// The buffer of a small tensor (scalars, biases of small layers): one allocation fewer per op.
   alignas(64) unsigned char inline_bytes[kInlineBytes];
 };
@@ -79,6 +82,9 @@ struct TensorImpl final : RefCounted {
   int64_t offset = 0;  ///< in elements
   Dtype dtype = Dtype::float32;  ///< element type
   bool is_view = false;  ///< shares storage with the tensor it was made from
+  /// A view's storage's history when the view was taken: when they differ, an in-place op has
+  /// since recorded a new history for the values the view shows, and its grad_fn is out of date.
+  uint32_t history_seen = 0;
 
   /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
   /// grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.

@@ -266,6 +266,37 @@ TEST_CASE("in-place ops are recorded on non-leaves and refused on leaves that re
   check_error([&] { cr::zeros({2}).add_(cr::zeros({3, 2})); }, {"add_", "[3, 2]", "[2]"});
 }
 
+TEST_CASE("a view taken before an in-place op recorded its base's new history is refused, not followed") {
+  // v's grad_fn led to a's history before mul_, so d v / d x read 1 where v = 3 x (PyTorch: 3,
+  // regenerating the view's grad_fn); now an Error that says to take the view again
+  const cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  cr::Tensor a = x * 1.0;
+  const cr::Tensor v = a.select(0, 0);
+  const cr::Tensor w = a.unsqueeze(1).t();  // a view of a view
+  a.mul_(3.0);
+  CHECK(v.item<double>() == 3.0);
+  check_error([&] { (void)(v * 2.0); }, {"view", "in-place", "again"});
+  check_error([&] { v.backward(); }, {"view", "in-place", "again"});
+  check_error([&] { (void)cr::sum(w); }, {"view", "in-place", "again"});
+  // taken again after the in-place op: the new history
+  const cr::Tensor u = a.select(0, 0);
+  CHECK(values(cr::autograd::grad({u * 2.0}, {x})[0]) == std::vector<double>{6, 0});
+  // in-place writes that record nothing (optimizer steps, NoGradGuard) leave views valid
+  cr::Tensor p = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor pt = p.reshape({2, 1}).t();
+  {
+    cr::NoGradGuard no_grad;
+    p.mul_(2.0);
+  }
+  CHECK(values(cr::autograd::grad({cr::sum(pt * pt)}, {p})[0]) == std::vector<double>{4, 8});
+  // and a view of a tensor that is never modified in place is unaffected by another's history
+  cr::Tensor b = x * 2.0;
+  const cr::Tensor bv = b.select(0, 1);
+  cr::Tensor c = x * 1.0;
+  c.add_(1.0);
+  CHECK(values(cr::autograd::grad({bv * 1.0}, {x})[0]) == std::vector<double>{0, 2});
+}
+
 TEST_CASE("copy_ from a tensor of the target's shape and dtype records a node of its own") {
   // copy_'s result was the source itself when nothing needed converting or expanding, and the
   // target took over the source's grad_fn: none for a leaf, so the copy silently stopped
