@@ -137,23 +137,53 @@ struct SpinLock {
 SpinLock g_accumulators;
 }  // namespace
 
+bool stale_view_requires_grad(const TensorImpl& view) {
+  return view.history_seen != view.storage->history && view.view_base && !view.requires_grad &&
+         Tensor(view.view_base).requires_grad();
+}
+
+Tensor view_base_of(const Tensor& view, const char* op) {
+  const Ref<TensorImpl>& base = view.impl()->view_base;
+  // A view of a detach()ed tensor has no history to take; a base laid out otherwise than
+  // row-major (set_data with a transposed tensor) has no flat positions to map
+  if (!base || base->is_view || !Tensor(base).is_contiguous())
+    fail("{}: {} is a view of a tensor whose history cannot be followed (detached, or not contiguous); "
+         "clone() it before modifying it or after its base was modified in place",
+         op, describe(view));
+  return Tensor(base);
+}
+
+Tensor view_positions(const Tensor& view, const Tensor& base) {
+  const Tensor all = arange(static_cast<double>(base.numel()), int64);
+  return kernels::alias(all, view.shape(), view.strides(), view.storage_offset() - base.storage_offset()).reshape({-1});
+}
+
 namespace {
-[[noreturn]] void stale_view_error(const Tensor& t) {
-  fail("autograd: {} is a view taken before an in-place op recorded a new history for the tensor it views, so "
-       "its grad_fn follows the old values and its gradient would be wrong. Take the view again after the "
-       "in-place op (PyTorch regenerates such a view's grad_fn; chainrule refuses it)",
-       describe(t));
+// The view's history taken again from its base's current one, as PyTorch's AsStridedBackward:
+// the gradient of the view's elements goes to their positions in the base (added where a
+// position is shown twice, as by an expanded view).
+Ref<Node> refresh_view(const Tensor& view) {
+  const Tensor base = view_base_of(view, "autograd");
+  TensorImpl* impl = view.impl();
+  impl->history_seen = impl->storage->history;
+  impl->grad_fn = nullptr;
+  if (!base.requires_grad()) return nullptr;
+  GradModeGuard recording(true);
+  record(view, "as_strided", {base}, {},
+         [positions = view_positions(view, base)](const Tensor& g, const BackwardContext& c) -> Grads {
+           return {index_add(zeros({c.shape(0).numel()}, g.dtype()), 0, positions, g.reshape({-1})).reshape(c.shape(0))};
+         });
+  return impl->grad_fn;
 }
 }  // namespace
 
-Ref<Node> gradient_edge(const Tensor& t) {
-  if (!t.defined() || !t.requires_grad()) return nullptr;
+namespace {
+// gradient_edge of a tensor known to require grad
+Ref<Node> edge_of(const Tensor& t) {
   TensorImpl* impl = t.impl();
-  if (impl->grad_fn) {
-    if (impl->is_view && impl->history_seen != impl->storage->history) [[unlikely]]
-      stale_view_error(t);
-    return impl->grad_fn;
-  }
+  if (impl->is_view && !impl->requires_grad && impl->history_seen != impl->storage->history) [[unlikely]]
+    return refresh_view(t);
+  if (impl->grad_fn) return impl->grad_fn;
   std::lock_guard lock(g_accumulators);
   // An accumulator's counts are shared from the start, so that any thread can take a reference
   // to it here unless it is already dying (its count at zero, its destructor waiting for the lock).
@@ -165,6 +195,9 @@ Ref<Node> gradient_edge(const Tensor& t) {
   impl->grad_accumulator = acc.get();
   return acc;
 }
+}  // namespace
+
+Ref<Node> gradient_edge(const Tensor& t) { return t.defined() && t.requires_grad() ? edge_of(t) : nullptr; }
 
 namespace {
 template <class Inputs, class Saved>
@@ -176,9 +209,9 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   bool same_shapes = true;
   for (const auto& ref : inputs) {
     const Tensor& in = get(ref);
-    const bool scalar_constant = in.defined() && !in.requires_grad() && in.dim() == 0 && is_floating(in.dtype());
-    node->next.push_back({in.defined() && in.requires_grad() ? gradient_edge(in) : nullptr, in.impl(),
-                          scalar_constant ? in.item<double>() : NAN});
+    const bool needs = in.defined() && in.requires_grad();
+    const bool scalar_constant = in.defined() && !needs && in.dim() == 0 && is_floating(in.dtype());
+    node->next.push_back({needs ? edge_of(in) : nullptr, in.impl(), scalar_constant ? in.item<double>() : NAN});
     same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
   for (const auto& e : node->next)

@@ -246,7 +246,15 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
 bool should_record(std::span<const Tensor> inputs);
 
 /// The node a gradient for `t` flows into (its grad_fn, or its leaf accumulator); null if none.
+/// A view whose history an in-place op on its base made out of date gets its grad_fn again first.
 Ref<Node> gradient_edge(const Tensor& t);
+
+/// The tensor a view shows the elements of (TensorImpl::view_base), for the in-place ops and
+/// the engine; an Error naming `op` when its history cannot be followed (a view of a detach()ed
+/// tensor, or a base that is not contiguous).
+Tensor view_base_of(const Tensor& view, const char* op);
+/// The positions of the view's elements (row-major) among its base's (int64, 1-d).
+Tensor view_positions(const Tensor& view, const Tensor& base);
 
 /// Nothing but this handle reaches t's elements: the tensor and its storage held once each,
 /// the elements contiguous. A gradient that passes can be written in place by a fused backward

@@ -72,6 +72,7 @@ Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t 
   impl->dtype = x.dtype();
   impl->is_view = true;
   impl->history_seen = impl->storage->history;
+  impl->view_base = x.impl()->view_base ? x.impl()->view_base : x.impl_ptr();
   return Tensor(std::move(impl));
 }
 

@@ -417,6 +417,34 @@ bool recording_in_place(const Tensor& self, const Tensor& other) {
   return grad_mode_enabled() && (self.requires_grad() || (other.defined() && other.requires_grad()));
 }
 
+// An in-place op on a view, recorded (PyTorch's CopySlices): the result is written through the
+// view, and the base's history becomes a node taking the gradient of the view's positions to
+// the result and that of the others to the base's old history. Every view of the base, this
+// one included, then takes its history from the base's (gradient_edge).
+Tensor& in_place_through_view(Tensor& self, const char* op, const Tensor& result) {
+  Tensor base = view_base_of(self, op);
+  if (base.is_leaf() && base.requires_grad())
+    fail("{}: {} is a view of a leaf that requires grad and cannot be modified in place while recording; wrap the "
+         "update in NoGradGuard or use the out-of-place op",
+         op, describe(self));
+  write_in_place(self, result, op, false);
+  Tensor positions = view_positions(self, base);
+  Tensor keep;  // 1 where the base keeps its old value, 0 where the view wrote
+  {
+    NoGradGuard no_grad;
+    keep = (1.0 - index_add(zeros({base.numel()}, self.dtype()), 0, positions, ones({self.numel()}, self.dtype())))
+               .reshape(base.shape());
+  }
+  record(base, "copy_slices", {base, result}, {},
+         [positions = std::move(positions), keep = std::move(keep)](const Tensor& g, const BackwardContext& c) -> Grads {
+           return {c.needs(0) ? g * keep : Tensor(),
+                   c.needs(1) ? index_select(g.reshape({-1}), 0, positions).reshape(c.shape(1)) : Tensor()};
+         });
+  ++self.impl()->storage->history;
+  (void)gradient_edge(self);  // self's own history now, so that grad_fn() shows it
+  return self;
+}
+
 // Recorded: computed out of place from a clone of the old value (so whatever backward reads
 // stays intact), then written back.
 template <class Op>
@@ -425,9 +453,7 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
     fail("{}: {} is a leaf that requires grad and cannot be modified in place while recording; wrap the update "
          "in NoGradGuard (as optimizers do) or use the out-of-place op",
          op, describe(self));
-  if (self.impl()->is_view)
-    fail("{}: {} is a view; in-place ops on views are not recorded by autograd — use the out-of-place op", op,
-         describe(self));
+  if (self.impl()->is_view) return in_place_through_view(self, op, compute(self.clone()));
   Tensor result = compute(self.clone());
   // The history self takes over must be its own: copy_ of a tensor that needs no conversion
   // or expansion computes the source itself, whose grad_fn (none, for a leaf) is not self's.

@@ -82,8 +82,9 @@ struct TensorImpl final : RefCounted {
   int64_t offset = 0;  ///< in elements
   Dtype dtype = Dtype::float32;  ///< element type
   bool is_view = false;  ///< shares storage with the tensor it was made from
-  /// A view's storage's history when the view was taken: when they differ, an in-place op has
-  /// since recorded a new history for the values the view shows, and its grad_fn is out of date.
+  /// A view's storage's history when its grad_fn was made: when they differ, an in-place op has
+  /// since recorded a new history for the values the view shows, and the engine makes its
+  /// grad_fn again from the base's (gradient_edge), as PyTorch does.
   uint32_t history_seen = 0;
 
   /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
@@ -93,6 +94,10 @@ struct TensorImpl final : RefCounted {
   /// A leaf's AccumulateGrad node while a graph holds it (not a reference: the node clears it
   /// when it goes; both under the engine's accumulator lock).
   AccumulateGrad* grad_accumulator = nullptr;
+  /// For a view made by a view op (select, slice, reshape, t, ...): the tensor that is not such
+  /// a view whose elements it shows. An in-place op on the view records a new history for the
+  /// base; a view whose history is out of date takes the base's.
+  Ref<TensorImpl> view_base;
   Ref<TensorImpl> grad;  ///< .grad, filled by backward
   Ref<GradSlot> retained;  ///< where retain_grad keeps a non-leaf's gradient (null: not retained)
   TensorHooks hooks;  ///< leaf hooks (null: none); a non-leaf's hooks live on its grad_fn
@@ -109,6 +114,10 @@ struct TensorImpl final : RefCounted {
 struct GradSlot : RefCounted {
   Ref<TensorImpl> grad;  ///< the accumulated gradient (null until a backward reaches it)
 };
+
+/// A view whose history is out of date (see TensorImpl::history_seen) requires grad when its base
+/// does (out of line: Tensor::requires_grad asks it only for views without a grad_fn).
+bool stale_view_requires_grad(const TensorImpl& view);
 
 /// A handle to a strided, typed, reference-counted array that can take part in autograd. Copying a
 /// Tensor copies the handle (both see the same data), as in PyTorch; clone() copies the data.
@@ -158,7 +167,10 @@ class Tensor {
   /// @name autograd
   /// @{
   /// A leaf that asked for gradients, or a result computed from one.
-  bool requires_grad() const { return checked().requires_grad || checked().grad_fn != nullptr; }
+  [[gnu::always_inline]] bool requires_grad() const {
+    const TensorImpl& s = checked();
+    return s.requires_grad || s.grad_fn != nullptr || (s.is_view && stale_view_requires_grad(s));
+  }
   Tensor& requires_grad_(bool requires_grad = true);  ///< makes a leaf record gradients (PyTorch's requires_grad_)
   bool is_leaf() const { return checked().grad_fn == nullptr; }  ///< created by the user, not by an op (no grad_fn)
   Tensor grad() const;  ///< the accumulated gradient (undefined until a backward reaches this tensor)

@@ -118,6 +118,25 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
      }},
     {"ip_div", [](V a, V b) { return updated(a, [&](Tensor& c) { c.div_(b * b + 0.5); }); }},
     {"ip_copy", [](V a, V b) { return updated(a, [&](Tensor& c) { c.copy_(b); }); }},
+    {"view_ip_mul",  // through a view
+     [](V a, V b) {
+       Tensor c = a * 1.0;
+       c.narrow(0, 0, 1).mul_(b);
+       return c;
+     }},
+    {"view_ip_copy",  // into a buffer that needs no gradient, through a view
+     [](V a, V b) {
+       Tensor c = cr::zeros(a.shape(), a.dtype());
+       c.select(-1, -1).copy_(b);
+       return c;
+     }},
+    {"stale_view",  // a view taken before an in-place op on its base
+     [](V a, V b) {
+       Tensor c = a * 1.0;
+       const Tensor v = c.unsqueeze(0).transpose(0, -1);
+       c.mul_(b);
+       return v;
+     }},
 };
 
 const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {

@@ -111,7 +111,24 @@ BINARY = {
     "ip_mul_t": lambda a, b: (a * 1.0).mul_(b.t() if b.dim() == 2 else b),
     "ip_div": lambda a, b: a.clone().div_(b * b + 0.5),
     "ip_copy": lambda a, b: a.clone().copy_(b),
+    "view_ip_mul": lambda a, b: view_ip(a * 1.0, lambda c: c.narrow(0, 0, 1).mul_(b)) if a.dim() > 0 and a.shape[0] > 0 else None,
+    "view_ip_copy": lambda a, b: view_ip(torch.zeros(a.shape), lambda c: c.select(-1, -1).copy_(b)) if a.dim() > 0 and a.shape[-1] > 0 else None,
+    "stale_view": lambda a, b: stale_view(a, b),
 }
+
+
+def view_ip(c, update):
+    """c after an in-place op on one of its views"""
+    update(c)
+    return c
+
+
+def stale_view(a, b):
+    """a view of c = a * 1, taken before c.mul_(b): it shows the new values"""
+    c = a * 1.0
+    v = c.unsqueeze(0).transpose(0, -1)
+    c.mul_(b)
+    return v
 REDUCE = {
     "sum": lambda x, d, k: torch.sum(x, d, k),
     "mean": lambda x, d, k: torch.mean(x, d, k),
