@@ -9,15 +9,7 @@ import math
 import subprocess
 import sys
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    print("python3-torch is not installed: skipped (scripts/install-deps python3-torch)")
-    sys.exit(77)
-
-torch.set_default_dtype(torch.float64)
-torch.set_num_threads(1)
+from torch_or_skip import F, torch
 O = torch.optim
 I, N = math.inf, math.nan
 KX = [-25, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 1.5, 3, 25]

@@ -21,15 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    print("python3-torch is not installed: skipped (scripts/install-deps python3-torch)")
-    sys.exit(77)
-
-torch.set_default_dtype(torch.float64)
-torch.set_num_threads(1)
+from torch_or_skip import F, torch
 
 # Each op's torch twin of the lambda of the same name in random_programs.cpp; None: not
 # applicable to these operands (skipped).
