@@ -143,12 +143,14 @@ class Tensor {
   Dtype dtype() const { return checked().dtype; }  ///< element type
   /// Offset of the first element in the storage, in elements.
   int64_t storage_offset() const { return checked().offset; }
-  /// Row-major without gaps (inline: every elementwise op and rule asks, several times).
+  /// Row-major without gaps, or without elements (inline: every elementwise op and rule asks,
+  /// several times).
   bool is_contiguous() const {
     const TensorImpl& s = checked();
     int64_t expected = 1;
     for (size_t i = s.shape.size(); i-- > 0;) {
-      if (s.shape[i] != 1 && s.strides[i] != expected) return false;
+      // a tensor without elements is contiguous whatever its strides, as in PyTorch
+      if (s.shape[i] != 1 && s.strides[i] != expected) return s.shape.numel() == 0;
       expected *= s.shape[i];
     }
     return true;

@@ -130,6 +130,22 @@ TEST_CASE("zero-size tensors work where legal") {
   CHECK(cr::sum(e, 0).shape() == cr::Shape{3});
 }
 
+TEST_CASE("a tensor without elements is contiguous, whatever its strides (PyTorch's rule)") {
+  // zeros({2, 0}) has strides [1, 1] (a size-0 dimension counts as 1, as in PyTorch), which the
+  // row-major test read as not contiguous: an in-place op through a view of such a tensor was
+  // then an Error ("a view of a tensor whose history cannot be followed")
+  CHECK(cr::zeros({2, 0}).is_contiguous());
+  CHECK(cr::zeros({0, 3}).is_contiguous());
+  const cr::Tensor y = cr::zeros({2, 3}, cr::float64).requires_grad_();
+  CHECK(y.slice(1, 2, 2, 2).is_contiguous());  // [2, 0], strides [3, 2]
+  CHECK_FALSE(y.t().is_contiguous());
+  cr::Tensor c = y.slice(1, 2, 2, 2) * 1.0;
+  c.narrow(0, 0, 1).zero_();
+  CHECK(c.shape() == cr::Shape{2, 0});
+  cr::sum(c).backward();
+  CHECK(values(y.grad()) == std::vector<double>(6, 0.0));
+}
+
 TEST_CASE("a 0-d tensor: dims 0 and -1 where PyTorch takes them, an Error for size and other dims") {
   cr::Tensor s = cr::tensor(3.0, cr::float64).requires_grad_();
   // size(0) read a dimension a scalar does not have (whatever the Shape's unused slot held)
