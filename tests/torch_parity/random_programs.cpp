@@ -72,6 +72,28 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        return cr::index_add(x, 0, cr::tensor({0, 0}, cr::int64), x.narrow(0, 0, 1).expand(s) * 2.0);
      }},
     {"scatter_add", [](V x) { return cr::scatter_add(x, -1, cr::zeros(x.shape(), cr::int64), x * x); }},
+    {"squeeze_all", [](V x) { return x.squeeze(); }},
+    {"sum_dims", [](V x) { return cr::sum(x, cr::Shape{0, -1}, true); }},
+    {"mean_dims", [](V x) { return cr::mean(x, cr::Shape{0, -1}); }},
+    {"var_dims", [](V x) { return cr::var(x, cr::Shape{0, -1}); }},
+    {"ip_scalars",
+     [](V x) {
+       Tensor c = x * 1.0;
+       c.mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0);
+       return c;
+     }},
+    {"ip_fill_view",
+     [](V x) {
+       Tensor c = x * 1.0;
+       c.select(-1, 0).fill_(0.5);
+       return c;
+     }},
+    {"ip_zero_view",
+     [](V x) {
+       Tensor c = x * 1.0;
+       c.narrow(0, 0, 1).zero_();
+       return c;
+     }},
 };
 
 // a.clone() with `update` applied in place
@@ -80,6 +102,8 @@ Tensor updated(V a, const std::function<void(Tensor&)>& update) {
   update(c);
   return c;
 }
+
+Tensor probability(V x) { return cr::sigmoid(cr::tanh(x)); }
 
 const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
     {"add", [](V a, V b) { return a + b; }},
@@ -96,6 +120,13 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
     {"linear_bias", [](V a, V b) { return cr::linear(a, b, b.select(1, 0)); }},
     {"mse", [](V a, V b) { return F::mse_loss(a, b); }},
     {"bce_logits", [](V a, V b) { return F::binary_cross_entropy_with_logits(a, cr::sigmoid(b), F::Reduction::none); }},
+    {"mse_sum", [](V a, V b) { return F::mse_loss(a, b, F::Reduction::sum); }},
+    {"l1", [](V a, V b) { return F::l1_loss(a, b); }},
+    {"l1_none", [](V a, V b) { return F::l1_loss(a, b, F::Reduction::none); }},
+    {"smooth_l1", [](V a, V b) { return F::smooth_l1_loss(a, b, F::Reduction::none, 0.5); }},
+    {"huber", [](V a, V b) { return F::huber_loss(a, b, F::Reduction::sum, 0.7); }},
+    {"bce", [](V a, V b) { return F::binary_cross_entropy(probability(a), probability(b), F::Reduction::none); }},
+    {"bce_mean", [](V a, V b) { return F::binary_cross_entropy(probability(a), probability(b)); }},
     {"cat0", [](V a, V b) { return cr::cat({a, b}, 0); }},
     {"cat_last", [](V a, V b) { return cr::cat({a, b}, -1); }},
     {"stack0", [](V a, V b) { return cr::stack({a, b}, 0); }},

@@ -74,6 +74,13 @@ UNARY = {
     "index_add": lambda x: x.index_add(0, torch.tensor([0, 0]), x.narrow(0, 0, 1).expand(2, *x.shape[1:]) * 2.0)
     if x.dim() > 0 and x.shape[0] > 0 else None,
     "scatter_add": lambda x: x.scatter_add(-1, torch.zeros(x.shape, dtype=torch.long), x * x) if x.dim() > 0 else None,
+    "squeeze_all": lambda x: x.squeeze(),
+    "sum_dims": lambda x: torch.sum(x, [0, -1], keepdim=True) if x.dim() >= 2 else None,
+    "mean_dims": lambda x: torch.mean(x, [0, -1]) if x.dim() >= 2 else None,
+    "var_dims": lambda x: torch.var(x, [0, -1]) if x.dim() >= 2 and x.shape[0] * x.shape[-1] > 1 else None,
+    "ip_scalars": lambda x: (x * 1.0).mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0),
+    "ip_fill_view": lambda x: view_ip(x * 1.0, lambda c: c.select(-1, 0).fill_(0.5)) if x.dim() > 0 and x.shape[-1] > 0 else None,
+    "ip_zero_view": lambda x: view_ip(x * 1.0, lambda c: c.narrow(0, 0, 1).zero_()) if x.dim() > 0 and x.shape[0] > 0 else None,
 }
 BINARY = {
     "add": torch.add,
@@ -91,6 +98,16 @@ BINARY = {
     "mse": lambda a, b: F.mse_loss(a, b) if a.shape == b.shape else None,
     "bce_logits": lambda a, b: F.binary_cross_entropy_with_logits(a, torch.sigmoid(b), reduction="none")
     if a.shape == b.shape else None,
+    "mse_sum": lambda a, b: F.mse_loss(a, b, reduction="sum") if a.shape == b.shape else None,
+    "l1": lambda a, b: F.l1_loss(a, b) if a.shape == b.shape else None,
+    "l1_none": lambda a, b: F.l1_loss(a, b, reduction="none") if a.shape == b.shape else None,
+    "smooth_l1": lambda a, b: F.smooth_l1_loss(a, b, reduction="none", beta=0.5) if a.shape == b.shape else None,
+    "huber": lambda a, b: F.huber_loss(a, b, reduction="sum", delta=0.7) if a.shape == b.shape else None,
+    # probabilities in [0.26, 0.74]: PyTorch's second derivative adds 1e-12 to p and 1 - p where
+    # its first derivative clamps p (1 - p) at 1e-12, so the two differ near 0 and 1
+    "bce": lambda a, b: F.binary_cross_entropy(probability(a), probability(b), reduction="none")
+    if a.shape == b.shape else None,
+    "bce_mean": lambda a, b: F.binary_cross_entropy(probability(a), probability(b)) if a.shape == b.shape else None,
     "cat0": lambda a, b: torch.cat([a, b], 0),
     "cat_last": lambda a, b: torch.cat([a, b], -1),
     "stack0": lambda a, b: torch.stack([a, b], 0),
@@ -107,6 +124,10 @@ BINARY = {
     "view_ip_copy": lambda a, b: view_ip(torch.zeros(a.shape), lambda c: c.select(-1, -1).copy_(b)) if a.dim() > 0 and a.shape[-1] > 0 else None,
     "stale_view": lambda a, b: stale_view(a, b),
 }
+
+
+def probability(x):
+    return torch.sigmoid(torch.tanh(x))
 
 
 def view_ip(c, update):
