@@ -454,12 +454,20 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
          "in NoGradGuard (as optimizers do) or use the out-of-place op",
          op, describe(self));
   if (self.impl()->is_view) return in_place_through_view(self, op, compute(self.clone()));
-  Tensor result = compute(self.clone());
-  // The history self takes over must be its own: copy_ of a tensor that needs no conversion
-  // or expansion computes the source itself, whose grad_fn (none, for a leaf) is not self's.
-  if (!result.impl()->only_reference()) result = result.clone();
-  write_in_place(self, result, op, true);
+  write_in_place(self, compute(self.clone()), op, true);
   return self;
+}
+
+// The result of copy_ or fill_, which overwrite every element with `value` (copied from
+// `source`, if any). As in PyTorch the old values stay the node's first input, with a zero
+// gradient: the tensor still requires grad after fill_, and what reached only the old values
+// gets zeros from autograd::grad rather than "not reachable".
+Tensor overwrite(const Tensor& old, const Tensor& value, const char* op, const Tensor& source = Tensor()) {
+  if (!grad_mode_enabled()) return value;
+  // a new handle on the values, so that the node is the result's own (value may be the source)
+  return record(value.detach(), op, {old, source}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    return {c.needs(0) ? zeros_like(g) : Tensor(), c.needs(1) ? g : Tensor()};
+  });
 }
 
 // `compute` gives the result as a tensor expression (recorded when autograd must see it);
@@ -528,14 +536,20 @@ Tensor& Tensor::div_(double o) {
 }
 Tensor& Tensor::zero_() { return fill_(0.0); }
 Tensor& Tensor::fill_(double value) {
-  return scalar_in_place(*this, value, "fill_", [&](const Tensor& s) { return full(s.shape(), value, s.dtype()); },
+  return scalar_in_place(*this, value, "fill_",
+                         [&](const Tensor& s) { return overwrite(s, full(s.shape(), value, s.dtype()), "fill_"); },
                          [](auto, auto v) { return v; });
 }
 Tensor& Tensor::copy_(const Tensor& src) {
   if (!is_expandable_to(src.shape(), shape()))
     fail("copy_: source {} cannot be broadcast to destination {}", describe(src), describe(*this));
   return in_place(*this, src, "copy_", [](const Tensor& s, const Tensor& v) {
-    return v.to(s.dtype()).expand(s.shape()).contiguous();
+    Tensor value;
+    {
+      NoGradGuard no_grad;  // the node below takes v's gradient to v itself
+      value = v.to(s.dtype()).expand(s.shape()).contiguous();
+    }
+    return overwrite(s, value, "copy_", v);
   });
 }
 

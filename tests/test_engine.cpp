@@ -351,6 +351,40 @@ TEST_CASE("copy_ from a tensor of the target's shape and dtype records a node of
   CHECK(values(x.grad()) == std::vector<double>{10, 10});  // was 0: the hook also cut h's path
 }
 
+TEST_CASE("copy_, fill_ and zero_ keep the overwritten history as an input with a zero gradient, as PyTorch") {
+  // The overwritten values' history was dropped: after a.fill_(3) a no longer required grad
+  // (backward through it was an Error; PyTorch: zeros), and autograd::grad of what reached x
+  // only through the overwritten values was "not reachable" (PyTorch: zeros).
+  const cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor y = cr::tensor({3.0, 4.0}, cr::float64).requires_grad_();
+  cr::Tensor a = x * 2.0;
+  a.copy_(y);
+  REQUIRE(a.grad_fn());
+  CHECK(a.grad_fn()->name == std::string("copy_"));
+  std::vector<cr::Tensor> g = cr::autograd::grad({cr::sum(a * 5.0)}, {x, y});
+  CHECK(values(g[0]) == std::vector<double>{0, 0});
+  CHECK(values(g[1]) == std::vector<double>{5, 5});
+
+  for (bool zero : {false, true}) {
+    cr::Tensor b = x * 2.0;
+    zero ? b.zero_() : b.fill_(3.0);
+    REQUIRE(b.requires_grad());
+    CHECK(b.grad_fn()->name == std::string("fill_"));
+    CHECK(values(b) == std::vector<double>(2, zero ? 0.0 : 3.0));
+    CHECK(values(cr::autograd::grad({cr::sum(b * x)}, {x}, {}, true)[0]) == std::vector<double>(2, zero ? 0.0 : 3.0));
+    CHECK(values(cr::autograd::grad({cr::sum(b)}, {x})[0]) == std::vector<double>{0, 0});
+  }
+  // a tensor whose history needs no gradient stays that way
+  cr::Tensor f = cr::zeros({2}, cr::float64);
+  f.fill_(1.0);
+  CHECK_FALSE(f.requires_grad());
+  // through a view: the row's old values get zeros, the other row its gradient
+  cr::Tensor m = x.unsqueeze(0).expand({2, 2}) * 1.0;
+  m.select(0, 0).fill_(7.0);
+  CHECK(values(m) == std::vector<double>{7, 7, 1, 2});
+  CHECK(values(cr::autograd::grad({cr::sum(m * m)}, {x})[0]) == std::vector<double>{2, 4});
+}
+
 TEST_CASE("anomaly mode names the forward op whose backward produced NaN or Inf") {
   cr::Tensor x = cr::tensor({0.0, 1.0}, cr::float64).requires_grad_();
   cr::sqrt(x).sum().backward();  // off: inf flows silently, as in PyTorch
