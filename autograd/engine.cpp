@@ -144,11 +144,11 @@ bool stale_view_requires_grad(const TensorImpl& view) {
 
 Tensor view_base_of(const Tensor& view, const char* op) {
   const Ref<TensorImpl>& base = view.impl()->view_base;
-  // A view of a detach()ed tensor has no history to take; a base laid out otherwise than
-  // row-major, or given other data (set_data), has no flat positions to map the view to
-  if (!base || base->is_view || base->storage.get() != view.impl()->storage.get() || !Tensor(base).is_contiguous())
-    fail("{}: {} is a view of a tensor whose history cannot be followed (detached, or not contiguous); "
-         "clone() it before modifying it or after its base was modified in place",
+  // A base laid out otherwise than row-major, or given other data (set_data), has no flat
+  // positions to map the view to (every view has a base: kernels::alias sets it)
+  if (!base || base->storage.get() != view.impl()->storage.get() || !Tensor(base).is_contiguous())
+    fail("{}: {} is a view of a tensor whose history cannot be followed (the base is not contiguous, or was "
+         "given other data by set_data); clone() it before modifying it or after its base was modified in place",
          op, describe(view));
   return Tensor(base);
 }

@@ -250,8 +250,8 @@ bool should_record(std::span<const Tensor> inputs);
 Ref<Node> gradient_edge(const Tensor& t);
 
 /// The tensor a view shows the elements of (TensorImpl::view_base), for the in-place ops and
-/// the engine; an Error naming `op` when its history cannot be followed (a view of a detach()ed
-/// tensor, or a base that is not contiguous).
+/// the engine; an Error naming `op` when its history cannot be followed (a base that is not
+/// contiguous, or that set_data gave other data since).
 Tensor view_base_of(const Tensor& view, const char* op);
 /// The positions of the view's elements (row-major) among its base's (int64, 1-d).
 Tensor view_positions(const Tensor& view, const Tensor& base);

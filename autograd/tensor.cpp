@@ -236,8 +236,9 @@ Tensor Tensor::detach() const {
   impl->strides = s.strides;
   impl->offset = s.offset;
   impl->dtype = s.dtype;
-  impl->is_view = true;
-  impl->history_seen = s.storage->history;
+  // Not a view for autograd (PyTorch's detach: _is_view() is false): it shares the storage but
+  // has no base, so an in-place op on it is recorded as on any tensor and its views have it as
+  // their base.
   return Tensor(std::move(impl));
 }
 

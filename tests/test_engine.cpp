@@ -326,7 +326,39 @@ TEST_CASE("in-place ops on views are recorded: a tensor filled row by row, a sli
 
   const cr::Tensor leaf = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
   check_error([&] { leaf.select(0, 0).mul_(2.0); }, {"mul_", "view of a leaf that requires grad"});
-  check_error([&] { (x * 1.0).detach().select(0, 0).mul_(x.select(0, 0)); }, {"mul_", "detached"});
+}
+
+TEST_CASE("an in-place op with an operand that requires grad, on a detach()ed tensor or a view of one, is recorded") {
+  // Both were Errors ("a view of a tensor whose history cannot be followed"): detach() marked its
+  // result a view, with no base to take a history from. In PyTorch it is not a view (_is_view()
+  // is False), so the op is recorded on it as on any tensor, and a view of it has it as base.
+  const cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor w = cr::tensor({3.0, 4.0}, cr::float64).requires_grad_();
+  const cr::Tensor a = x * 1.0;
+  cr::Tensor d = a.detach();
+  d.mul_(w);
+  REQUIRE(d.requires_grad());
+  CHECK(values(a) == std::vector<double>{3, 8});  // the storage is shared, as in PyTorch
+  CHECK(values(cr::autograd::grad({cr::sum(d)}, {w})[0]) == std::vector<double>{1, 2});
+  CHECK(a.grad_fn()->name == std::string("mul"));  // a's history is its own
+
+  const cr::Tensor b = x * 1.0;
+  cr::Tensor v = b.detach().select(0, 0);
+  v.mul_(w.select(0, 0));
+  REQUIRE(v.requires_grad());
+  CHECK(v.item<double>() == 3.0);
+  CHECK(values(cr::autograd::grad({cr::sum(v)}, {w})[0]) == std::vector<double>{1, 0});
+
+  // what is still refused: a view whose base holds other data since (set_data), or whose base is
+  // not row-major (the view's positions cannot be mapped into it)
+  cr::Tensor p = cr::zeros({2}, cr::float64);
+  cr::Tensor row = p.unsqueeze(0);
+  p.set_data(cr::zeros({2}, cr::float64));
+  check_error([&] { row.mul_(w); }, {"mul_", "set_data"});
+  cr::Tensor q = cr::zeros({2, 2}, cr::float64);
+  q.set_data(cr::zeros({2, 2}, cr::float64).t());
+  cr::Tensor col = q.select(1, 0);
+  check_error([&] { col.mul_(w); }, {"mul_", "not contiguous"});
 }
 
 TEST_CASE("copy_ from a tensor of the target's shape and dtype records a node of its own") {
