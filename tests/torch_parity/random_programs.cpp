@@ -168,6 +168,18 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
        c.mul_(b);
        return v;
      }},
+    {"detach_ip",  // recorded on a detach()ed tensor
+     [](V a, V b) {
+       Tensor d = (a * 1.0).detach();
+       d.mul_(b);
+       return d;
+     }},
+    {"detach_view_ip",  // and on a view of one
+     [](V a, V b) {
+       Tensor v = (a * 1.0).detach().narrow(0, 0, 1);
+       v.add_(b);
+       return v;
+     }},
 };
 
 const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {

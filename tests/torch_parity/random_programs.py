@@ -123,6 +123,8 @@ BINARY = {
     "view_ip_mul": lambda a, b: view_ip(a * 1.0, lambda c: c.narrow(0, 0, 1).mul_(b)) if a.dim() > 0 and a.shape[0] > 0 else None,
     "view_ip_copy": lambda a, b: view_ip(torch.zeros(a.shape), lambda c: c.select(-1, -1).copy_(b)) if a.dim() > 0 and a.shape[-1] > 0 else None,
     "stale_view": lambda a, b: stale_view(a, b),
+    "detach_ip": lambda a, b: (a * 1.0).detach().mul_(b),
+    "detach_view_ip": lambda a, b: (a * 1.0).detach().narrow(0, 0, 1).add_(b) if a.dim() > 0 and a.shape[0] > 0 else None,
 }
 
 
