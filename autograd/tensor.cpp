@@ -228,6 +228,12 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_gra
                      retain_graph, create_graph);
 }
 
+const Ref<Node>& Tensor::grad_fn() const {
+  const TensorImpl& s = checked();
+  if (s.is_view && s.history_seen != s.storage->history) (void)gradient_edge(*this);  // as the engine would on use
+  return s.grad_fn;
+}
+
 Tensor Tensor::detach() const {
   auto impl = TensorImpl::make();
   const auto& s = checked();

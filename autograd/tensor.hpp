@@ -177,8 +177,9 @@ class Tensor {
   bool is_leaf() const { return checked().grad_fn == nullptr; }  ///< created by the user, not by an op (no grad_fn)
   Tensor grad() const;  ///< the accumulated gradient (undefined until a backward reaches this tensor)
   Tensor& set_grad(const Tensor& grad);  ///< replace (or clear, with an undefined Tensor) .grad
-  /// The node that produced this tensor (null for leaves).
-  const Ref<Node>& grad_fn() const { return checked().grad_fn; }
+  /// The node that produced this tensor (null for leaves); for a view whose base was modified in
+  /// place since it was taken, its new history (as the engine would take it on use).
+  const Ref<Node>& grad_fn() const;
   /// Backpropagates from this tensor (a scalar, or pass `gradient` of its shape) into the .grad of
   /// every leaf; frees the graph unless retain_graph; create_graph records the backward pass
   /// itself.

@@ -277,6 +277,9 @@ TEST_CASE("a view taken before an in-place op on its base takes the base's new h
   const cr::Tensor e = a.unsqueeze(0).expand({3, 2});  // each element shown three times
   a.mul_(3.0);
   CHECK(v.item<double>() == 3.0);
+  // grad_fn() shows the new history at once (it showed select's old node until the view was used)
+  REQUIRE(v.grad_fn());
+  CHECK(v.grad_fn()->name == std::string("as_strided"));
   CHECK(values(cr::autograd::grad({v * 2.0}, {x}, {}, true)[0]) == std::vector<double>{6, 0});
   CHECK(values(cr::autograd::grad({cr::sum(w * w)}, {x}, {}, true)[0]) == std::vector<double>{18, 36});
   CHECK(values(cr::autograd::grad({cr::sum(e)}, {x}, {}, true)[0]) == std::vector<double>{9, 9});
