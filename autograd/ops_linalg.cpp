@@ -54,25 +54,30 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()) || !is_floating(x.dtype()))
     fail("linear: x, weight and bias need one floating dtype; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
-  const int64_t in = weight.size(1), out = weight.size(0);
-  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
-  const auto rows = [in](const Tensor& t, int64_t width) { return t.dim() == 2 ? t : t.reshape({-1, width}); };
+  const int64_t out = weight.size(0);
+  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims (their
+  // product counted, not inferred with -1, which a last dim of 0 would leave ambiguous).
+  const auto rows = [](const Tensor& t) {
+    if (t.dim() == 2) return t;
+    const Shape& s = t.shape();
+    return t.reshape({Shape(s.begin(), s.end() - 1).numel(), s.back()});
+  };
   Shape shape = x.shape();
   shape[shape.size() - 1] = out;
-  Tensor y = kernels::matmul(rows(x, in), weight, false, true, bias);
+  Tensor y = kernels::matmul(rows(x), weight, false, true, bias);
   if (x.dim() != 2) y = y.reshape(shape);
   return record(std::move(y), "linear", {x, weight, bias},
                 {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                [in, out, rows](const Tensor& g, const BackwardContext& c) -> Grads {
+                [rows](const Tensor& g, const BackwardContext& c) -> Grads {
                   // d/dx = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the
                   // engine sums it over the rows, broadcasting's adjoint).
-                  const Tensor g2 = rows(g, out);
+                  const Tensor g2 = rows(g);
                   Tensor gx, gw;
                   if (c.needs(0)) {
                     gx = product(g2, false, c.saved(1), false);
                     if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
                   }
-                  if (c.needs(1)) gw = product(g2, true, rows(c.saved(0), in), false);
+                  if (c.needs(1)) gw = product(g2, true, rows(c.saved(0)), false);
                   return {std::move(gx), std::move(gw), c.needs(2) ? g : Tensor()};
                 });
 }

@@ -134,6 +134,23 @@ TEST_CASE("linear: x W^T + b in one GEMM (bias as BLAS's beta term), any leading
                                 cr::tensor({1, 2, 3}, cr::float64))),
               {1, 2, 3, 1, 2, 3});
   CHECK(cr::linear(x3, w, b).grad_fn() == nullptr);  // nothing requires grad: no node
+  // Empty dimensions with leading dims other than one: rows were made with reshape({-1, width}),
+  // which a width of 0 leaves ambiguous (an Error, forward for in = 0, backward for out = 0).
+  for (int64_t in : {0, 2})
+    for (int64_t out : {0, 3})
+      for (const cr::Shape& lead : {cr::Shape{}, cr::Shape{2, 3}}) {
+        cr::Shape xs = lead;
+        xs.push_back(in);
+        const cr::Tensor x0 = cr::ones(xs, cr::float64).requires_grad_(), w0 = cr::ones({out, in}, cr::float64).requires_grad_();
+        const cr::Tensor y = cr::linear(x0, w0, cr::full({out}, 2.0, cr::float64));
+        cr::Shape ys = lead;
+        ys.push_back(out);
+        CHECK(y.shape() == ys);
+        check_close(values(y), std::vector<double>(static_cast<size_t>(ys.numel()), 2.0 + static_cast<double>(in)));
+        const std::vector<cr::Tensor> gr = cr::autograd::grad({cr::sum(y)}, {x0, w0});
+        check_close(values(gr[0]), std::vector<double>(static_cast<size_t>(xs.numel()), static_cast<double>(out)));
+        check_close(values(gr[1]), std::vector<double>(static_cast<size_t>(out * in), static_cast<double>(lead.numel())));
+      }
 
   // Gradients (first and second order) for x, W and b, with and without bias, 1-d to 3-d x.
   const cr::Tensor W = input({3, 4}, -2.0, 2.0, 21), B = input({3}, -2.0, 2.0, 22);
