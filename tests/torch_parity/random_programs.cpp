@@ -1,6 +1,7 @@
 // Runs the random programs random_programs.py generates (read from the file named by argv[1])
 // and prints, per program, each output's value and each leaf's gradient and Hessian-vector
 // product: `<seed> <v|g|h> <name> shape <dims...> | <numbers...>`, or `<seed> ERR <message>`.
+// argv[2] is the leaves' dtype (float64 or float32), also the default dtype.
 // The ops are the lambdas of the same name in random_programs.py's tables.
 #include <chainrule.hpp>
 
@@ -18,6 +19,8 @@ using cr::Tensor;
 using V = const Tensor&;
 
 namespace {
+
+cr::Dtype g_dtype = cr::float64;
 
 const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"exp", [](V x) { return cr::exp(x * 0.3); }},
@@ -228,7 +231,7 @@ Tensor shape_op(const std::string& op, V x, const std::vector<int64_t>& a) {
 Tensor weights(V t, double salt) {
   std::vector<double> w;
   for (int64_t i = 0; i < t.numel(); ++i) w.push_back(std::sin(1.0 + static_cast<double>(i) * 0.7 + salt));
-  return cr::tensor(w, t.shape(), cr::float64);
+  return cr::tensor(w, t.shape(), g_dtype);
 }
 
 void print(long seed, const char* kind, const std::string& name, V t) {
@@ -270,7 +273,7 @@ void run(long seed, const std::vector<std::string>& lines) {
       const cr::Shape shape(dims);
       std::vector<double> v(static_cast<size_t>(shape.numel()));
       for (auto& x : v) in >> x;
-      Tensor t = cr::tensor(v, shape, cr::float64);
+      Tensor t = cr::tensor(v, shape, g_dtype);
       if (kind == "T") t = t.transpose(0, 1);
       if (kind != "K") {
         t.requires_grad_();
@@ -317,9 +320,13 @@ void run(long seed, const std::vector<std::string>& lines) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s PROGRAMS_FILE (written by random_programs.py)\n", argv[0]);
+  if (argc != 3 || (std::string(argv[2]) != "float64" && std::string(argv[2]) != "float32")) {
+    std::fprintf(stderr, "usage: %s PROGRAMS_FILE float64|float32 (written by random_programs.py)\n", argv[0]);
     return 2;
+  }
+  if (std::string(argv[2]) == "float32") {
+    g_dtype = cr::float32;
+    cr::set_default_dtype(cr::float32);
   }
   std::ifstream file(argv[1]);
   std::string line;

@@ -1,5 +1,5 @@
 """Random programs, run by chainrule and by PyTorch, compared: values, gradients and
-Hessian-vector products (float64, to 1e-9 relative).
+Hessian-vector products (float64 to 1e-9 relative, or float32 to 2e-4).
 
 Each program is a few leaves (some constants, some transposed views) and a random sequence of
 elementwise, broadcasting, reduction, shape, indexing, in-place, matmul and loss ops, generated
@@ -8,8 +8,8 @@ programs from a file and prints its results; this script computes the same with 
 is sum(out_i * w_i) over the last three results; the Hessian-vector product is the gradient of
 sum(g_j * u_j) over the leaves' gradients g_j (w, u fixed sine weights).
 
-Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS]. Exit 0: all agree; 1: a
-difference (the program is printed); 77: torch is not installed (skipped).
+Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS [float32]]. Exit 0: all agree;
+1: a difference (the program is printed); 77: torch is not installed (skipped).
 
 Kept out on purpose (parity.py lists them): the variance of a single element (0 / 0: NaN here,
 inf or an Error in PyTorch 1.13) and leaves at exactly 0 (elu''/selu'' at 0).
@@ -319,13 +319,25 @@ def torch_results(vals, leaves, outs):
     return {key: (list(t.shape), t.detach().contiguous().reshape(-1).tolist()) for key, t in res.items()}
 
 
+TOLERANCE = 1e-9
+
+
 def same(a, b):
-    return a == b or abs(a - b) <= 1e-9 * (1 + abs(b)) or (math.isnan(a) and math.isnan(b))
+    return a == b or abs(a - b) <= TOLERANCE * (1 + abs(b)) or (math.isnan(a) and math.isnan(b))
 
 
 def main():
+    global TOLERANCE
     exe = sys.argv[1]
     first, count, max_ops = (int(a) for a in sys.argv[2:5]) if len(sys.argv) > 4 else (0, 600, 12)
+    dtype = sys.argv[5] if len(sys.argv) > 5 else "float64"
+    if dtype == "float32":
+        torch.set_default_dtype(torch.float32)
+        TOLERANCE = 2e-4
+        # PyTorch 1.13's float32 gelu backward returns zeros for a non-contiguous gradient
+        del UNARY["gelu"]
+    elif dtype != "float64":
+        sys.exit(f"unknown dtype {dtype}: float64 or float32")
     programs = {}
     for seed in range(first, first + count):
         p = generate(seed, max_ops)
@@ -335,7 +347,7 @@ def main():
         for seed, p in programs.items():
             f.write(f"P {seed}\n" + "\n".join(p[0]) + "\n")
     try:
-        run = subprocess.run([exe, f.name], capture_output=True, text=True)
+        run = subprocess.run([exe, f.name, dtype], capture_output=True, text=True)
     finally:
         os.unlink(f.name)
     if run.returncode != 0:
@@ -373,7 +385,7 @@ def main():
         if bad:
             differ += 1
             print(f"program {seed}: {bad}\n  " + "\n  ".join(lines))
-    print(f"{len(programs)} random programs (seeds {first}..{first + count - 1}, up to {max_ops} ops), "
+    print(f"{len(programs)} random {dtype} programs (seeds {first}..{first + count - 1}, up to {max_ops} ops), "
           f"{len(programs) - skipped - differ} agree with PyTorch {torch.__version__}, {differ} differ, "
           f"{skipped} skipped (PyTorch fails)")
     return 1 if differ else 0
