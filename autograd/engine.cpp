@@ -138,7 +138,7 @@ SpinLock g_accumulators;
 }  // namespace
 
 bool stale_view_requires_grad(const TensorImpl& view) {
-  return view.history_seen != view.storage->history && view.view_base && !view.requires_grad &&
+  return view.history_out_of_date() && view.view_base && !view.requires_grad &&
          Tensor(view.view_base).requires_grad();
 }
 
@@ -181,7 +181,7 @@ namespace {
 // gradient_edge of a tensor known to require grad
 Ref<Node> edge_of(const Tensor& t) {
   TensorImpl* impl = t.impl();
-  if (impl->is_view && !impl->requires_grad && impl->history_seen != impl->storage->history) [[unlikely]]
+  if (impl->history_out_of_date() && !impl->requires_grad) [[unlikely]]
     return refresh_view(t);
   if (impl->grad_fn) return impl->grad_fn;
   std::lock_guard lock(g_accumulators);

@@ -230,7 +230,7 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_gra
 
 const Ref<Node>& Tensor::grad_fn() const {
   const TensorImpl& s = checked();
-  if (s.is_view && s.history_seen != s.storage->history) (void)gradient_edge(*this);  // as the engine would on use
+  if (s.history_out_of_date()) (void)gradient_edge(*this);  // as the engine would on use
   return s.grad_fn;
 }
 
@@ -470,7 +470,7 @@ Tensor& recorded_in_place(Tensor& self, const char* op, Op compute) {
 // gradient: the tensor still requires grad after fill_, and what reached only the old values
 // gets zeros from autograd::grad rather than "not reachable".
 Tensor overwrite(const Tensor& old, const Tensor& value, const char* op, const Tensor& source = Tensor()) {
-  if (!grad_mode_enabled() || !(old.requires_grad() || (source.defined() && source.requires_grad()))) return value;
+  if (!recording_in_place(old, source)) return value;
   // a new handle on the values, so that the node is the result's own (value may be the source)
   return record(value.detach(), op, {old, source}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
     return {c.needs(0) ? zeros_like(g) : Tensor(), c.needs(1) ? g : Tensor()};

@@ -86,6 +86,8 @@ struct TensorImpl final : RefCounted {
   /// since recorded a new history for the values the view shows, and the engine makes its
   /// grad_fn again from the base's (gradient_edge), as PyTorch does.
   uint32_t history_seen = 0;
+  /// A view whose storage has had a recorded in-place write since its grad_fn was made.
+  bool history_out_of_date() const { return is_view && history_seen != storage->history; }
 
   /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
   /// grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.
