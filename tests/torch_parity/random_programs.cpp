@@ -22,6 +22,14 @@ namespace {
 
 cr::Dtype g_dtype = cr::float64;
 
+// c after `update` applied to it in place (random_programs.py's view_ip)
+Tensor after(Tensor c, const std::function<void(Tensor&)>& update) {
+  update(c);
+  return c;
+}
+// a.clone() with `update` applied in place
+Tensor updated(V a, const std::function<void(Tensor&)>& update) { return after(a.clone(), update); }
+
 const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"exp", [](V x) { return cr::exp(x * 0.3); }},
     {"tanh", [](V x) { return cr::tanh(x); }},
@@ -79,32 +87,10 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"sum_dims", [](V x) { return cr::sum(x, cr::Shape{0, -1}, true); }},
     {"mean_dims", [](V x) { return cr::mean(x, cr::Shape{0, -1}); }},
     {"var_dims", [](V x) { return cr::var(x, cr::Shape{0, -1}); }},
-    {"ip_scalars",
-     [](V x) {
-       Tensor c = x * 1.0;
-       c.mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0);
-       return c;
-     }},
-    {"ip_fill_view",
-     [](V x) {
-       Tensor c = x * 1.0;
-       c.select(-1, 0).fill_(0.5);
-       return c;
-     }},
-    {"ip_zero_view",
-     [](V x) {
-       Tensor c = x * 1.0;
-       c.narrow(0, 0, 1).zero_();
-       return c;
-     }},
+    {"ip_scalars", [](V x) { return after(x * 1.0, [](Tensor& c) { c.mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0); }); }},
+    {"ip_fill_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.select(-1, 0).fill_(0.5); }); }},
+    {"ip_zero_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.narrow(0, 0, 1).zero_(); }); }},
 };
-
-// a.clone() with `update` applied in place
-Tensor updated(V a, const std::function<void(Tensor&)>& update) {
-  Tensor c = a.clone();
-  update(c);
-  return c;
-}
 
 Tensor probability(V x) { return cr::sigmoid(cr::tanh(x)); }
 
@@ -145,25 +131,13 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
     {"ip_sub", [](V a, V b) { return updated(a, [&](Tensor& c) { c.sub_(b); }); }},
     {"ip_mul", [](V a, V b) { return updated(a, [&](Tensor& c) { c.mul_(b); }); }},
     {"ip_mul_t",  // into a non-leaf result, from a transposed operand
-     [](V a, V b) {
-       Tensor c = a * 1.0;
-       c.mul_(b.dim() == 2 ? b.t() : b);
-       return c;
-     }},
+     [](V a, V b) { return after(a * 1.0, [&](Tensor& c) { c.mul_(b.dim() == 2 ? b.t() : b); }); }},
     {"ip_div", [](V a, V b) { return updated(a, [&](Tensor& c) { c.div_(b * b + 0.5); }); }},
     {"ip_copy", [](V a, V b) { return updated(a, [&](Tensor& c) { c.copy_(b); }); }},
     {"view_ip_mul",  // through a view
-     [](V a, V b) {
-       Tensor c = a * 1.0;
-       c.narrow(0, 0, 1).mul_(b);
-       return c;
-     }},
+     [](V a, V b) { return after(a * 1.0, [&](Tensor& c) { c.narrow(0, 0, 1).mul_(b); }); }},
     {"view_ip_copy",  // into a buffer that needs no gradient, through a view
-     [](V a, V b) {
-       Tensor c = cr::zeros(a.shape(), a.dtype());
-       c.select(-1, -1).copy_(b);
-       return c;
-     }},
+     [](V a, V b) { return after(cr::zeros(a.shape(), a.dtype()), [&](Tensor& c) { c.select(-1, -1).copy_(b); }); }},
     {"stale_view",  // a view taken before an in-place op on its base
      [](V a, V b) {
        Tensor c = a * 1.0;
@@ -172,17 +146,9 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
        return v;
      }},
     {"detach_ip",  // recorded on a detach()ed tensor
-     [](V a, V b) {
-       Tensor d = (a * 1.0).detach();
-       d.mul_(b);
-       return d;
-     }},
+     [](V a, V b) { return after((a * 1.0).detach(), [&](Tensor& d) { d.mul_(b); }); }},
     {"detach_view_ip",  // and on a view of one
-     [](V a, V b) {
-       Tensor v = (a * 1.0).detach().narrow(0, 0, 1);
-       v.add_(b);
-       return v;
-     }},
+     [](V a, V b) { return after((a * 1.0).detach().narrow(0, 0, 1), [&](Tensor& v) { v.add_(b); }); }},
 };
 
 const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {
