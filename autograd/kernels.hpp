@@ -105,10 +105,18 @@ void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& 
   }
 }
 
-/// A new tensor of dtype `out_dtype` (default: x's) with f applied to every element.
-/// F is a generic lambda; it is instantiated for the floating types only.
+/// x converted to `dtype` (a copy unless it already has it; no graph).
+Tensor cast(const Tensor& x, Dtype dtype);
+
+/// A floating op's operand: x, or an int64 x in the default dtype (`exp`, `sqrt`, `tanh`, ...
+/// of integers give floats, as PyTorch's do).
+inline Tensor as_floating(const Tensor& x) { return is_floating(x.dtype()) ? x : cast(x, default_dtype()); }
+
+/// A new tensor of x's dtype (the default dtype for int64, as_floating) with f applied to every
+/// element. F is a generic lambda; it is instantiated for the floating types only.
 template <class F>
 Tensor map_floating(const Tensor& x, std::string_view op, F&& f) {
+  if (!is_floating(x.dtype())) return map_floating(as_floating(x), op, std::forward<F>(f));
   return dispatch_floating(x.dtype(), op, [&]<class T>() {
     Tensor out = empty(x.shape(), x.dtype());
     map_into<T>(x, ptr<T>(out), [&](T v) { return static_cast<T>(f(v)); });
@@ -148,8 +156,6 @@ void sigmoid_double(const double* x, double* y, int64_t n);
 /// A view of x's storage with the given geometry (no copy, no graph).
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 
-/// x converted to `dtype` (a copy unless it already has it; no graph).
-Tensor cast(const Tensor& x, Dtype dtype);
 
 /// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
 void copy_into(const Tensor& dst, const Tensor& src);

@@ -59,9 +59,10 @@ Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& e
 }
 
 // Through the dtype's vectorised kernel (for every layout, so every layout gets the same
-// bits), split over threads when large; int64 is an Error naming the op.
+// bits), split over threads when large; int64 in the default dtype (as_floating).
 Tensor vectorised(const Tensor& x, const char* op, void (*float_kernel)(const float*, float*, int64_t),
                   void (*double_kernel)(const double*, double*, int64_t)) {
+  if (!is_floating(x.dtype())) return vectorised(kernels::as_floating(x), op, float_kernel, double_kernel);
   return dispatch_floating(x.dtype(), op, [&]<class T>() {
     const Tensor in = x.contiguous();
     Tensor y = kernels::empty(x.shape(), x.dtype());
@@ -164,7 +165,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& x, double p) {
-  if (!is_floating(x.dtype())) return pow(x.to(default_dtype()), p);  // a double exponent goes floating (the scalar rule)
+  if (!is_floating(x.dtype())) return pow(kernels::as_floating(x), p);  // a double exponent goes floating (the scalar rule)
   Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
   out = record(out, "pow", {x}, {x}, [p](Tensor g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
