@@ -122,6 +122,8 @@ TEST_CASE("make_unary: a hand-written derivative, of the input or of the output"
   check_gradients([&](const std::vector<cr::Tensor>& v) { return sig(v[0]); }, {x});
   CHECK(cr::allclose(sig(x), cr::sigmoid(x), 1e-15, 0));
   CHECK(sig(cr::ones({2})).dtype() == cr::float32);
+  // an int64 operand goes to the default dtype, as the built-in sigmoid's (it was an Error)
+  CHECK(values(sig(cr::tensor({0, 2}, cr::int64))) == values(sig(cr::tensor({0, 2}, cr::float32))));
   auto no_second = A::make_unary({.name = "no_d2", .f = [](double x) { return x * x; }, .df = [](double x) { return 2 * x; }});
   cr::Tensor s = cr::tensor(1.0, cr::float64).requires_grad_();
   CHECK(A::grad({no_second(s)}, {s})[0].item<double>() == 2.0);
