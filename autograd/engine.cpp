@@ -154,8 +154,13 @@ Tensor view_base_of(const Tensor& view, const char* op) {
 }
 
 Tensor view_positions(const Tensor& view, const Tensor& base) {
-  const Tensor all = arange(static_cast<double>(base.numel()), int64);
-  return kernels::alias(all, view.shape(), view.strides(), view.storage_offset() - base.storage_offset()).reshape({-1});
+  // the view's own elements only: a write through a row of an n-row buffer costs a row, not n
+  // (it built an arange of the whole base, so filling a buffer row by row was quadratic)
+  Tensor out = kernels::empty({view.numel()}, int64);
+  int64_t* p = kernels::ptr<int64_t>(out);
+  const int64_t start = view.storage_offset() - base.storage_offset();
+  kernels::for_each_offset<1>(view.shape(), {&view.strides()}, [&](const auto& o) { *p++ = start + o[0]; });
+  return out;
 }
 
 namespace {

@@ -435,16 +435,22 @@ Tensor& in_place_through_view(Tensor& self, const char* op, const Tensor& result
          "update in NoGradGuard or use the out-of-place op",
          op, describe(self));
   write_in_place(self, result, op, false);
-  Tensor positions = view_positions(self, base);
-  Tensor keep;  // 1 where the base keeps its old value, 0 where the view wrote
-  {
-    NoGradGuard no_grad;
-    keep = (1.0 - index_add(zeros({base.numel()}, self.dtype()), 0, positions, ones({self.numel()}, self.dtype())))
-               .reshape(base.shape());
-  }
+  // Only the view's positions are kept: the forward costs the view, not the base (PyTorch's
+  // CopySlices likewise). The mask of what the base kept is made in backward, and only when
+  // the old values want a gradient (made here, a buffer filled row by row held n masks of n rows).
   record(base, "copy_slices", {base, result}, {},
-         [positions = std::move(positions), keep = std::move(keep)](const Tensor& g, const BackwardContext& c) -> Grads {
-           return {c.needs(0) ? g * keep : Tensor(),
+         [positions = view_positions(self, base)](const Tensor& g, const BackwardContext& c) -> Grads {
+           Tensor kept;
+           if (c.needs(0)) {
+             Tensor keep;  // 1 where the base kept its old value, 0 where the view wrote (each once:
+             {             // an expanded view cannot be written in place)
+               NoGradGuard no_grad;
+               keep = index_add(ones({g.numel()}, g.dtype()), 0, positions, full({positions.numel()}, -1.0, g.dtype()))
+                          .reshape(g.shape());
+             }
+             kept = g * keep;
+           }
+           return {std::move(kept),
                    c.needs(1) ? index_select(g.reshape({-1}), 0, positions).reshape(c.shape(1)) : Tensor()};
          });
   ++self.impl()->storage->history;
