@@ -1,4 +1,4 @@
-// Shape ops: views that share storage (reshape of a contiguous tensor, transpose, permute,
+// Shape ops: views that share storage (reshape where the strides allow, transpose, permute,
 // expand, squeeze, unsqueeze, slice, select) and the copying ones (cat, stack, to).
 // Backward rules see `g` and `c.shape(i)` (input i's shape); each maps g back onto the
 // input's layout.
@@ -30,35 +30,56 @@ Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t dim, int64_t 
 
 }  // namespace
 
-Tensor reshape(const Tensor& x, const Shape& requested) {
+namespace {
+// The requested shape with its -1 inferred, checked against x's element count.
+Shape full_shape(const Tensor& x, const Shape& requested, const char* op) {
   Shape shape = requested;
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      if (infer >= 0) fail("reshape: only one dimension can be -1, got {}", requested);
+      if (infer >= 0) fail("{}: only one dimension can be -1, got {}", op, requested);
       infer = static_cast<int64_t>(i);
     } else if (shape[i] < 0) {
-      fail("reshape: invalid size {} in shape {}", shape[i], requested);
+      fail("{}: invalid size {} in shape {}", op, shape[i], requested);
     } else {
       known *= shape[i];
     }
   }
   if (infer >= 0) {
     if (known == 0 || x.numel() % known != 0)
-      fail("reshape: shape {} is invalid for input {} ({} elements)", requested, describe(x), x.numel());
+      fail("{}: shape {} is invalid for input {} ({} elements)", op, requested, describe(x), x.numel());
     shape[infer] = x.numel() / known;
   }
   if (shape.numel() != x.numel())
-    fail("reshape: shape {} is invalid for input {} ({} elements)", requested, describe(x), x.numel());
-  Tensor out = x.is_contiguous() ? view_of(x, shape, contiguous_strides(shape), x.storage_offset()) : [&] {
-    Tensor copy = kernels::empty(shape, x.dtype());
-    kernels::copy_into(view_of(copy, x.shape(), contiguous_strides(x.shape()), 0), x);
-    return copy;
-  }();
+    fail("{}: shape {} is invalid for input {} ({} elements)", op, requested, describe(x), x.numel());
+  return shape;
+}
+
+// x's elements as `shape`: a view when x's strides allow one (view_strides), else a copy when
+// `may_copy` (reshape), else an Error (view).
+Tensor reshaped(const Tensor& x, const Shape& requested, const char* op, bool may_copy) {
+  const Shape shape = full_shape(x, requested, op);
+  Tensor out;
+  if (x.is_contiguous()) {
+    out = view_of(x, shape, contiguous_strides(shape), x.storage_offset());
+  } else if (const std::optional<Shape> strides = view_strides(x.shape(), x.strides(), shape)) {
+    out = view_of(x, shape, *strides, x.storage_offset());
+  } else {
+    if (!may_copy)
+      fail("view: {} cannot be viewed as {} (its strides do not allow it); use reshape(), which copies when it must",
+           describe(x), requested);
+    out = kernels::empty(shape, x.dtype());
+    kernels::copy_into(view_of(out, x.shape(), contiguous_strides(x.shape()), 0), x);
+  }
   return record(out, "reshape", {x}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
     return {g.reshape(c.shape(0))};
   });
 }
+}  // namespace
+
+Tensor reshape(const Tensor& x, const Shape& shape) { return reshaped(x, shape, "reshape", true); }
+
+Tensor view(const Tensor& x, const Shape& shape) { return reshaped(x, shape, "view", false); }
 
 Tensor permute(const Tensor& x, const Shape& dims) {
   if (static_cast<int64_t>(dims.size()) != x.dim())

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -99,6 +100,14 @@ inline Shape contiguous_strides(const Shape& shape) {
   contiguous_strides_into(shape, s);
   return s;
 }
+
+/// Strides that show the elements of a tensor of `shape` and `strides`, in row-major order, as a
+/// tensor of `new_shape` (same element count) without copying; none when its layout does not
+/// allow it. PyTorch's rule (computeStride): the old dims fall into runs, each contiguous within
+/// itself, and the new shape must split into runs of the same element counts. So squeeze and
+/// unsqueeze are always views, and reshape of a non-contiguous tensor is one when it only
+/// splits or merges dims within a run.
+std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape);
 
 /// Wraps a possibly negative dimension index into [0, rank); throws naming `op` otherwise.
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op);

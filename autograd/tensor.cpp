@@ -107,6 +107,36 @@ void set_default_dtype(Dtype d) {
   g_default_dtype = d;
 }
 
+std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape) {
+  Shape out;
+  out.resize(new_shape.size());
+  if (shape.numel() == 0 || shape.empty()) {  // no elements to lay out, or one: any strides do
+    if (shape == new_shape) return strides;
+    contiguous_strides_into(new_shape, out);
+    return out;
+  }
+  // Walk both shapes from the last dim: each run of old dims contiguous within itself (ending
+  // where the next dim up does not step over the run) takes new dims of the same element count.
+  int64_t view_d = static_cast<int64_t>(new_shape.size()) - 1;
+  int64_t base_stride = strides.back(), run_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    run_numel *= shape[d];
+    if (d > 0 && (shape[d - 1] == 1 || strides[d - 1] == run_numel * base_stride)) continue;  // the run goes on
+    while (view_d >= 0 && (view_numel < run_numel || new_shape[view_d] == 1)) {
+      out[view_d] = view_numel * base_stride;
+      view_numel *= new_shape[view_d];
+      --view_d;
+    }
+    if (view_numel != run_numel) return std::nullopt;
+    if (d > 0) {
+      base_stride = strides[d - 1];
+      run_numel = view_numel = 1;
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return out;
+}
+
 int64_t wrap_dim(int64_t dim, int64_t rank, std::string_view op) {
   const int64_t r = std::max<int64_t>(rank, 1);  // a 0-d tensor accepts dims 0 and -1
   if (dim < -r || dim >= r)
@@ -294,10 +324,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::reshape(const Shape& s) const { return chainrule::reshape(*this, s); }
-Tensor Tensor::view(const Shape& s) const {
-  if (!is_contiguous()) fail("view: {} is not contiguous; use reshape() (which copies) or contiguous()", describe(*this));
-  return chainrule::reshape(*this, s);
-}
+Tensor Tensor::view(const Shape& s) const { return chainrule::view(*this, s); }
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   const int64_t s = wrap_dim(start_dim, dim(), "flatten"), e = wrap_dim(end_dim, dim(), "flatten");
   if (dim() == 0) return reshape({1});

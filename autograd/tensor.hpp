@@ -388,6 +388,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
 // ---------------------------------------------------------------- shape and indexing
 Tensor reshape(const Tensor& x, const Shape& shape);  ///< x.reshape(shape)
+Tensor view(const Tensor& x, const Shape& shape);  ///< x.view(shape)
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);  ///< x.transpose(dim0, dim1)
 Tensor permute(const Tensor& x, const Shape& dims);  ///< x.permute(dims)
 Tensor expand(const Tensor& x, const Shape& shape);  ///< x.expand(shape)

@@ -343,6 +343,7 @@ TEST_CASE("view_positions: where a view's elements lie in its base, for any view
       [](const cr::Tensor& t) { return t.select(2, 3).select(1, 2); },  // 0-d
       [](const cr::Tensor& t) { return t.narrow(2, 1, 0); },           // no elements
       [](const cr::Tensor& t) { return t.narrow(1, 1, 1).expand({2, 3, 4}); },  // repeated positions
+      [](const cr::Tensor& t) { return t.select(1, 1).unsqueeze(1).expand({2, 3, 4}); },  // of a non-contiguous view
       [](const cr::Tensor& t) { return t.permute({2, 0, 1}).slice(0, 1, 4, 2); }};
   for (size_t k = 0; k < views.size(); ++k) {
     CAPTURE(k);

@@ -17,8 +17,49 @@ TEST_CASE("views share storage; reshape of a non-contiguous tensor copies") {
   cr::Tensor r = t.reshape({6});  // copies
   x.data<double>()[0] = -1;
   CHECK(values(r)[0] == 0);
-  check_error([&] { (void)t.view({6}); }, {"view", "not contiguous", "[3, 2]"});
+  check_error([&] { (void)t.view({6}); }, {"view", "[3, 2]", "[6]"});
   CHECK(values(x.clone()) == values(x));
+}
+
+TEST_CASE("reshape, view, squeeze and unsqueeze of a non-contiguous tensor are views when its strides allow, as in PyTorch") {
+  // They copied whenever the input was not contiguous, so an in-place write through
+  // x.select(1, 1).unsqueeze(1) silently left x as it was. PyTorch's rule (computeStride): a view
+  // when each run of dims the new shape merges or splits is contiguous within itself.
+  cr::Tensor x = cr::arange(24, cr::float64).reshape({2, 3, 4});
+  const auto shares = [&](const cr::Tensor& v) { return v.impl()->storage.get() == x.impl()->storage.get(); };
+  const cr::Tensor row = x.select(1, 1);  // [2, 4], strides [12, 1]
+  CHECK(row.unsqueeze(1).strides() == cr::Shape{12, 4, 1});  // the strides python3-torch gives
+  CHECK(shares(row.unsqueeze(1)));
+  CHECK(x.transpose(0, 2).unsqueeze(0).strides() == cr::Shape{4, 1, 4, 12});
+  CHECK(shares(x.transpose(0, 2).unsqueeze(0)));
+  CHECK(x.narrow(1, 0, 1).squeeze(1).strides() == cr::Shape{12, 1});
+  CHECK(shares(x.narrow(1, 0, 1).squeeze(1)));
+  CHECK(shares(x.narrow(1, 0, 1).squeeze()));
+  const cr::Tensor tail = x.narrow(1, 1, 2);  // [2, 2, 4], strides [12, 4, 1]: dims 1, 2 contiguous together
+  CHECK(tail.reshape({2, 8}).strides() == cr::Shape{12, 1});
+  CHECK(shares(tail.reshape({2, 8})));
+  CHECK(tail.view({2, 2, 2, 2}).strides() == cr::Shape{12, 4, 2, 1});
+  CHECK(x.narrow(2, 0, 2).reshape({2, 3, 2, 1}).strides() == cr::Shape{12, 4, 1, 1});
+  CHECK(x.narrow(2, 0, 2).reshape({-1, 2}).strides() == cr::Shape{4, 1});
+  CHECK_FALSE(shares(tail.reshape({4, 4})));  // merges dims 0 and 1, which are not: a copy
+  CHECK_FALSE(shares(row.reshape({-1})));
+  CHECK(values(tail.reshape({4, 4})) == values(tail.contiguous()));
+  check_error([&] { (void)tail.view({4, 4}); }, {"view", "[2, 2, 4]", "[4, 4]", "reshape"});
+  // an in-place write through such a view reaches x (it went into a copy)
+  row.unsqueeze(1).fill_(-1.0);
+  CHECK(values(x.select(1, 1)) == std::vector<double>(8, -1.0));
+  tail.reshape({2, 8}).select(1, 7).fill_(-2.0);
+  CHECK(x.to_vector<double>()[23] == -2.0);
+  // and is recorded as one on x's elements
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients(
+      [](V v) {
+        cr::Tensor y = v[0] * 1.0;
+        y.select(1, 1).unsqueeze(1).mul_(v[1]);
+        y.narrow(1, 1, 2).reshape({2, 8}).narrow(1, 2, 3).add_(v[1].select(0, 0).narrow(0, 0, 3));
+        return y * y;
+      },
+      {input({2, 3, 4}), input({1, 4})});
 }
 
 TEST_CASE("reshape infers -1 and validates sizes") {

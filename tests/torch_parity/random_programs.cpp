@@ -90,6 +90,8 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"ip_scalars", [](V x) { return after(x * 1.0, [](Tensor& c) { c.mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0); }); }},
     {"ip_fill_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.select(-1, 0).fill_(0.5); }); }},
     {"ip_zero_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.narrow(0, 0, 1).zero_(); }); }},
+    {"ip_unsqueeze_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.select(-1, 0).unsqueeze(0).mul_(2.5); }); }},
+    {"ip_squeeze_view", [](V x) { return after(x * 1.0, [](Tensor& c) { c.narrow(-1, 0, 1).squeeze(-1).add_(1.5); }); }},
 };
 
 Tensor probability(V x) { return cr::sigmoid(cr::tanh(x)); }

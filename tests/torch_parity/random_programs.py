@@ -81,6 +81,11 @@ UNARY = {
     "ip_scalars": lambda x: (x * 1.0).mul_(2.5).add_(0.5).div_(-4.0).sub_(1.0),
     "ip_fill_view": lambda x: view_ip(x * 1.0, lambda c: c.select(-1, 0).fill_(0.5)) if x.dim() > 0 and x.shape[-1] > 0 else None,
     "ip_zero_view": lambda x: view_ip(x * 1.0, lambda c: c.narrow(0, 0, 1).zero_()) if x.dim() > 0 and x.shape[0] > 0 else None,
+    # in-place through squeeze/unsqueeze of a non-contiguous view (views in PyTorch whatever the strides)
+    "ip_unsqueeze_view": lambda x: view_ip(x * 1.0, lambda c: c.select(-1, 0).unsqueeze(0).mul_(2.5))
+    if x.dim() > 0 and x.shape[-1] > 0 else None,
+    "ip_squeeze_view": lambda x: view_ip(x * 1.0, lambda c: c.narrow(-1, 0, 1).squeeze(-1).add_(1.5))
+    if x.dim() > 0 and x.shape[-1] > 0 else None,
 }
 BINARY = {
     "add": torch.add,
