@@ -151,6 +151,18 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
      [](V a, V b) { return after((a * 1.0).detach(), [&](Tensor& d) { d.mul_(b); }); }},
     {"detach_view_ip",  // and on a view of one
      [](V a, V b) { return after((a * 1.0).detach().narrow(0, 0, 1), [&](Tensor& v) { v.add_(b); }); }},
+    {"view_chain_ip",  // through a chain of views, squeeze/unsqueeze of non-contiguous ones included
+     [](V a, V b) {
+       return after(a * 1.0, [&](Tensor& c) { c.transpose(0, -1).unsqueeze(0).narrow(-1, 0, 1).squeeze(0).mul_(cr::sum(b)); });
+     }},
+    {"view_then_base_ip",  // a view written in place, then its base
+     [](V a, V b) {
+       Tensor c = a * 1.0;
+       Tensor v = c.narrow(0, 0, 1);
+       v.mul_(2.0);
+       c.mul_(b);
+       return v;
+     }},
 };
 
 const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {

@@ -130,6 +130,10 @@ BINARY = {
     "stale_view": lambda a, b: stale_view(a, b),
     "detach_ip": lambda a, b: (a * 1.0).detach().mul_(b),
     "detach_view_ip": lambda a, b: (a * 1.0).detach().narrow(0, 0, 1).add_(b) if a.dim() > 0 and a.shape[0] > 0 else None,
+    "view_chain_ip": lambda a, b: view_ip(
+        a * 1.0, lambda c: c.transpose(0, -1).unsqueeze(0).narrow(-1, 0, 1).squeeze(0).mul_(b.sum()))
+    if a.dim() > 0 and a.shape[0] > 0 else None,
+    "view_then_base_ip": lambda a, b: view_then_base_ip(a, b) if a.dim() > 0 and a.shape[0] > 0 else None,
 }
 
 
@@ -141,6 +145,15 @@ def view_ip(c, update):
     """c after an in-place op on one of its views"""
     update(c)
     return c
+
+
+def view_then_base_ip(a, b):
+    """a view written in place, then its base: the view shows (and differentiates) both"""
+    c = a * 1.0
+    v = c.narrow(0, 0, 1)
+    v.mul_(2.0)
+    c.mul_(b)
+    return v
 
 
 def stale_view(a, b):
