@@ -156,7 +156,6 @@ void sigmoid_double(const double* x, double* y, int64_t n);
 /// A view of x's storage with the given geometry (no copy, no graph).
 Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 
-
 /// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
 void copy_into(const Tensor& dst, const Tensor& src);
 

@@ -70,6 +70,9 @@ TEST_CASE("the floating unary ops take int64 in the default dtype, as PyTorch's;
   const cr::Tensor i = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::int64);
   const cr::Tensor it = i.t();  // a non-contiguous int64 operand
   const char* floating[] = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf"};
+  struct RestoreDefault {  // float32 again even if an op throws
+    ~RestoreDefault() { cr::set_default_dtype(cr::float32); }
+  } restore;
   for (const auto& op : kUnary) {
     CAPTURE(op.name);
     const bool promotes = std::find_if(std::begin(floating), std::end(floating), [&](const char* n) {
