@@ -12,14 +12,21 @@
 
 namespace chainrule {
 
+Dtype result_type(const Tensor& a, const Tensor& b) {
+  const bool a0 = a.dim() == 0, b0 = b.dim() == 0;
+  if (a0 == b0) return promote(a.dtype(), b.dtype());
+  const Dtype dims = a0 ? b.dtype() : a.dtype(), zero = a0 ? a.dtype() : b.dtype();
+  return is_floating(zero) && !is_floating(dims) ? zero : dims;
+}
+
 namespace {
 
 using kernels::map_floating;
 
-// f over the broadcast of a and b, both promoted to their common dtype (or `out` if given).
+// f over the broadcast of a and b, both converted to result_type(a, b) (or `compute` if given).
 template <class F>
 Tensor zip(const Tensor& a, const Tensor& b, const char* op, F&& f, std::optional<Dtype> compute = {}) {
-  const Dtype d = compute.value_or(promote(a.dtype(), b.dtype()));
+  const Dtype d = compute ? *compute : result_type(a, b);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor a_cast, b_cast;  // only when a dtype differs: copying a handle costs two atomic updates
   const Tensor& ca = a.dtype() == d ? a : (a_cast = kernels::cast(a, d));
@@ -31,7 +38,7 @@ Tensor zip(const Tensor& a, const Tensor& b, const char* op, F&& f, std::optiona
 
 // Floating ops promote integer operands to the default dtype (as true division does).
 Dtype floating_result(const Tensor& a, const Tensor& b) {
-  const Dtype d = promote(a.dtype(), b.dtype());
+  const Dtype d = result_type(a, b);
   return is_floating(d) ? d : default_dtype();
 }
 
@@ -48,7 +55,7 @@ Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(doubl
 template <class F, class Expr>
 Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
   if (grad_mode_enabled()) return expr(g);
-  const Dtype d = promote(g.dtype(), v.dtype());
+  const Dtype d = result_type(g, v);
   if (g.dtype() != d || v.dtype() != d || !owns_data(g) || !is_expandable_to(v.shape(), g.shape()))
     return zip(g, v, op, std::forward<F>(f));
   dispatch(d, [&]<class T>() {
@@ -338,7 +345,7 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
-  const Dtype d = promote(a.dtype(), b.dtype());
+  const Dtype d = result_type(a, b);
   const Shape shape = broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
   const Tensor ca = kernels::cast(a, d), cb = kernels::cast(b, d), cc = kernels::cast(condition, Dtype::float64);
   Tensor out = kernels::empty(shape, d);

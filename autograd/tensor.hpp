@@ -287,7 +287,12 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtyp
                Generator* gen = nullptr);  ///< U{low, ..., high-1}, int64 unless asked otherwise
 
 // ---------------------------------------------------------------- elementwise
-/// A + b elementwise, broadcasting as NumPy; the result has the promoted dtype.
+/// The dtype of a binary op on a and b, as PyTorch's torch.result_type: the promoted dtype
+/// (int64 < float32 < float64), except that a 0-d tensor beside one with dimensions counts only
+/// when it is floating and the other is not (float32 data times a float64 0-d tensor stays
+/// float32; int64 data plus a float64 0-d tensor is float64).
+Dtype result_type(const Tensor& a, const Tensor& b);
+/// A + b elementwise, broadcasting as NumPy; the result has result_type(a, b).
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);  ///< a - b elementwise, broadcasting
 Tensor mul(const Tensor& a, const Tensor& b);  ///< a * b elementwise, broadcasting
@@ -328,7 +333,7 @@ Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0); a NaN stays N
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  ///< condition != 0 picks a
 
-/// Comparisons return masks (1 where true, 0 elsewhere) in the promoted dtype; no gradient.
+/// Comparisons return masks (1 where true, 0 elsewhere) in result_type(a, b); no gradient.
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);  ///< mask of a != b
 Tensor lt(const Tensor& a, const Tensor& b);  ///< mask of a < b

@@ -423,6 +423,56 @@ TEST_CASE("dtype promotion: float32 with float64 gives float64, and gradients co
   CHECK((i * 0.5).dtype() == cr::default_dtype());
 }
 
+TEST_CASE("dtype promotion: a 0-d tensor decides the dtype only when it is floating and the other operand is not (PyTorch's result_type)") {
+  // float32 data times a float64 0-d tensor was float64 here (float32 in PyTorch), so one
+  // float64 constant turned a float32 network's activations, and every op after, into float64
+  const cr::Tensor f32 = cr::tensor({1.5, 2.5, 3.5}, cr::float32), f64 = f32.to(cr::float64);
+  const cr::Tensor i64 = cr::tensor({0, 1, 2}, cr::int64);
+  const cr::Tensor s64 = cr::tensor(std::vector<double>{2.0}, {}, cr::float64);
+  const cr::Tensor s32 = s64.to(cr::float32), si = s64.to(cr::int64);
+  // each expected dtype printed by python3-torch 1.13 for the same operands
+  CHECK(cr::result_type(f32, s64) == cr::float32);
+  CHECK(cr::result_type(s64, f32) == cr::float32);
+  CHECK(cr::result_type(f64, s32) == cr::float64);
+  CHECK(cr::result_type(i64, s64) == cr::float64);  // a higher category: the 0-d tensor's dtype
+  CHECK(cr::result_type(i64, s32) == cr::float32);
+  CHECK(cr::result_type(f32, si) == cr::float32);
+  CHECK(cr::result_type(i64, si) == cr::int64);
+  CHECK(cr::result_type(s64, s32) == cr::float64);  // both 0-d: promoted as usual
+  CHECK(cr::result_type(f32, f64) == cr::float64);  // both with dims: likewise
+  CHECK((f32 + s64).dtype() == cr::float32);
+  CHECK(values(s64 - f32) == std::vector<double>{0.5, -0.5, -1.5});
+  CHECK((s64 - f32).dtype() == cr::float32);
+  CHECK((f32 * s64).dtype() == cr::float32);
+  CHECK((f32 / s64).dtype() == cr::float32);
+  CHECK((i64 / si).dtype() == cr::default_dtype());  // true division goes floating
+  CHECK((i64 / s64).dtype() == cr::float64);
+  CHECK(cr::pow(f32, s64).dtype() == cr::float32);
+  CHECK(values(cr::pow(f32, s64)) == std::vector<double>{2.25, 6.25, 12.25});
+  CHECK(cr::maximum(f32, s64).dtype() == cr::float32);
+  CHECK(cr::minimum(s64, f32).dtype() == cr::float32);
+  CHECK(cr::where(f32, f32, s64).dtype() == cr::float32);
+  CHECK((f32 < s64).dtype() == cr::float32);  // the mask's dtype follows the same rule
+  CHECK((i64 + si).dtype() == cr::int64);
+  // in place: an int64 tensor cannot take a floating 0-d tensor's result, as in PyTorch
+  cr::Tensor j = i64.clone();
+  check_error([&] { j.add_(s32); }, {"add_", "float32", "int64"});
+  cr::Tensor c = f32.clone();
+  c.add_(s64);
+  CHECK(c.dtype() == cr::float32);
+  CHECK(values(c) == std::vector<double>{3.5, 4.5, 5.5});
+  // gradients come back in each input's dtype: the 0-d float64 gets sum(a) as float64
+  cr::Tensor a = f32.clone().requires_grad_();
+  cr::Tensor s = s64.clone().requires_grad_();
+  cr::Tensor y = a * s;
+  CHECK(y.dtype() == cr::float32);
+  y.sum().backward();
+  CHECK(a.grad().dtype() == cr::float32);
+  CHECK(values(a.grad()) == std::vector<double>{2, 2, 2});
+  CHECK(s.grad().dtype() == cr::float64);
+  CHECK(s.grad().item<double>() == 7.5);
+}
+
 TEST_CASE("binary op shape mismatch names the op and both shapes") {
   const cr::Tensor a = cr::zeros({2, 3}), b = cr::zeros({4});
   check_error([&] { (void)(a + b); }, {"add", "[2, 3]", "[4]"});

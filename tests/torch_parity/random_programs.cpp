@@ -215,7 +215,7 @@ Tensor weights(V t, double salt) {
 }
 
 void print(long seed, const char* kind, const std::string& name, V t) {
-  std::printf("%ld %s %s", seed, kind, name.c_str());
+  std::printf("%ld %s %s %s", seed, kind, name.c_str(), cr::dtype_name(t.dtype()).data());
   for (auto d : t.shape()) std::printf(" %ld", static_cast<long>(d));
   std::printf(" |");
   for (double v : t.to_vector<double>()) std::printf(" %.17g", v);
@@ -245,7 +245,7 @@ void run(long seed, const std::vector<std::string>& lines) {
       continue;
     }
     in >> name;
-    if (kind == "L" || kind == "K" || kind == "T") {  // leaf, constant, transposed leaf
+    if (kind == "L" || kind == "K" || kind == "T" || kind == "D") {  // leaf, constant, transposed leaf, 0-d float64 leaf
       size_t nd = 0;
       in >> nd;
       std::vector<int64_t> dims(nd);
@@ -253,7 +253,7 @@ void run(long seed, const std::vector<std::string>& lines) {
       const cr::Shape shape(dims);
       std::vector<double> v(static_cast<size_t>(shape.numel()));
       for (auto& x : v) in >> x;
-      Tensor t = cr::tensor(v, shape, g_dtype);
+      Tensor t = cr::tensor(v, shape, kind == "D" ? cr::float64 : g_dtype);
       if (kind == "T") t = t.transpose(0, 1);
       if (kind != "K") {
         t.requires_grad_();

@@ -1,12 +1,13 @@
 """Random programs, run by chainrule and by PyTorch, compared: values, gradients and
-Hessian-vector products (float64 to 1e-9 relative, or float32 to 2e-4).
+Hessian-vector products (float64 to 1e-9 relative, or float32 to 2e-4), and their dtypes.
 
-Each program is a few leaves (some constants, some transposed views) and a random sequence of
-elementwise, broadcasting, reduction, shape, indexing, in-place, matmul and loss ops, generated
-here with torch itself so that only ops torch accepts are kept. random_programs.cpp reads the
-programs from a file and prints its results; this script computes the same with torch. The loss
-is sum(out_i * w_i) over the last three results; the Hessian-vector product is the gradient of
-sum(g_j * u_j) over the leaves' gradients g_j (w, u fixed sine weights).
+Each program is a few leaves (some constants, some transposed views, in float32 programs some
+0-d float64 ones) and a random sequence of elementwise, broadcasting, reduction, shape,
+indexing, in-place, matmul and loss ops, generated here with torch itself so that only ops
+torch accepts are kept. random_programs.cpp reads the programs from a file and prints its
+results; this script computes the same with torch. The loss is sum(out_i * w_i) over the last
+three results; the Hessian-vector product is the gradient of sum(g_j * u_j) over the leaves'
+gradients g_j (w, u fixed sine weights).
 
 Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS [float32]]. Exit 0: all agree;
 1: a difference (the program is printed); 77: torch is not installed (skipped).
@@ -268,12 +269,16 @@ def generate(seed, max_ops):
     lines, vals, leaves = [], {}, []
     for i in range(r.randint(1, 3)):
         shape = [r.choice([1, 1, 2, 3, 4]) for _ in range(r.choice([0, 1, 1, 2, 2, 2, 3, 3, 4]))]
-        v = torch.tensor(leaf_values(r, math.prod(shape))).reshape(shape)
         name = f"l{i}"
-        # L: a leaf; K: a constant; T: a leaf that is a transposed (non-contiguous) view
-        kind = r.choice("LLLKT") if i > 0 else "L"
+        # L: a leaf; K: a constant; T: a leaf that is a transposed (non-contiguous) view; D: a 0-d
+        # float64 leaf in a float32 program (the dtype rules for 0-d tensors; in a float64 program
+        # a float32 leaf's own rounding would exceed the tolerance)
+        kind = r.choice("LLLKT" + ("D" if torch.get_default_dtype() == torch.float32 else "")) if i > 0 else "L"
         if kind == "T" and len(shape) < 2:
             kind = "L"
+        if kind == "D":
+            shape = []
+        v = torch.tensor(leaf_values(r, math.prod(shape)), dtype=torch.float64 if kind == "D" else None).reshape(shape)
         vals[name] = v if kind == "K" else (v.transpose(0, 1) if kind == "T" else v).requires_grad_()
         if kind != "K":
             leaves.append(name)
@@ -334,7 +339,8 @@ def torch_results(vals, leaves, outs):
     for name, x, g, h in zip(leaves, ls, gs, hs):
         res[f"g {name}"] = torch.zeros_like(x) if g is None else g
         res[f"h {name}"] = torch.zeros_like(x) if h is None else h
-    return {key: (list(t.shape), t.detach().contiguous().reshape(-1).tolist()) for key, t in res.items()}
+    return {key: (list(t.shape), t.detach().contiguous().reshape(-1).tolist(), str(t.dtype).replace("torch.", ""))
+            for key, t in res.items()}
 
 
 TOLERANCE = 1e-9
@@ -377,9 +383,9 @@ def main():
         if kind == "ERR":
             ours.setdefault(int(seed), {})["ERR"] = rest
             continue
-        name, shape, numbers = rest.split(" ", 1)[0], *rest.split(" ", 1)[1].split("|")
+        name, our_dtype, shape, numbers = *rest.split(" ", 2)[:2], *rest.split(" ", 2)[2].split("|")
         ours.setdefault(int(seed), {})[f"{kind} {name}"] = ([int(d) for d in shape.split()],
-                                                           [float(v) for v in numbers.split()])
+                                                           [float(v) for v in numbers.split()], our_dtype)
     differ, skipped = 0, 0
     for seed, (lines, vals, leaves, outs) in programs.items():
         try:
@@ -391,13 +397,15 @@ def main():
         bad = None
         if "ERR" in mine:
             bad = f"chainrule: {mine['ERR']}"
-        for key, (shape, numbers) in ref.items():
+        for key, (shape, numbers, ref_dtype) in ref.items():
             if bad:
                 break
             if key not in mine:
                 bad = f"{key}: missing"
             elif mine[key][0] != shape:
                 bad = f"{key}: shape {mine[key][0]}, PyTorch {shape}"
+            elif mine[key][2] != ref_dtype:
+                bad = f"{key}: dtype {mine[key][2]}, PyTorch {ref_dtype}"
             elif len(mine[key][1]) != len(numbers) or not all(map(same, mine[key][1], numbers)):
                 bad = f"{key}:\n  chainrule {mine[key][1]}\n  PyTorch   {numbers}"
         if bad:
