@@ -190,16 +190,16 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
   Shape shape = first.shape();
   shape[d] = 0;
-  Dtype dtype = first.dtype();
+  Dtype dtype = first.dtype();  // all of them promoted, skipped ones included (PyTorch's)
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
+    dtype = promote(dtype, t.dtype());
     if (skipped_by_cat(t.shape())) continue;
     bool ok = t.dim() == first.dim();
     for (int64_t k = 0; ok && k < t.dim(); ++k) ok = k == d || t.shape()[k] == first.shape()[k];
     if (!ok)
       fail("cat: tensor {} has shape {} but tensor {} has {}; all must match except in dimension {}", i, t.shape(),
            ref, first.shape(), d);
-    if (t.dtype() != dtype) fail("cat: tensor {} is {} but tensor {} is {}", i, describe(t), ref, describe(first));
     shape[d] += t.shape()[d];
   }
   Tensor out = kernels::empty(shape, dtype);

@@ -402,8 +402,8 @@ Tensor unsqueeze(const Tensor& x, int64_t dim);  ///< x.unsqueeze(dim)
 /// X.slice(dim, start, end, step).
 Tensor slice(const Tensor& x, int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step = 1);
 Tensor select(const Tensor& x, int64_t dim, int64_t index);  ///< x.select(dim, index)
-Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins tensors along an existing dimension
-Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins same-shaped tensors along a new dimension
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins tensors along an existing dimension (dtypes promoted)
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);  ///< joins same-shaped tensors along a new dimension (dtypes promoted)
 /// Out[i][j] = x[index[i][j]][j] (dim 0; likewise for other dims), as torch.gather.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 /// X with src added at the positions index names along dim (torch.scatter_add).

@@ -38,7 +38,7 @@ TEST_CASE("bad input: a table of misuses, each a typed Error naming the op and t
       {"where shapes", [&] { (void)cr::where(a, a, b); }, {"where", "[2, 3]", "[4]"}},
       {"matmul inner", [&] { (void)cr::matmul(a, cr::zeros({4, 2})); }, {"matmul", "[2, 3]", "[4, 2]"}},
       {"matmul dtypes", [&] { (void)cr::matmul(a, cr::zeros({3, 2}, cr::float64)); }, {"matmul", "float32", "float64"}},
-      {"cat dtypes", [&] { (void)cr::cat({a, a.to(cr::float64)}); }, {"cat", "float32", "float64"}},
+      {"cat shapes", [&] { (void)cr::cat({a, b}); }, {"cat", "[2, 3]", "[4]"}},  // dtypes promote, as in PyTorch
       {"int64 requires grad", [&] { cr::Tensor(i64).requires_grad_(); }, {"requires_grad_", "int64", "[2]"}},
       {"backward on non-scalar", [&] { (leaf * 2.0).backward(); }, {"backward", "[2] float64"}},
       {"backward twice", [&] { cr::Tensor y = (leaf * leaf).sum(); y.backward(); y.backward(); }, {"second time", "retain_graph"}},
