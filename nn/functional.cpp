@@ -8,6 +8,7 @@
 #include "../autograd/unary.hpp"
 
 #include <cmath>
+#include <cstdint>
 
 namespace chainrule::nn::functional {
 
@@ -87,6 +88,13 @@ Tensor mish(const Tensor& x) { return x * tanh(stable_softplus(x)); }
 // The gradient is 0 where x <= min_val or x >= max_val, as PyTorch's hardtanh (ReLU6 is
 // hardtanh(x, 0, 6) and has relu's 0 at 0; a NaN passes it); clamp passes it on the boundary.
 Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+  if (!is_floating(x.dtype())) {  // int64 stays int64, the bounds truncated toward zero (PyTorch's)
+    const auto bound = [&](double v) {  // saturating: an infinite bound is no bound
+      if (std::isnan(v)) fail("hardtanh: a NaN bound ({}, {}) for int64 input {}", min_val, max_val, describe(x));
+      return v >= 0x1p63 ? INT64_MAX : v <= -0x1p63 ? INT64_MIN : static_cast<int64_t>(v);  // toward zero
+    };
+    return clamp(x, bound(min_val), bound(max_val));
+  }
   return where((x <= min_val) + (x >= max_val), clamp(x, min_val, max_val).detach(), x);
 }
 Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }

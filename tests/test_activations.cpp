@@ -114,6 +114,19 @@ TEST_CASE("every activation passes a NaN through, as PyTorch's do") {
   CHECK(values(cr::relu(cr::tensor({-1.0, 0.0, 2.0}, cr::float64))) == std::vector<double>{0, 0, 2});
 }
 
+TEST_CASE("hardtanh of int64 stays int64, its bounds truncated toward zero, as PyTorch's (it went float32)") {
+  // the values python3-torch 1.13 prints for F.hardtanh(torch.tensor([-3, 0, 3]), lo, hi)
+  const cr::Tensor x = cr::tensor({-3, 0, 3}, cr::int64);
+  CHECK(F::hardtanh(x).dtype() == cr::int64);
+  CHECK(F::hardtanh(x).to_vector<int64_t>() == std::vector<int64_t>{-1, 0, 1});
+  CHECK(F::hardtanh(x, -0.5, 0.5).to_vector<int64_t>() == std::vector<int64_t>{0, 0, 0});
+  CHECK(F::hardtanh(x, -1.5, 2.5).to_vector<int64_t>() == std::vector<int64_t>{-1, 0, 2});
+  CHECK(F::hardtanh(x, -INFINITY, 1.0).to_vector<int64_t>() == std::vector<int64_t>{-3, 0, 1});
+  const cr::Tensor big = cr::tensor({-0x1p63, 0x1p62}, cr::int64);  // infinite bounds saturate
+  CHECK(F::hardtanh(big, -INFINITY, INFINITY).to_vector<int64_t>() == std::vector<int64_t>{INT64_MIN, int64_t{1} << 62});
+  check_error([&] { (void)F::hardtanh(x, NAN, 1.0); }, {"hardtanh", "NaN", "int64"});
+}
+
 TEST_CASE("the registry: user activations by name, in an MLP; unknown names list the known ones") {
   cr::nn::register_activation("squareplus", [](const cr::Tensor& x) { return (x + cr::sqrt(x * x + 4.0)) * 0.5; });
   CHECK(cr::nn::has_activation("squareplus"));
