@@ -51,8 +51,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
     fail("linear: expected x [..., in], weight [out, in], bias [out]; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
-  if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()) || !is_floating(x.dtype()))
-    fail("linear: x, weight and bias need one floating dtype; got x {}, weight {}, bias {}", describe(x),
+  if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()))
+    fail("linear: x, weight and bias need one dtype; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
   const int64_t out = weight.size(0);
   // The product runs on x as a matrix of rows: one GEMM for any number of leading dims (their

@@ -171,4 +171,11 @@ TEST_CASE("linear: x W^T + b in one GEMM (bias as BLAS's beta term), any leading
   check_error([&] { (void)cr::linear(cr::randn({2, 4}), cr::randn({3, 4}, cr::float64)); },
               {"linear", "float32", "float64"});
   check_error([&] { (void)cr::linear(cr::tensor(1.0), cr::randn({3, 4})); }, {"linear", "x []"});
+  // int64 operands give an exact int64 product, as PyTorch's F.linear (it was an Error; matmul took them)
+  const cr::Tensor yi = cr::linear(cr::tensor({1, 2}, {1, 2}, cr::int64), cr::tensor({3, 4, -1, 0}, {2, 2}, cr::int64),
+                                   cr::tensor({5, 7}, cr::int64));
+  CHECK(yi.dtype() == cr::int64);
+  CHECK(yi.to_vector<int64_t>() == std::vector<int64_t>{16, 6});  // python3-torch: tensor([[16, 6]])
+  check_error([&] { (void)cr::linear(cr::tensor({1, 2}, {1, 2}, cr::int64), cr::randn({3, 2})); },
+              {"linear", "int64", "float32"});
 }
