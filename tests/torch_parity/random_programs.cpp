@@ -139,7 +139,7 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
     {"view_ip_mul",  // through a view
      [](V a, V b) { return after(a * 1.0, [&](Tensor& c) { c.narrow(0, 0, 1).mul_(b); }); }},
     {"view_ip_copy",  // into a buffer that needs no gradient, through a view
-     [](V a, V b) { return after(cr::zeros(a.shape(), a.dtype()), [&](Tensor& c) { c.select(-1, -1).copy_(b); }); }},
+     [](V a, V b) { return after(cr::zeros(a.shape()), [&](Tensor& c) { c.select(-1, -1).copy_(b); }); }},
     {"stale_view",  // a view taken before an in-place op on its base
      [](V a, V b) {
        Tensor c = a * 1.0;
@@ -245,7 +245,7 @@ void run(long seed, const std::vector<std::string>& lines) {
       continue;
     }
     in >> name;
-    if (kind == "L" || kind == "K" || kind == "T" || kind == "D") {  // leaf, constant, transposed leaf, 0-d float64 leaf
+    if (kind == "L" || kind == "K" || kind == "T" || kind == "D" || kind == "I") {  // as random_programs.py says
       size_t nd = 0;
       in >> nd;
       std::vector<int64_t> dims(nd);
@@ -253,9 +253,9 @@ void run(long seed, const std::vector<std::string>& lines) {
       const cr::Shape shape(dims);
       std::vector<double> v(static_cast<size_t>(shape.numel()));
       for (auto& x : v) in >> x;
-      Tensor t = cr::tensor(v, shape, kind == "D" ? cr::float64 : g_dtype);
+      Tensor t = cr::tensor(v, shape, kind == "D" ? cr::float64 : kind == "I" ? cr::int64 : g_dtype);
       if (kind == "T") t = t.transpose(0, 1);
-      if (kind != "K") {
+      if (kind != "K" && kind != "I") {
         t.requires_grad_();
         leaves.push_back(name);
       }
@@ -304,10 +304,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s PROGRAMS_FILE float64|float32 (written by random_programs.py)\n", argv[0]);
     return 2;
   }
-  if (std::string(argv[2]) == "float32") {
-    g_dtype = cr::float32;
-    cr::set_default_dtype(cr::float32);
-  }
+  if (std::string(argv[2]) == "float32") g_dtype = cr::float32;
+  cr::set_default_dtype(g_dtype);  // an int64 constant's floating results take it
   std::ifstream file(argv[1]);
   std::string line;
   long seed = -1;

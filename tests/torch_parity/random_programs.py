@@ -270,17 +270,20 @@ def generate(seed, max_ops):
     for i in range(r.randint(1, 3)):
         shape = [r.choice([1, 1, 2, 3, 4]) for _ in range(r.choice([0, 1, 1, 2, 2, 2, 3, 3, 4]))]
         name = f"l{i}"
-        # L: a leaf; K: a constant; T: a leaf that is a transposed (non-contiguous) view; D: a 0-d
+        # L: a leaf; K: a constant (I: an int64 one); T: a leaf that is a transposed (non-contiguous) view; D: a 0-d
         # float64 leaf in a float32 program (the dtype rules for 0-d tensors; in a float64 program
         # a float32 leaf's own rounding would exceed the tolerance)
-        kind = r.choice("LLLKT" + ("D" if torch.get_default_dtype() == torch.float32 else "")) if i > 0 else "L"
+        kind = r.choice("LLLKTI" + ("D" if torch.get_default_dtype() == torch.float32 else "")) if i > 0 else "L"
         if kind == "T" and len(shape) < 2:
             kind = "L"
         if kind == "D":
             shape = []
-        v = torch.tensor(leaf_values(r, math.prod(shape)), dtype=torch.float64 if kind == "D" else None).reshape(shape)
-        vals[name] = v if kind == "K" else (v.transpose(0, 1) if kind == "T" else v).requires_grad_()
-        if kind != "K":
+        if kind == "I":  # an int64 constant: small whole numbers
+            v = torch.tensor([r.randint(-3, 3) for _ in range(math.prod(shape))], dtype=torch.int64).reshape(shape)
+        else:
+            v = torch.tensor(leaf_values(r, math.prod(shape)), dtype=torch.float64 if kind == "D" else None).reshape(shape)
+        vals[name] = v if kind in "KI" else (v.transpose(0, 1) if kind == "T" else v).requires_grad_()
+        if kind not in "KI":
             leaves.append(name)
         lines.append(f"{kind} {name} {len(shape)} {' '.join(map(str, shape))} {' '.join(map(repr, v.reshape(-1).tolist()))}")
     k = 0
