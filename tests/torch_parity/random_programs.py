@@ -173,8 +173,9 @@ REDUCE = {
     "max": lambda x, d, k: torch.max(x, d, k).values,
     "min": lambda x, d, k: torch.min(x, d, k).values,
     "logsumexp": lambda x, d, k: torch.logsumexp(x, d, k),
-    "softmax": lambda x, d, k: torch.softmax(x, d),
-    "log_softmax": lambda x, d, k: torch.log_softmax(x, d),
+    # torch refuses int64 here, except without elements (it returns int64; chainrule goes floating)
+    "softmax": lambda x, d, k: torch.softmax(x, d) if x.is_floating_point() else None,
+    "log_softmax": lambda x, d, k: torch.log_softmax(x, d) if x.is_floating_point() else None,
 }
 REDUCTIONS = ["mean", "sum", "none"]
 
