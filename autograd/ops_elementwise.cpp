@@ -13,6 +13,7 @@
 namespace chainrule {
 
 Dtype result_type(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == b.dtype()) return a.dtype();  // the common case, without looking at dims
   const bool a0 = a.dim() == 0, b0 = b.dim() == 0;
   if (a0 == b0) return promote(a.dtype(), b.dtype());
   const Dtype dims = a0 ? b.dtype() : a.dtype(), zero = a0 ? a.dtype() : b.dtype();
