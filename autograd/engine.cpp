@@ -171,13 +171,15 @@ Ref<Node> refresh_view(const Tensor& view) {
   const Tensor base = view_base_of(view, "autograd");
   TensorImpl* impl = view.impl();
   impl->history_seen = impl->storage->history;
-  impl->grad_fn = nullptr;
-  if (!base.requires_grad()) return nullptr;
-  GradModeGuard recording(true);
-  record(view, "as_strided", {base}, {},
-         [positions = view_positions(view, base)](const Tensor& g, const BackwardContext& c) -> Grads {
-           return {index_add(zeros({c.shape(0).numel()}, g.dtype()), 0, positions, g.reshape({-1})).reshape(c.shape(0))};
-         });
+  const Ref<Node> previous = std::move(impl->grad_fn);
+  if (base.requires_grad()) {
+    GradModeGuard recording(true);
+    record(view, "as_strided", {base}, {},
+           [positions = view_positions(view, base)](const Tensor& g, const BackwardContext& c) -> Grads {
+             return {index_add(zeros({c.shape(0).numel()}, g.dtype()), 0, positions, g.reshape({-1})).reshape(c.shape(0))};
+           });
+  }
+  move_retain_hook(*impl, previous.get(), impl->grad_fn.get());
   return impl->grad_fn;
 }
 }  // namespace
@@ -234,7 +236,10 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   if (save_result) {
     node->result = {out.detach(), out.version()};
   }
-  out.impl()->grad_fn = std::move(node);
+  TensorImpl* impl = out.impl();
+  if (impl->retained) [[unlikely]]  // recorded onto a retained tensor (an in-place write through its view)
+    move_retain_hook(*impl, impl->grad_fn.get(), node.get());
+  impl->grad_fn = std::move(node);
   return out;
 }
 
@@ -248,6 +253,27 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
 Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inputs,
               std::initializer_list<TensorRef> saved, BackwardFn fn, bool save_result) {
   return record_node(std::move(out), name, inputs, saved, std::move(fn), save_result);
+}
+
+Tensor RetainGradHook::operator()(const Tensor& g) const {
+  NoGradGuard no_grad;
+  slot->grad = (slot->grad ? Tensor(slot->grad) + g : g.detach().clone()).impl_ptr();
+  return Tensor();
+}
+
+void move_retain_hook(const TensorImpl& impl, Node* from, Node* to) {
+  if (!impl.retained || !from || from == to || !from->pre_hooks) return;
+  auto& hooks = *from->pre_hooks;
+  for (auto it = hooks.begin(); it != hooks.end(); ++it) {
+    const auto* hook = it->target<RetainGradHook>();
+    if (!hook || hook->slot.get() != impl.retained.get()) continue;
+    if (to) {
+      if (!to->pre_hooks) to->pre_hooks = std::make_unique<std::vector<TensorHook>>();
+      to->pre_hooks->push_back(std::move(*it));
+    }
+    hooks.erase(it);
+    return;
+  }
 }
 
 // ---------------------------------------------------------------- nodes

@@ -263,6 +263,17 @@ inline bool owns_data(const Tensor& t) {
   return t.impl()->only_reference() && t.impl()->storage_unshared() && t.is_contiguous();
 }
 
+/// retain_grad's hook: adds the gradient into the tensor's slot. A type of its own, so that it can
+/// be found among a node's hooks and moved when the tensor gets a new history.
+struct RetainGradHook {
+  Ref<GradSlot> slot;  ///< the retained tensor's slot
+  Tensor operator()(const Tensor& g) const;  ///< accumulates g into the slot; the gradient passes unchanged
+};
+/// Moves `impl`'s retain_grad hook (if it has one) from node `from` to node `to`, the tensor's old
+/// and new history, so that .grad stays the gradient of its current values after an in-place op
+/// (PyTorch moves it too); dropped when `to` is null. Hooks the user registered stay.
+void move_retain_hook(const TensorImpl& impl, Node* from, Node* to);
+
 /// Grad mode: thread-local; NoGradGuard turns it off for a scope.
 bool grad_mode_enabled();
 void set_grad_mode(bool enabled);  ///< turns grad mode on or off for this thread

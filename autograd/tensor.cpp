@@ -305,13 +305,10 @@ void Tensor::register_hook(TensorHook hook) const {
 }
 
 void Tensor::retain_grad() const {
+  if (!requires_grad()) fail("retain_grad: {} does not require grad, so no gradient will reach it", describe(*this));
   if (is_leaf() || impl_->retained) return;  // leaves keep their gradient anyway; retained already
   impl_->retained = make_ref<GradSlot>();
-  register_hook([slot = impl_->retained](const Tensor& g) {
-    NoGradGuard no_grad;
-    slot->grad = (slot->grad ? Tensor(slot->grad) + g : g.detach().clone()).impl_ptr();
-    return Tensor();
-  });
+  register_hook(RetainGradHook{impl_->retained});
 }
 
 Tensor Tensor::to(Dtype dtype) const { return to_dtype(*this, dtype); }
@@ -387,6 +384,7 @@ void write_in_place(Tensor& self, const Tensor& result, const char* op, bool rec
   auto* impl = self.impl();
   ++impl->storage->version;
   if (recording) {  // the tensor's history is now the result's (views taken before keep the old one)
+    move_retain_hook(*impl, impl->grad_fn.get(), result.grad_fn().get());
     impl->grad_fn = result.grad_fn();
     impl->requires_grad = false;
     ++impl->storage->history;
