@@ -256,8 +256,8 @@ Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inp
 }
 
 Tensor RetainGradHook::operator()(const Tensor& g) const {
-  NoGradGuard no_grad;
-  slot->grad = (slot->grad ? Tensor(slot->grad) + g : g.detach().clone()).impl_ptr();
+  // as AccumulateGrad: with create_graph (grad mode on in backward) the gradient keeps its graph
+  slot->grad = (slot->grad ? Tensor(slot->grad) + g : grad_mode_enabled() ? g : g.detach().clone()).impl_ptr();
   return Tensor();
 }
 

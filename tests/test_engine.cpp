@@ -561,6 +561,17 @@ TEST_CASE("retain_grad follows in-place ops: .grad is the gradient of the tensor
   check_error([] { cr::tensor({1.0}).retain_grad(); }, {"retain_grad", "[1] float32", "does not require grad"});
 }
 
+TEST_CASE("under create_graph a retained .grad keeps its graph, as a leaf's does (PyTorch's too)") {
+  // it was detached, so a penalty on a hidden layer's gradient had no derivative
+  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_(), h = x * 2.0;
+  h.retain_grad();
+  (h * h * h).sum().backward({}, false, true);
+  REQUIRE(h.grad().requires_grad());
+  CHECK(values(h.grad()) == std::vector<double>{12, 48});  // 3 h^2
+  const auto g = cr::autograd::grad({h.grad().sum()}, {x});
+  CHECK(values(g[0]) == std::vector<double>{24, 48});  // d(3 (2x)^2)/dx = 24 x; python3-torch 1.13 agrees
+}
+
 namespace {
 void deep_chain(int64_t n) {
   cr::Tensor x = cr::tensor(1.0, cr::float64).requires_grad_();
