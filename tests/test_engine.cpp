@@ -561,6 +561,18 @@ TEST_CASE("retain_grad follows in-place ops: .grad is the gradient of the tensor
   check_error([] { cr::tensor({1.0}).retain_grad(); }, {"retain_grad", "[1] float32", "does not require grad"});
 }
 
+TEST_CASE("autograd::grad returns its inputs' gradients after their hooks ran, as backward's .grad") {
+  // PyTorch 1.13 skips them here ([2, 4] and [4, 8]); pytorch/pytorch#35802 calls that a bug
+  const auto times10 = [](const cr::Tensor& g) { return g * 10.0; };
+  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  x.register_hook(times10);
+  CHECK(values(cr::autograd::grad({(x * x).sum()}, {x})[0]) == std::vector<double>{20, 40});
+  CHECK_FALSE(x.grad().defined());  // grad accumulates nothing
+  cr::Tensor h = x * 2.0;
+  h.register_hook(times10);
+  CHECK(values(cr::autograd::grad({(h * h).sum()}, {h})[0]) == std::vector<double>{40, 80});
+}
+
 TEST_CASE("under create_graph a retained .grad keeps its graph, as a leaf's does (PyTorch's too)") {
   // it was detached, so a penalty on a hidden layer's gradient had no derivative
   cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_(), h = x * 2.0;
