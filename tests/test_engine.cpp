@@ -575,13 +575,21 @@ TEST_CASE("autograd::grad returns its inputs' gradients after their hooks ran, a
 
 TEST_CASE("under create_graph a retained .grad keeps its graph, as a leaf's does (PyTorch's too)") {
   // it was detached, so a penalty on a hidden layer's gradient had no derivative
-  cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_(), h = x * 2.0;
-  h.retain_grad();
-  (h * h * h).sum().backward({}, false, true);
-  REQUIRE(h.grad().requires_grad());
-  CHECK(values(h.grad()) == std::vector<double>{12, 48});  // 3 h^2
-  const auto g = cr::autograd::grad({h.grad().sum()}, {x});
-  CHECK(values(g[0]) == std::vector<double>{24, 48});  // d(3 (2x)^2)/dx = 24 x; python3-torch 1.13 agrees
+  const int64_t nodes = cr::autograd::live_nodes();
+  {
+    cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_(), h = x * 2.0;
+    h.retain_grad();
+    (h * h * h).sum().backward({}, false, true);
+    REQUIRE(h.grad().requires_grad());
+    CHECK(values(h.grad()) == std::vector<double>{12, 48});  // 3 h^2
+    const auto g = cr::autograd::grad({h.grad().sum()}, {x});
+    CHECK(values(g[0]) == std::vector<double>{24, 48});  // d(3 (2x)^2)/dx = 24 x; python3-torch 1.13 agrees
+    // As in PyTorch, a .grad with a graph that reaches its own tensor is a reference cycle (for a
+    // leaf too): resetting the .grad breaks it.
+    h.set_grad({});
+    x.set_grad({});
+  }
+  CHECK(cr::autograd::live_nodes() == nodes);
 }
 
 namespace {
