@@ -20,24 +20,24 @@ int get_num_threads() { return openblas_get_num_threads(); }
 namespace chainrule::kernels {
 
 namespace {
-[[gnu::noinline]] void check_extent(const Shape& shape) {
+[[gnu::noinline]] void check_extent(const Shape& shape, const char* op) {
   int64_t extent = 1;  // the product of max(d, 1): what strides are made of
   for (int64_t d : shape) {
-    if (d < 0) fail("empty: negative dimension in shape {}", shape);
+    if (d < 0) fail("{}: negative dimension in shape {}", op, shape);
     if (__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent) || extent > (int64_t(1) << 48))
-      fail("empty: shape {} is too large (more than 2^48 elements along its strides)", shape);
+      fail("{}: shape {} is too large (more than 2^48 elements along its strides)", op, shape);
   }
 }
 }  // namespace
 
-Tensor empty(const Shape& shape, Dtype dtype) {
+Tensor empty(const Shape& shape, Dtype dtype, const char* op) {
   // The product of max(d, 1) is below 2^(sum of their bit widths): when that sum is at most 48
   // (every shape a tensor of real data has) no dimension is negative and nothing overflows,
   // so the exact check runs only for the rest (a negative d counts 64 bits).
   int bits = 0;
   for (int64_t d : shape) bits += std::bit_width(static_cast<uint64_t>(d) | 1);
   if (bits > 48) [[unlikely]]
-    check_extent(shape);
+    check_extent(shape, op);
   auto impl = TensorImpl::make(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
   impl->shape = shape;
   contiguous_strides_into(shape, impl->strides);

@@ -11,8 +11,9 @@
 
 namespace chainrule::kernels {
 
-/// A fresh contiguous tensor; its contents are uninitialised.
-Tensor empty(const Shape& shape, Dtype dtype);
+/// A fresh contiguous tensor; its contents are uninitialised. A negative or too large shape is
+/// an Error naming `op` (the factory the user called).
+Tensor empty(const Shape& shape, Dtype dtype, const char* op = "empty");
 
 template <class T>
 /// The typed address of t's first element (t's element type must be T).

@@ -103,9 +103,6 @@ Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   return sum(x, dims, keepdim) / static_cast<double>(n);
 }
 
-Tensor max(const Tensor& x) { return amax(x, Shape{}, false); }
-Tensor min(const Tensor& x) { return amin(x, Shape{}, false); }
-
 namespace {
 // An extreme over an empty set is undefined; empty dims that are not reduced are fine.
 void check_extreme_dims(const Tensor& x, DimFlags flags, const char* op) {
@@ -113,19 +110,21 @@ void check_extreme_dims(const Tensor& x, DimFlags flags, const char* op) {
     if (flags[d] && x.shape()[d] == 0)
       fail("{}: cannot reduce an empty tensor {} over its dimension {} of size 0", op, describe(x), d);
 }
+
+// The largest (or smallest) elements over dims; `op` names the caller in errors (amax said "max").
+Tensor extreme_over(const Tensor& x, const Shape& dims, bool keepdim, bool is_max, const char* op) {
+  const auto flags = reduced_dims(x.shape(), dims, op);
+  check_extreme_dims(x, flags, op);
+  // the node keeps the name "max"/"min" whichever function made it (MaxBackward, as before)
+  return record_extreme(relabel(extreme(x, flags, is_max), reduced_shape(x.shape(), flags, keepdim)), x, flags,
+                        is_max ? "max" : "min");
+}
 }  // namespace
 
-Tensor amax(const Tensor& x, const Shape& dims, bool keepdim) {
-  const auto flags = reduced_dims(x.shape(), dims, "max");
-  check_extreme_dims(x, flags, "max");
-  return record_extreme(relabel(extreme(x, flags, true), reduced_shape(x.shape(), flags, keepdim)), x, flags, "max");
-}
-
-Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) {
-  const auto flags = reduced_dims(x.shape(), dims, "min");
-  check_extreme_dims(x, flags, "min");
-  return record_extreme(relabel(extreme(x, flags, false), reduced_shape(x.shape(), flags, keepdim)), x, flags, "min");
-}
+Tensor max(const Tensor& x) { return extreme_over(x, Shape{}, false, true, "max"); }
+Tensor min(const Tensor& x) { return extreme_over(x, Shape{}, false, false, "min"); }
+Tensor amax(const Tensor& x, const Shape& dims, bool keepdim) { return extreme_over(x, dims, keepdim, true, "amax"); }
+Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) { return extreme_over(x, dims, keepdim, false, "amin"); }
 
 namespace {
 // `op` names the caller in errors (argmax's said "max").
@@ -185,6 +184,7 @@ Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
   // Over an empty set it is log(0) = -inf, as PyTorch's (the shift below needs a max, which an
   // empty set has not: it failed naming "max"). Written as the empty sum plus -inf, so that its
   // derivatives are those of a constant (log(sum(exp(x)))'s backward divided by the empty sum).
+  const auto flags = reduced_dims(x.shape(), dims, "logsumexp");  // before amax, which would name itself
   if (x.numel() == 0) return sum(exp(x), dims, keepdim) + -INFINITY;  // exp: the dtype check
   Tensor m;
   {
@@ -193,7 +193,7 @@ Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
     m = where(isfinite(m), m, zeros_like(m));
   }
   Tensor out = log(sum(exp(x - m), dims, true)) + m;
-  return keepdim ? out : out.reshape(reduced_shape(x.shape(), reduced_dims(x.shape(), dims, "logsumexp"), false));
+  return keepdim ? out : out.reshape(reduced_shape(x.shape(), flags, false));
 }
 
 Tensor softmax(const Tensor& x, int64_t dim) {

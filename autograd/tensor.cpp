@@ -621,16 +621,19 @@ Tensor tensor(double value, std::optional<Dtype> dtype) { return from_doubles(&v
 
 Tensor empty(const Shape& shape, std::optional<Dtype> dtype) { return kernels::empty(shape, float_or_default(dtype)); }
 Tensor zeros(const Shape& shape, std::optional<Dtype> dtype) {
-  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  Tensor out = kernels::empty(shape, float_or_default(dtype), "zeros");
   std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));
   return out;
 }
-Tensor ones(const Shape& shape, std::optional<Dtype> dtype) { return full(shape, 1.0, dtype); }
-Tensor full(const Shape& shape, double value, std::optional<Dtype> dtype) {
-  Tensor out = kernels::empty(shape, float_or_default(dtype));
-  dispatch(out.dtype(), [&]<class T>() { std::fill_n(kernels::ptr<T>(out), out.numel(), convert<T>(value, "full")); });
+namespace {
+Tensor filled(const Shape& shape, double value, std::optional<Dtype> dtype, const char* op) {
+  Tensor out = kernels::empty(shape, float_or_default(dtype), op);
+  dispatch(out.dtype(), [&]<class T>() { std::fill_n(kernels::ptr<T>(out), out.numel(), convert<T>(value, op)); });
   return out;
 }
+}  // namespace
+Tensor ones(const Shape& shape, std::optional<Dtype> dtype) { return filled(shape, 1.0, dtype, "ones"); }
+Tensor full(const Shape& shape, double value, std::optional<Dtype> dtype) { return filled(shape, value, dtype, "full"); }
 Tensor zeros_like(const Tensor& t, std::optional<Dtype> dtype) { return zeros(t.shape(), dtype.value_or(t.dtype())); }
 Tensor ones_like(const Tensor& t, std::optional<Dtype> dtype) { return ones(t.shape(), dtype.value_or(t.dtype())); }
 Tensor full_like(const Tensor& t, double value, std::optional<Dtype> dtype) {
@@ -707,7 +710,7 @@ void manual_seed(uint64_t seed) {
 }
 
 Tensor rand(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
-  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  Tensor out = kernels::empty(shape, float_or_default(dtype), "rand");
   dispatch_floating(out.dtype(), "rand", [&]<class T>() {
     T* p = kernels::ptr<T>(out);
     with_generator(gen, [&](Generator& g) {
@@ -723,7 +726,7 @@ Tensor rand(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
 }
 
 Tensor randn(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
-  Tensor out = kernels::empty(shape, float_or_default(dtype));
+  Tensor out = kernels::empty(shape, float_or_default(dtype), "randn");
   dispatch_floating(out.dtype(), "randn", [&]<class T>() {
     T* p = kernels::ptr<T>(out);
     with_generator(gen, [&](Generator& g) {
@@ -735,7 +738,7 @@ Tensor randn(const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, std::optional<Dtype> dtype, Generator* gen) {
   if (high <= low) fail("randint: expected low < high, got low={} high={}", low, high);
-  Tensor out = kernels::empty(shape, dtype.value_or(Dtype::int64));
+  Tensor out = kernels::empty(shape, dtype.value_or(Dtype::int64), "randint");
   dispatch(out.dtype(), [&]<class T>() {
     T* p = kernels::ptr<T>(out);
     with_generator(gen, [&](Generator& g) {

@@ -77,6 +77,35 @@ TEST_CASE("bad input: a table of misuses, each a typed Error naming the op and t
   CHECK(cr::softmax(cr::zeros({0, 3}), 1).shape() == cr::Shape{0, 3});
 }
 
+TEST_CASE("an Error names the function the user called, not the one it calls") {
+  // amax and logsumexp named "max", and zeros, ones, full, rand, randn, randint named "empty"
+  const auto caller = [](const std::function<void()>& body) {
+    try {
+      body();
+    } catch (const cr::Error& e) {
+      const std::string what = e.what();
+      return what.substr(0, what.find(':'));
+    }
+    return std::string("no Error");
+  };
+  const cr::Tensor x = cr::ones({2, 3}), none = cr::empty({0});
+  CHECK(caller([&] { (void)cr::amax(x, cr::Shape{1, 1}); }) == "amax");
+  CHECK(caller([&] { (void)cr::amin(x, cr::Shape{0, -2}); }) == "amin");
+  CHECK(caller([&] { (void)cr::amax(none, cr::Shape{0}); }) == "amax");
+  CHECK(caller([&] { (void)cr::max(none); }) == "max");
+  CHECK(caller([&] { (void)cr::min(none); }) == "min");
+  CHECK(caller([&] { (void)cr::logsumexp(x, cr::Shape{1, 1}); }) == "logsumexp");
+  CHECK(caller([&] { (void)cr::logsumexp(x, 2); }) == "logsumexp");
+  CHECK(caller([&] { (void)cr::empty({-1, 2}); }) == "empty");
+  CHECK(caller([&] { (void)cr::zeros({-1, 2}); }) == "zeros");
+  CHECK(caller([&] { (void)cr::ones({2, -3}); }) == "ones");
+  CHECK(caller([&] { (void)cr::full({-2}, 1.0); }) == "full");
+  CHECK(caller([&] { (void)cr::rand({-2}); }) == "rand");
+  CHECK(caller([&] { (void)cr::randn({-2}); }) == "randn");
+  CHECK(caller([&] { (void)cr::randint(0, 3, {-2}); }) == "randint");
+  check_error([&] { (void)cr::zeros({-1, 2}); }, {"zeros", "negative", "[-1, 2]"});
+}
+
 TEST_CASE("numerical stability at the extremes, float32 and float64") {
   const std::vector<double> xs = {-1e4, -710, -88, -20, -1, -1e-8, 0, 1e-8, 1, 20, 88, 710, 1e4};
   for (auto dtype : {cr::float32, cr::float64}) {
