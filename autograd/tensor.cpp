@@ -346,7 +346,7 @@ Tensor Tensor::unsqueeze(int64_t d) const { return chainrule::unsqueeze(*this, d
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   // Strict, as PyTorch's narrow: slice clips its bounds (Python's rule), narrow does not.
   if (dim() == 0) fail("narrow: cannot narrow a 0-d tensor");
-  const int64_t n = size(d);
+  const int64_t n = shape()[static_cast<size_t>(wrap_dim(d, dim(), "narrow"))];  // size(d) named "size"
   if (start < -n || start > n)
     fail("narrow: start {} is out of range for dimension {} of size {} (input {})", start, d, n, describe(*this));
   const int64_t first = start < 0 ? start + n : start;
@@ -666,6 +666,7 @@ Tensor linspace(double start, double end, int64_t steps, std::optional<Dtype> dt
   return out;
 }
 Tensor eye(int64_t n, std::optional<Dtype> dtype) {
+  if (n < 0) fail("eye: n must be non-negative, got {}", n);  // zeros would name itself
   Tensor out = zeros({n, n}, dtype);
   dispatch(out.dtype(), [&]<class T>() {
     for (int64_t i = 0; i < n; ++i) kernels::ptr<T>(out)[i * n + i] = 1;

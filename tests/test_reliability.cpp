@@ -78,7 +78,8 @@ TEST_CASE("bad input: a table of misuses, each a typed Error naming the op and t
 }
 
 TEST_CASE("an Error names the function the user called, not the one it calls") {
-  // amax and logsumexp named "max", and zeros, ones, full, rand, randn, randint named "empty"
+  // amax and logsumexp named "max"; zeros, ones, full, rand, randn, randint named "empty"; eye
+  // named "zeros", and narrow "size"
   const auto caller = [](const std::function<void()>& body) {
     try {
       body();
@@ -103,6 +104,8 @@ TEST_CASE("an Error names the function the user called, not the one it calls") {
   CHECK(caller([&] { (void)cr::rand({-2}); }) == "rand");
   CHECK(caller([&] { (void)cr::randn({-2}); }) == "randn");
   CHECK(caller([&] { (void)cr::randint(0, 3, {-2}); }) == "randint");
+  CHECK(caller([&] { (void)cr::eye(-1); }) == "eye");
+  CHECK(caller([&] { (void)x.narrow(2, 0, 1); }) == "narrow");
   check_error([&] { (void)cr::zeros({-1, 2}); }, {"zeros", "negative", "[-1, 2]"});
 }
 
