@@ -1,10 +1,10 @@
 """Random programs, run by chainrule and by PyTorch, compared: values, gradients and
 Hessian-vector products (float64 to 1e-9 relative, or float32 to 2e-4), and their dtypes.
 
-Each program is a few leaves (some constants, some transposed views, in float32 programs some
-0-d float64 ones) and a random sequence of elementwise, broadcasting, reduction, shape,
-indexing, in-place, matmul and loss ops, generated here with torch itself so that only ops
-torch accepts are kept. random_programs.cpp reads the programs from a file and prints its
+Each program is a few leaves (some constants, float or int64, some transposed views, in float32
+programs some 0-d float64 ones) and a random sequence of elementwise, broadcasting, reduction,
+shape, indexing, in-place, matmul and loss ops, generated here with torch itself so that only
+ops torch accepts are kept. random_programs.cpp reads the programs from a file and prints its
 results; this script computes the same with torch. The loss is sum(out_i * w_i) over the last
 three results; the Hessian-vector product is the gradient of sum(g_j * u_j) over the leaves'
 gradients g_j (w, u fixed sine weights).
@@ -271,9 +271,9 @@ def generate(seed, max_ops):
     for i in range(r.randint(1, 3)):
         shape = [r.choice([1, 1, 2, 3, 4]) for _ in range(r.choice([0, 1, 1, 2, 2, 2, 3, 3, 4]))]
         name = f"l{i}"
-        # L: a leaf; K: a constant (I: an int64 one); T: a leaf that is a transposed (non-contiguous) view; D: a 0-d
-        # float64 leaf in a float32 program (the dtype rules for 0-d tensors; in a float64 program
-        # a float32 leaf's own rounding would exceed the tolerance)
+        # L: a leaf; K: a constant (I: an int64 one); T: a leaf that is a transposed (non-contiguous)
+        # view; D: a 0-d float64 leaf in a float32 program (the dtype rules for 0-d tensors; in a
+        # float64 program a float32 leaf's own rounding would exceed the tolerance)
         kind = r.choice("LLLKTI" + ("D" if torch.get_default_dtype() == torch.float32 else "")) if i > 0 else "L"
         if kind == "T" and len(shape) < 2:
             kind = "L"
