@@ -171,15 +171,16 @@ Ref<Node> refresh_view(const Tensor& view) {
   const Tensor base = view_base_of(view, "autograd");
   TensorImpl* impl = view.impl();
   impl->history_seen = impl->storage->history;
-  const Ref<Node> previous = std::move(impl->grad_fn);
-  if (base.requires_grad()) {
-    GradModeGuard recording(true);
-    record(view, "as_strided", {base}, {},
-           [positions = view_positions(view, base)](const Tensor& g, const BackwardContext& c) -> Grads {
-             return {index_add(zeros({c.shape(0).numel()}, g.dtype()), 0, positions, g.reshape({-1})).reshape(c.shape(0))};
-           });
+  if (!base.requires_grad()) {
+    impl->grad_fn = nullptr;  // a retain_grad hook goes with the old history
+    return nullptr;
   }
-  move_retain_hook(*impl, previous.get(), impl->grad_fn.get());
+  GradModeGuard recording(true);
+  // record replaces the view's old history, moving a retain_grad hook along (move_retain_hook)
+  record(view, "as_strided", {base}, {},
+         [positions = view_positions(view, base)](const Tensor& g, const BackwardContext& c) -> Grads {
+           return {index_add(zeros({c.shape(0).numel()}, g.dtype()), 0, positions, g.reshape({-1})).reshape(c.shape(0))};
+         });
   return impl->grad_fn;
 }
 }  // namespace
@@ -237,7 +238,7 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
     node->result = {out.detach(), out.version()};
   }
   TensorImpl* impl = out.impl();
-  if (impl->retained) [[unlikely]]  // recorded onto a retained tensor (an in-place write through its view)
+  if (impl->retained) [[unlikely]]  // a retained tensor's new history (CopySlices, a view's refresh)
     move_retain_hook(*impl, impl->grad_fn.get(), node.get());
   impl->grad_fn = std::move(node);
   return out;
