@@ -100,6 +100,18 @@ Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
 Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }
 Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
 
+// ---------------------------------------------------------------- regularisation
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  if (!(p >= 0 && p <= 1)) fail("dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
+  if (!is_floating(x.dtype())) fail("dropout: needs a floating input, got {}", describe(x));
+  if (!training || p == 0 || x.numel() == 0) return x;
+  if (p == 1) return x * 0.0;
+  // PyTorch's: a Bernoulli(1 - p) mask divided by 1 - p in x's dtype, then x * mask
+  const Tensor mask = (rand(x.shape(), x.dtype(), gen) < 1 - p) / (1 - p);
+  return x * mask;
+}
+
 // ---------------------------------------------------------------- losses
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

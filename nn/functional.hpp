@@ -28,6 +28,13 @@ Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 Tensor softsign(const Tensor& x);  ///< x / (1 + |x|)
 Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), finite for any x
 
+// ---------------------------------------------------------------- regularisation
+/// Inverted dropout: while training, each element is zeroed with probability p and the others
+/// are scaled by 1 / (1 - p), so the expected value is unchanged; the gradient is the same mask.
+/// Not training, p = 0 or an empty x: x itself. p = 1: x * 0. The mask is drawn from `gen`
+/// (default: the global generator), so a seed repeats it.
+Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
+
 // ---------------------------------------------------------------- losses
 /// How a loss combines the per-element losses (PyTorch's `reduction`).
 enum class Reduction {

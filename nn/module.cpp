@@ -1,6 +1,7 @@
 #include "module.hpp"
 
 #include "activation.hpp"
+#include "functional.hpp"
 #include "init.hpp"
 
 #include <cmath>
@@ -130,6 +131,16 @@ Tensor Linear::forward(const Tensor& x) {
 std::string Linear::repr() const {
   return fmt::format("Linear(in={}, out={}, bias={})", in_features, out_features, bias.defined());
 }
+
+// ---------------------------------------------------------------- Dropout
+
+Dropout::Dropout(double p, Generator* generator) : p(p), generator_(generator) {
+  if (!(p >= 0 && p <= 1)) fail("Dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
+}
+
+Tensor Dropout::forward(const Tensor& x) { return functional::dropout(x, p, is_training(), generator_); }
+
+std::string Dropout::repr() const { return fmt::format("Dropout(p={:g})", p); }
 
 // ---------------------------------------------------------------- Sequential
 

@@ -105,6 +105,22 @@ class Linear : public Module {
   Generator* generator_;
 };
 
+// ---------------------------------------------------------------- Dropout
+
+/// functional::dropout while training (train(), the default), the identity after eval().
+class Dropout : public Module {
+ public:
+  /// Zeroes elements with probability p (in [0, 1]), drawing from `generator` (default: the global one).
+  explicit Dropout(double p = 0.5, Generator* generator = nullptr);
+  Tensor forward(const Tensor& x) override;  ///< dropout(x, p, is_training(), generator)
+  std::string repr() const override;  ///< "Dropout(p=0.5)"
+
+  double p;  ///< the probability of an element to be zeroed
+
+ private:
+  Generator* generator_;
+};
+
 // ---------------------------------------------------------------- Sequential
 
 /// Modules applied one after another.

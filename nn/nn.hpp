@@ -3,6 +3,7 @@
 #pragma once
 
 #include "activation.hpp"
+#include "clip_grad.hpp"
 #include "data.hpp"
 #include "functional.hpp"
 #include "init.hpp"

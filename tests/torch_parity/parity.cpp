@@ -158,6 +158,8 @@ void ops() {
   check("sigmoid_large", big, {4}, [](auto& x) { return cr::sigmoid(x); });
   check("tanh_large", big, {4}, [](auto& x) { return cr::tanh(x); });
   check("exp_large", {-1000, 1000, 0, 700}, {4}, [](auto& x) { return cr::exp(x); });
+  check("dropout_p1", {N, I, -2, 3}, {4}, [](auto& x) { return F::dropout(x, 1.0); });
+  check("dropout_eval", {N, I, -2, 3}, {4}, [](auto& x) { return F::dropout(x, 0.5, false) * x; });
   check("mean_empty", {}, {0}, [](auto& x) { return cr::mean(x); });
   check("sum_empty", {}, {0, 3}, [](auto& x) { return cr::sum(x, 0); });
   check("var_empty", {}, {0}, [](auto& x) { return cr::var(x); });
@@ -225,9 +227,33 @@ void optimizers() {
   }
 }
 
+// Gradient clipping: the total norm returned, then the gradients after clipping, of two
+// parameters with gradients g1 = (3, -4, 0.5) and g2 = (-12, 1e-3) (g1's first a NaN for "nan").
+void clipping() {
+  using cr::nn::utils::clip_grad_norm_;
+  auto run = [](const std::string& name, const std::function<double(std::vector<cr::Tensor>&)>& clip, bool nan = false) {
+    std::vector<cr::Tensor> ps = {cr::zeros({3}, cr::float64).requires_grad_(), cr::zeros({2}, cr::float64).requires_grad_()};
+    ps[0].set_grad(cr::tensor({nan ? NAN : 3.0, -4.0, 0.5}, cr::float64));
+    ps[1].set_grad(cr::tensor({-12.0, 1e-3}, cr::float64));
+    const double total = clip(ps);
+    print(name, "p", cr::cat({cr::tensor({total}, {1}, cr::float64), ps[0].grad(), ps[1].grad()}, 0));
+  };
+  run("clip_norm_2", [](auto& ps) { return clip_grad_norm_(ps, 5.0); });
+  run("clip_norm_2_below", [](auto& ps) { return clip_grad_norm_(ps, 50.0); });
+  run("clip_norm_1", [](auto& ps) { return clip_grad_norm_(ps, 2.0, 1.0); });
+  run("clip_norm_inf", [](auto& ps) { return clip_grad_norm_(ps, 3.0, INFINITY); });
+  run("clip_norm_3", [](auto& ps) { return clip_grad_norm_(ps, 0.5, 3.0); });
+  run("clip_norm_0.5", [](auto& ps) { return clip_grad_norm_(ps, 10.0, 0.5); });
+  run("clip_norm_0", [](auto& ps) { return clip_grad_norm_(ps, 0.0); });
+  run("clip_norm_nan", [](auto& ps) { return clip_grad_norm_(ps, 5.0); }, true);
+  run("clip_norm_nan_inf", [](auto& ps) { return clip_grad_norm_(ps, 5.0, INFINITY); }, true);
+  run("clip_value", [](auto& ps) { cr::nn::utils::clip_grad_value_(ps, 3.5); return 0.0; }, true);
+}
+
 }  // namespace
 
 int main() {
   ops();
   optimizers();
+  clipping();
 }

@@ -131,6 +131,8 @@ def ops():
     chk("silu_large", big, (4,), F.silu); chk("gelu_large", big, (4,), F.gelu); chk("elu_large", big, (4,), F.elu)
     chk("sigmoid_large", big, (4,), torch.sigmoid); chk("tanh_large", big, (4,), torch.tanh)
     chk("exp_large", [-1000, 1000, 0, 700], (4,), torch.exp)
+    chk("dropout_p1", [N, I, -2, 3], (4,), lambda x: F.dropout(x, 1.0))
+    chk("dropout_eval", [N, I, -2, 3], (4,), lambda x: F.dropout(x, 0.5, training=False) * x)
     chk("mean_empty", [], (0,), torch.mean); chk("sum_empty", [], (0, 3), lambda x: torch.sum(x, 0))
     chk("var_empty", [], (0,), torch.var); chk("mse_loss_empty", [], (0,), lambda x: F.mse_loss(x, torch.zeros_like(x)))
     return res
@@ -186,6 +188,30 @@ def optimizers():
     return res
 
 
+def clipping():
+    res = {}
+
+    def run(case, clip, nan=False):
+        ps = [torch.zeros(3, dtype=torch.float64, requires_grad=True), torch.zeros(2, dtype=torch.float64, requires_grad=True)]
+        ps[0].grad = torch.tensor([N if nan else 3.0, -4.0, 0.5], dtype=torch.float64)
+        ps[1].grad = torch.tensor([-12.0, 1e-3], dtype=torch.float64)
+        total = float(clip(ps))
+        res[case] = {"p": [total] + ps[0].grad.tolist() + ps[1].grad.tolist()}
+
+    U = torch.nn.utils
+    run("clip_norm_2", lambda ps: U.clip_grad_norm_(ps, 5.0))
+    run("clip_norm_2_below", lambda ps: U.clip_grad_norm_(ps, 50.0))
+    run("clip_norm_1", lambda ps: U.clip_grad_norm_(ps, 2.0, 1.0))
+    run("clip_norm_inf", lambda ps: U.clip_grad_norm_(ps, 3.0, I))
+    run("clip_norm_3", lambda ps: U.clip_grad_norm_(ps, 0.5, 3.0))
+    run("clip_norm_0.5", lambda ps: U.clip_grad_norm_(ps, 10.0, 0.5))
+    run("clip_norm_0", lambda ps: U.clip_grad_norm_(ps, 0.0))
+    run("clip_norm_nan", lambda ps: U.clip_grad_norm_(ps, 5.0), True)
+    run("clip_norm_nan_inf", lambda ps: U.clip_grad_norm_(ps, 5.0, I), True)
+    run("clip_value", lambda ps: (U.clip_grad_value_(ps, 3.5), 0.0)[1], True)
+    return res
+
+
 def close(a, b):
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
@@ -200,7 +226,7 @@ def main():
     for line in output.splitlines():
         case, part, *rest = line.split(" ")
         ours.setdefault(case, {})[part] = " ".join(rest) if part == "ERR" else [float(v) for v in rest]
-    theirs = {**ops(), **optimizers()}
+    theirs = {**ops(), **optimizers(), **clipping()}
     problems, seen = [], set()
     for case in sorted(set(ours) | set(theirs)):
         if case not in ours or case not in theirs:
