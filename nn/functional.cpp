@@ -7,6 +7,7 @@
 
 #include "../autograd/unary.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -39,7 +40,9 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
          op, describe(input), describe(target));
 }
 
-void check_class_targets(const Tensor& scores, const Tensor& target, const char* op) {
+// Scores [N, C] and int64 targets [N], each a class or ignore_index; weight undefined or [C].
+void check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                         const char* op) {
   if (scores.dim() != 2) fail("{}: expected scores of shape [N, C], got {}", op, describe(scores));
   if (target.dtype() != Dtype::int64)
     fail("{}: class targets must be int64, got {} (convert with .to(cr::int64))", op, describe(target));
@@ -47,9 +50,49 @@ void check_class_targets(const Tensor& scores, const Tensor& target, const char*
     fail("{}: target {} must have shape [{}] for scores {}", op, describe(target), scores.size(0), describe(scores));
   const int64_t classes = scores.size(1);
   for (int64_t t : target.to_vector<int64_t>())
-    if (t < 0 || t >= classes)
-      fail("{}: target {} is out of range for {} classes (scores {}, target {})", op, t, classes, describe(scores),
-           describe(target));
+    if ((t < 0 || t >= classes) && t != ignore_index)
+      fail("{}: target {} is out of range for {} classes and is not the ignore_index {} (scores {}, target {})", op, t,
+           classes, ignore_index, describe(scores), describe(target));
+  if (weight.defined() && (weight.shape() != Shape{classes} || !is_floating(weight.dtype())))
+    fail("{}: weight {} must be a floating tensor of shape [{}], one per class ({} classes in scores {})", op,
+         describe(weight), classes, classes, describe(scores));
+}
+
+// The negative log-likelihood of log-probabilities lp [N, C] at the targets, weighted and with
+// ignored targets left out, as PyTorch's nll_loss and cross_entropy (class indices): per example
+// (1 - e) w_y (-log p_y) + e / C sum_c w_c (-log p_c) (e: label smoothing; an ignored example
+// 0); the mean divides the sum by the sum of w_y over the examples not ignored (their count
+// when there are no weights), so an all-ignored batch gives 0 / 0, NaN, as PyTorch's.
+Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, double smoothing, const Tensor& weight,
+                  int64_t ignore_index) {
+  const std::vector<int64_t> targets = target.to_vector<int64_t>();
+  bool any_ignored = false;
+  std::vector<double> kept(targets.size());
+  std::vector<int64_t> safe(targets.size());
+  for (size_t n = 0; n < targets.size(); ++n) {
+    const bool ignored = targets[n] == ignore_index;
+    any_ignored = any_ignored || ignored;
+    kept[n] = ignored ? 0 : 1;
+    safe[n] = ignored ? 0 : targets[n];  // a class to gather from, masked out afterwards
+  }
+  const Tensor w = weight.defined() ? weight.to(lp.dtype()) : Tensor();
+  const Tensor index = any_ignored ? tensor(std::vector<double>(safe.begin(), safe.end()), {lp.size(0)}, Dtype::int64) : target;
+  // w_y per example (0 where ignored); undefined when every example counts 1
+  Tensor w_y;
+  if (any_ignored) w_y = tensor(kept, {lp.size(0)}, lp.dtype());
+  if (w.defined()) w_y = w_y.defined() ? index_select(w, 0, index) * w_y : index_select(w, 0, index);
+  Tensor loss = -gather(lp, 1, index.unsqueeze(1)).squeeze(1);
+  if (w_y.defined()) loss = loss * w_y;
+  if (smoothing > 0) {
+    Tensor smooth = -sum(w.defined() ? lp * w : lp, 1);
+    if (any_ignored) smooth = smooth * tensor(kept, {lp.size(0)}, lp.dtype());
+    loss = loss * (1.0 - smoothing) + smooth * (smoothing / static_cast<double>(lp.size(1)));
+  }
+  if (reduction != Reduction::mean || !w_y.defined()) return reduce(loss, reduction);
+  // Every target ignored: 0 / 0 is NaN, but no logit took part, so the gradient is 0, as
+  // PyTorch's (dividing by the zero total would make it inf * 0, NaN, everywhere).
+  if (std::all_of(kept.begin(), kept.end(), [](double k) { return k == 0; })) return sum(loss) * 0.0 + NAN;
+  return sum(loss) / sum(w_y);
 }
 
 }  // namespace
@@ -173,20 +216,18 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
   return reduce(stable_softplus(input) - input * target, reduction);
 }
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction) {
-  check_class_targets(log_probs, target, "nll_loss");
-  return reduce(-gather(log_probs, 1, target.unsqueeze(1)).squeeze(1), reduction);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, const Tensor& weight,
+                int64_t ignore_index) {
+  check_class_targets(log_probs, target, weight, ignore_index, "nll_loss");
+  return class_loss(log_probs, target, reduction, 0.0, weight, ignore_index);
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing) {
-  check_class_targets(logits, target, "cross_entropy");
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing,
+                     const Tensor& weight, int64_t ignore_index) {
+  check_class_targets(logits, target, weight, ignore_index, "cross_entropy");
   if (!(label_smoothing >= 0 && label_smoothing < 1))  // (a NaN passed `< 0 || >= 1` and made the loss NaN)
     fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
-  const Tensor lp = log_softmax(logits, 1);
-  Tensor loss = -gather(lp, 1, target.unsqueeze(1)).squeeze(1);
-  // smoothing mixes in the uniform distribution: (1 - e) nll + e mean_c(-log p_c)
-  if (label_smoothing > 0) loss = loss * (1.0 - label_smoothing) - mean(lp, 1) * label_smoothing;
-  return reduce(loss, reduction);
+  return class_loss(log_softmax(logits, 1), target, reduction, label_smoothing, weight, ignore_index);
 }
 
 }  // namespace chainrule::nn::functional

@@ -58,10 +58,14 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction
 /// Stable for any logit: its gradient is exactly sigmoid(x) - y (times 1/N for mean).
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
                                         Reduction reduction = Reduction::mean);
-/// logits [N, C] and int64 class targets [N]; label_smoothing in [0, 1).
+/// logits [N, C] and int64 class targets [N]; label_smoothing in [0, 1). `weight` (optional, [C])
+/// scales each class's loss, and the mean divides by the sum of the weights used, as PyTorch's;
+/// a target equal to ignore_index (PyTorch's default, -100) adds nothing to the loss or the mean's
+/// count, and its logits get no gradient.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
-                     double label_smoothing = 0.0);
-/// log-probabilities [N, C] and int64 targets [N].
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::mean);
+                     double label_smoothing = 0.0, const Tensor& weight = Tensor(), int64_t ignore_index = -100);
+/// log-probabilities [N, C] and int64 targets [N]; `weight` and `ignore_index` as cross_entropy's.
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::mean,
+                const Tensor& weight = Tensor(), int64_t ignore_index = -100);
 
 }  // namespace chainrule::nn::functional

@@ -107,3 +107,55 @@ TEST_CASE("loss errors: shapes, target dtype and range") {
   check_error([] { (void)F::cross_entropy(cr::zeros({2, 3}), cr::tensor({0, 1}, cr::int64), R::mean, NAN); },
               {"label_smoothing", "nan"});
 }
+
+TEST_CASE("cross_entropy and nll_loss: class weights and ignore_index, as PyTorch") {
+  const cr::Tensor logits = cr::tensor({1, 2, 3, 1, 1, 1, 0, 2, -1}, {3, 3}, cr::float64);
+  const cr::Tensor lp = cr::log_softmax(logits, 1);
+  const auto l = values(lp);  // l[3 n + c] = log p_c of example n
+  const cr::Tensor w = cr::tensor({0.5, 2.0, 1.5}, cr::float64);
+  const cr::Tensor target = cr::tensor({2, 0, 1}, cr::int64);
+  // weighted: loss_n = -w[y_n] log p_{y_n}; the mean divides by the sum of the weights used
+  const std::vector<double> weighted = {-1.5 * l[2], -0.5 * l[3], -2.0 * l[7]};
+  CHECK(values(F::nll_loss(lp, target, R::none, w)) == weighted);
+  CHECK(F::nll_loss(lp, target, R::sum, w).item<double>() == doctest::Approx(weighted[0] + weighted[1] + weighted[2]).epsilon(1e-15));
+  CHECK(F::cross_entropy(logits, target, R::mean, 0.0, w).item<double>() ==
+        doctest::Approx((weighted[0] + weighted[1] + weighted[2]) / 4.0).epsilon(1e-15));
+  // an ignored target (the default ignore_index is PyTorch's -100) adds nothing, to the loss or the count
+  const cr::Tensor ignoring = cr::tensor({2, -100, 1}, cr::int64);
+  CHECK(values(F::nll_loss(lp, ignoring, R::none)) == std::vector<double>{-l[2], 0.0, -l[7]});
+  CHECK(F::nll_loss(lp, ignoring).item<double>() == doctest::Approx((-l[2] - l[7]) / 2).epsilon(1e-15));
+  CHECK(F::cross_entropy(logits, ignoring, R::mean, 0.0, w).item<double>() ==
+        doctest::Approx((weighted[0] + weighted[2]) / 3.5).epsilon(1e-15));
+  CHECK(F::cross_entropy(logits, cr::tensor({2, 0, 0}, cr::int64), R::none, 0.0, {}, 0)
+            .to_vector<double>() == std::vector<double>{-l[2], 0.0, 0.0});  // any class can be the ignored one
+  // every target ignored: the mean is 0 / 0, NaN (PyTorch's too); the sum is 0
+  cr::Tensor all = logits.detach().requires_grad_();
+  const cr::Tensor nan_loss = F::cross_entropy(all, cr::full({3}, -100, cr::int64));
+  CHECK(std::isnan(nan_loss.item<double>()));
+  nan_loss.backward();  // no logit took part: a zero gradient, as PyTorch's (not inf * 0)
+  CHECK(values(all.grad()) == std::vector<double>(9, 0.0));
+  CHECK(F::cross_entropy(logits, cr::full({3}, -100, cr::int64), R::sum).item<double>() == 0.0);
+  // smoothing with weights: (1 - e) nll + e / C * sum_c(-w_c log p_c), normalised by the same weights
+  const double e = 0.3;
+  double smooth0 = 0, smooth2 = 0;
+  for (int c = 0; c < 3; ++c) smooth0 -= values(w)[c] * l[c], smooth2 -= values(w)[c] * l[6 + c];
+  const auto per = values(F::cross_entropy(logits, ignoring, R::none, e, w));
+  CHECK(per[0] == doctest::Approx((1 - e) * weighted[0] + e / 3 * smooth0).epsilon(1e-15));
+  CHECK(per[1] == 0.0);
+  CHECK(per[2] == doctest::Approx((1 - e) * weighted[2] + e / 3 * smooth2).epsilon(1e-15));
+  CHECK(F::cross_entropy(logits, ignoring, R::mean, e, w).item<double>() == doctest::Approx((per[0] + per[2]) / 3.5).epsilon(1e-15));
+  // gradients: the ignored row gets none
+  cr::Tensor x = logits.detach().requires_grad_();
+  F::cross_entropy(x, ignoring, R::mean, 0.1, w).backward();
+  for (int c = 0; c < 3; ++c) CHECK(values(x.grad())[3 + c] == 0.0);
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients([&](V v) { return F::cross_entropy(v[0], ignoring, R::mean, 0.2, w); }, {input({3, 3})});
+  check_gradients([&](V v) { return F::nll_loss(v[0], ignoring, R::sum, w); }, {input({3, 3})});
+  // float32 logits with float64 weights: the loss stays float32
+  CHECK(F::cross_entropy(logits.to(cr::float32), target, R::mean, 0.0, w).dtype() == cr::float32);
+  check_error([&] { (void)F::cross_entropy(logits, target, R::mean, 0.0, cr::ones({2}, cr::float64)); },
+              {"cross_entropy", "weight", "[2]", "3 classes"});
+  check_error([&] { (void)F::nll_loss(lp, target, R::mean, cr::ones({3}, cr::int64)); }, {"nll_loss", "weight", "int64", "floating"});
+  check_error([&] { (void)F::cross_entropy(logits, cr::tensor({2, -100, 5}, cr::int64)); }, {"cross_entropy", "target 5"});
+  check_error([&] { (void)F::cross_entropy(logits, cr::tensor({2, -1, 1}, cr::int64)); }, {"cross_entropy", "target -1", "ignore_index -100"});
+}

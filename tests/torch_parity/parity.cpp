@@ -119,6 +119,18 @@ void ops() {
   point("cross_entropy_smoothing0.1", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::mean, 0.1); });
   point("cross_entropy_sum_smoothing0.25", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::sum, 0.25); });
   point("nll_loss", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), y3); });
+  // class weights and ignored targets (PyTorch's default ignore_index -100, and a class)
+  const cr::Tensor w4 = cr::tensor({0.5, 2.0, 1.5, 0.25}, cr::float64), yi = cr::tensor({0, -100, 1}, cr::int64);
+  point("cross_entropy_weight", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::mean, 0.0, w4); });
+  point("cross_entropy_weight_none", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::none, 0.0, w4); });
+  point("cross_entropy_ignore", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), yi); });
+  point("cross_entropy_ignore_class3", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), y3, R::mean, 0.0, {}, 3); });
+  point("cross_entropy_weight_ignore_smoothing", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), yi, R::mean, 0.2, w4); });
+  point("cross_entropy_weight_ignore_smoothing_sum", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), yi, R::sum, 0.2, w4); });
+  point("cross_entropy_weight_ignore_smoothing_none", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), yi, R::none, 0.2, w4); });
+  point("cross_entropy_all_ignored", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), cr::full({3}, -100, cr::int64), R::mean, 0.1); });
+  point("nll_loss_weight_ignore", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::mean, w4); });
+  point("nll_loss_weight_ignore_sum", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::sum, w4); });
 
   // special values: infinities, NaN, empty tensors, overflowing arguments
   const double I = INFINITY, N = NAN;

@@ -99,6 +99,19 @@ def ops():
     pt("cross_entropy_smoothing0.1", lambda x: F.cross_entropy(x.reshape(3, 4), y3, reduction="mean", label_smoothing=0.1))
     pt("cross_entropy_sum_smoothing0.25", lambda x: F.cross_entropy(x.reshape(3, 4), y3, reduction="sum", label_smoothing=0.25))
     pt("nll_loss", lambda x: F.nll_loss(x.reshape(3, 4), y3))
+    w4, yi = torch.tensor([0.5, 2.0, 1.5, 0.25], dtype=torch.float64), torch.tensor([0, -100, 1])
+    pt("cross_entropy_weight", lambda x: F.cross_entropy(x.reshape(3, 4), y3, weight=w4))
+    pt("cross_entropy_weight_none", lambda x: F.cross_entropy(x.reshape(3, 4), y3, weight=w4, reduction="none"))
+    pt("cross_entropy_ignore", lambda x: F.cross_entropy(x.reshape(3, 4), yi))
+    pt("cross_entropy_ignore_class3", lambda x: F.cross_entropy(x.reshape(3, 4), y3, ignore_index=3))
+    pt("cross_entropy_weight_ignore_smoothing", lambda x: F.cross_entropy(x.reshape(3, 4), yi, weight=w4, label_smoothing=0.2))
+    pt("cross_entropy_weight_ignore_smoothing_sum",
+       lambda x: F.cross_entropy(x.reshape(3, 4), yi, weight=w4, label_smoothing=0.2, reduction="sum"))
+    pt("cross_entropy_weight_ignore_smoothing_none",
+       lambda x: F.cross_entropy(x.reshape(3, 4), yi, weight=w4, label_smoothing=0.2, reduction="none"))
+    pt("cross_entropy_all_ignored", lambda x: F.cross_entropy(x.reshape(3, 4), torch.full((3,), -100), label_smoothing=0.1))
+    pt("nll_loss_weight_ignore", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4))
+    pt("nll_loss_weight_ignore_sum", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4, reduction="sum"))
 
     chk("logsumexp_-inf", [-I, -I, 1, 2], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("logsumexp_inf", [I, 1, I, I], (2, 2), lambda x: torch.logsumexp(x, 1))
