@@ -64,7 +64,7 @@ void check_class_targets(const Tensor& scores, const Tensor& target, const Tenso
 // 0); the mean divides the sum by the sum of w_y over the examples not ignored (their count
 // when there are no weights), so an all-ignored batch gives 0 / 0, NaN, as PyTorch's.
 Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, double smoothing, const Tensor& weight,
-                  int64_t ignore_index) {
+                  int64_t ignore_index, const char* op) {
   const std::vector<int64_t> targets = target.to_vector<int64_t>();
   bool any_ignored = false;
   std::vector<double> kept(targets.size());
@@ -89,9 +89,12 @@ Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, d
     loss = loss * (1.0 - smoothing) + smooth * (smoothing / static_cast<double>(lp.size(1)));
   }
   if (reduction != Reduction::mean || !w_y.defined()) return reduce(loss, reduction);
-  // Every target ignored: 0 / 0 is NaN, but no logit took part, so the gradient is 0, as
-  // PyTorch's (dividing by the zero total would make it inf * 0, NaN, everywhere).
-  if (std::all_of(kept.begin(), kept.end(), [](double k) { return k == 0; })) return sum(loss) * 0.0 + NAN;
+  // Every target ignored: 0 / 0 is NaN, but no logit took part, so the gradient is 0 whatever
+  // flows in, as PyTorch's (dividing by the zero total would make it inf * 0, NaN, everywhere).
+  if (std::all_of(kept.begin(), kept.end(), [](double k) { return k == 0; }))
+    return record(full({}, NAN, lp.dtype()), op, {lp}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+      return {zeros(c.shape(0), g.dtype())};
+    });
   return sum(loss) / sum(w_y);
 }
 
@@ -219,7 +222,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, const Tensor& weight,
                 int64_t ignore_index) {
   check_class_targets(log_probs, target, weight, ignore_index, "nll_loss");
-  return class_loss(log_probs, target, reduction, 0.0, weight, ignore_index);
+  return class_loss(log_probs, target, reduction, 0.0, weight, ignore_index, "nll_loss");
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing,
@@ -227,7 +230,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   check_class_targets(logits, target, weight, ignore_index, "cross_entropy");
   if (!(label_smoothing >= 0 && label_smoothing < 1))  // (a NaN passed `< 0 || >= 1` and made the loss NaN)
     fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
-  return class_loss(log_softmax(logits, 1), target, reduction, label_smoothing, weight, ignore_index);
+  return class_loss(log_softmax(logits, 1), target, reduction, label_smoothing, weight, ignore_index, "cross_entropy");
 }
 
 }  // namespace chainrule::nn::functional

@@ -201,9 +201,11 @@ Tensor shape_op(const std::string& op, V x, const std::vector<int64_t>& a) {
   if (op == "index_select") return cr::index_select(x, a[0], int64_tensor({a.begin() + 2, a.end()}, {a[1]}));
   if (op == "cross_entropy" || op == "nll_loss") {
     const F::Reduction reductions[] = {F::Reduction::mean, F::Reduction::sum, F::Reduction::none};
-    const Tensor target = int64_tensor({a.begin() + 3, a.end()}, {a[2]});
-    if (op == "cross_entropy") return F::cross_entropy(x, target, reductions[a[0]], static_cast<double>(a[1]) / 10);
-    return F::nll_loss(cr::log_softmax(x, 1), target, reductions[a[0]]);
+    const Tensor target = int64_tensor({a.begin() + 5, a.end()}, {a[4]});
+    const Tensor w = a[2] ? cr::arange(0, static_cast<double>(x.size(1)), 1, x.dtype()) * 0.25 + 0.5 : Tensor();
+    if (op == "cross_entropy")
+      return F::cross_entropy(x, target, reductions[a[0]], static_cast<double>(a[1]) / 10, w, a[3]);
+    return F::nll_loss(cr::log_softmax(x, 1), target, reductions[a[0]], w, a[3]);
   }
   throw std::runtime_error("random_programs: unknown op " + op);
 }

@@ -13,7 +13,9 @@ Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS [float32]]. Exit 
 1: a difference (the program is printed); 77: torch is not installed (skipped).
 
 Kept out on purpose (parity.py lists them): the variance of a single element (0 / 0: NaN here,
-inf or an Error in PyTorch 1.13) and leaves at exactly 0 (elu''/selu'' at 0).
+inf or an Error in PyTorch 1.13), leaves at exactly 0 (elu''/selu'' at 0), and a mean
+cross_entropy or nll_loss whose targets are all ignored (NaN with a zero gradient in both; its
+second derivative is 0 here, NaN in PyTorch, whose double backward divides by the zero total).
 """
 import math
 import os
@@ -244,14 +246,23 @@ def shape_op(r, x):
         idx = [r.randrange(n) for _ in range(r.randint(1, 4))]
         return op, [d, len(idx)] + idx, torch.index_select(x, d, torch.tensor(idx))
     if op in ("cross_entropy", "nll_loss") and nd == 2 and x.shape[1] > 0:
-        target = torch.tensor([r.randrange(x.shape[1]) for _ in range(x.shape[0])])
+        # some targets ignored (PyTorch's default -100, or a class named as ignore_index), class
+        # weights 0.5 + 0.25 c in some programs
+        ignore = r.choice([-100, -100, r.randrange(x.shape[1])])
+        target = torch.tensor([-100 if r.random() < 0.2 else r.randrange(x.shape[1]) for _ in range(x.shape[0])])
         red = r.randrange(3)
         smoothing = r.choice([0, 2]) if op == "cross_entropy" else 0  # tenths
+        weighted = r.randrange(2)
+        if ignore != -100:
+            target[target == -100] = ignore
+        if red == 0 and bool((target == ignore).all()):  # kept out on purpose: see the docstring
+            ignore, target[0] = -100, 0
+        w = 0.5 + 0.25 * torch.arange(x.shape[1], dtype=x.dtype) if weighted else None
         if op == "cross_entropy":
-            y = F.cross_entropy(x, target, reduction=REDUCTIONS[red], label_smoothing=smoothing / 10)
+            y = F.cross_entropy(x, target, w, reduction=REDUCTIONS[red], label_smoothing=smoothing / 10, ignore_index=ignore)
         else:
-            y = F.nll_loss(torch.log_softmax(x, 1), target, reduction=REDUCTIONS[red])
-        return op, [red, smoothing, len(target)] + target.tolist(), y
+            y = F.nll_loss(torch.log_softmax(x, 1), target, w, reduction=REDUCTIONS[red], ignore_index=ignore)
+        return op, [red, smoothing, weighted, ignore, len(target)] + target.tolist(), y
     return None
 
 
