@@ -1,5 +1,6 @@
 #include "scheduler.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -14,8 +15,10 @@ LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
 }
 
 void LRScheduler::step() {
+  std::vector<double> lrs;  // all first: a schedule that fails changes nothing
+  for (double base : base_lrs_) lrs.push_back(lr_at(base, epoch_ + 1));
   ++epoch_;
-  for (size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, lr_at(base_lrs_[g], epoch_));
+  for (size_t g = 0; g < lrs.size(); ++g) optimizer_.set_lr(g, lrs[g]);
 }
 
 std::vector<double> LRScheduler::get_last_lr() const {
@@ -56,6 +59,32 @@ LinearLR::LinearLR(Optimizer& o, double start, double end, int64_t total)
 double LinearLR::lr_at(double base, int64_t epoch) const {
   const double t = static_cast<double>(std::min(epoch, total_)) / static_cast<double>(total_);
   return base * (start_ + (end_ - start_) * t);
+}
+
+MultiStepLR::MultiStepLR(Optimizer& o, std::vector<int64_t> milestones, double gamma)
+    : LRScheduler(o), milestones_(std::move(milestones)), gamma_(gamma) {
+  for (int64_t m : milestones_)
+    if (m < 0) fail("MultiStepLR: milestones must be epochs >= 0, got {} in [{}]", m, fmt::join(milestones_, ", "));
+  require_finite_non_negative("MultiStepLR", "gamma", gamma);
+  std::sort(milestones_.begin(), milestones_.end());
+  for (size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, lr_at(base_lrs_[g], 0));  // a milestone at 0
+}
+double MultiStepLR::lr_at(double base, int64_t epoch) const {
+  const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin();
+  return base * std::pow(gamma_, static_cast<double>(passed));
+}
+
+LambdaLR::LambdaLR(Optimizer& o, std::function<double(int64_t)> lr_lambda) : LRScheduler(o), lambda_(std::move(lr_lambda)) {
+  if (!lambda_) fail("LambdaLR: lr_lambda is empty; pass a function of the epoch giving the factor of the base lr");
+  std::vector<double> lrs;
+  for (double base : base_lrs_) lrs.push_back(lr_at(base, 0));
+  for (size_t g = 0; g < lrs.size(); ++g) optimizer_.set_lr(g, lrs[g]);
+}
+double LambdaLR::lr_at(double base, int64_t epoch) const {
+  const double factor = lambda_(epoch);
+  if (!(factor >= 0 && std::isfinite(factor)))
+    fail("LambdaLR: lr_lambda({}) gave {}; the factor of the base lr must be finite and >= 0", epoch, factor);
+  return base * factor;
 }
 
 ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, ReduceLROnPlateauOptions options)

@@ -5,10 +5,14 @@
 ///   ExponentialLR:     lr = base * gamma^epoch
 ///   CosineAnnealingLR: lr = eta_min + (base - eta_min) (1 + cos(pi epoch / T_max)) / 2
 ///   LinearLR (warmup): lr = base * (start + (end - start) min(epoch, total_iters) / total_iters)
+///   MultiStepLR:       lr = base * gamma^(number of milestones <= epoch)
+///   LambdaLR:          lr = base * lr_lambda(epoch)
 ///   ReduceLROnPlateau: lr *= factor after `patience` epochs without improvement of a metric
 #pragma once
 
 #include "optimizer.hpp"
+
+#include <functional>
 
 namespace chainrule::optim {
 
@@ -73,6 +77,32 @@ class LinearLR : public LRScheduler {
   double lr_at(double base, int64_t epoch) const override;
   double start_, end_;
   int64_t total_;
+};
+
+/// Multiplies the lr by gamma at each milestone epoch.
+class MultiStepLR : public LRScheduler {
+ public:
+  /// Lr = base * gamma^(number of milestones <= epoch); milestones in any order, >= 0 (one listed
+  /// twice counts twice, as in PyTorch).
+  MultiStepLR(Optimizer& optimizer, std::vector<int64_t> milestones, double gamma = 0.1);
+
+ private:
+  double lr_at(double base, int64_t epoch) const override;
+  std::vector<int64_t> milestones_;  // sorted
+  double gamma_;
+};
+
+/// Any schedule: the lr is each group's base lr times lr_lambda(epoch), from epoch 0 (set when
+/// the scheduler is made, as PyTorch's). A factor that is negative or not finite is an Error
+/// naming the epoch, and leaves the learning rates as they were.
+class LambdaLR : public LRScheduler {
+ public:
+  /// Lr = base * lr_lambda(epoch).
+  LambdaLR(Optimizer& optimizer, std::function<double(int64_t)> lr_lambda);
+
+ private:
+  double lr_at(double base, int64_t epoch) const override;
+  std::function<double(int64_t)> lambda_;
 };
 
 /// ReduceLROnPlateau's options, PyTorch's names and defaults (mode "min" unless maximize).

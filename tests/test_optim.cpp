@@ -315,6 +315,37 @@ TEST_CASE("schedulers follow PyTorch's closed forms") {
     warm.step();
     CHECK(warm.get_last_lr() == std::vector<double>{1.0});
   }
+  SUBCASE("MultiStepLR") {
+    O::SGD s({p}, {.lr = 1.0});
+    O::MultiStepLR sched(s, {5, 2, 5}, 0.5);  // any order; a repeated milestone multiplies twice
+    std::vector<double> lrs;
+    for (int i = 0; i < 7; ++i) {
+      sched.step();
+      lrs.push_back(s.lr());
+    }
+    CHECK(lrs == std::vector<double>{1, 0.5, 0.5, 0.5, 0.125, 0.125, 0.125});
+    O::SGD z({p}, {.lr = 1.0});
+    O::MultiStepLR at0(z, {0}, 0.1);  // a milestone at 0 applies at once, as PyTorch's first step
+    CHECK(z.lr() == doctest::Approx(0.1));
+    check_error([&] { O::MultiStepLR bad(z, {3, -1}); }, {"MultiStepLR", "milestones", "-1"});
+    check_error([&] { O::MultiStepLR bad(z, {3}, -0.1); }, {"MultiStepLR", "gamma", "-0.1"});
+  }
+  SUBCASE("LambdaLR") {
+    O::SGD s({p}, {.lr = 0.5});
+    s.add_param_group({cr::zeros({1}).requires_grad_()}, {.lr = 2.0});
+    // warmup over 3 epochs, then 1 / epoch: each group's base lr times the factor, from epoch 0
+    O::LambdaLR sched(s, [](int64_t e) { return e < 3 ? (e + 1) / 3.0 : 3.0 / static_cast<double>(e + 1); });
+    CHECK(sched.get_last_lr() == std::vector<double>{0.5 / 3, 2.0 / 3});
+    for (int i = 0; i < 5; ++i) sched.step();
+    CHECK(s.lr(0) == doctest::Approx(0.5 * 0.5));
+    CHECK(s.lr(1) == doctest::Approx(2.0 * 0.5));
+    O::SGD t({p}, {.lr = 1.0});
+    O::LambdaLR bad(t, [](int64_t e) { return e < 2 ? 1.0 : -1.0; });
+    bad.step();
+    check_error([&] { bad.step(); }, {"LambdaLR", "lr_lambda(2)", "-1"});
+    CHECK(t.lr() == 1.0);  // left as it was
+    check_error([&] { O::LambdaLR none(t, nullptr); }, {"LambdaLR", "lr_lambda"});
+  }
   SUBCASE("ReduceLROnPlateau") {
     O::SGD s({p}, {.lr = 1.0});
     O::ReduceLROnPlateau sched(s, {.factor = 0.5, .patience = 2});

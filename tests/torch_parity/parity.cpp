@@ -218,6 +218,10 @@ void optimizers() {
   trajectory("exponentiallr", sgd({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::ExponentialLR>(o, 0.8); });
   trajectory("cosineannealinglr", adam({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::CosineAnnealingLR>(o, 5, 0.01); });
   trajectory("linearlr", adam({.lr = 0.1}), [](O::Optimizer& o) { return std::make_unique<O::LinearLR>(o, 0.25, 1.0, 4); });
+  trajectory("multisteplr", sgd({.lr = 0.1, .momentum = 0.9}), [](O::Optimizer& o) { return std::make_unique<O::MultiStepLR>(o, std::vector<int64_t>{5, 2, 5}, 0.5); });
+  trajectory("lambdalr", adam({.lr = 0.1}), [](O::Optimizer& o) {
+    return std::make_unique<O::LambdaLR>(o, [](int64_t e) { return e < 3 ? (e + 1) / 3.0 : 0.9 * std::exp(-0.1 * static_cast<double>(e)); });
+  });
   // ReduceLROnPlateau: the lr after each of a run of metrics (improvements, plateaus, the threshold)
   const std::vector<double> metrics = {1, 0.9, 0.95, 0.9, 0.89995, 0.92, 0.93, 0.5, 0.6, 0.7, 0.8, 0.9,
                                        1.0, 1.1, 1.2, 1.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1};

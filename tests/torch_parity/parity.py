@@ -185,6 +185,9 @@ def optimizers():
     trajectory("exponentiallr", lambda p: O.SGD(p, lr=0.1), lambda o: O.lr_scheduler.ExponentialLR(o, 0.8))
     trajectory("cosineannealinglr", lambda p: O.Adam(p, lr=0.1), lambda o: O.lr_scheduler.CosineAnnealingLR(o, 5, 0.01))
     trajectory("linearlr", lambda p: O.Adam(p, lr=0.1), lambda o: O.lr_scheduler.LinearLR(o, 0.25, 1.0, 4))
+    trajectory("multisteplr", lambda p: O.SGD(p, lr=0.1, momentum=0.9), lambda o: O.lr_scheduler.MultiStepLR(o, [5, 2, 5], 0.5))
+    trajectory("lambdalr", lambda p: O.Adam(p, lr=0.1),
+               lambda o: O.lr_scheduler.LambdaLR(o, lambda e: (e + 1) / 3.0 if e < 3 else 0.9 * math.exp(-0.1 * e)))
     metrics = [1, 0.9, 0.95, 0.9, 0.89995, 0.92, 0.93, 0.5, 0.6, 0.7, 0.8, 0.9,
                1.0, 1.1, 1.2, 1.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
     for case, options in [("plateau", dict(factor=0.5, patience=2)),
