@@ -80,8 +80,10 @@ Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, d
   // w_y per example (0 where ignored); undefined when every example counts 1
   Tensor w_y;
   if (any_ignored) w_y = tensor(kept, {lp.size(0)}, lp.dtype());
-  if (w.defined()) w_y = w_y.defined() ? index_select(w, 0, index) * w_y : index_select(w, 0, index);
-  Tensor loss = -gather(lp, 1, index.unsqueeze(1)).squeeze(1);
+  // No classes: every target is ignored (or there are none), and there is nothing to gather.
+  const bool no_classes = lp.size(1) == 0;
+  if (w.defined() && !no_classes) w_y = w_y.defined() ? index_select(w, 0, index) * w_y : index_select(w, 0, index);
+  Tensor loss = no_classes ? sum(lp, 1) : -gather(lp, 1, index.unsqueeze(1)).squeeze(1);  // (the empty sum: 0)
   if (w_y.defined()) loss = loss * w_y;
   if (smoothing > 0) {
     Tensor smooth = -sum(w.defined() ? lp * w : lp, 1);

@@ -135,6 +135,11 @@ TEST_CASE("cross_entropy and nll_loss: class weights and ignore_index, as PyTorc
   cr::sigmoid(nan_loss).backward();  // no logit took part: a zero gradient, as PyTorch's (not inf * 0), even
   CHECK(values(all.grad()) == std::vector<double>(9, 0.0));  // when the gradient flowing in is NaN
   CHECK(F::cross_entropy(logits, cr::full({3}, -100, cr::int64), R::sum).item<double>() == 0.0);
+  // no classes at all (every target ignored): as PyTorch, NaN, 0 and zeros (it named gather)
+  const cr::Tensor none = cr::zeros({2, 0}, cr::float64), ignored = cr::full({2}, -100, cr::int64);
+  CHECK(std::isnan(F::cross_entropy(none, ignored, R::mean, 0.0, cr::ones({0}, cr::float64)).item<double>()));
+  CHECK(F::nll_loss(none, ignored, R::sum).item<double>() == 0.0);
+  CHECK(values(F::cross_entropy(none, ignored, R::none)) == std::vector<double>{0, 0});
   // smoothing with weights: (1 - e) nll + e / C * sum_c(-w_c log p_c), normalised by the same weights
   const double e = 0.3;
   double smooth0 = 0, smooth2 = 0;

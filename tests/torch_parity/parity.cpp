@@ -172,6 +172,8 @@ void ops() {
   check("exp_large", {-1000, 1000, 0, 700}, {4}, [](auto& x) { return cr::exp(x); });
   check("dropout_p1", {N, I, -2, 3}, {4}, [](auto& x) { return F::dropout(x, 1.0); });
   check("dropout_eval", {N, I, -2, 3}, {4}, [](auto& x) { return F::dropout(x, 0.5, false) * x; });
+  check("cross_entropy_no_classes", {}, {2, 0}, [](auto& x) { return F::cross_entropy(x, cr::full({2}, -100, cr::int64), R::none); });
+  check("nll_loss_no_classes_weight", {}, {2, 0}, [](auto& x) { return F::nll_loss(x, cr::full({2}, -100, cr::int64), R::mean, cr::ones({0}, cr::float64)); });
   check("mean_empty", {}, {0}, [](auto& x) { return cr::mean(x); });
   check("sum_empty", {}, {0, 3}, [](auto& x) { return cr::sum(x, 0); });
   check("var_empty", {}, {0}, [](auto& x) { return cr::var(x); });

@@ -146,6 +146,8 @@ def ops():
     chk("exp_large", [-1000, 1000, 0, 700], (4,), torch.exp)
     chk("dropout_p1", [N, I, -2, 3], (4,), lambda x: F.dropout(x, 1.0))
     chk("dropout_eval", [N, I, -2, 3], (4,), lambda x: F.dropout(x, 0.5, training=False) * x)
+    chk("cross_entropy_no_classes", [], (2, 0), lambda x: F.cross_entropy(x, torch.full((2,), -100), reduction="none"))
+    chk("nll_loss_no_classes_weight", [], (2, 0), lambda x: F.nll_loss(x, torch.full((2,), -100), torch.ones(0, dtype=torch.float64)))
     chk("mean_empty", [], (0,), torch.mean); chk("sum_empty", [], (0, 3), lambda x: torch.sum(x, 0))
     chk("var_empty", [], (0,), torch.var); chk("mse_loss_empty", [], (0,), lambda x: F.mse_loss(x, torch.zeros_like(x)))
     return res
