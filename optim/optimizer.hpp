@@ -75,8 +75,9 @@ class Optimizer {
       convert_buffers(s, p.dtype());
     return s;
   }
-  /// Fails unless every tensor is a defined floating leaf that requires grad and none appears
-  /// twice, in the list or in a group already added (step would update it twice).
+  /// Fails unless every tensor is a defined floating leaf (one that does not require grad, a
+  /// frozen parameter, is allowed and skipped while it has no gradient) and none appears twice,
+  /// in the list or in a group already added (step would update it twice).
   void check_params(const std::vector<Tensor>& params) const;
   static void convert_buffers(ParamState& s, Dtype dtype);  ///< state()'s conversion
 

@@ -221,6 +221,26 @@ TEST_CASE("constructors reject invalid options, quoting the value") {
   CHECK(ok.group_count() == 2);
 }
 
+TEST_CASE("frozen parameters (requires_grad off) may be passed and are left alone until unfrozen, as in PyTorch") {
+  cr::manual_seed(3);
+  cr::nn::MLP mlp({3, 4, 2}, {.dtype = cr::float64});
+  for (auto& p : mlp.linears[0]->parameters()) p.requires_grad_(false);  // freeze the first layer
+  O::SGD sgd(mlp.parameters(), {.lr = 0.1});  // all of them, as model.parameters() in PyTorch (was an Error)
+  const cr::Tensor x = cr::rand({5, 3}, cr::float64);
+  const auto frozen = values(mlp.linears[0]->weight), trained = values(mlp.linears[1]->weight);
+  cr::sum(mlp(x)).backward();
+  sgd.step();
+  CHECK(values(mlp.linears[0]->weight) == frozen);
+  CHECK(values(mlp.linears[1]->weight) != trained);
+  for (auto& p : mlp.linears[0]->parameters()) p.requires_grad_(true);  // unfreeze: now it trains
+  sgd.zero_grad();
+  cr::sum(mlp(x)).backward();
+  sgd.step();
+  CHECK(values(mlp.linears[0]->weight) != frozen);
+  // still refused: a non-leaf, and an int64 tensor, which can never have a gradient
+  check_error([] { O::SGD s({cr::zeros({2}, cr::int64)}, {.lr = 0.1}); }, {"SGD", "parameter 0", "int64", "floating"});
+}
+
 TEST_CASE("parameter groups take their own options; parameters without a gradient are skipped") {
   cr::Tensor a = cr::zeros({1}, cr::float64).requires_grad_(), b = cr::zeros({1}, cr::float64).requires_grad_();
   cr::Tensor c = cr::zeros({1}, cr::float64).requires_grad_();
