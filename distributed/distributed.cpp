@@ -275,6 +275,7 @@ void DataParallel::average_gradients() {
   std::vector<Tensor> grads;
   grads.reserve(parameters_.size());
   for (Tensor& p : parameters_) {
+    if (!p.requires_grad()) continue;  // frozen (on every rank): no gradient to average, and none to make
     if (!p.grad().defined()) p.set_grad(zeros_like(p));
     grads.push_back(p.grad());
   }

@@ -90,7 +90,8 @@ struct DataParallelOptions {
 /// rank holds parameters of the same shapes and dtypes (a DistributedError names the first
 /// difference otherwise) and broadcasts the root's values. After each backward,
 /// average_gradients() replaces every .grad by its mean over ranks; a parameter without a
-/// gradient on some rank counts as a zero gradient there (and gets a defined .grad).
+/// gradient on some rank counts as a zero gradient there (and gets a defined .grad); a frozen
+/// one (requires_grad off, the same on every rank) is skipped.
 /// With mean-reduced losses and equal per-rank batches B, N ranks then take exactly the
 /// step of one process with batch N*B.
 class DataParallel {

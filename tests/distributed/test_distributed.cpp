@@ -140,6 +140,16 @@ TEST_CASE("distributed: DataParallel broadcasts rank 0's parameters, buckets, ch
   for (size_t i = 0; i + 1 < params.size(); ++i)
     CHECK(values(params[i].grad()) == std::vector<double>(static_cast<size_t>(params[i].numel()), (n + 1) / 2));
   CHECK(values(params.back().grad()) == std::vector<double>(2, 0.0));
+  // A frozen parameter (requires_grad off on every rank) is left without a gradient: a zero one
+  // would let weight decay or momentum move it in an optimizer that skips it otherwise.
+  params.front().requires_grad_(false);
+  params.front().set_grad(cr::Tensor());
+  ddp.average_gradients();
+  CHECK_FALSE(params.front().grad().defined());
+  const auto frozen = values(params.front());
+  cr::optim::SGD(params, {.lr = 0.1, .weight_decay = 0.5}).step();
+  CHECK(values(params.front()) == frozen);
+  params.front().requires_grad_(true);
 
   // A root that is not a rank is refused by the constructor, before it compares the models.
   check_error([&] { dist::DataParallel bad(model.parameters(), {.root = dist::world_size()}); },
