@@ -94,6 +94,18 @@ GradcheckReport check(const TensorFn& fn, const std::vector<Tensor>& inputs, Gra
   const Tensor y = fn(xs);
   if (!y.defined()) fail("gradcheck: the function returned an undefined tensor");
   const int64_t ny = y.numel();
+  // Finite differences of a function that changes between calls measure its noise, reported
+  // as a wrong gradient of any size: refuse it with the reason.
+  {
+    const auto first = y.to_vector<double>(), again = evaluate(fn, xs);
+    for (size_t j = 0; j < first.size() && j < again.size(); ++j)
+      if (!(first[j] == again[j] || (std::isnan(first[j]) && std::isnan(again[j])) ||
+            std::abs(first[j] - again[j]) <= 1e-12 * std::max(std::abs(first[j]), std::abs(again[j]))))
+        fail("gradcheck: the function is not deterministic: output element {} was {} and then {} for the same inputs, "
+             "so finite differences would measure its randomness; give its random ops (dropout, rand) a Generator "
+             "made inside the function, so that every call draws the same values",
+             j, first[j], again[j]);
+  }
   // analytic[c][j * nx + k] = d y_j / d x_k for checked input c
   std::vector<std::vector<double>> analytic(checked.size());
   for (size_t c = 0; c < checked.size(); ++c) analytic[c].assign(static_cast<size_t>(ny * checked[c].numel()), 0.0);

@@ -150,6 +150,21 @@ TEST_CASE("gradcheck reports catch a wrong rule and say where") {
   check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>&) { return cr::Tensor(); },
                                                  {input({2})}); },
               {"gradcheck", "undefined"});
+  // A function that gives other values for the same inputs (dropout or random ops without a
+  // fixed Generator) cannot be checked by finite differences: said so, with where and the fix
+  // (it was reported as a wrong gradient of 8e5).
+  check_error([] { (void)cr::autograd::gradcheck([](const std::vector<cr::Tensor>& v) {
+                     return cr::nn::functional::dropout(v[0], 0.5); }, {input({6})}); },
+              {"gradcheck", "not deterministic", "output element", "Generator"});
+  {  // a fixed generator inside the function: the same mask on every call, so it checks
+    const auto fixed = cr::autograd::gradcheck(
+        [](const std::vector<cr::Tensor>& v) {
+          cr::Generator g(1);
+          return cr::nn::functional::dropout(v[0], 0.5, true, &g);
+        },
+        {input({6})});
+    CHECK(fixed.ok);
+  }
   // A NaN on either side is the largest error (std::max skipped it: "max abs err 0" on a failure).
   const auto nan_rule = cr::autograd::gradcheck(
       [](const std::vector<cr::Tensor>& v) {
