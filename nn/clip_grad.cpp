@@ -32,7 +32,9 @@ std::vector<Tensor> gradients_of(const std::vector<Tensor>& parameters) {
 double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, double norm_type,
                        bool error_if_nonfinite) {
   if (!(max_norm >= 0)) fail("clip_grad_norm_: max_norm must be >= 0, got {}", max_norm);
-  if (!(norm_type > 0)) fail("clip_grad_norm_: norm_type must be > 0 (2 for the Euclidean norm, INFINITY for the largest element), got {}", norm_type);
+  if (!(norm_type > 0))
+    fail("clip_grad_norm_: norm_type must be > 0 (2 for the Euclidean norm, INFINITY for the largest element), got {}",
+         norm_type);
   NoGradGuard no_grad;
   std::vector<Tensor> grads = gradients_of(parameters);
   std::vector<double> norms;

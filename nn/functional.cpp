@@ -65,35 +65,33 @@ void check_class_targets(const Tensor& scores, const Tensor& target, const Tenso
 // when there are no weights), so an all-ignored batch gives 0 / 0, NaN, as PyTorch's.
 Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, double smoothing, const Tensor& weight,
                   int64_t ignore_index, const char* op) {
+  const int64_t n = lp.size(0), classes = lp.size(1);
   const std::vector<int64_t> targets = target.to_vector<int64_t>();
-  bool any_ignored = false;
-  std::vector<double> kept(targets.size());
-  std::vector<int64_t> safe(targets.size());
-  for (size_t n = 0; n < targets.size(); ++n) {
-    const bool ignored = targets[n] == ignore_index;
-    any_ignored = any_ignored || ignored;
-    kept[n] = ignored ? 0 : 1;
-    safe[n] = ignored ? 0 : targets[n];  // a class to gather from, masked out afterwards
+  std::vector<double> kept, safe;  // 1 / 0 per example; a class to gather from (0 for an ignored one)
+  for (int64_t t : targets) {
+    kept.push_back(t == ignore_index ? 0 : 1);
+    safe.push_back(t == ignore_index ? 0 : static_cast<double>(t));
   }
+  const bool any_ignored = std::find(kept.begin(), kept.end(), 0.0) != kept.end();
+  const Tensor keep = any_ignored ? tensor(kept, {n}, lp.dtype()) : Tensor();
+  const Tensor index = any_ignored ? tensor(safe, {n}, Dtype::int64) : target;
   const Tensor w = weight.defined() ? weight.to(lp.dtype()) : Tensor();
-  const Tensor index = any_ignored ? tensor(std::vector<double>(safe.begin(), safe.end()), {lp.size(0)}, Dtype::int64) : target;
-  // w_y per example (0 where ignored); undefined when every example counts 1
-  Tensor w_y;
-  if (any_ignored) w_y = tensor(kept, {lp.size(0)}, lp.dtype());
   // No classes: every target is ignored (or there are none), and there is nothing to gather.
-  const bool no_classes = lp.size(1) == 0;
-  if (w.defined() && !no_classes) w_y = w_y.defined() ? index_select(w, 0, index) * w_y : index_select(w, 0, index);
+  const bool no_classes = classes == 0;
+  // w_y per example (0 where ignored); undefined when every example counts 1
+  Tensor w_y = keep;
+  if (w.defined() && !no_classes) w_y = keep.defined() ? index_select(w, 0, index) * keep : index_select(w, 0, index);
   Tensor loss = no_classes ? sum(lp, 1) : -gather(lp, 1, index.unsqueeze(1)).squeeze(1);  // (the empty sum: 0)
   if (w_y.defined()) loss = loss * w_y;
   if (smoothing > 0) {
     Tensor smooth = -sum(w.defined() ? lp * w : lp, 1);
-    if (any_ignored) smooth = smooth * tensor(kept, {lp.size(0)}, lp.dtype());
-    loss = loss * (1.0 - smoothing) + smooth * (smoothing / static_cast<double>(lp.size(1)));
+    if (keep.defined()) smooth = smooth * keep;
+    loss = loss * (1.0 - smoothing) + smooth * (smoothing / static_cast<double>(classes));
   }
   if (reduction != Reduction::mean || !w_y.defined()) return reduce(loss, reduction);
   // Every target ignored: 0 / 0 is NaN, but no logit took part, so the gradient is 0 whatever
   // flows in, as PyTorch's (dividing by the zero total would make it inf * 0, NaN, everywhere).
-  if (std::all_of(kept.begin(), kept.end(), [](double k) { return k == 0; }))
+  if (std::find(kept.begin(), kept.end(), 1.0) == kept.end())
     return record(full({}, NAN, lp.dtype()), op, {lp}, {}, [](const Tensor& g, const BackwardContext& c) -> Grads {
       return {zeros(c.shape(0), g.dtype())};
     });
@@ -151,7 +149,8 @@ Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
 // ---------------------------------------------------------------- regularisation
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
-  if (!(p >= 0 && p <= 1)) fail("dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
+  if (!(p >= 0 && p <= 1))
+    fail("dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
   if (!is_floating(x.dtype())) fail("dropout: needs a floating input, got {}", describe(x));
   if (!training || p == 0 || x.numel() == 0) return x;
   if (p == 1) return x * 0.0;

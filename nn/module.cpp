@@ -135,7 +135,8 @@ std::string Linear::repr() const {
 // ---------------------------------------------------------------- Dropout
 
 Dropout::Dropout(double p, Generator* generator) : p(p), generator_(generator) {
-  if (!(p >= 0 && p <= 1)) fail("Dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
+  if (!(p >= 0 && p <= 1))
+    fail("Dropout: the probability of an element to be zeroed must be between 0 and 1, got {}", p);
 }
 
 Tensor Dropout::forward(const Tensor& x) { return functional::dropout(x, p, is_training(), generator_); }
