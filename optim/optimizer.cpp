@@ -23,7 +23,9 @@ void Optimizer::check_params(const std::vector<Tensor>& params) const {
     // A leaf that does not require grad is allowed, as in PyTorch: a frozen layer among
     // model.parameters(), left alone while it has no gradient.
     if (!is_floating(p.dtype())) fail("{}: parameter {} ({}) must be a floating tensor", optimizer, i, describe(p));
-    if (!p.is_leaf()) fail("{}: parameter {} ({}) must be a leaf (a tensor made by the user, not an op's result)", optimizer, i, describe(p));
+    if (!p.is_leaf())
+      fail("{}: parameter {} ({}) must be a leaf (a tensor made by the user, not an op's result)", optimizer, i,
+           describe(p));
     if (!seen.insert(p.impl()).second)
       fail("{}: parameter {} ({}) appears twice (in this list or in an earlier group); step would update it twice",
            optimizer, i, describe(p));

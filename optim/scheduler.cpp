@@ -15,9 +15,13 @@ LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
 }
 
 void LRScheduler::step() {
-  std::vector<double> lrs;  // all first: a schedule that fails changes nothing
-  for (double base : base_lrs_) lrs.push_back(lr_at(base, epoch_ + 1));
+  apply(epoch_ + 1);
   ++epoch_;
+}
+
+void LRScheduler::apply(int64_t epoch) {
+  std::vector<double> lrs;  // all first: a schedule that fails changes nothing
+  for (double base : base_lrs_) lrs.push_back(lr_at(base, epoch));
   for (size_t g = 0; g < lrs.size(); ++g) optimizer_.set_lr(g, lrs[g]);
 }
 
@@ -54,7 +58,7 @@ LinearLR::LinearLR(Optimizer& o, double start, double end, int64_t total)
   if (!(start > 0 && start <= 1) || !(end >= 0 && end <= 1) || total <= 0)
     fail("LinearLR: need 0 < start_factor <= 1, 0 <= end_factor <= 1, total_iters > 0 (got {}, {}, {})", start, end,
          total);
-  for (size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, base_lrs_[g] * start_);
+  apply(0);  // base * start_factor
 }
 double LinearLR::lr_at(double base, int64_t epoch) const {
   const double t = static_cast<double>(std::min(epoch, total_)) / static_cast<double>(total_);
@@ -67,18 +71,17 @@ MultiStepLR::MultiStepLR(Optimizer& o, std::vector<int64_t> milestones, double g
     if (m < 0) fail("MultiStepLR: milestones must be epochs >= 0, got {} in [{}]", m, fmt::join(milestones_, ", "));
   require_finite_non_negative("MultiStepLR", "gamma", gamma);
   std::sort(milestones_.begin(), milestones_.end());
-  for (size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, lr_at(base_lrs_[g], 0));  // a milestone at 0
+  apply(0);  // a milestone at 0
 }
 double MultiStepLR::lr_at(double base, int64_t epoch) const {
   const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin();
   return base * std::pow(gamma_, static_cast<double>(passed));
 }
 
-LambdaLR::LambdaLR(Optimizer& o, std::function<double(int64_t)> lr_lambda) : LRScheduler(o), lambda_(std::move(lr_lambda)) {
+LambdaLR::LambdaLR(Optimizer& o, std::function<double(int64_t)> lr_lambda)
+    : LRScheduler(o), lambda_(std::move(lr_lambda)) {
   if (!lambda_) fail("LambdaLR: lr_lambda is empty; pass a function of the epoch giving the factor of the base lr");
-  std::vector<double> lrs;
-  for (double base : base_lrs_) lrs.push_back(lr_at(base, 0));
-  for (size_t g = 0; g < lrs.size(); ++g) optimizer_.set_lr(g, lrs[g]);
+  apply(0);
 }
 double LambdaLR::lr_at(double base, int64_t epoch) const {
   const double factor = lambda_(epoch);

@@ -29,6 +29,9 @@ class LRScheduler {
  protected:
   /// The schedule: the lr for a group of base lr `base_lr` at `epoch`.
   virtual double lr_at(double base_lr, int64_t epoch) const = 0;
+  /// Sets every group's lr to lr_at(its base, epoch), computing all before setting any (a
+  /// schedule that throws changes nothing); constructors whose lr at epoch 0 is not the base call it.
+  void apply(int64_t epoch);
   Optimizer& optimizer_;  ///< the optimizer whose learning rates are set
   std::vector<double> base_lrs_;  ///< each group's lr when the scheduler was made
   int64_t epoch_ = 0;  ///< step() calls so far

@@ -237,7 +237,7 @@ TEST_CASE("frozen parameters (requires_grad off) may be passed and are left alon
   cr::sum(mlp(x)).backward();
   sgd.step();
   CHECK(values(mlp.linears[0]->weight) != frozen);
-  // still refused: a non-leaf, and an int64 tensor, which can never have a gradient
+  // still refused: an int64 tensor, which can never have a gradient (a non-leaf: the test above)
   check_error([] { O::SGD s({cr::zeros({2}, cr::int64)}, {.lr = 0.1}); }, {"SGD", "parameter 0", "int64", "floating"});
 }
 
