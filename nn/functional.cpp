@@ -41,7 +41,8 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
 }
 
 // Scores [N, C] and int64 targets [N], each a class or ignore_index; weight undefined or [C].
-void check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+// Returns the targets, read once for the check and the loss.
+std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                          const char* op) {
   if (scores.dim() != 2) fail("{}: expected scores of shape [N, C], got {}", op, describe(scores));
   if (target.dtype() != Dtype::int64)
@@ -49,13 +50,15 @@ void check_class_targets(const Tensor& scores, const Tensor& target, const Tenso
   if (target.dim() != 1 || target.size(0) != scores.size(0))
     fail("{}: target {} must have shape [{}] for scores {}", op, describe(target), scores.size(0), describe(scores));
   const int64_t classes = scores.size(1);
-  for (int64_t t : target.to_vector<int64_t>())
+  std::vector<int64_t> targets = target.to_vector<int64_t>();
+  for (int64_t t : targets)
     if ((t < 0 || t >= classes) && t != ignore_index)
       fail("{}: target {} is out of range for {} classes and is not the ignore_index {} (scores {}, target {})", op, t,
            classes, ignore_index, describe(scores), describe(target));
   if (weight.defined() && (weight.shape() != Shape{classes} || !is_floating(weight.dtype())))
     fail("{}: weight {} must be a floating tensor of shape [{}], one per class ({} classes in scores {})", op,
          describe(weight), classes, classes, describe(scores));
+  return targets;
 }
 
 // The negative log-likelihood of log-probabilities lp [N, C] at the targets, weighted and with
@@ -63,10 +66,10 @@ void check_class_targets(const Tensor& scores, const Tensor& target, const Tenso
 // (1 - e) w_y (-log p_y) + e / C sum_c w_c (-log p_c) (e: label smoothing; an ignored example
 // 0); the mean divides the sum by the sum of w_y over the examples not ignored (their count
 // when there are no weights), so an all-ignored batch gives 0 / 0, NaN, as PyTorch's.
-Tensor class_loss(const Tensor& lp, const Tensor& target, Reduction reduction, double smoothing, const Tensor& weight,
-                  int64_t ignore_index, const char* op) {
+// `targets` holds target's values (check_class_targets read them).
+Tensor class_loss(const Tensor& lp, const Tensor& target, const std::vector<int64_t>& targets, Reduction reduction,
+                  double smoothing, const Tensor& weight, int64_t ignore_index, const char* op) {
   const int64_t n = lp.size(0), classes = lp.size(1);
-  const std::vector<int64_t> targets = target.to_vector<int64_t>();
   std::vector<double> kept, safe;  // 1 / 0 per example; a class to gather from (0 for an ignored one)
   for (int64_t t : targets) {
     kept.push_back(t == ignore_index ? 0 : 1);
@@ -222,16 +225,17 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, const Tensor& weight,
                 int64_t ignore_index) {
-  check_class_targets(log_probs, target, weight, ignore_index, "nll_loss");
-  return class_loss(log_probs, target, reduction, 0.0, weight, ignore_index, "nll_loss");
+  const auto targets = check_class_targets(log_probs, target, weight, ignore_index, "nll_loss");
+  return class_loss(log_probs, target, targets, reduction, 0.0, weight, ignore_index, "nll_loss");
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, double label_smoothing,
                      const Tensor& weight, int64_t ignore_index) {
-  check_class_targets(logits, target, weight, ignore_index, "cross_entropy");
+  const auto targets = check_class_targets(logits, target, weight, ignore_index, "cross_entropy");
   if (!(label_smoothing >= 0 && label_smoothing < 1))  // (a NaN passed `< 0 || >= 1` and made the loss NaN)
     fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
-  return class_loss(log_softmax(logits, 1), target, reduction, label_smoothing, weight, ignore_index, "cross_entropy");
+  return class_loss(log_softmax(logits, 1), target, targets, reduction, label_smoothing, weight, ignore_index,
+                    "cross_entropy");
 }
 
 }  // namespace chainrule::nn::functional
