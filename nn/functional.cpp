@@ -162,6 +162,76 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   return x * mask;
 }
 
+// ---------------------------------------------------------------- normalisation
+
+namespace {
+struct Normalized {
+  Tensor y, mean, var;  // (x - mean) / sqrt(var + eps), and the statistics (kept dims)
+};
+// Composed of autograd ops, so that every derivative order follows.
+Normalized normalize(const Tensor& x, const Shape& dims, double eps) {
+  const Tensor m = mean(x, dims, true), centred = x - m, v = mean(centred * centred, dims, true);
+  return {centred / sqrt(v + eps), m, v};
+}
+
+// weight, bias, a running statistic: optional, of the given shape and x's dtype
+void check_per_feature(const Tensor& t, const Shape& shape, const Tensor& x, const char* op, const char* what) {
+  if (t.defined() && (t.shape() != shape || t.dtype() != x.dtype()))
+    fail("{}: {} must be a {} tensor of shape {} for input {}, got {}", op, what, x.dtype(), shape, describe(x),
+         describe(t));
+}
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  const auto k = static_cast<int64_t>(normalized_shape.size());
+  if (k == 0) fail("layer_norm: normalized_shape must have at least one dimension (input {})", describe(x));
+  if (!is_floating(x.dtype())) fail("layer_norm: needs a floating input, got {}", describe(x));
+  if (x.dim() < k || !std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k))
+    fail("layer_norm: input {} does not end in normalized_shape {}", describe(x), normalized_shape);
+  check_per_feature(weight, normalized_shape, x, "layer_norm", "weight");
+  check_per_feature(bias, normalized_shape, x, "layer_norm", "bias");
+  Shape dims;
+  for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
+  Tensor y = normalize(x, dims, eps).y;
+  if (weight.defined()) y = y * weight;
+  return bias.defined() ? y + bias : y;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  if (!is_floating(x.dtype())) fail("batch_norm: needs a floating input, got {}", describe(x));
+  if (x.dim() < 2) fail("batch_norm: input {} must be [N, C] or [N, C, ...]", describe(x));
+  const int64_t channels = x.size(1);
+  for (const auto& [t, what] : {std::pair{&running_mean, "running_mean"}, {&running_var, "running_var"},
+                                {&weight, "weight"}, {&bias, "bias"}})
+    check_per_feature(*t, {channels}, x, "batch_norm", what);
+  if (running_mean.defined() != running_var.defined())
+    fail("batch_norm: running_mean and running_var must be given together (input {})", describe(x));
+  if (!training && !running_mean.defined())
+    fail("batch_norm: running_mean and running_var are needed when not training (input {})", describe(x));
+  Shape dims{0}, stat_shape;  // statistics over every dimension but 1, kept as [1, C, 1, ...]
+  stat_shape.resize(static_cast<size_t>(x.dim()), 1);
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  stat_shape[1] = channels;
+  Tensor y;
+  if (training) {
+    const int64_t n = channels == 0 ? 0 : x.numel() / channels;
+    if (n <= 1) fail("batch_norm: expected more than 1 value per channel when training, got input {}", describe(x));
+    const Normalized batch = normalize(x, dims, eps);
+    if (running_mean.defined()) {
+      NoGradGuard no_grad;
+      Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);
+      Tensor(running_var).mul_(1 - momentum).add_(batch.var.reshape({channels}) * (double(n) / double(n - 1)), momentum);
+    }
+    y = batch.y;
+  } else {
+    y = (x - running_mean.reshape(stat_shape)) / sqrt(running_var.reshape(stat_shape) + eps);
+  }
+  if (weight.defined()) y = y * weight.reshape(stat_shape);
+  return bias.defined() ? y + bias.reshape(stat_shape) : y;
+}
+
 // ---------------------------------------------------------------- losses
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

@@ -35,6 +35,21 @@ Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), fini
 /// (default: the global generator), so a seed repeats it.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
+// ---------------------------------------------------------------- normalisation
+/// Layer normalisation: (x - mean) / sqrt(var + eps) over the last normalized_shape.size()
+/// dimensions, which must equal normalized_shape (the variance biased, dividing by N), then
+/// * weight + bias where given (each of normalized_shape and x's dtype). As PyTorch's.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+/// Batch normalisation of x [N, C, ...] per channel C, then * weight + bias where given (each
+/// [C], x's dtype). While training: the batch's mean and biased variance over every dimension
+/// but 1, and running_mean / running_var (if given) move in place towards the batch's mean and
+/// unbiased variance: r = (1 - momentum) r + momentum b. Otherwise the running statistics
+/// normalise, and are needed. As PyTorch's.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
+                  double momentum = 0.1, double eps = 1e-5);
+
 // ---------------------------------------------------------------- losses
 /// How a loss combines the per-element losses (PyTorch's `reduction`).
 enum class Reduction {

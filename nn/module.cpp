@@ -21,14 +21,26 @@ void check_name(const std::string& name, const char* op, const Module& owner) {
 }
 }  // namespace
 
+void Module::check_tensor(const std::string& name, const Tensor& t, const char* op) const {
+  check_name(name, op, *this);
+  if (!t.defined()) fail("{}: {} got an undefined tensor for '{}'", op, repr(), name);
+  for (const auto* list : {&params_, &buffers_})
+    for (const auto& [n, p] : *list)
+      if (n == name)
+        fail("{}: {} already has a {} named '{}'", op, repr(), list == &params_ ? "parameter" : "buffer", name);
+}
+
 Tensor& Module::register_parameter(std::string name, Tensor t, bool requires_grad) {
-  check_name(name, "register_parameter", *this);
-  if (!t.defined()) fail("register_parameter: {} got an undefined tensor for '{}'", repr(), name);
-  for (const auto& [n, p] : params_)
-    if (n == name) fail("register_parameter: {} already has a parameter named '{}'", repr(), name);
+  check_tensor(name, t, "register_parameter");
   if (requires_grad && !t.requires_grad()) t.requires_grad_();
   params_.emplace_back(std::move(name), t);
   return params_.back().second;
+}
+
+Tensor& Module::register_buffer(std::string name, Tensor t) {
+  check_tensor(name, t, "register_buffer");
+  buffers_.emplace_back(std::move(name), t);
+  return buffers_.back().second;
 }
 
 void Module::check_child(const std::string& name, const Module* m) const {
@@ -38,10 +50,11 @@ void Module::check_child(const std::string& name, const Module* m) const {
     if (n == name) fail("register_module: {} already has a submodule named '{}'", repr(), name);
 }
 
-void Module::collect(const std::string& prefix, NamedTensors& out, std::set<const TensorImpl*>& seen) const {
-  for (const auto& [name, p] : params_)
+void Module::collect(const std::string& prefix, bool buffers, NamedTensors& out,
+                     std::set<const TensorImpl*>& seen) const {
+  for (const auto& [name, p] : buffers ? buffers_ : params_)
     if (seen.insert(p.impl()).second) out.emplace_back(prefix + name, p);
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, seen);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out, seen);
 }
 
 NamedTensors Module::named_parameters() const {
@@ -50,7 +63,26 @@ NamedTensors Module::named_parameters() const {
   // it twice a step (and now refuses), a checkpoint would store it twice.
   NamedTensors out;
   std::set<const TensorImpl*> seen;
-  collect("", out, seen);
+  collect("", false, out, seen);
+  return out;
+}
+
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
+  std::set<const TensorImpl*> seen;
+  collect("", true, out, seen);
+  return out;
+}
+
+std::vector<Tensor> Module::buffers() const {
+  std::vector<Tensor> out;
+  for (auto& [name, b] : named_buffers()) out.push_back(b);
+  return out;
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors out = named_parameters(), buffers = named_buffers();
+  out.insert(out.end(), buffers.begin(), buffers.end());
   return out;
 }
 
@@ -72,6 +104,8 @@ void Module::train(bool on) {
 void Module::to(Dtype dtype) {
   if (!is_floating(dtype)) fail("Module::to: parameters must be floating, got {}", dtype);
   for (auto& p : parameters()) p.set_data(p.detach().to(dtype));
+  for (auto& b : buffers())
+    if (is_floating(b.dtype())) b.set_data(b.detach().to(dtype));  // a counter stays int64, as in PyTorch
 }
 
 namespace {
@@ -97,11 +131,9 @@ std::string to_string(const Module& m) {
   return out;
 }
 
-void save(const Module& m, const std::string& path) { save_tensors(m.named_parameters(), path); }
+void save(const Module& m, const std::string& path) { save_tensors(m.state_dict(), path); }
 
-void load(Module& m, const std::string& path) {
-  assign_tensors(m.named_parameters(), load_tensors(path), m.repr());
-}
+void load(Module& m, const std::string& path) { assign_tensors(m.state_dict(), load_tensors(path), m.repr()); }
 
 // ---------------------------------------------------------------- Linear
 
@@ -142,6 +174,90 @@ Dropout::Dropout(double p, Generator* generator) : p(p), generator_(generator) {
 Tensor Dropout::forward(const Tensor& x) { return functional::dropout(x, p, is_training(), generator_); }
 
 std::string Dropout::repr() const { return fmt::format("Dropout(p={:g})", p); }
+
+// ---------------------------------------------------------------- normalisation
+
+LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
+    : normalized_shape(std::move(normalized_shape)), eps(options.eps) {
+  if (this->normalized_shape.empty() ||
+      std::any_of(this->normalized_shape.begin(), this->normalized_shape.end(), [](int64_t d) { return d <= 0; }))
+    fail("LayerNorm: normalized_shape {} must have at least one dimension, each positive", this->normalized_shape);
+  if (options.elementwise_affine) {
+    const Dtype dtype = options.dtype.value_or(default_dtype());
+    weight = register_parameter("weight", empty(this->normalized_shape, dtype));
+    bias = register_parameter("bias", empty(this->normalized_shape, dtype));
+  }
+  reset_parameters();
+}
+
+void LayerNorm::reset_parameters() {
+  if (!weight.defined()) return;
+  NoGradGuard no_grad;
+  weight.fill_(1);
+  bias.zero_();
+}
+
+Tensor LayerNorm::forward(const Tensor& x) { return functional::layer_norm(x, normalized_shape, weight, bias, eps); }
+
+std::string LayerNorm::repr() const {
+  return fmt::format("LayerNorm(normalized_shape={}, eps={}, elementwise_affine={})", normalized_shape, eps,
+                     weight.defined());
+}
+
+BatchNorm1d::BatchNorm1d(int64_t num_features, BatchNormOptions options)
+    : num_features(num_features), options(options) {
+  if (num_features <= 0) fail("BatchNorm1d: num_features must be positive, got {}", num_features);
+  const Dtype dtype = options.dtype.value_or(default_dtype());
+  if (options.affine) {
+    weight = register_parameter("weight", empty({num_features}, dtype));
+    bias = register_parameter("bias", empty({num_features}, dtype));
+  }
+  if (options.track_running_stats) {
+    running_mean = register_buffer("running_mean", empty({num_features}, dtype));
+    running_var = register_buffer("running_var", empty({num_features}, dtype));
+    num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, int64));
+  }
+  reset_parameters();
+}
+
+void BatchNorm1d::reset_running_stats() {
+  if (!running_mean.defined()) return;
+  NoGradGuard no_grad;
+  running_mean.zero_();
+  running_var.fill_(1);
+  num_batches_tracked.zero_();
+}
+
+void BatchNorm1d::reset_parameters() {
+  reset_running_stats();
+  if (!weight.defined()) return;
+  NoGradGuard no_grad;
+  weight.fill_(1);
+  bias.zero_();
+}
+
+Tensor BatchNorm1d::forward(const Tensor& x) {
+  if ((x.dim() != 2 && x.dim() != 3) || x.size(1) != num_features)
+    fail("BatchNorm1d: input {} must be [N, {}] or [N, {}, L] ({})", describe(x), num_features, num_features,
+         repr());
+  const bool update = is_training() && running_mean.defined();
+  double factor = options.momentum.value_or(0.0);
+  if (update && !options.momentum) factor = 1.0 / static_cast<double>(num_batches_tracked.item<int64_t>() + 1);
+  // without running statistics, batch statistics in either mode (as PyTorch's)
+  Tensor y = functional::batch_norm(x, running_mean, running_var, weight, bias, is_training() || !running_mean.defined(),
+                                    factor, options.eps);
+  if (update) {  // counted once the batch is accepted
+    NoGradGuard no_grad;
+    num_batches_tracked.add_(1.0);
+  }
+  return y;
+}
+
+std::string BatchNorm1d::repr() const {
+  return fmt::format("BatchNorm1d({}, eps={}, momentum={}, affine={}, track_running_stats={})", num_features,
+                     options.eps, options.momentum ? fmt::format("{}", *options.momentum) : "None", weight.defined(),
+                     running_mean.defined());
+}
 
 // ---------------------------------------------------------------- Sequential
 

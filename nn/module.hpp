@@ -1,7 +1,7 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Sequential and MLP are defined here; activations in
-/// activation.hpp.
+/// printout of the tree. Linear, Dropout, LayerNorm, BatchNorm1d, Sequential and MLP are
+/// defined here; activations in activation.hpp.
 #pragma once
 
 #include "../autograd/autograd.hpp"
@@ -39,6 +39,12 @@ class Module {
   /// shared submodule's under its first name).
   std::vector<Tensor> parameters() const;
   NamedTensors named_parameters() const;  ///< "layers.0.weight"-style names, registration order, each parameter once
+  /// Every buffer (state that is not learned, as BatchNorm1d's running statistics) of this module
+  /// and its submodules, with "bn.running_mean"-style names, each once. Not in parameters().
+  NamedTensors named_buffers() const;
+  std::vector<Tensor> buffers() const;  ///< the tensors of named_buffers()
+  /// named_parameters() then named_buffers(): what a checkpoint holds (save, load).
+  NamedTensors state_dict() const;
   /// The direct submodules with their names.
   const std::vector<std::pair<std::string, ModulePtr>>& named_children() const { return children_; }
 
@@ -47,11 +53,15 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }  ///< train(false)
   bool is_training() const { return training_; }  ///< in training mode
-  void to(Dtype dtype);  ///< converts every parameter in place (identity and requires_grad kept)
+  /// Converts every parameter and floating buffer in place (identity and requires_grad kept).
+  void to(Dtype dtype);
 
  protected:
   /// Adds a parameter under `name` and returns it.
   Tensor& register_parameter(std::string name, Tensor t, bool requires_grad = true);
+  /// Adds a buffer under `name` and returns it: saved and loaded, converted by to(), never
+  /// handed to an optimizer.
+  Tensor& register_buffer(std::string name, Tensor t);
   template <class M>
   /// Adds a submodule under `name` and returns it.
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
@@ -62,8 +72,11 @@ class Module {
 
  private:
   void check_child(const std::string& name, const Module* m) const;  ///< unique name, non-null
-  void collect(const std::string& prefix, NamedTensors& out, std::set<const TensorImpl*>& seen) const;
+  /// unique among parameters and buffers, defined
+  void check_tensor(const std::string& name, const Tensor& t, const char* op) const;
+  void collect(const std::string& prefix, bool buffers, NamedTensors& out, std::set<const TensorImpl*>& seen) const;
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, ModulePtr>> children_;
   bool training_ = true;
 };
@@ -119,6 +132,64 @@ class Dropout : public Module {
 
  private:
   Generator* generator_;
+};
+
+// ---------------------------------------------------------------- normalisation
+
+/// LayerNorm's options.
+struct LayerNormOptions {
+  double eps = 1e-5;  ///< added to the variance
+  bool elementwise_affine = true;  ///< learn a weight (starting at 1) and a bias (at 0) of normalized_shape
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+};
+
+/// functional::layer_norm over the trailing normalized_shape, with learned weight and bias.
+class LayerNorm : public Module {
+ public:
+  /// Normalises the last normalized_shape.size() dimensions (of positive sizes).
+  explicit LayerNorm(Shape normalized_shape, LayerNormOptions options = {});
+  Tensor forward(const Tensor& x) override;  ///< layer_norm(x, normalized_shape, weight, bias, eps)
+  std::string repr() const override;  ///< "LayerNorm(normalized_shape=[4], eps=1e-05, elementwise_affine=true)"
+  void reset_parameters() override;  ///< weight 1, bias 0
+
+  Tensor weight;  ///< normalized_shape; undefined without elementwise_affine
+  Tensor bias;  ///< normalized_shape; undefined without elementwise_affine
+  Shape normalized_shape;  ///< the trailing dimensions normalised
+  double eps;  ///< added to the variance
+};
+
+/// BatchNorm1d's options.
+struct BatchNormOptions {
+  double eps = 1e-5;  ///< added to the variance
+  /// The running statistics' step towards each batch's; nullopt: the average of every batch so
+  /// far (a factor of 1 / num_batches_tracked), PyTorch's momentum=None.
+  std::optional<double> momentum = 0.1;
+  bool affine = true;  ///< learn a weight (starting at 1) and a bias (at 0) per channel
+  /// Keep running statistics (buffers), used after eval(); without them batch statistics are
+  /// used in both modes.
+  bool track_running_stats = true;
+  std::optional<Dtype> dtype = {};  ///< parameter and statistics dtype (default: the default dtype)
+};
+
+/// functional::batch_norm of [N, C] or [N, C, L] inputs: batch statistics while training (which
+/// update the running ones, counted in num_batches_tracked), the running statistics after eval().
+class BatchNorm1d : public Module {
+ public:
+  /// Normalises num_features (positive) channels.
+  explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {});
+  Tensor forward(const Tensor& x) override;  ///< x of shape [N, C] or [N, C, L], C = num_features
+  /// "BatchNorm1d(4, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)"
+  std::string repr() const override;
+  void reset_parameters() override;  ///< weight 1, bias 0, and reset_running_stats()
+  void reset_running_stats();  ///< running_mean 0, running_var 1, num_batches_tracked 0
+
+  Tensor weight;  ///< [C]; undefined without affine
+  Tensor bias;  ///< [C]; undefined without affine
+  Tensor running_mean;  ///< buffer [C]; undefined without track_running_stats
+  Tensor running_var;  ///< buffer [C] (unbiased batch variances averaged); undefined without track_running_stats
+  Tensor num_batches_tracked;  ///< buffer, int64 scalar: training batches seen; undefined without track_running_stats
+  int64_t num_features;  ///< C
+  BatchNormOptions options;  ///< as constructed
 };
 
 // ---------------------------------------------------------------- Sequential

@@ -131,6 +131,20 @@ void ops() {
   point("cross_entropy_all_ignored", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), cr::full({3}, -100, cr::int64), R::mean, 0.1); });
   point("nll_loss_weight_ignore", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::mean, w4); });
   point("nll_loss_weight_ignore_sum", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::sum, w4); });
+  // normalisation: statistics over the trailing dims (layer_norm) or all but dim 1 (batch_norm)
+  const auto f64 = [](std::vector<double> v) { return cr::tensor(v, {static_cast<int64_t>(v.size())}, cr::float64); };
+  const cr::Tensor w4n = f64({0.5, -1, 2, 1.5}), b4n = f64({0.1, 0, -0.3, 1}), w3 = f64({0.5, 2, -1}), b3 = f64({0, 1, 0.25}),
+                   mean3 = f64({0.5, -1, 0}), var3 = f64({2, 0.5, 10});
+  point("layer_norm", [](auto& x) { return F::layer_norm(x.reshape({3, 4}), {4}); });
+  point("layer_norm_affine", [&](auto& x) { return F::layer_norm(x.reshape({3, 4}), {4}, w4n, b4n); });
+  point("layer_norm_2d_eps0.1", [](auto& x) { return F::layer_norm(x.reshape({2, 2, 3}), {2, 3}, {}, {}, 0.1); });
+  point("layer_norm_weight_bias_of_x", [](auto& x) { return F::layer_norm(x.reshape({3, 4}), {4}, x.narrow(0, 0, 4), x.narrow(0, 4, 4)); });
+  point("batch_norm_train", [](auto& x) { return F::batch_norm(x.reshape({4, 3}), {}, {}, {}, {}, true); });
+  point("batch_norm_train_3d_affine", [&](auto& x) {
+    return F::batch_norm(x.reshape({2, 2, 3}), {}, {}, f64({0.5, 2}), f64({0.1, -1}), true, 0.1, 1e-3);
+  });
+  point("batch_norm_eval", [&](auto& x) { return F::batch_norm(x.reshape({4, 3}), mean3, var3, w3, b3, false); });
+  point("batch_norm_weight_bias_of_x", [](auto& x) { return F::batch_norm(x.reshape({4, 3}), {}, {}, x.narrow(0, 0, 3), x.narrow(0, 3, 3), true); });
 
   // special values: infinities, NaN, empty tensors, overflowing arguments
   const double I = INFINITY, N = NAN;
@@ -268,10 +282,29 @@ void clipping() {
   run("clip_value", [](auto& ps) { cr::nn::utils::clip_grad_value_(ps, 3.5); return 0.0; }, true);
 }
 
+// BatchNorm1d's running statistics after three training batches, then its output in eval mode
+// (PyTorch's momentum and momentum=None, [N, C] and [N, C, L] inputs).
+void batch_norm_modules() {
+  auto run = [](const std::string& name, std::optional<double> momentum, const cr::Shape& shape) {
+    cr::nn::BatchNorm1d bn(3, {.momentum = momentum, .dtype = cr::float64});
+    auto batch = [&](int k) {
+      const cr::Tensor x = cr::arange(0, static_cast<double>(shape.numel()), 1, cr::float64) * (k + 1.0);
+      return (cr::sin(x) * (k + 1.0) + static_cast<double>(k)).reshape(shape);
+    };
+    for (int k = 0; k < 3; ++k) bn(batch(k));
+    bn.eval();
+    print(name, "p", cr::cat({bn.running_mean, bn.running_var, bn(batch(3)).reshape({-1})}, 0));
+  };
+  run("batchnorm1d_momentum0.1", 0.1, {4, 3});
+  run("batchnorm1d_momentum_none", std::nullopt, {4, 3});
+  run("batchnorm1d_3d_momentum0.3", 0.3, {2, 3, 5});
+}
+
 }  // namespace
 
 int main() {
   ops();
   optimizers();
   clipping();
+  batch_norm_modules();
 }

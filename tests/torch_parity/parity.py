@@ -113,6 +113,20 @@ def ops():
     pt("nll_loss_weight_ignore", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4))
     pt("nll_loss_weight_ignore_sum", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4, reduction="sum"))
 
+    f64 = lambda v: torch.tensor(v, dtype=torch.float64)
+    w4n, b4n, w3, b3 = f64([0.5, -1, 2, 1.5]), f64([0.1, 0, -0.3, 1]), f64([0.5, 2, -1]), f64([0, 1, 0.25])
+    mean3, var3 = f64([0.5, -1, 0]), f64([2, 0.5, 10])
+    pt("layer_norm", lambda x: F.layer_norm(x.reshape(3, 4), (4,)))
+    pt("layer_norm_affine", lambda x: F.layer_norm(x.reshape(3, 4), (4,), w4n, b4n))
+    pt("layer_norm_2d_eps0.1", lambda x: F.layer_norm(x.reshape(2, 2, 3), (2, 3), eps=0.1))
+    pt("layer_norm_weight_bias_of_x", lambda x: F.layer_norm(x.reshape(3, 4), (4,), x.narrow(0, 0, 4), x.narrow(0, 4, 4)))
+    pt("batch_norm_train", lambda x: F.batch_norm(x.reshape(4, 3), None, None, training=True))
+    pt("batch_norm_train_3d_affine",
+       lambda x: F.batch_norm(x.reshape(2, 2, 3), None, None, f64([0.5, 2]), f64([0.1, -1]), True, 0.1, 1e-3))
+    pt("batch_norm_eval", lambda x: F.batch_norm(x.reshape(4, 3), mean3, var3, w3, b3, False))
+    pt("batch_norm_weight_bias_of_x",
+       lambda x: F.batch_norm(x.reshape(4, 3), None, None, x.narrow(0, 0, 3), x.narrow(0, 3, 3), training=True))
+
     chk("logsumexp_-inf", [-I, -I, 1, 2], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("logsumexp_inf", [I, 1, I, I], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("softmax_-inf", [-I, 0, 1, 2], (2, 2), lambda x: torch.softmax(x, 1))
@@ -230,6 +244,28 @@ def clipping():
     return res
 
 
+def batch_norm_modules():
+    res = {}
+
+    def run(case, momentum, shape):
+        bn = torch.nn.BatchNorm1d(3, momentum=momentum, dtype=torch.float64)
+
+        def batch(k):
+            x = torch.arange(0, math.prod(shape), dtype=torch.float64) * (k + 1.0)
+            return (torch.sin(x) * (k + 1.0) + k).reshape(shape)
+
+        for k in range(3):
+            bn(batch(k))
+        bn.eval()
+        with torch.no_grad():
+            res[case] = {"p": torch.cat([bn.running_mean, bn.running_var, bn(batch(3)).reshape(-1)]).tolist()}
+
+    run("batchnorm1d_momentum0.1", 0.1, (4, 3))
+    run("batchnorm1d_momentum_none", None, (4, 3))
+    run("batchnorm1d_3d_momentum0.3", 0.3, (2, 3, 5))
+    return res
+
+
 def close(a, b):
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
@@ -244,7 +280,7 @@ def main():
     for line in output.splitlines():
         case, part, *rest = line.split(" ")
         ours.setdefault(case, {})[part] = " ".join(rest) if part == "ERR" else [float(v) for v in rest]
-    theirs = {**ops(), **optimizers(), **clipping()}
+    theirs = {**ops(), **optimizers(), **clipping(), **batch_norm_modules()}
     problems, seen = [], set()
     for case in sorted(set(ours) | set(theirs)):
         if case not in ours or case not in theirs:

@@ -207,6 +207,15 @@ Tensor shape_op(const std::string& op, V x, const std::vector<int64_t>& a) {
       return F::cross_entropy(x, target, reductions[a[0]], static_cast<double>(a[1]) / 10, w, a[3]);
     return F::nll_loss(cr::log_softmax(x, 1), target, reductions[a[0]], w, a[3]);
   }
+  if (op == "layer_norm") {
+    const cr::Shape shape(x.shape().end() - a[0], x.shape().end());
+    const Tensor ar = cr::arange(0, static_cast<double>(shape.numel()), 1, x.dtype()).reshape(shape);
+    return a[1] ? F::layer_norm(x, shape, ar * 0.25 + 0.5, ar * 0.1) : F::layer_norm(x, shape);
+  }
+  if (op == "batch_norm") {
+    const Tensor ar = cr::arange(0, static_cast<double>(x.size(1)), 1, x.dtype());
+    return F::batch_norm(x, ar * 0.1, ar * 0.5 + 1.0, a[1] ? ar * 0.25 + 0.5 : Tensor(), a[1] ? ar * 0.1 : Tensor(), a[0] != 0);
+  }
   throw std::runtime_error("random_programs: unknown op " + op);
 }
 

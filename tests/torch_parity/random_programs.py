@@ -185,7 +185,8 @@ REDUCTIONS = ["mean", "sum", "none"]
 def shape_op(r, x):
     """A random shape, indexing or loss op on x: (name, int arguments, result) or None."""
     nd, op = x.dim(), r.choice(["reshape", "transpose", "permute", "unsqueeze", "squeeze", "expand", "narrow", "slice",
-                                "select", "flatten", "t", "gather", "index_select", "cross_entropy", "nll_loss"])
+                                "select", "flatten", "t", "gather", "index_select", "cross_entropy", "nll_loss",
+                                "layer_norm", "batch_norm"])
     if op == "reshape":
         n, dims = x.numel(), []
         while n > 1:
@@ -263,7 +264,34 @@ def shape_op(r, x):
         else:
             y = F.nll_loss(torch.log_softmax(x, 1), target, w, reduction=REDUCTIONS[red], ignore_index=ignore)
         return op, [red, smoothing, weighted, ignore, len(target)] + target.tolist(), y
+    if op == "layer_norm" and x.numel() > 0 and x.is_floating_point():
+        k, affine = r.randint(1, nd), r.randrange(2)  # over the last k dims; weight and bias in some
+        shape = x.shape[nd - k:]
+        ar = torch.arange(math.prod(shape), dtype=x.dtype).reshape(shape)
+        w, b = (0.5 + 0.25 * ar, 0.1 * ar) if affine else (None, None)
+        return op, [k, affine], F.layer_norm(x, shape, w, b)
+    if op == "batch_norm" and nd >= 2 and x.shape[1] > 0 and x.numel() // x.shape[1] > 1 and x.is_floating_point():
+        training, affine = r.randrange(2), r.randrange(2)  # fixed running statistics when not training
+        ar = torch.arange(x.shape[1], dtype=x.dtype)
+        w, b = (0.5 + 0.25 * ar, 0.1 * ar) if affine else (None, None)
+        y = F.batch_norm(x, 0.1 * ar, 1 + 0.5 * ar, w, b, bool(training))
+        return op, [training, affine], ContiguousGradient.apply(y)
     return None
+
+
+class ContiguousGradient(torch.autograd.Function):
+    """The identity, whose backward makes the gradient contiguous. PyTorch 1.13's batch_norm
+    backward is wrong when its gradient is strided as channels-last and its input is not: its
+    own gradcheck fails for F.batch_norm(x, ...).permute(0, 3, 1, 2) with x of shape [1, 2, 1, 4],
+    in training and eval mode (found by these programs: seed 3193)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.contiguous()
 
 
 def leaf_values(r, n):

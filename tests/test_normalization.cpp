@@ -1,0 +1,262 @@
+// Normalisation layers as PyTorch defines them: functional::layer_norm and nn::LayerNorm,
+// functional::batch_norm and nn::BatchNorm1d (running statistics as module buffers: registered,
+// listed, converted by to(dtype), saved and loaded with the parameters). Values and derivatives
+// are also compared against torch by tests/torch_parity.
+#include "helpers.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace F = cr::nn::functional;
+
+namespace {
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol));
+  }
+}
+}  // namespace
+
+// ---------------------------------------------------------------- layer_norm
+
+TEST_CASE("layer_norm: (x - mean) / sqrt(biased var + eps) over the trailing dims, then weight and bias") {
+  const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, -1, 0, 0, 5}, {2, 4}, cr::float64);
+  // row 0: mean 2.5, biased variance 1.25; row 1: mean 1, variance (4 + 1 + 1 + 16) / 4 = 5.5
+  const double s0 = std::sqrt(1.25 + 1e-5), s1 = std::sqrt(5.5 + 1e-5);
+  const std::vector<double> plain = {-1.5 / s0, -0.5 / s0, 0.5 / s0, 1.5 / s0, -2 / s1, -1 / s1, -1 / s1, 4 / s1};
+  check_close(values(F::layer_norm(x, {4})), plain);
+  // weight and bias of normalized_shape, applied per position
+  const cr::Tensor w = cr::tensor({1.0, 2, 3, 4}, cr::float64), b = cr::tensor({0.5, 0, 0, -1}, cr::float64);
+  std::vector<double> affine = plain;
+  for (size_t i = 0; i < affine.size(); ++i) affine[i] = affine[i] * (1.0 + double(i % 4)) + std::vector{0.5, 0.0, 0.0, -1.0}[i % 4];
+  check_close(values(F::layer_norm(x, {4}, w, b)), affine);
+  // two trailing dims: all 8 values are one group (mean 1.75)
+  const cr::Tensor both = F::layer_norm(x, {2, 4}, {}, {}, 0.0);
+  double mean = 0, var = 0;
+  for (double v : values(both)) mean += v / 8;
+  for (double v : values(both)) var += (v - mean) * (v - mean) / 8;
+  CHECK(mean == doctest::Approx(0).epsilon(1e-12));
+  CHECK(var == doctest::Approx(1).epsilon(1e-12));
+  CHECK(both.shape() == cr::Shape{2, 4});
+  // a float32 input stays float32
+  CHECK(F::layer_norm(x.to(cr::float32), {4}).dtype() == cr::float32);
+}
+
+TEST_CASE("layer_norm: gradcheck and gradgradcheck of the input, weight and bias") {
+  const cr::Tensor x = input({3, 2, 4}), w = input({2, 4}, 0.5, 2.0, 3), b = input({2, 4}, -1.0, 1.0, 4);
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::layer_norm(in[0], {4}); }, {x});
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::layer_norm(in[0], {2, 4}, in[1], in[2], 1e-3); },
+                  {x, w, b});
+}
+
+TEST_CASE("layer_norm: errors name the op, the shapes and the dtypes") {
+  const cr::Tensor x = input({3, 4});
+  check_error([&] { F::layer_norm(x, {3}); }, {"layer_norm", "[3, 4]", "normalized_shape [3]"});
+  check_error([&] { F::layer_norm(x, {2, 3, 4}); }, {"layer_norm", "[3, 4]", "[2, 3, 4]"});
+  check_error([&] { F::layer_norm(x, {}); }, {"layer_norm", "at least one dimension"});
+  check_error([&] { F::layer_norm(x, {4}, cr::ones({3}, cr::float64)); }, {"layer_norm", "weight", "[3]", "[4]"});
+  check_error([&] { F::layer_norm(x, {4}, {}, cr::ones({4, 1}, cr::float64)); }, {"layer_norm", "bias", "[4, 1]"});
+  check_error([&] { F::layer_norm(cr::ones({2, 4}, cr::int64), {4}); }, {"layer_norm", "int64"});
+  check_error([&] { F::layer_norm(x, {4}, cr::ones({4}, cr::float32)); }, {"layer_norm", "weight", "float32", "float64"});
+}
+
+TEST_CASE("nn::LayerNorm: weight 1 and bias 0 to start, learnable, elementwise_affine=false has none") {
+  cr::nn::LayerNorm norm({4}, {.dtype = cr::float64});
+  REQUIRE(norm.parameters().size() == 2);
+  CHECK(values(norm.weight) == std::vector<double>(4, 1.0));
+  CHECK(values(norm.bias) == std::vector<double>(4, 0.0));
+  CHECK(norm.repr() == "LayerNorm(normalized_shape=[4], eps=1e-05, elementwise_affine=true)");
+  const cr::Tensor x = input({3, 4});
+  check_close(values(norm(x)), values(F::layer_norm(x, {4})));
+  cr::sum(norm(x) * x).backward();
+  CHECK(norm.weight.grad().defined());
+  CHECK(norm.bias.grad().defined());
+  cr::nn::LayerNorm plain({3, 4}, {.eps = 1e-3, .elementwise_affine = false});
+  CHECK(plain.parameters().empty());
+  CHECK(plain.repr() == "LayerNorm(normalized_shape=[3, 4], eps=0.001, elementwise_affine=false)");
+  check_error([&] { cr::nn::LayerNorm({0}); }, {"LayerNorm", "[0]"});
+  check_error([&] { norm(cr::ones({4, 3}, cr::float64)); }, {"layer_norm", "[4, 3]", "[4]"});
+}
+
+// ---------------------------------------------------------------- batch_norm
+
+TEST_CASE("batch_norm: batch statistics while training, running ones (updated with momentum, unbiased) otherwise") {
+  // channel 0: 1, 2, 6 (mean 3, biased variance 14/3, unbiased 7); channel 1: 10, 20, 30 (20, 200/3, 100)
+  const cr::Tensor x = cr::tensor({1.0, 10, 2, 20, 6, 30}, {3, 2}, cr::float64);
+  cr::Tensor mean = cr::zeros({2}, cr::float64), var = cr::ones({2}, cr::float64);
+  const cr::Tensor y = F::batch_norm(x, mean, var, {}, {}, true, 0.1, 1e-5);
+  const double s0 = std::sqrt(14.0 / 3 + 1e-5), s1 = std::sqrt(200.0 / 3 + 1e-5);
+  check_close(values(y), {-2 / s0, -10 / s1, -1 / s0, 0, 3 / s0, 10 / s1});
+  check_close(values(mean), {0.3, 2.0});           // 0.9 * 0 + 0.1 * batch mean
+  check_close(values(var), {0.9 + 0.7, 0.9 + 10});  // 0.9 * 1 + 0.1 * unbiased batch variance
+  // not training: the running statistics, which stay as they are
+  const cr::Tensor w = cr::tensor({2.0, -1}, cr::float64), b = cr::tensor({0.5, 1}, cr::float64);
+  const cr::Tensor e = F::batch_norm(x, mean, var, w, b, false);
+  check_close(values(e), {(1 - 0.3) / std::sqrt(1.6 + 1e-5) * 2 + 0.5, -(10 - 2.0) / std::sqrt(10.9 + 1e-5) + 1,
+                          (2 - 0.3) / std::sqrt(1.6 + 1e-5) * 2 + 0.5, -(20 - 2.0) / std::sqrt(10.9 + 1e-5) + 1,
+                          (6 - 0.3) / std::sqrt(1.6 + 1e-5) * 2 + 0.5, -(30 - 2.0) / std::sqrt(10.9 + 1e-5) + 1});
+  check_close(values(mean), {0.3, 2.0});
+  // training without running statistics: nothing to update
+  check_close(values(F::batch_norm(x, {}, {}, {}, {}, true)), values(y));
+}
+
+TEST_CASE("batch_norm: [N, C, L] inputs take statistics over N and L per channel") {
+  const cr::Tensor x = input({4, 3, 5});
+  cr::Tensor mean = cr::zeros({3}, cr::float64), var = cr::ones({3}, cr::float64);
+  const cr::Tensor y = F::batch_norm(x, mean, var, {}, {}, true, 1.0, 0.0);  // momentum 1: the batch's own
+  const cr::Tensor y_mean = cr::mean(y, cr::Shape{0, 2}), y_var = cr::var(y, cr::Shape{0, 2}, 0);
+  for (double v : values(y_mean)) CHECK(std::abs(v) < 1e-12);
+  check_close(values(y_var), {1, 1, 1});
+  check_close(values(mean), values(cr::mean(x, cr::Shape{0, 2})));
+  check_close(values(var), values(cr::var(x, cr::Shape{0, 2})));  // unbiased: 20 values, divided by 19
+}
+
+TEST_CASE("batch_norm: gradcheck and gradgradcheck while training and not") {
+  const cr::Tensor x = input({4, 3}), x3 = input({3, 2, 4}, -2, 2, 8), w = input({3}, 0.5, 2.0, 3),
+                   b = input({3}, -1.0, 1.0, 4), w2 = input({2}, 0.5, 2.0, 5), b2 = input({2}, -1.0, 1.0, 6);
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::batch_norm(in[0], {}, {}, in[1], in[2], true); },
+                  {x, w, b});
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::batch_norm(in[0], {}, {}, in[1], in[2], true, 0.1, 1e-3); },
+                  {x3, w2, b2});
+  const cr::Tensor mean = cr::tensor({0.5, -1, 0}, cr::float64), var = cr::tensor({2.0, 0.5, 1}, cr::float64);
+  check_gradients([&](const std::vector<cr::Tensor>& in) { return F::batch_norm(in[0], mean, var, in[1], in[2], false); },
+                  {x, w, b});
+}
+
+TEST_CASE("batch_norm: errors name the op, the shapes and the dtypes") {
+  const cr::Tensor x = input({4, 3});
+  const cr::Tensor m3 = cr::zeros({3}, cr::float64), v3 = cr::ones({3}, cr::float64);
+  check_error([&] { F::batch_norm(input({1, 3}), m3, v3, {}, {}, true); },
+              {"batch_norm", "more than 1 value per channel", "[1, 3]"});
+  check_error([&] { F::batch_norm(input({1, 3, 1}), {}, {}, {}, {}, true); }, {"batch_norm", "[1, 3, 1]"});
+  check_error([&] { F::batch_norm(input({3}), m3, v3); }, {"batch_norm", "[3]", "[N, C"});
+  check_error([&] { F::batch_norm(x, cr::zeros({4}, cr::float64), v3); }, {"batch_norm", "running_mean", "[4]", "[3]"});
+  check_error([&] { F::batch_norm(x, m3, cr::ones({2}, cr::float64)); }, {"batch_norm", "running_var", "[2]"});
+  check_error([&] { F::batch_norm(x, m3, v3, cr::ones({2}, cr::float64)); }, {"batch_norm", "weight", "[2]"});
+  check_error([&] { F::batch_norm(x, m3, v3, {}, cr::ones({3}, cr::float32)); }, {"batch_norm", "bias", "float32", "float64"});
+  check_error([&] { F::batch_norm(x, {}, {}); }, {"batch_norm", "running_mean and running_var", "training"});
+  check_error([&] { F::batch_norm(x, m3, {}, {}, {}, true); }, {"batch_norm", "running_mean and running_var"});
+  check_error([&] { F::batch_norm(cr::ones({4, 3}, cr::int64), {}, {}, {}, {}, true); }, {"batch_norm", "int64"});
+}
+
+// ---------------------------------------------------------------- nn::BatchNorm1d and buffers
+
+TEST_CASE("nn::BatchNorm1d: running statistics as buffers, counted batches, train and eval") {
+  cr::nn::BatchNorm1d bn(2, {.dtype = cr::float64});
+  REQUIRE(bn.parameters().size() == 2);
+  const auto buffers = bn.named_buffers();
+  REQUIRE(buffers.size() == 3);
+  CHECK(buffers[0].first == "running_mean");
+  CHECK(buffers[1].first == "running_var");
+  CHECK(buffers[2].first == "num_batches_tracked");
+  CHECK(values(bn.running_mean) == std::vector<double>{0, 0});
+  CHECK(values(bn.running_var) == std::vector<double>{1, 1});
+  CHECK(bn.num_batches_tracked.dtype() == cr::int64);
+  CHECK(!bn.running_mean.requires_grad());
+  CHECK(bn.repr() == "BatchNorm1d(2, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)");
+  const cr::Tensor x = cr::tensor({1.0, 10, 2, 20, 6, 30}, {3, 2}, cr::float64);
+  const cr::Tensor y = bn(x);
+  check_close(values(y), values(F::batch_norm(x, {}, {}, {}, {}, true)));
+  check_close(values(bn.running_mean), {0.3, 2.0});
+  check_close(values(bn.running_var), {1.6, 10.9});
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+  bn(x);
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 2);
+  check_close(values(bn.running_mean), {0.3 * 0.9 + 0.3, 2.0 * 0.9 + 2.0});
+  // eval: the running statistics, nothing counted
+  bn.eval();
+  const cr::Tensor e = bn(x);
+  check_close(values(e), values(F::batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, false)));
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 2);
+  // gradients reach weight and bias
+  bn.train();
+  cr::sum(bn(x) * x).backward();
+  CHECK(bn.weight.grad().defined());
+  CHECK(bn.bias.grad().defined());
+  // reset_parameters resets the statistics too, as PyTorch's
+  bn.reset_parameters();
+  CHECK(values(bn.running_var) == std::vector<double>{1, 1});
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 0);
+  // [N, C, L] inputs; anything else is an Error naming the module
+  CHECK(bn(input({4, 2, 3})).shape() == cr::Shape{4, 2, 3});
+  check_error([&] { bn(input({4, 3})); }, {"BatchNorm1d", "[4, 3]", "2"});
+  check_error([&] { bn(input({4, 2, 3, 1})); }, {"BatchNorm1d", "[4, 2, 3, 1]"});
+  // a refused batch changes nothing
+  const auto before = values(bn.running_mean);
+  check_error([&] { bn(input({1, 2})); }, {"batch_norm", "more than 1 value per channel"});
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+  CHECK(values(bn.running_mean) == before);
+  check_error([&] { cr::nn::BatchNorm1d(0); }, {"BatchNorm1d", "0"});
+}
+
+TEST_CASE("nn::BatchNorm1d: momentum nullopt averages every batch equally; no running stats, no affine") {
+  cr::nn::BatchNorm1d avg(2, {.momentum = std::nullopt, .dtype = cr::float64});
+  CHECK(avg.repr() == "BatchNorm1d(2, eps=1e-05, momentum=None, affine=true, track_running_stats=true)");
+  const cr::Tensor a = cr::tensor({1.0, 10, 2, 20, 6, 30}, {3, 2}, cr::float64);
+  const cr::Tensor b = cr::tensor({0.0, 0, 4, -4}, {2, 2}, cr::float64);  // means 2, -2; unbiased variances 8, 8
+  avg(a);
+  check_close(values(avg.running_mean), {3, 20});  // the first batch's own (factor 1 / 1)
+  check_close(values(avg.running_var), {7, 100});
+  avg(b);
+  check_close(values(avg.running_mean), {(3 + 2) / 2.0, (20 - 2) / 2.0});  // factor 1 / 2: the mean of both
+  check_close(values(avg.running_var), {(7 + 8) / 2.0, (100 + 8) / 2.0});
+
+  cr::nn::BatchNorm1d free(2, {.affine = false, .track_running_stats = false, .dtype = cr::float64});
+  CHECK(free.parameters().empty());
+  CHECK(free.named_buffers().empty());
+  free.eval();  // without running statistics, batch statistics also in eval mode, as PyTorch's
+  check_close(values(free(a)), values(F::batch_norm(a, {}, {}, {}, {}, true)));
+}
+
+TEST_CASE("module buffers: listed apart from parameters, named in the tree, converted by to(), checkpointed") {
+  auto net = std::make_shared<cr::nn::Sequential>(std::vector<cr::nn::ModulePtr>{
+      std::make_shared<cr::nn::Linear>(3, 2), std::make_shared<cr::nn::BatchNorm1d>(2)});
+  CHECK(net->parameters().size() == 4);  // the optimizer's list: no buffers
+  const auto names = net->named_buffers();
+  REQUIRE(names.size() == 3);
+  CHECK(names[0].first == "1.running_mean");
+  CHECK(net->buffers().size() == 3);
+  const auto state = net->state_dict();
+  REQUIRE(state.size() == 7);
+  CHECK(state[4].first == "1.running_mean");
+  // to(float64) converts the floating buffers; the counter stays int64
+  net->to(cr::float64);
+  auto& bn = static_cast<cr::nn::BatchNorm1d&>(*(*net)[1]);
+  CHECK(bn.running_mean.dtype() == cr::float64);
+  CHECK(bn.num_batches_tracked.dtype() == cr::int64);
+  // save and load carry the statistics
+  net->forward(input({5, 3}));
+  const std::string path = "test_normalization_buffers.crt";
+  cr::nn::save(*net, path);
+  const auto saved_mean = values(bn.running_mean);
+  net->forward(input({5, 3}, -1, 3, 9));
+  CHECK(values(bn.running_mean) != saved_mean);
+  cr::nn::load(*net, path);
+  CHECK(values(bn.running_mean) == saved_mean);
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+  std::remove(path.c_str());
+}
+
+namespace {
+struct WithBuffer : cr::nn::Module {
+  WithBuffer() {
+    register_parameter("w", cr::ones({2}));
+    register_buffer("b", cr::zeros({2}));
+  }
+  cr::Tensor forward(const cr::Tensor& x) override { return x; }
+  std::string repr() const override { return "WithBuffer"; }
+  void add(const std::string& name, const cr::Tensor& t) { register_buffer(name, t); }
+  void add_parameter(const std::string& name, const cr::Tensor& t) { register_parameter(name, t); }
+};
+}  // namespace
+
+TEST_CASE("register_buffer: names unique among parameters and buffers, defined") {
+  WithBuffer m;
+  check_error([&] { m.add("w", cr::zeros({1})); }, {"register_buffer", "WithBuffer", "'w'"});
+  check_error([&] { m.add("b", cr::zeros({1})); }, {"register_buffer", "WithBuffer", "'b'"});
+  check_error([&] { m.add("a.b", cr::zeros({1})); }, {"register_buffer", "'a.b'"});
+  check_error([&] { m.add("c", cr::Tensor()); }, {"register_buffer", "undefined"});
+  check_error([&] { m.add_parameter("b", cr::zeros({1})); }, {"register_parameter", "WithBuffer", "'b'"});
+}
