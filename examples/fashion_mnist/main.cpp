@@ -141,7 +141,7 @@ std::pair<double, double> evaluate(cr::nn::Module& model, const cr::Tensor& imag
 void save_checkpoint(const std::string& path, const cr::nn::Module& model, const cr::optim::Optimizer& opt,
                      int64_t epoch, const History& h) {
   cr::NamedTensors all;
-  for (auto& [name, t] : model.named_parameters()) all.emplace_back("model." + name, t);
+  for (auto& [name, t] : model.state_dict()) all.emplace_back("model." + name, t);  // parameters and buffers
   for (auto& [name, t] : opt.state_dict()) all.emplace_back("optim." + name, t);
   all.emplace_back("meta.epoch", cr::tensor(static_cast<double>(epoch), cr::int64));
   auto series = [&](const char* name, const std::vector<double>& v) {
@@ -166,7 +166,7 @@ int64_t load_checkpoint(const std::string& path, cr::nn::Module& model, cr::opti
     else if (name == "meta.test_accuracy") h.test_accuracy = t.to_vector<double>();
   }
   if (epoch < 0) throw cr::CheckpointError(fmt::format("checkpoint '{}' has no meta.epoch", path));
-  cr::assign_tensors(model.named_parameters(), m, "the model");
+  cr::assign_tensors(model.state_dict(), m, "the model");
   opt.load_state_dict(o);
   return epoch;
 }
