@@ -1,4 +1,4 @@
-// Reductions: sum, mean, max/min, argmax/argmin, var, logsumexp, softmax, log_softmax.
+// Reductions: sum, mean, max/min, argmax/argmin, var, std, norm, cumsum, logsumexp, softmax, log_softmax.
 // Backward rules see `g` (gradient of the output), `c.saved(i)`, `c.result()`, `c.shape(0)`
 // (the input's shape). A reduced dimension dropped by keepdim=false is restored in backward
 // by `unreduce` before the gradient is expanded back over it.
@@ -173,8 +173,118 @@ Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
   int64_t n = 1;
   for (size_t d = 0; d < flags.size(); ++d)
     if (flags[d]) n *= x.shape()[d];
-  const Tensor centred = x - mean(x, dims, true);
+  Tensor centred = x - mean(x, dims, true), residual;
+  {
+    // Corrected two-pass: sum / n of equal values can miss them by an ulp, which left a constant
+    // slice a variance of ~1e-33 (and std a gradient of 0 / 0 noise, PyTorch's Welford mean gives 0
+    // and a zero gradient). Shifting by the residuals' mean (exact for them) centres it exactly.
+    NoGradGuard no_grad;
+    residual = mean(centred, dims, true);
+  }
+  centred = centred - residual;
   return sum(centred * centred, dims, keepdim) / static_cast<double>(std::max<int64_t>(n - correction, 0));
+}
+
+namespace {
+// PyTorch's masked_fill(t == 0, 0) of a backward formula: v where t is not 0, 0 where it is.
+// (v is computed everywhere, as in PyTorch: a second derivative through it is NaN where v was
+// inf, as PyTorch's.)
+Tensor zero_where_zero(const Tensor& t, const Tensor& v) {
+  const Tensor zero = zeros({}, v.dtype());
+  return where(eq(t.detach(), zero), zero, v);
+}
+}  // namespace
+
+Tensor std(const Tensor& x, int64_t correction) { return std(x, Shape{}, correction, false); }
+// Recorded with PyTorch's std_backward, which is var's backward of g / (2 std), taken as 0 where
+// std is 0: a composition (sqrt(var)) gives NaN there, inf * 0, for any constant slice.
+Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
+  if (!is_floating(x.dtype())) fail("std: expected a floating tensor, got {}", describe(x));
+  const auto flags = reduced_dims(x.shape(), dims, "std");
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = sqrt(var(x, dims, correction, keepdim));
+  }
+  int64_t n = 1;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) n *= x.shape()[d];
+  const double divisor = static_cast<double>(std::max<int64_t>(n - correction, 0));
+  return record(out, "std", {x}, {x}, [flags, dims, divisor](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    const Tensor s = unreduce(c.result(), x.shape(), flags);
+    const Tensor gk = unreduce(g, x.shape(), flags);
+    const Tensor scale = zero_where_zero(s, gk / (s * 2.0));
+    return {scale * (x - mean(x, dims, true)) * (2.0 / divisor)};  // var's backward of scale
+  }, true);
+}
+
+// Computed without recording, then recorded with PyTorch's norm_backward: a composition
+// (sqrt(sum(x * x))) would differentiate sqrt at 0 and give NaN for a zero vector.
+Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
+  if (!is_floating(x.dtype())) fail("norm: expected a floating tensor, got {}", describe(x));
+  if (!(p >= 0 || p == -INFINITY)) fail("norm: p must be 0, positive, INFINITY or -INFINITY, got {}", p);
+  const auto flags = reduced_dims(x.shape(), dims, "norm");
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (std::isinf(p) && flags[d] && x.shape()[d] == 0)
+      fail("norm: the {} norm of {} over its dimension {} of size 0 is undefined (an extreme of nothing)", p,
+           describe(x), d);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    const Tensor a = abs(x);
+    if (p == 0) return sum(ne(x, zeros({}, x.dtype())), dims, keepdim);  // a count: no gradient, as PyTorch's
+    if (p == INFINITY) out = amax(a, dims, keepdim);
+    else if (p == -INFINITY) out = amin(a, dims, keepdim);
+    else if (p == 1) out = sum(a, dims, keepdim);
+    else if (p == 2) out = sqrt(sum(x * x, dims, keepdim));
+    else out = pow(sum(pow(a, p), dims, keepdim), 1 / p);
+  }
+  return record(out, "norm", {x}, {x}, [flags, p](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    const Tensor n = unreduce(c.result(), x.shape(), flags), gk = unreduce(g, x.shape(), flags);
+    if (std::isinf(p)) {  // to the elements whose |x| is the norm, split between them
+      const Tensor hit = eq(abs(x).detach(), n.detach());
+      return {sign(x) * (gk / kernels::sum_keepdim(hit, flags)) * hit};
+    }
+    if (p == 1) return {sign(x) * gk};
+    if (p < 1) {  // |x|^(p - 1) is 0 at x = 0 here, as PyTorch's
+      const Tensor scaled = zero_where_zero(x, pow(abs(x), p - 1));
+      return {sign(x) * scaled * gk * pow(n, 1 - p)};
+    }
+    const Tensor scale = zero_where_zero(n, gk / (p == 2 ? n : pow(n, p - 1)));
+    if (p < 2) return {sign(x) * pow(abs(x), p - 1) * scale};
+    return {(p == 2 ? x : x * pow(abs(x), p - 2)) * scale};
+  }, true);
+}
+
+namespace {
+// Running sums along d, from the end when `reverse`; each is recorded with the other as its backward.
+Tensor running_sum(const Tensor& x, int64_t d, bool reverse) {
+  const Tensor in = x.contiguous();
+  Tensor out = kernels::empty(x.shape(), x.dtype());
+  const int64_t n = x.dim() == 0 ? 1 : x.shape()[d];
+  int64_t inner = 1;
+  for (int64_t k = d + 1; k < x.dim(); ++k) inner *= x.shape()[k];
+  const int64_t outer = n * inner == 0 ? 0 : x.numel() / (n * inner);
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* src = kernels::ptr<T>(in);
+    T* dst = kernels::ptr<T>(out);
+    for (int64_t a = 0; a < outer; ++a)
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t k = reverse ? n - 1 - i : i, row = (a * n + k) * inner, before = row + (reverse ? inner : -inner);
+        for (int64_t b = 0; b < inner; ++b) dst[row + b] = i == 0 ? src[row + b] : dst[before + b] + src[row + b];
+      }
+  });
+  return record(out, "cumsum", {x}, {}, [d, reverse](const Tensor& g, const BackwardContext&) -> Grads {
+    return {running_sum(g, d, !reverse)};  // d y_j / d x_i = 1 for j >= i: the sums from the end
+  });
+}
+}  // namespace
+
+Tensor cumsum(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, std::max<int64_t>(x.dim(), 1), "cumsum");
+  return running_sum(x, d, false);
 }
 
 // logsumexp = m + log(sum(exp(x - m))) with m = max(x) held constant (it cancels in the

@@ -373,6 +373,17 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor var(const Tensor& x, int64_t correction = 1);
 /// The variance over `dims`, dividing by N - correction.
 Tensor var(const Tensor& x, const Shape& dims, int64_t correction = 1, bool keepdim = false);
+/// The standard deviation of all elements: sqrt(var(x, correction)).
+Tensor std(const Tensor& x, int64_t correction = 1);
+/// The standard deviation over `dims`: sqrt(var(x, dims, correction, keepdim)).
+Tensor std(const Tensor& x, const Shape& dims, int64_t correction = 1, bool keepdim = false);
+/// The p-norm over `dims` (all of them when empty), as torch.linalg.vector_norm: (sum |x|^p)^(1/p)
+/// for p > 0, max |x| for INFINITY, min |x| for -INFINITY, the number of non-zeros for 0 (which
+/// has no gradient). The gradient is PyTorch's: 0 where the norm is 0 (the composition
+/// sqrt(sum(x * x)) gives NaN there), split between the ties of max |x| for INFINITY.
+Tensor norm(const Tensor& x, double p = 2, const Shape& dims = {}, bool keepdim = false);
+/// Running sums along dim: y_i = x_0 + ... + x_i (int64 stays int64).
+Tensor cumsum(const Tensor& x, int64_t dim);
 /// Log(sum(exp(x))) over `dims`, computed without overflow.
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim = false);
 /// Log(sum(exp(x))) over dim, computed without overflow.

@@ -187,3 +187,96 @@ TEST_CASE("reduction dims are validated") {
   check_error([&] { (void)cr::sum(x, cr::Shape{0, -2}); }, {"sum", "twice"});
   check_error([&] { (void)cr::softmax(x, 3); }, {"softmax", "dimension 3"});
 }
+
+TEST_CASE("norm: p-norms over all dims or some, as torch.linalg.vector_norm") {
+  const cr::Tensor x = cr::tensor({3.0, -4, 0, 12}, {2, 2}, cr::float64);
+  CHECK(cr::norm(x).item<double>() == doctest::Approx(13));
+  CHECK(cr::norm(x).dim() == 0);
+  CHECK(cr::norm(x, 1).item<double>() == 19);
+  CHECK(cr::norm(x, INFINITY).item<double>() == 12);
+  CHECK(cr::norm(x, -INFINITY).item<double>() == 0);
+  CHECK(cr::norm(x, 0).item<double>() == 3);  // the number of non-zero elements
+  CHECK(cr::norm(x, 3).item<double>() == doctest::Approx(std::cbrt(27 + 64 + 1728.0)));
+  CHECK(cr::norm(x, 0.5).item<double>() == doctest::Approx(std::pow(std::sqrt(3.0) + 2 + std::sqrt(12.0), 2)));
+  CHECK(values(cr::norm(x, 2, {1})) == std::vector<double>{5, 12});
+  CHECK(cr::norm(x, 2, {0}, true).shape() == cr::Shape{1, 2});
+  CHECK(values(cr::norm(x, INFINITY, {0})) == std::vector<double>{3, 12});
+  CHECK(cr::norm(cr::zeros({0}, cr::float64)).item<double>() == 0);
+  CHECK(cr::norm(x.to(cr::float32)).dtype() == cr::float32);
+  check_error([] { cr::norm(cr::ones({2}, cr::int64)); }, {"norm", "int64"});
+  check_error([] { cr::norm(cr::zeros({0}), INFINITY); }, {"norm", "inf", "[0]"});
+  check_error([] { cr::norm(cr::zeros({2}), -1); }, {"norm", "-1"});
+  check_error([&] { cr::norm(x, 2, {2}); }, {"norm", "2"});
+}
+
+TEST_CASE("norm: gradcheck and gradgradcheck for p = 1, 1.5, 2, 3, inf over dims") {
+  const cr::Tensor x = input({3, 4});
+  for (double p : std::vector<double>{1.0, 1.5, 2.0, 3.0, INFINITY, -INFINITY}) {
+    CAPTURE(p);
+    check_gradients([p](const std::vector<cr::Tensor>& v) { return cr::norm(v[0], p); }, {x});
+    check_gradients([p](const std::vector<cr::Tensor>& v) { return cr::norm(v[0], p, {1}, true); }, {x});
+  }
+}
+
+TEST_CASE("norm: at the zero vector the gradient is 0 (PyTorch's subgradient), ties of max |x| share it") {
+  cr::Tensor z = cr::zeros({3}, cr::float64).requires_grad_();
+  for (double p : std::vector<double>{1.0, 1.5, 2.0, 3.0, 0.5, INFINITY}) {
+    CAPTURE(p);
+    const cr::Tensor g = cr::autograd::grad({cr::norm(z, p)}, {z})[0];
+    CHECK(values(g) == std::vector<double>{0, 0, 0});  // sqrt(sum(x * x)) would give NaN
+  }
+  // max |x| reached by two elements: each gets half, with x's sign
+  cr::Tensor t = cr::tensor({3.0, -3, 1}, cr::float64).requires_grad_();
+  cr::norm(t, INFINITY).backward();
+  CHECK(values(t.grad()) == std::vector<double>{0.5, -0.5, 0});
+  // p = 0 counts, and has no gradient (as PyTorch's: its result does not require grad)
+  CHECK(!cr::norm(t, 0).requires_grad());
+  // p = 1: the sign, 0 at 0
+  cr::Tensor s = cr::tensor({-2.0, 0, 5}, cr::float64).requires_grad_();
+  cr::norm(s, 1).backward();
+  CHECK(values(s.grad()) == std::vector<double>{-1, 0, 1});
+}
+
+TEST_CASE("std: the square root of var, with correction and dims") {
+  const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, 6, 8}, {2, 3}, cr::float64);
+  CHECK(cr::std(x).item<double>() == doctest::Approx(std::sqrt(cr::var(x).item<double>())));
+  CHECK(values(cr::std(x, cr::Shape{1})) == std::vector<double>{1, 2});
+  const auto population = values(cr::std(x, cr::Shape{1}, 0));
+  CHECK(population[0] == doctest::Approx(std::sqrt(2.0 / 3)));
+  CHECK(population[1] == doctest::Approx(std::sqrt(8.0 / 3)));
+  CHECK(cr::std(x, cr::Shape{0}, 1, true).shape() == cr::Shape{1, 3});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::std(v[0], cr::Shape{0}); }, {input({4, 3})});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::std(v[0], 0); }, {input({4, 3})});
+  // a constant slice: std 0 with gradient 0, as PyTorch's (sqrt(var) gives inf * 0 = NaN)
+  cr::Tensor c = cr::tensor({2.0, 2, 2, 1, 3, 5}, {2, 3}, cr::float64).requires_grad_();
+  cr::sum(cr::std(c, cr::Shape{1})).backward();
+  CHECK(values(c.grad()) == std::vector<double>{0, 0, 0, -0.5, 0, 0.5});
+  // equal values whose sum / n misses them by an ulp ((0.1 + 0.1 + 0.1) / 3 = 0.10000000000000002):
+  // still exactly 0, with gradient 0
+  cr::Tensor e = cr::full({3}, 0.1, cr::float64).requires_grad_();
+  CHECK(cr::var(e).item<double>() == 0);
+  const cr::Tensor s = cr::std(e);
+  CHECK(s.item<double>() == 0);
+  s.backward();
+  CHECK(values(e.grad()) == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("cumsum: running sums along a dim, gradient the reversed running sum") {
+  const cr::Tensor x = cr::arange(6, cr::float64).reshape({2, 3});
+  CHECK(values(cr::cumsum(x, 1)) == std::vector<double>{0, 1, 3, 3, 7, 12});
+  CHECK(values(cr::cumsum(x, 0)) == std::vector<double>{0, 1, 2, 3, 5, 7});
+  CHECK(values(cr::cumsum(x, -1)) == values(cr::cumsum(x, 1)));
+  CHECK(values(cr::cumsum(x.t(), 0)) == std::vector<double>{0, 3, 1, 7, 3, 12});  // a non-contiguous input
+  CHECK(values(cr::cumsum(cr::tensor(2.5), 0)) == std::vector<double>{2.5});
+  CHECK(cr::cumsum(cr::zeros({0, 3}), 0).shape() == cr::Shape{0, 3});
+  const cr::Tensor i = cr::cumsum(cr::tensor({1.0, 2, 3}, {3}, cr::int64), 0);
+  CHECK(i.dtype() == cr::int64);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{1, 3, 6});
+  cr::Tensor w = cr::tensor({1.0, 2, 3}, cr::float64).requires_grad_();
+  cr::sum(cr::cumsum(w, 0) * cr::tensor({1.0, 10, 100}, cr::float64)).backward();
+  CHECK(values(w.grad()) == std::vector<double>{111, 110, 100});
+  const cr::Tensor y = input({3, 4, 2});
+  for (int64_t d : {0, 1, 2})
+    check_gradients([d](const std::vector<cr::Tensor>& v) { return cr::cumsum(v[0] * v[0], d); }, {y});
+  check_error([&] { cr::cumsum(x, 2); }, {"cumsum", "2"});
+}

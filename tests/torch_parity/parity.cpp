@@ -131,6 +131,20 @@ void ops() {
   point("cross_entropy_all_ignored", [&](auto& x) { return F::cross_entropy(x.reshape({3, 4}), cr::full({3}, -100, cr::int64), R::mean, 0.1); });
   point("nll_loss_weight_ignore", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::mean, w4); });
   point("nll_loss_weight_ignore_sum", [&](auto& x) { return F::nll_loss(x.reshape({3, 4}), yi, R::sum, w4); });
+  // norms (the ties of |x| = 25 for INFINITY), std, cumsum
+  point("norm", [](auto& x) { return cr::norm(x.reshape({3, 4}), 2, {1}); });
+  point("norm_all", [](auto& x) { return cr::norm(x); });
+  point("norm1", [](auto& x) { return cr::norm(x.reshape({3, 4}), 1, {0}, true); });
+  point("norm3", [](auto& x) { return cr::norm(x.reshape({3, 4}), 3, {1}); });
+  point("norm1.5", [](auto& x) { return cr::norm(x.reshape({3, 4}), 1.5, {1}); });
+  point("norm0.5", [](auto& x) { return cr::norm(x.reshape({3, 4}) * 0.1 + 0.05, 0.5, {1}); });
+  point("norm_inf", [](auto& x) { return cr::norm(x, INFINITY); });
+  point("norm_-inf", [](auto& x) { return cr::norm(x.reshape({3, 4}), -INFINITY, {1}); });
+  point("std", [](auto& x) { return cr::std(x.reshape({3, 4}), cr::Shape{1}); });
+  point("std_correction0_keepdim", [](auto& x) { return cr::std(x.reshape({3, 4}), cr::Shape{0}, 0, true); });
+  point("cumsum", [](auto& x) { return cr::cumsum(x.reshape({3, 4}), 1); });
+  point("cumsum_dim0", [](auto& x) { return cr::cumsum(x.reshape({3, 4}) * x.reshape({3, 4}), 0); });
+
   // normalisation: statistics over the trailing dims (layer_norm) or all but dim 1 (batch_norm)
   const auto f64 = [](std::vector<double> v) { return cr::tensor(v, {static_cast<int64_t>(v.size())}, cr::float64); };
   const cr::Tensor w4n = f64({0.5, -1, 2, 1.5}), b4n = f64({0.1, 0, -0.3, 1}), w3 = f64({0.5, 2, -1}), b3 = f64({0, 1, 0.25}),
@@ -188,6 +202,13 @@ void ops() {
   check("dropout_eval", {N, I, -2, 3}, {4}, [](auto& x) { return F::dropout(x, 0.5, false) * x; });
   check("cross_entropy_no_classes", {}, {2, 0}, [](auto& x) { return F::cross_entropy(x, cr::full({2}, -100, cr::int64), R::none); });
   check("nll_loss_no_classes_weight", {}, {2, 0}, [](auto& x) { return F::nll_loss(x, cr::full({2}, -100, cr::int64), R::mean, cr::ones({0}, cr::float64)); });
+  check("norm_zero_row", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, 2, {1}); });
+  check("norm3_zero_row", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, 3, {1}); });
+  check("norm_inf_zero_row", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, INFINITY, {1}); });
+  check("norm0_count", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, 0, {1}); });
+  check("std_constant_row", {0.1, 0.1, 0.1, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::std(x, cr::Shape{1}); });
+  check("norm_empty", {}, {0}, [](auto& x) { return cr::norm(x); });
+  check("cumsum_empty", {}, {0, 2}, [](auto& x) { return cr::cumsum(x, 0); });
   check("mean_empty", {}, {0}, [](auto& x) { return cr::mean(x); });
   check("sum_empty", {}, {0, 3}, [](auto& x) { return cr::sum(x, 0); });
   check("var_empty", {}, {0}, [](auto& x) { return cr::var(x); });

@@ -28,6 +28,11 @@ DEVIATIONS = {
     ("elu_large", "h", 2): "elu'' at 0 from the branch elu' uses (PyTorch: 0)",
     # mish'' at x = 1000: 0, the limit; PyTorch's formula overflows to NaN
     ("mish_large", "h", 1): "mish'' at 1000 is 0 (PyTorch: NaN)",
+    # the 2-norm of a row of zeros: gradient 0 in both (the subgradient); the second derivative is
+    # that of the gradient's formula with its zero mask, 0, where PyTorch's double backward meets 0 / 0
+    ("norm_zero_row", "h", 0): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    ("norm_zero_row", "h", 1): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    ("norm_zero_row", "h", 2): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
 }
 
 
@@ -113,6 +118,16 @@ def ops():
     pt("nll_loss_weight_ignore", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4))
     pt("nll_loss_weight_ignore_sum", lambda x: F.nll_loss(x.reshape(3, 4), yi, weight=w4, reduction="sum"))
 
+    vn = torch.linalg.vector_norm
+    pt("norm", lambda x: vn(x.reshape(3, 4), 2, 1)); pt("norm_all", lambda x: vn(x))
+    pt("norm1", lambda x: vn(x.reshape(3, 4), 1, 0, True)); pt("norm3", lambda x: vn(x.reshape(3, 4), 3, 1))
+    pt("norm1.5", lambda x: vn(x.reshape(3, 4), 1.5, 1)); pt("norm0.5", lambda x: vn(x.reshape(3, 4) * 0.1 + 0.05, 0.5, 1))
+    pt("norm_inf", lambda x: vn(x, I)); pt("norm_-inf", lambda x: vn(x.reshape(3, 4), -I, 1))
+    pt("std", lambda x: torch.std(x.reshape(3, 4), 1))
+    pt("std_correction0_keepdim", lambda x: torch.std(x.reshape(3, 4), 0, correction=0, keepdim=True))
+    pt("cumsum", lambda x: torch.cumsum(x.reshape(3, 4), 1))
+    pt("cumsum_dim0", lambda x: torch.cumsum(x.reshape(3, 4) * x.reshape(3, 4), 0))
+
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)
     w4n, b4n, w3, b3 = f64([0.5, -1, 2, 1.5]), f64([0.1, 0, -0.3, 1]), f64([0.5, 2, -1]), f64([0, 1, 0.25])
     mean3, var3 = f64([0.5, -1, 0]), f64([2, 0.5, 10])
@@ -162,6 +177,14 @@ def ops():
     chk("dropout_eval", [N, I, -2, 3], (4,), lambda x: F.dropout(x, 0.5, training=False) * x)
     chk("cross_entropy_no_classes", [], (2, 0), lambda x: F.cross_entropy(x, torch.full((2,), -100), reduction="none"))
     chk("nll_loss_no_classes_weight", [], (2, 0), lambda x: F.nll_loss(x, torch.full((2,), -100), torch.ones(0, dtype=torch.float64)))
+    zero_row = [0, 0, 0, 1, -2, 2]
+    chk("norm_zero_row", zero_row, (2, 3), lambda x: vn(x, 2, 1))
+    chk("norm3_zero_row", zero_row, (2, 3), lambda x: vn(x, 3, 1))
+    chk("norm_inf_zero_row", zero_row, (2, 3), lambda x: vn(x, I, 1))
+    chk("norm0_count", zero_row, (2, 3), lambda x: vn(x, 0, 1))
+    chk("std_constant_row", [0.1, 0.1, 0.1, 1, -2, 2], (2, 3), lambda x: torch.std(x, 1))
+    chk("norm_empty", [], (0,), lambda x: vn(x))
+    chk("cumsum_empty", [], (0, 2), lambda x: torch.cumsum(x, 0))
     chk("mean_empty", [], (0,), torch.mean); chk("sum_empty", [], (0, 3), lambda x: torch.sum(x, 0))
     chk("var_empty", [], (0,), torch.var); chk("mse_loss_empty", [], (0,), lambda x: F.mse_loss(x, torch.zeros_like(x)))
     return res

@@ -175,6 +175,12 @@ const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {
     {"max", [](V x, int64_t d, bool k) { return cr::max(x, d, k).values; }},
     {"min", [](V x, int64_t d, bool k) { return cr::min(x, d, k).values; }},
     {"logsumexp", [](V x, int64_t d, bool k) { return cr::logsumexp(x, d, k); }},
+    {"std", [](V x, int64_t d, bool k) { return cr::std(x, cr::Shape{d}, 1, k); }},
+    {"norm", [](V x, int64_t d, bool k) { return cr::norm(x, 2, {d}, k); }},
+    {"norm1", [](V x, int64_t d, bool k) { return cr::norm(x, 1, {d}, k); }},
+    {"norm3", [](V x, int64_t d, bool k) { return cr::norm(x, 3, {d}, k); }},
+    {"norm_inf", [](V x, int64_t d, bool k) { return cr::norm(x, INFINITY, {d}, k); }},
+    {"cumsum", [](V x, int64_t d, bool) { return cr::cumsum(x, d); }},
     {"softmax", [](V x, int64_t d, bool) { return cr::softmax(x, d); }},
     {"log_softmax", [](V x, int64_t d, bool) { return cr::log_softmax(x, d); }},
 };

@@ -15,7 +15,8 @@ Usage: random_programs.py EXECUTABLE [FIRST_SEED COUNT MAX_OPS [float32]]. Exit 
 Kept out on purpose (parity.py lists them): the variance of a single element (0 / 0: NaN here,
 inf or an Error in PyTorch 1.13), leaves at exactly 0 (elu''/selu'' at 0), and a mean
 cross_entropy or nll_loss whose targets are all ignored (NaN with a zero gradient in both; its
-second derivative is 0 here, NaN in PyTorch, whose double backward divides by the zero total).
+second derivative is 0 here, NaN in PyTorch, whose double backward divides by the zero total),
+and a norm over a slice of zeros (gradient 0 in both; second derivative 0 here, NaN in PyTorch).
 """
 import math
 import os
@@ -165,6 +166,12 @@ def stale_view(a, b):
     v = c.unsqueeze(0).transpose(0, -1)
     c.mul_(b)
     return v
+def nonzero_norm(x, p, d, k):
+    """The norm, unless a slice is all zeros (kept out: see the docstring)."""
+    y = torch.linalg.vector_norm(x, p, d, k)
+    return None if bool((y == 0).any()) else y
+
+
 REDUCE = {
     "sum": lambda x, d, k: torch.sum(x, d, k),
     "mean": lambda x, d, k: torch.mean(x, d, k),
@@ -175,6 +182,12 @@ REDUCE = {
     "max": lambda x, d, k: torch.max(x, d, k).values,
     "min": lambda x, d, k: torch.min(x, d, k).values,
     "logsumexp": lambda x, d, k: torch.logsumexp(x, d, k),
+    "std": lambda x, d, k: torch.std(x, d, keepdim=k) if x.shape[d] > 1 else None,
+    "norm": lambda x, d, k: nonzero_norm(x, 2, d, k),
+    "norm1": lambda x, d, k: nonzero_norm(x, 1, d, k),
+    "norm3": lambda x, d, k: nonzero_norm(x, 3, d, k),
+    "norm_inf": lambda x, d, k: nonzero_norm(x, math.inf, d, k),
+    "cumsum": lambda x, d, k: torch.cumsum(x, d),
     # torch refuses int64 here, except without elements (it returns int64; chainrule goes floating)
     "softmax": lambda x, d, k: torch.softmax(x, d) if x.is_floating_point() else None,
     "log_softmax": lambda x, d, k: torch.log_softmax(x, d) if x.is_floating_point() else None,
@@ -382,7 +395,7 @@ def torch_results(vals, leaves, outs):
     for name, x, g, h in zip(leaves, ls, gs, hs):
         res[f"g {name}"] = torch.zeros_like(x) if g is None else g
         res[f"h {name}"] = torch.zeros_like(x) if h is None else h
-    return {key: (list(t.shape), t.detach().contiguous().reshape(-1).tolist(), str(t.dtype).replace("torch.", ""))
+    return {key: (list(t.shape), t.detach().clone().contiguous().reshape(-1).tolist(), str(t.dtype).replace("torch.", ""))
             for key, t in res.items()}
 
 
