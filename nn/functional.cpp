@@ -162,6 +162,29 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   return x * mask;
 }
 
+// ---------------------------------------------------------------- lookup
+
+Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx) {
+  if (weight.dim() != 2) fail("embedding: weight must be [num_embeddings, embedding_dim], got {}", describe(weight));
+  if (indices.dtype() != int64) fail("embedding: indices must be int64, got {}", describe(indices));
+  const int64_t num = weight.size(0);
+  for (int64_t i : indices.to_vector<int64_t>())
+    if (i < 0 || i >= num)
+      fail("embedding: index {} is out of range for weight {} ({} embeddings)", i, describe(weight), num);
+  Shape shape = indices.shape();
+  shape.push_back(weight.size(1));
+  Tensor rows = weight;
+  if (padding_idx) {
+    if (*padding_idx < -num || *padding_idx >= num)
+      fail("embedding: padding_idx {} is out of range for weight {}", *padding_idx, describe(weight));
+    // the padding row read from a detached weight: the same values, no gradient
+    const double row = static_cast<double>((*padding_idx + num) % num);
+    const Tensor is_padding = eq(arange(0, static_cast<double>(num), 1, int64), full({}, row, int64));
+    rows = where(is_padding.reshape({num, 1}), weight.detach(), weight);
+  }
+  return index_select(rows, 0, indices.reshape({-1})).reshape(shape);
+}
+
 // ---------------------------------------------------------------- normalisation
 
 namespace {

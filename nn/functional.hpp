@@ -35,6 +35,12 @@ Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), fini
 /// (default: the global generator), so a seed repeats it.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
+// ---------------------------------------------------------------- lookup
+/// Rows of weight [num_embeddings, embedding_dim] picked by int64 indices of any shape: the
+/// result is [indices..., embedding_dim]. Rows picked twice add their gradients; the row
+/// padding_idx (negative counts from the end) gets none. As PyTorch's (without max_norm).
+Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx = std::nullopt);
+
 // ---------------------------------------------------------------- normalisation
 /// Layer normalisation: (x - mean) / sqrt(var + eps) over the last normalized_shape.size()
 /// dimensions, which must equal normalized_shape (the variance biased, dividing by N), then

@@ -175,6 +175,35 @@ Tensor Dropout::forward(const Tensor& x) { return functional::dropout(x, p, is_t
 
 std::string Dropout::repr() const { return fmt::format("Dropout(p={:g})", p); }
 
+// ---------------------------------------------------------------- Embedding
+
+Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options)
+    : num_embeddings(num_embeddings), embedding_dim(embedding_dim), generator_(options.generator) {
+  if (num_embeddings <= 0 || embedding_dim <= 0)
+    fail("Embedding: num_embeddings ({}) and embedding_dim ({}) must be positive", num_embeddings, embedding_dim);
+  if (options.padding_idx) {
+    if (*options.padding_idx < -num_embeddings || *options.padding_idx >= num_embeddings)
+      fail("Embedding: padding_idx {} is out of range for {} embeddings", *options.padding_idx, num_embeddings);
+    padding_idx = (*options.padding_idx + num_embeddings) % num_embeddings;
+  }
+  weight = register_parameter("weight", empty({num_embeddings, embedding_dim}, options.dtype.value_or(default_dtype())));
+  reset_parameters();
+}
+
+void Embedding::reset_parameters() {
+  init::normal_(weight, 0.0, 1.0, generator_);
+  if (!padding_idx) return;
+  NoGradGuard no_grad;
+  weight.select(0, *padding_idx).zero_();
+}
+
+Tensor Embedding::forward(const Tensor& indices) { return functional::embedding(indices, weight, padding_idx); }
+
+std::string Embedding::repr() const {
+  return padding_idx ? fmt::format("Embedding({}, {}, padding_idx={})", num_embeddings, embedding_dim, *padding_idx)
+                     : fmt::format("Embedding({}, {})", num_embeddings, embedding_dim);
+}
+
 // ---------------------------------------------------------------- normalisation
 
 LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)

@@ -1,6 +1,6 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Dropout, LayerNorm, BatchNorm1d, Sequential and MLP are
+/// printout of the tree. Linear, Dropout, Embedding, LayerNorm, BatchNorm1d, Sequential and MLP are
 /// defined here; activations in activation.hpp.
 #pragma once
 
@@ -129,6 +129,35 @@ class Dropout : public Module {
   std::string repr() const override;  ///< "Dropout(p=0.5)"
 
   double p;  ///< the probability of an element to be zeroed
+
+ private:
+  Generator* generator_;
+};
+
+// ---------------------------------------------------------------- Embedding
+
+/// Embedding's options.
+struct EmbeddingOptions {
+  /// A row that stays zero: initialised to 0 and given no gradient (negative counts from the end).
+  std::optional<int64_t> padding_idx = {};
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+  Generator* generator = nullptr;  ///< initialisation randomness (default: the global generator)
+};
+
+/// A lookup table: functional::embedding(indices, weight, padding_idx), weight drawn from N(0, 1)
+/// as PyTorch's.
+class Embedding : public Module {
+ public:
+  /// num_embeddings rows of embedding_dim values (both positive).
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options = {});
+  Tensor forward(const Tensor& indices) override;  ///< int64 indices [...] -> [..., embedding_dim]
+  std::string repr() const override;  ///< "Embedding(10, 3)" or "Embedding(10, 3, padding_idx=0)"
+  void reset_parameters() override;  ///< N(0, 1), the padding row 0
+
+  Tensor weight;  ///< [num_embeddings, embedding_dim]
+  int64_t num_embeddings;  ///< rows
+  int64_t embedding_dim;  ///< values per row
+  std::optional<int64_t> padding_idx;  ///< the row that stays zero, wrapped to [0, num_embeddings)
 
  private:
   Generator* generator_;

@@ -226,3 +226,53 @@ TEST_CASE("init: formulas and Generator reproducibility") {
   cr::nn::init::ones_(p);  // initialisers work on parameters (under no-grad)
   CHECK(values(p) == std::vector<double>{1, 1, 1});
 }
+
+TEST_CASE("embedding: rows by index, any index shape; repeated rows add gradients, the padding row gets none") {
+  namespace F = cr::nn::functional;
+  cr::Tensor w = cr::arange(0, 12, 1, cr::float64).reshape({4, 3}).requires_grad_();
+  const cr::Tensor idx = cr::tensor({1.0, 3, 1, 0, 2, 1}, {2, 3}, cr::int64);
+  const cr::Tensor y = F::embedding(idx, w);
+  CHECK(y.shape() == cr::Shape{2, 3, 3});
+  CHECK(values(y.select(0, 0).select(0, 1)) == std::vector<double>{9, 10, 11});
+  cr::sum(y).backward();
+  CHECK(values(w.grad()) == std::vector<double>{1, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1});  // row 1 picked three times
+  w.set_grad({});
+  const cr::Tensor p = F::embedding(idx, w, 1);
+  CHECK(values(p) == values(y));  // the same values
+  cr::sum(p * p).backward();
+  CHECK(values(w.grad().select(0, 1)) == std::vector<double>{0, 0, 0});  // none for the padding row
+  CHECK(values(w.grad().select(0, 3)) == std::vector<double>{18, 20, 22});
+  w.set_grad({});
+  cr::sum(F::embedding(idx, w, -3)).backward();  // -3 is row 1 too
+  CHECK(values(w.grad().select(0, 1)) == std::vector<double>{0, 0, 0});
+  // gradcheck: rows picked with repeats; a padding row not picked changes nothing (one that is
+  // picked has a zero gradient on purpose, which finite differences would see as wrong)
+  check_gradients([&](const std::vector<cr::Tensor>& in) { return F::embedding(idx, in[0]); }, {input({4, 3})});
+  const cr::Tensor no_row_3 = cr::tensor({1.0, 0, 2, 1}, {4}, cr::int64);
+  check_gradients([&](const std::vector<cr::Tensor>& in) { return F::embedding(no_row_3, in[0], 3); }, {input({4, 3})});
+  check_error([&] { F::embedding(idx.to(cr::float64), w); }, {"embedding", "int64", "float64"});
+  check_error([&] { F::embedding(cr::tensor({4.0}, {1}, cr::int64), w); }, {"embedding", "index 4", "[4, 3]"});
+  check_error([&] { F::embedding(cr::tensor({-1.0}, {1}, cr::int64), w); }, {"embedding", "index -1"});
+  check_error([&] { F::embedding(idx, cr::ones({4})); }, {"embedding", "weight", "[4]"});
+  check_error([&] { F::embedding(idx, w, 4); }, {"embedding", "padding_idx 4"});
+}
+
+TEST_CASE("nn::Embedding: N(0, 1) rows, a zero padding row, repr, errors") {
+  cr::Generator gen(3);
+  cr::nn::Embedding e(50, 8, {.padding_idx = 2, .dtype = cr::float64, .generator = &gen});
+  REQUIRE(e.parameters().size() == 1);
+  CHECK(e.weight.shape() == cr::Shape{50, 8});
+  CHECK(values(e.weight.select(0, 2)) == std::vector<double>(8, 0.0));
+  const auto w = values(e.weight);
+  double mean = 0, var = 0;
+  for (double v : w) mean += v / 392;  // 49 rows of 8 drawn
+  for (double v : w) var += v * v / 392;
+  CHECK(std::abs(mean) < 0.15);
+  CHECK(var == doctest::Approx(1).epsilon(0.2));
+  CHECK(e.repr() == "Embedding(50, 8, padding_idx=2)");
+  CHECK(cr::nn::Embedding(5, 2, {.padding_idx = -1}).padding_idx == 4);
+  CHECK(cr::nn::Embedding(5, 2).repr() == "Embedding(5, 2)");
+  CHECK(e(cr::tensor({2.0, 7}, {2}, cr::int64)).shape() == cr::Shape{2, 8});
+  check_error([] { cr::nn::Embedding(0, 2); }, {"Embedding", "0"});
+  check_error([] { cr::nn::Embedding(5, 2, {.padding_idx = 5}); }, {"Embedding", "padding_idx 5"});
+}

@@ -145,6 +145,12 @@ void ops() {
   point("cumsum", [](auto& x) { return cr::cumsum(x.reshape({3, 4}), 1); });
   point("cumsum_dim0", [](auto& x) { return cr::cumsum(x.reshape({3, 4}) * x.reshape({3, 4}), 0); });
 
+  // embedding: rows picked with repeats, a padding row (no gradient), 2-d indices
+  const cr::Tensor rows = cr::tensor({3.0, 1, 1, 0, 2, 3, 1}, {7}, cr::int64), rows2 = rows.narrow(0, 0, 6).reshape({2, 3});
+  point("embedding", [&](auto& x) { return F::embedding(rows, x.reshape({4, 3})); });
+  point("embedding_padding", [&](auto& x) { return F::embedding(rows, x.reshape({4, 3}), 1); });
+  point("embedding_2d_padding_-1", [&](auto& x) { return F::embedding(rows2, x.reshape({4, 3}) * x.reshape({4, 3}), -1); });
+
   // normalisation: statistics over the trailing dims (layer_norm) or all but dim 1 (batch_norm)
   const auto f64 = [](std::vector<double> v) { return cr::tensor(v, {static_cast<int64_t>(v.size())}, cr::float64); };
   const cr::Tensor w4n = f64({0.5, -1, 2, 1.5}), b4n = f64({0.1, 0, -0.3, 1}), w3 = f64({0.5, 2, -1}), b3 = f64({0, 1, 0.25}),

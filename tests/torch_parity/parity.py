@@ -128,6 +128,11 @@ def ops():
     pt("cumsum", lambda x: torch.cumsum(x.reshape(3, 4), 1))
     pt("cumsum_dim0", lambda x: torch.cumsum(x.reshape(3, 4) * x.reshape(3, 4), 0))
 
+    rows = torch.tensor([3, 1, 1, 0, 2, 3, 1])
+    pt("embedding", lambda x: F.embedding(rows, x.reshape(4, 3)))
+    pt("embedding_padding", lambda x: F.embedding(rows, x.reshape(4, 3), 1))
+    pt("embedding_2d_padding_-1", lambda x: F.embedding(rows[:6].reshape(2, 3), x.reshape(4, 3) * x.reshape(4, 3), -1))
+
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)
     w4n, b4n, w3, b3 = f64([0.5, -1, 2, 1.5]), f64([0.1, 0, -0.3, 1]), f64([0.5, 2, -1]), f64([0, 1, 0.25])
     mean3, var3 = f64([0.5, -1, 0]), f64([2, 0.5, 10])
