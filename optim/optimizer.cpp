@@ -280,4 +280,22 @@ void RMSprop::step() {
   });
 }
 
+void Adagrad::validate(const AdagradOptions& o) const {
+  for (auto [what, value] : {std::pair{"learning rate", o.lr}, {"lr_decay", o.lr_decay}, {"weight_decay", o.weight_decay},
+                             {"initial_accumulator_value", o.initial_accumulator_value}, {"eps", o.eps}})
+    require_non_negative("Adagrad", what, value);
+}
+
+void Adagrad::step() {
+  for_each_param_with_grad([&](Tensor& p, const AdagradOptions& o) {
+    const Tensor g = effective_grad(p, o.maximize, o.weight_decay);
+    ParamState& s = state(p);
+    ++s.step;
+    Tensor& sum = s.buffers["sum"];
+    sum = (sum.defined() ? sum : full_like(p, o.initial_accumulator_value)) + g * g;
+    const double rate = o.lr / (1 + static_cast<double>(s.step - 1) * o.lr_decay);
+    p.add_(g / (sqrt(sum) + o.eps), -rate);
+  });
+}
+
 }  // namespace chainrule::optim

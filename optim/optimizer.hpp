@@ -24,6 +24,8 @@
 ///   s <- alpha s + (1 - alpha) g^2;  a <- alpha a + (1 - alpha) g (centered)
 ///   d <- sqrt(s - a^2) + eps (centered) or sqrt(s) + eps
 ///   b <- momentum b + g / d; p <- p - lr b (momentum > 0), else p <- p - lr g / d
+/// Adagrad (torch.optim.Adagrad), step t = 1, 2, ...:
+///   s <- s + g^2 (s starts at initial_accumulator_value);  p <- p - lr / (1 + (t - 1) lr_decay) g / (sqrt(s) + eps)
 #pragma once
 
 #include "../autograd/autograd.hpp"
@@ -247,6 +249,33 @@ class RMSprop : public GroupedOptimizer<RMSpropOptions> {
 
  protected:
   void validate(const RMSpropOptions& o) const override;  ///< rejects negative lr, alpha, eps, momentum, weight decay
+};
+
+// ---------------------------------------------------------------- Adagrad
+
+/// Adagrad's options, PyTorch's names and defaults.
+struct AdagradOptions {
+  double lr = 1e-2;  ///< learning rate
+  double lr_decay = 0.0;  ///< the rate at step t is lr / (1 + (t - 1) lr_decay)
+  double weight_decay = 0.0;  ///< L2 penalty added to the gradient
+  double initial_accumulator_value = 0.0;  ///< where the sum of squared gradients starts
+  double eps = 1e-10;  ///< added to the denominator for stability
+  bool maximize = false;  ///< ascend instead of descend
+};
+
+/// Adagrad (Duchi et al., 2011) as torch.optim.Adagrad: each parameter's rate divided by the root
+/// of its summed squared gradients.
+class Adagrad : public GroupedOptimizer<AdagradOptions> {
+ public:
+  /// Optimizes `params` (one group) with `options`.
+  Adagrad(std::vector<Tensor> params, const AdagradOptions& options) : GroupedOptimizer("Adagrad", {"sum"}) {
+    add_param_group(std::move(params), options);
+  }
+  void step() override;  ///< one update of every parameter with a gradient
+
+ protected:
+  /// rejects negative lr, lr_decay, weight decay, initial accumulator value, eps
+  void validate(const AdagradOptions& o) const override;
 };
 
 }  // namespace chainrule::optim

@@ -194,6 +194,26 @@ TEST_CASE("RMSprop (plain, centered, with momentum) against its recurrence") {
   }
 }
 
+TEST_CASE("Adagrad (lr decay, weight decay, initial accumulator) against its recurrence") {
+  for (int variant = 0; variant < 2; ++variant) {
+    CAPTURE(variant);
+    const O::AdagradOptions o{.lr = 0.1, .lr_decay = variant ? 0.2 : 0.0, .weight_decay = variant ? 0.05 : 0.0,
+                              .initial_accumulator_value = variant ? 0.3 : 0.0, .eps = 1e-10};
+    std::vector<double> sum(4, o.initial_accumulator_value);
+    int64_t t = 0;
+    check_recurrence([&](std::vector<cr::Tensor> p) { return std::make_unique<O::Adagrad>(p, o); },
+                     [&](std::vector<double>& th, const std::vector<double>& g0) {
+                       ++t;
+                       const double clr = o.lr / (1 + static_cast<double>(t - 1) * o.lr_decay);
+                       for (size_t i = 0; i < 4; ++i) {
+                         const double g = g0[i] + o.weight_decay * th[i];
+                         sum[i] += g * g;
+                         th[i] -= clr * g / (std::sqrt(sum[i]) + o.eps);
+                       }
+                     });
+  }
+}
+
 TEST_CASE("constructors reject invalid options, quoting the value") {
   cr::Tensor p = cr::zeros({2}).requires_grad_();
   check_error([&] { O::SGD s({p}, {.lr = -0.1}); }, {"SGD", "learning rate", "-0.1"});
@@ -207,6 +227,8 @@ TEST_CASE("constructors reject invalid options, quoting the value") {
   check_error([&] { O::Adam a({p}, {.eps = -1}); }, {"Adam", "eps -1"});
   check_error([&] { O::AdamW a({p}, {.weight_decay = -0.5}); }, {"AdamW", "weight_decay -0.5"});
   check_error([&] { O::RMSprop r({p}, {.alpha = -0.1}); }, {"RMSprop", "alpha -0.1"});
+  check_error([&] { O::Adagrad a({p}, {.lr_decay = -0.1}); }, {"Adagrad", "lr_decay -0.1"});
+  check_error([&] { O::Adagrad a({p}, {.initial_accumulator_value = -1}); }, {"Adagrad", "initial_accumulator_value -1"});
   check_error([&] { O::SGD s({}, {.lr = 0.1}); }, {"SGD", "empty"});
   check_error([&] { O::SGD s({p * 2.0}, {.lr = 0.1}); }, {"SGD", "leaf"});
   O::SGD ok({p}, {.lr = 0.1});
@@ -262,13 +284,14 @@ TEST_CASE("parameter groups take their own options; parameters without a gradien
 TEST_CASE("a model moved to another dtype after some steps: the optimizer state follows it") {
   // SGD kept a float32 momentum buffer for a float64 parameter (its in-place update stayed
   // float32, silently limiting the precision asked for) while Adam and RMSprop promoted theirs.
-  for (int which = 0; which < 3; ++which) {
+  for (int which = 0; which < 4; ++which) {
     CAPTURE(which);
     cr::nn::Linear lin(3, 2);
     std::unique_ptr<O::Optimizer> opt;
     if (which == 0) opt = std::make_unique<O::SGD>(lin.parameters(), O::SGDOptions{.lr = 0.125, .momentum = 0.9});
     if (which == 1) opt = std::make_unique<O::Adam>(lin.parameters(), O::AdamOptions{.lr = 0.1});
     if (which == 2) opt = std::make_unique<O::RMSprop>(lin.parameters(), O::RMSpropOptions{.lr = 0.1, .momentum = 0.5});
+    if (which == 3) opt = std::make_unique<O::Adagrad>(lin.parameters(), O::AdagradOptions{.lr = 0.1});
     auto step = [&](cr::Dtype d) {
       opt->zero_grad();
       cr::sum(lin(cr::ones({4, 3}, d))).backward();

@@ -245,6 +245,10 @@ void optimizers() {
   auto adam = [](O::AdamOptions o) { return [o](P p) { return std::make_unique<O::Adam>(p, o); }; };
   auto adamw = [](O::AdamWOptions o) { return [o](P p) { return std::make_unique<O::AdamW>(p, o); }; };
   auto rms = [](O::RMSpropOptions o) { return [o](P p) { return std::make_unique<O::RMSprop>(p, o); }; };
+  auto adagrad = [](O::AdagradOptions o) { return [o](P p) { return std::make_unique<O::Adagrad>(p, o); }; };
+  trajectory("adagrad", adagrad({.lr = 0.1}));
+  trajectory("adagrad_decay_init", adagrad({.lr = 0.1, .lr_decay = 0.3, .weight_decay = 0.1, .initial_accumulator_value = 0.5, .eps = 1e-3}));
+  trajectory("adagrad_maximize", adagrad({.lr = 0.05, .maximize = true}));
   trajectory("sgd", sgd({.lr = 0.1}));
   trajectory("sgd_momentum", sgd({.lr = 0.1, .momentum = 0.9}));
   trajectory("sgd_dampening_decay", sgd({.lr = 0.1, .momentum = 0.9, .dampening = 0.3, .weight_decay = 0.05}));

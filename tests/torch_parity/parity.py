@@ -223,6 +223,10 @@ def optimizers():
     trajectory("adamw", lambda p: O.AdamW(p, lr=0.1))
     trajectory("adamw_amsgrad", lambda p: O.AdamW(p, lr=0.1, weight_decay=0.3, amsgrad=True))
     trajectory("rmsprop", lambda p: O.RMSprop(p, lr=0.01))
+    trajectory("adagrad", lambda p: O.Adagrad(p, lr=0.1))
+    trajectory("adagrad_decay_init",
+               lambda p: O.Adagrad(p, lr=0.1, lr_decay=0.3, weight_decay=0.1, initial_accumulator_value=0.5, eps=1e-3))
+    trajectory("adagrad_maximize", lambda p: O.Adagrad(p, lr=0.05, maximize=True))
     trajectory("rmsprop_centered_momentum",
                lambda p: O.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-4, weight_decay=0.1, momentum=0.5, centered=True))
     trajectory("steplr", lambda p: O.SGD(p, lr=0.1, momentum=0.9), lambda o: O.lr_scheduler.StepLR(o, 3, 0.5))
