@@ -245,7 +245,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);
-      Tensor(running_var).mul_(1 - momentum).add_(batch.var.reshape({channels}) * (double(n) / double(n - 1)), momentum);
+      const Tensor unbiased = batch.var.reshape({channels}) * (double(n) / double(n - 1));
+      Tensor(running_var).mul_(1 - momentum).add_(unbiased, momentum);
     }
     y = batch.y;
   } else {

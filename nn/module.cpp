@@ -186,7 +186,8 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOpt
       fail("Embedding: padding_idx {} is out of range for {} embeddings", *options.padding_idx, num_embeddings);
     padding_idx = (*options.padding_idx + num_embeddings) % num_embeddings;
   }
-  weight = register_parameter("weight", empty({num_embeddings, embedding_dim}, options.dtype.value_or(default_dtype())));
+  const Dtype dtype = options.dtype.value_or(default_dtype());
+  weight = register_parameter("weight", empty({num_embeddings, embedding_dim}, dtype));
   reset_parameters();
 }
 
@@ -206,6 +207,16 @@ std::string Embedding::repr() const {
 
 // ---------------------------------------------------------------- normalisation
 
+namespace {
+// LayerNorm's and BatchNorm1d's affine part starts as the identity (nothing without one)
+void reset_affine(Tensor& weight, Tensor& bias) {
+  if (!weight.defined()) return;
+  NoGradGuard no_grad;
+  weight.fill_(1);
+  bias.zero_();
+}
+}  // namespace
+
 LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
     : normalized_shape(std::move(normalized_shape)), eps(options.eps) {
   if (this->normalized_shape.empty() ||
@@ -219,12 +230,7 @@ LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
   reset_parameters();
 }
 
-void LayerNorm::reset_parameters() {
-  if (!weight.defined()) return;
-  NoGradGuard no_grad;
-  weight.fill_(1);
-  bias.zero_();
-}
+void LayerNorm::reset_parameters() { reset_affine(weight, bias); }
 
 Tensor LayerNorm::forward(const Tensor& x) { return functional::layer_norm(x, normalized_shape, weight, bias, eps); }
 
@@ -259,10 +265,7 @@ void BatchNorm1d::reset_running_stats() {
 
 void BatchNorm1d::reset_parameters() {
   reset_running_stats();
-  if (!weight.defined()) return;
-  NoGradGuard no_grad;
-  weight.fill_(1);
-  bias.zero_();
+  reset_affine(weight, bias);
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {
@@ -273,8 +276,8 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
   double factor = options.momentum.value_or(0.0);
   if (update && !options.momentum) factor = 1.0 / static_cast<double>(num_batches_tracked.item<int64_t>() + 1);
   // without running statistics, batch statistics in either mode (as PyTorch's)
-  Tensor y = functional::batch_norm(x, running_mean, running_var, weight, bias, is_training() || !running_mean.defined(),
-                                    factor, options.eps);
+  const bool batch_statistics = is_training() || !running_mean.defined();
+  Tensor y = functional::batch_norm(x, running_mean, running_var, weight, bias, batch_statistics, factor, options.eps);
   if (update) {  // counted once the batch is accepted
     NoGradGuard no_grad;
     num_batches_tracked.add_(1.0);

@@ -281,7 +281,8 @@ void RMSprop::step() {
 }
 
 void Adagrad::validate(const AdagradOptions& o) const {
-  for (auto [what, value] : {std::pair{"learning rate", o.lr}, {"lr_decay", o.lr_decay}, {"weight_decay", o.weight_decay},
+  for (auto [what, value] : {std::pair{"learning rate", o.lr}, {"lr_decay", o.lr_decay},
+                             {"weight_decay", o.weight_decay},
                              {"initial_accumulator_value", o.initial_accumulator_value}, {"eps", o.eps}})
     require_non_negative("Adagrad", what, value);
 }
