@@ -175,6 +175,10 @@ Tensor Dropout::forward(const Tensor& x) { return functional::dropout(x, p, is_t
 
 std::string Dropout::repr() const { return fmt::format("Dropout(p={:g})", p); }
 
+// ---------------------------------------------------------------- Flatten
+
+std::string Flatten::repr() const { return fmt::format("Flatten(start_dim={}, end_dim={})", start_dim, end_dim); }
+
 // ---------------------------------------------------------------- Embedding
 
 Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options)

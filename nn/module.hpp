@@ -1,7 +1,7 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Dropout, Embedding, LayerNorm, BatchNorm1d, Sequential and MLP are
-/// defined here; activations in activation.hpp.
+/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, BatchNorm1d, Sequential
+/// and MLP are defined here; activations (Identity among them) in activation.hpp.
 #pragma once
 
 #include "../autograd/autograd.hpp"
@@ -132,6 +132,20 @@ class Dropout : public Module {
 
  private:
   Generator* generator_;
+};
+
+// ---------------------------------------------------------------- Flatten
+
+/// x.flatten(start_dim, end_dim): [N, 1, 28, 28] -> [N, 784] with the defaults, as PyTorch's.
+class Flatten : public Module {
+ public:
+  /// Merges dimensions start_dim ... end_dim (negative count from the end).
+  explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_dim(start_dim), end_dim(end_dim) {}
+  Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }  ///< x.flatten(start_dim, end_dim)
+  std::string repr() const override;  ///< "Flatten(start_dim=1, end_dim=-1)"
+
+  int64_t start_dim;  ///< the first dimension merged
+  int64_t end_dim;  ///< the last dimension merged
 };
 
 // ---------------------------------------------------------------- Embedding

@@ -276,3 +276,19 @@ TEST_CASE("nn::Embedding: N(0, 1) rows, a zero padding row, repr, errors") {
   check_error([] { cr::nn::Embedding(0, 2); }, {"Embedding", "0"});
   check_error([] { cr::nn::Embedding(5, 2, {.padding_idx = 5}); }, {"Embedding", "padding_idx 5"});
 }
+
+TEST_CASE("nn::Flatten, in a Sequential") {
+  cr::nn::Flatten flat;
+  const cr::Tensor images = input({5, 1, 4, 3});
+  CHECK(flat(images).shape() == cr::Shape{5, 12});
+  CHECK(values(flat(images)) == values(images));
+  CHECK(cr::nn::Flatten(0, 1)(images).shape() == cr::Shape{5, 4, 3});
+  CHECK(cr::nn::Flatten(-2)(images).shape() == cr::Shape{5, 1, 12});
+  CHECK(flat.repr() == "Flatten(start_dim=1, end_dim=-1)");
+  CHECK(flat.parameters().empty());
+  check_error([&] { flat(cr::ones({3})); }, {"flatten"});
+  cr::nn::Sequential net({std::make_shared<cr::nn::Flatten>(), cr::nn::Identity(),
+                          std::make_shared<cr::nn::Linear>(12, 2, cr::nn::LinearOptions{.dtype = cr::float64})});
+  CHECK(net(images).shape() == cr::Shape{5, 2});
+  CHECK(cr::nn::to_string(net) == "Sequential(\n  (0): Flatten(start_dim=1, end_dim=-1)\n  (1): Identity()\n  (2): Linear(in=12, out=2, bias=true)\n)");
+}
