@@ -39,6 +39,14 @@ Shape reduced_shape(const Shape& shape, DimFlags flags, bool keepdim) {
 
 Shape keepdim_shape(const Shape& shape, DimFlags flags) { return reduced_shape(shape, flags, true); }
 
+// the number of elements each output element reduces (mean's, var's and std's N)
+int64_t reduced_count(const Shape& shape, DimFlags flags) {
+  int64_t n = 1;
+  for (size_t d = 0; d < flags.size(); ++d)
+    if (flags[d]) n *= shape[d];
+  return n;
+}
+
 // A fresh contiguous tensor relabelled with another shape of the same size (no graph).
 Tensor relabel(Tensor fresh, const Shape& shape) {
   fresh.impl()->shape = shape;
@@ -92,9 +100,7 @@ Tensor mean(const Tensor& x) { return mean(x, Shape{}, false); }
 Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return mean(x, Shape{dim}, keepdim); }
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   const auto flags = reduced_dims(x.shape(), dims, "mean");
-  int64_t n = 1;
-  for (size_t d = 0; d < flags.size(); ++d)
-    if (flags[d]) n *= x.shape()[d];
+  const int64_t n = reduced_count(x.shape(), flags);
   if (!is_floating(x.dtype())) fail("mean: expected a floating tensor, got {}", describe(x));
   // Over an empty set NaN (0 / 0, as PyTorch's), added rather than divided, so that its
   // derivatives are those of a constant: a backward dividing by 0 made a second derivative
@@ -170,14 +176,13 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
 Tensor var(const Tensor& x, int64_t correction) { return var(x, Shape{}, correction, false); }
 Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
   const auto flags = reduced_dims(x.shape(), dims, "var");
-  int64_t n = 1;
-  for (size_t d = 0; d < flags.size(); ++d)
-    if (flags[d]) n *= x.shape()[d];
+  const int64_t n = reduced_count(x.shape(), flags);
   Tensor centred = x - mean(x, dims, true), residual;
   {
-    // Corrected two-pass: sum / n of equal values can miss them by an ulp, which left a constant
-    // slice a variance of ~1e-33 (and std a gradient of 0 / 0 noise, PyTorch's Welford mean gives 0
-    // and a zero gradient). Shifting by the residuals' mean (exact for them) centres it exactly.
+    // Corrected two-pass: sum / n of equal values can miss them by an ulp ((0.1 + 0.1 + 0.1) / 3),
+    // which gave a constant slice a variance of ~1e-34 and std a gradient of rounding noise where
+    // PyTorch's (Welford's mean) gives 0 and 0. Shifting by the residuals' mean, exact for them,
+    // centres such a slice exactly.
     NoGradGuard no_grad;
     residual = mean(centred, dims, true);
   }
@@ -206,9 +211,7 @@ Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
     NoGradGuard no_grad;
     out = sqrt(var(x, dims, correction, keepdim));
   }
-  int64_t n = 1;
-  for (size_t d = 0; d < flags.size(); ++d)
-    if (flags[d]) n *= x.shape()[d];
+  const int64_t n = reduced_count(x.shape(), flags);
   const double divisor = static_cast<double>(std::max<int64_t>(n - correction, 0));
   return record(out, "std", {x}, {x}, [flags, dims, divisor](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);
