@@ -235,13 +235,12 @@ Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
   Tensor out;
   {
     NoGradGuard no_grad;
-    const Tensor a = abs(x);
     if (p == 0) return sum(ne(x, zeros({}, x.dtype())), dims, keepdim);  // a count: no gradient, as PyTorch's
-    if (p == INFINITY) out = amax(a, dims, keepdim);
-    else if (p == -INFINITY) out = amin(a, dims, keepdim);
-    else if (p == 1) out = sum(a, dims, keepdim);
-    else if (p == 2) out = sqrt(sum(x * x, dims, keepdim));
-    else out = pow(sum(pow(a, p), dims, keepdim), 1 / p);
+    if (p == 2) out = sqrt(sum(x * x, dims, keepdim));  // no |x| needed
+    else if (p == INFINITY) out = amax(abs(x), dims, keepdim);
+    else if (p == -INFINITY) out = amin(abs(x), dims, keepdim);
+    else if (p == 1) out = sum(abs(x), dims, keepdim);
+    else out = pow(sum(pow(abs(x), p), dims, keepdim), 1 / p);
   }
   return record(out, "norm", {x}, {x}, [flags, p](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);

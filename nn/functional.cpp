@@ -42,8 +42,8 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
 
 // Scores [N, C] and int64 targets [N], each a class or ignore_index; weight undefined or [C].
 // Returns the targets, read once for the check and the loss.
-std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                         const char* op) {
+std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight,
+                                         int64_t ignore_index, const char* op) {
   if (scores.dim() != 2) fail("{}: expected scores of shape [N, C], got {}", op, describe(scores));
   if (target.dtype() != Dtype::int64)
     fail("{}: class targets must be int64, got {} (convert with .to(cr::int64))", op, describe(target));
