@@ -211,7 +211,8 @@ namespace {
 template <class Inputs, class Saved>
 Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Saved& saved, BackwardFn fn,
                    bool save_result) {
-  if (!g_grad_mode || !any_requires_grad(inputs)) return out;
+  // An int64 result has no gradient, whatever its inputs (x.to(int64), copy_ into int64), as in PyTorch.
+  if (!g_grad_mode || !any_requires_grad(inputs) || !is_floating(out.dtype())) return out;
   auto node = make_ref<FunctionNode>(name, out.shape(), out.dtype());
   node->next.reserve(inputs.size());
   bool same_shapes = true;

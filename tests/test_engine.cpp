@@ -183,6 +183,28 @@ TEST_CASE("requires_grad propagates; int64 tensors cannot require grad") {
   check_error([&] { (a * b).requires_grad_(false); }, {"requires_grad_", "not a leaf", "detach"});
 }
 
+TEST_CASE("an int64 result has no history, whatever its inputs: to(int64), copy_ into int64, as PyTorch's") {
+  // found by the random programs: copy_ of a float that requires grad into an int64 clone gave an
+  // int64 tensor that required grad, and pow(i, that) sent a gradient of -1 to the float
+  cr::Tensor x = cr::tensor({-0.25, 1.5, 3.0}, cr::float64).requires_grad_();
+  const cr::Tensor i = x.to(cr::int64);
+  CHECK_FALSE(i.requires_grad());
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 3});
+  cr::Tensor c = cr::tensor({5, 6, 7}, cr::int64);
+  c.copy_(x);
+  CHECK_FALSE(c.requires_grad());
+  CHECK(c.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 3});
+  cr::Tensor v = cr::tensor({5, 6, 7, 8}, cr::int64);
+  v.narrow(0, 1, 3).copy_(x);  // through a view: the base has no history either
+  CHECK_FALSE(v.requires_grad());
+  CHECK(v.to_vector<int64_t>() == std::vector<int64_t>{5, 0, 1, 3});
+  const cr::Tensor p = cr::pow(cr::tensor({2, 3, 4}, cr::int64), c);
+  CHECK_FALSE(p.requires_grad());
+  // so a loss through them sends x nothing: only the floating path counts
+  const cr::Tensor loss = cr::sum(x * 2.0) + cr::sum(p.to(cr::float64));
+  CHECK(values(cr::autograd::grad({loss}, {x})[0]) == std::vector<double>{2, 2, 2});
+}
+
 TEST_CASE("version counters: modifying a saved tensor in place makes backward throw, naming the op and versions") {
   cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
   cr::Tensor w = cr::tensor({3.0, 4.0}, cr::float64).requires_grad_();
