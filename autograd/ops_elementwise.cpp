@@ -292,6 +292,126 @@ Tensor cos(const Tensor& x) {
                 [](const Tensor& g, const BackwardContext& c) -> Grads { return {-g * sin(c.saved(0))}; });  // d cos = -sin
 }
 
+// A floating unary op whose derivative is a formula in x (saved) or in its result y: f computes
+// the values, dx(g, x, y) the gradient from the op's own output gradient g.
+template <class F, class D>
+Tensor floating_unary(const Tensor& x, const char* op, F&& f, D&& dx, bool save_result) {
+  const Tensor y = map_floating(x, op, std::forward<F>(f));
+  if (save_result)
+    return record(y, op, {x}, {}, [dx](const Tensor& g, const BackwardContext& c) -> Grads { return {dx(g, Tensor(), c.result())}; }, true);
+  return record(y, op, {x}, {x}, [dx](const Tensor& g, const BackwardContext& c) -> Grads { return {dx(g, c.saved(0), Tensor())}; });
+}
+
+// The derivatives below are PyTorch's (derivatives.yaml) formula by formula, so that second
+// derivatives agree with its at the domains' edges too.
+Tensor tan(const Tensor& x) {
+  return floating_unary(x, "tan", [](auto v) { return std::tan(v); },
+                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (y * y + 1.0); }, true);
+}
+
+Tensor asin(const Tensor& x) {
+  return floating_unary(x, "asin", [](auto v) { return std::asin(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(1.0 - x * x); }, false);
+}
+
+Tensor acos(const Tensor& x) {
+  return floating_unary(x, "acos", [](auto v) { return std::acos(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * -rsqrt(1.0 - x * x); }, false);
+}
+
+Tensor atan(const Tensor& x) {
+  return floating_unary(x, "atan", [](auto v) { return std::atan(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * x + 1.0); }, false);
+}
+
+Tensor sinh(const Tensor& x) {
+  return floating_unary(x, "sinh", [](auto v) { return std::sinh(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * cosh(x); }, false);
+}
+
+Tensor cosh(const Tensor& x) {
+  return floating_unary(x, "cosh", [](auto v) { return std::cosh(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sinh(x); }, false);
+}
+
+Tensor asinh(const Tensor& x) {
+  return floating_unary(x, "asinh", [](auto v) { return std::asinh(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(x * x + 1.0); }, false);
+}
+
+Tensor acosh(const Tensor& x) {
+  return floating_unary(x, "acosh", [](auto v) { return std::acosh(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(x * x - 1.0); }, false);
+}
+
+Tensor atanh(const Tensor& x) {
+  return floating_unary(x, "atanh", [](auto v) { return std::atanh(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * (1.0 / (1.0 - x * x)); }, false);
+}
+
+Tensor reciprocal(const Tensor& x) {
+  return floating_unary(x, "reciprocal", [](auto v) { return decltype(v)(1) / v; },
+                        [](const Tensor& g, const Tensor&, const Tensor& y) { return -g * (y * y); }, true);
+}
+
+Tensor rsqrt(const Tensor& x) {
+  return floating_unary(x, "rsqrt", [](auto v) { return decltype(v)(1) / std::sqrt(v); },
+                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * -0.5 * (y * y * y); }, true);
+}
+
+Tensor log2(const Tensor& x) {
+  return floating_unary(x, "log2", [](auto v) { return std::log2(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * 0.6931471805599453); }, false);
+}
+
+Tensor log10(const Tensor& x) {
+  return floating_unary(x, "log10", [](auto v) { return std::log10(v); },
+                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * 2.302585092994046); }, false);
+}
+
+Tensor exp2(const Tensor& x) {
+  return floating_unary(x, "exp2", [](auto v) { return std::exp2(v); },
+                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * 0.6931471805599453; }, true);
+}
+
+Tensor square(const Tensor& x) { return pow(x, 2); }
+
+namespace {
+// A rounding op: the same values for int64, gradient 0 everywhere (recorded, as sign is, so
+// that floor(x) * x still differentiates).
+template <class F>
+Tensor rounding(const Tensor& x, const char* op, F&& f) {
+  return record(kernels::map_any(x, [&](auto v) {
+                  if constexpr (std::is_integral_v<decltype(v)>) return v;
+                  else return static_cast<decltype(v)>(f(v));
+                }),
+                op, {x}, {}, [](const Tensor& g, const BackwardContext&) -> Grads { return {zeros_like(g)}; });
+}
+}  // namespace
+
+Tensor floor(const Tensor& x) { return rounding(x, "floor", [](auto v) { return std::floor(v); }); }
+Tensor ceil(const Tensor& x) { return rounding(x, "ceil", [](auto v) { return std::ceil(v); }); }
+Tensor round(const Tensor& x) { return rounding(x, "round", [](auto v) { return std::nearbyint(v); }); }
+Tensor trunc(const Tensor& x) { return rounding(x, "trunc", [](auto v) { return std::trunc(v); }); }
+
+Tensor frac(const Tensor& x) {
+  return record(kernels::map_any(x, [](auto v) {
+                  if constexpr (std::is_integral_v<decltype(v)>) return decltype(v)(0);
+                  else return v - std::trunc(v);
+                }),
+                "frac", {x}, {}, [](const Tensor& g, const BackwardContext&) -> Grads { return {g}; });
+}
+
+Tensor atan2(const Tensor& a, const Tensor& b) {
+  const Dtype d = floating_result(a, b);
+  return record(zip(a, b, "atan2", [](auto y, auto x) { return std::atan2(y, x); }, d), "atan2", {a, b}, {a, b},
+                [](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor &a = c.saved(0), &b = c.saved(1);
+                  const Tensor r = reciprocal(a * a + b * b);  // PyTorch's atan2_backward
+                  return {g * b * r, g * -a * r};
+                });
+}
+
 Tensor tanh(const Tensor& x) {
   return record(vectorised(x, "tanh", kernels::tanh_float, kernels::tanh_double), "tanh", {x}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {

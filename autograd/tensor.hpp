@@ -325,6 +325,31 @@ Tensor sign(const Tensor& x);  ///< -1, 0 or 1; its gradient is 0 (recorded, so 
 Tensor erf(const Tensor& x);  ///< the error function
 Tensor sin(const Tensor& x);  ///< sine
 Tensor cos(const Tensor& x);  ///< cosine
+Tensor tan(const Tensor& x);  ///< tangent; d tan = 1 + y^2
+Tensor asin(const Tensor& x);  ///< arcsine (NaN outside [-1, 1])
+Tensor acos(const Tensor& x);  ///< arccosine (NaN outside [-1, 1])
+Tensor atan(const Tensor& x);  ///< arctangent
+Tensor sinh(const Tensor& x);  ///< hyperbolic sine
+Tensor cosh(const Tensor& x);  ///< hyperbolic cosine
+Tensor asinh(const Tensor& x);  ///< inverse hyperbolic sine
+Tensor acosh(const Tensor& x);  ///< inverse hyperbolic cosine (NaN below 1)
+Tensor atanh(const Tensor& x);  ///< inverse hyperbolic tangent (NaN outside [-1, 1])
+Tensor reciprocal(const Tensor& x);  ///< 1 / x; d = -y^2
+Tensor rsqrt(const Tensor& x);  ///< 1 / sqrt(x); d = -y^3 / 2
+Tensor log2(const Tensor& x);  ///< base-2 logarithm
+Tensor log10(const Tensor& x);  ///< base-10 logarithm
+Tensor exp2(const Tensor& x);  ///< 2^x
+Tensor square(const Tensor& x);  ///< x * x (pow(x, 2): an int64 x stays int64)
+/// The rounding ops keep int64 as it is; their gradient is 0 everywhere (PyTorch's convention,
+/// also at the jumps), frac's (x - trunc(x)) is 1. round rounds halves to even, as PyTorch's.
+Tensor floor(const Tensor& x);
+Tensor ceil(const Tensor& x);  ///< the smallest integer not below x (see floor)
+Tensor round(const Tensor& x);  ///< the nearest integer, halves to even (see floor)
+Tensor trunc(const Tensor& x);  ///< x rounded towards 0 (see floor)
+Tensor frac(const Tensor& x);  ///< x - trunc(x), gradient 1 (see floor)
+/// The angle of the point (b, a) in (-pi, pi], elementwise with broadcasting, as std::atan2;
+/// d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2).
+Tensor atan2(const Tensor& a, const Tensor& b);
 Tensor tanh(const Tensor& x);  ///< hyperbolic tangent; d tanh = 1 - y^2
 Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x); d sigmoid = y (1 - y)
 Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0); a NaN stays NaN, as in PyTorch

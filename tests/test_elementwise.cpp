@@ -34,6 +34,27 @@ const Unary kUnary[] = {
     {"sigmoid", cr::sigmoid, [](double v) { return 1 / (1 + std::exp(-v)); }, -3, 3},
     {"relu", cr::relu, [](double v) { return v > 0 ? v : 0; }, -2, 2},
     {"erf", cr::erf, [](double v) { return std::erf(v); }, -2, 2},
+    {"tan", cr::tan, [](double v) { return std::tan(v); }, -1.2, 1.2},
+    {"asin", cr::asin, [](double v) { return std::asin(v); }, -0.9, 0.9},
+    {"acos", cr::acos, [](double v) { return std::acos(v); }, -0.9, 0.9},
+    {"atan", cr::atan, [](double v) { return std::atan(v); }, -3, 3},
+    {"sinh", cr::sinh, [](double v) { return std::sinh(v); }, -2, 2},
+    {"cosh", cr::cosh, [](double v) { return std::cosh(v); }, -2, 2},
+    {"asinh", cr::asinh, [](double v) { return std::asinh(v); }, -3, 3},
+    {"acosh", cr::acosh, [](double v) { return std::acosh(v); }, 1.1, 3},
+    {"atanh", cr::atanh, [](double v) { return std::atanh(v); }, -0.9, 0.9},
+    {"reciprocal", cr::reciprocal, [](double v) { return 1 / v; }, 0.5, 2},
+    {"rsqrt", cr::rsqrt, [](double v) { return 1 / std::sqrt(v); }, 0.3, 3},
+    {"log2", cr::log2, [](double v) { return std::log2(v); }, 0.2, 3},
+    {"log10", cr::log10, [](double v) { return std::log10(v); }, 0.2, 3},
+    {"exp2", cr::exp2, [](double v) { return std::exp2(v); }, -2, 2},
+    {"square", cr::square, [](double v) { return v * v; }, -2, 2},
+    // piecewise constant (gradient 0) or x minus one (gradient 1); the sampled points are not integers
+    {"floor", cr::floor, [](double v) { return std::floor(v); }, -2, 2},
+    {"ceil", cr::ceil, [](double v) { return std::ceil(v); }, -2, 2},
+    {"round", cr::round, [](double v) { return std::nearbyint(v); }, -2, 2},
+    {"trunc", cr::trunc, [](double v) { return std::trunc(v); }, -2, 2},
+    {"frac", cr::frac, [](double v) { return v - std::trunc(v); }, -2, 2},
 };
 
 // Three shapes: 0-d, a matrix, and a non-contiguous (transposed) 3-d view.
@@ -69,7 +90,9 @@ TEST_CASE("the floating unary ops take int64 in the default dtype, as PyTorch's;
   // exp(arange(3, int64)) was an Error ("expected a floating dtype"); torch.exp gives float32
   const cr::Tensor i = cr::tensor({1, 2, 3, 4}, {2, 2}, cr::int64);
   const cr::Tensor it = i.t();  // a non-contiguous int64 operand
-  const char* floating[] = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf"};
+  const char* floating[] = {"exp",   "log",  "log1p", "expm1", "sqrt",  "sin",        "cos",   "tanh",
+                            "sigmoid", "erf", "tan", "asin",  "acos",  "atan", "sinh",       "cosh",  "asinh",
+                            "acosh", "atanh", "reciprocal", "rsqrt", "log2", "log10", "exp2"};
   struct RestoreDefault {  // float32 again even if an op throws
     ~RestoreDefault() { cr::set_default_dtype(cr::float32); }
   } restore;
@@ -87,7 +110,9 @@ TEST_CASE("the floating unary ops take int64 in the default dtype, as PyTorch's;
       for (size_t k = 0; k < in.size(); ++k) {
         // computed in d: the float32 result is the float64 reference rounded once (within 1 ulp)
         const double want = op.reference(in[k]);
-        CHECK(got[k] == doctest::Approx(want).epsilon(d == cr::float32 ? 2e-7 : 1e-15));
+        if (std::isnan(want)) CHECK(std::isnan(got[k]));  // asin(3): NaN, as std's
+        else if (std::isinf(want)) CHECK(got[k] == want);  // atanh(1)
+        else CHECK(got[k] == doctest::Approx(want).epsilon(d == cr::float32 ? 2e-7 : 1e-15));
       }
     }
     cr::set_default_dtype(cr::float32);
@@ -115,6 +140,7 @@ TEST_CASE("binary ops: broadcasting values and gradients") {
       {"pow", static_cast<Bin>(cr::pow), [](double a, double b) { return std::pow(a, b); }, 0.5, 2},
       {"maximum", cr::maximum, [](double a, double b) { return std::max(a, b); }, -2, 2},
       {"minimum", cr::minimum, [](double a, double b) { return std::min(a, b); }, -2, 2},
+      {"atan2", cr::atan2, [](double a, double b) { return std::atan2(a, b); }, -2, 2},
   };
   // (a shape, b shape): same, row broadcast, column vs row, size-1 dims, scalar, non-contiguous.
   const std::vector<std::pair<cr::Shape, cr::Shape>> shapes = {
@@ -149,6 +175,49 @@ TEST_CASE("scalar operands: x * 2.0, 1.0 - x, x / 4, pow(x, 3), 2^x") {
   for (size_t i = 0; i < 3; ++i) CHECK(y[i] == doctest::Approx(xv[i] * xv[i] * xv[i]));
   CHECK(values(x * 2.0)[0] == doctest::Approx(2 * xv[0]));
   CHECK(values(1.0 - x)[1] == doctest::Approx(1 - xv[1]));
+}
+
+TEST_CASE("rounding ops: half to even, int64 unchanged, gradient 0 (frac: 1), as PyTorch's") {
+  const cr::Tensor x = cr::tensor({-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -1.7, 1.2}, cr::float64);
+  CHECK(values(cr::round(x)) == std::vector<double>{-2, -2, -0, 0, 2, 2, -2, 1});
+  CHECK(std::signbit(values(cr::round(x))[2]));  // round(-0.5) = -0, as nearbyint's
+  CHECK(values(cr::floor(x)) == std::vector<double>{-3, -2, -1, 0, 1, 2, -2, 1});
+  CHECK(values(cr::ceil(x)) == std::vector<double>{-2, -1, -0, 1, 2, 3, -1, 2});
+  CHECK(values(cr::trunc(x)) == std::vector<double>{-2, -1, -0, 0, 1, 2, -1, 1});
+  const auto fr = values(cr::frac(x));
+  const std::vector<double> fr_want = {-0.5, -0.5, -0.5, 0.5, 0.5, 0.5, -0.7, 0.2};
+  for (size_t i = 0; i < fr.size(); ++i) CHECK(fr[i] == doctest::Approx(fr_want[i]).epsilon(1e-15));
+  const cr::Tensor i = cr::tensor({-3, 0, 7}, cr::int64);
+  for (auto op : {cr::floor, cr::ceil, cr::round, cr::trunc}) {
+    CHECK(op(i).dtype() == cr::int64);
+    CHECK(op(i).to_vector<int64_t>() == std::vector<int64_t>{-3, 0, 7});
+  }
+  CHECK(cr::frac(i).to_vector<int64_t>() == std::vector<int64_t>{0, 0, 0});
+  // at the jumps too: the gradient is 0 everywhere (PyTorch's zeros_like), frac's 1
+  cr::Tensor v = cr::tensor({-1.0, 0.0, 0.5, 2.0}, cr::float64).requires_grad_();
+  (cr::floor(v) + cr::ceil(v) * 2.0 + cr::round(v) * 3.0 + cr::trunc(v) * 4.0).sum().backward();
+  CHECK(values(v.grad()) == std::vector<double>{0, 0, 0, 0});
+  v.set_grad({});
+  cr::frac(v).sum().backward();
+  CHECK(values(v.grad()) == std::vector<double>{1, 1, 1, 1});
+}
+
+TEST_CASE("atan2 covers the four quadrants and the axes as std::atan2; reciprocal, rsqrt at 0 give inf") {
+  const cr::Tensor a = cr::tensor({1.0, 1.0, -1.0, -1.0, 0.0, 0.0, 2.0}, cr::float64);
+  const cr::Tensor b = cr::tensor({1.0, -1.0, -1.0, 1.0, -1.0, 1.0, 0.0}, cr::float64);
+  const auto got = values(cr::atan2(a, b));
+  const auto va = values(a), vb = values(b);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == std::atan2(va[i], vb[i]));
+  // d/da atan2(a, b) = b / (a^2 + b^2), d/db = -a / (a^2 + b^2): at (3, 4) 4/25 and -3/25
+  cr::Tensor p = cr::tensor({3.0}, cr::float64).requires_grad_(), q = cr::tensor({4.0}, cr::float64).requires_grad_();
+  cr::atan2(p, q).sum().backward();
+  CHECK(p.grad().item<double>() == doctest::Approx(0.16).epsilon(1e-15));
+  CHECK(q.grad().item<double>() == doctest::Approx(-0.12).epsilon(1e-15));
+  CHECK(cr::atan2(cr::tensor({1}, cr::int64), cr::tensor({1}, cr::int64)).dtype() == cr::float32);
+  const cr::Tensor z = cr::zeros({1}, cr::float64);
+  CHECK(std::isinf(cr::reciprocal(z).item<double>()));
+  CHECK(std::isinf(cr::rsqrt(z).item<double>()));
+  CHECK(cr::square(cr::tensor({-3}, cr::int64)).item<int64_t>() == 9);
 }
 
 TEST_CASE("subgradients at kinks are chosen on purpose") {

@@ -81,6 +81,31 @@ void ops() {
   point("sin", [](auto& x) { return cr::sin(x); });
   point("cos", [](auto& x) { return cr::cos(x); });
   point("div", [](auto& x) { return 1.0 / (x * x + 1.0); });
+  // the math library ops over the whole of kX: out of their domains (NaN), at their poles (inf)
+  point("tan", [](auto& x) { return cr::tan(x); });
+  point("asin", [](auto& x) { return cr::asin(x); });
+  point("acos", [](auto& x) { return cr::acos(x); });
+  point("atan", [](auto& x) { return cr::atan(x); });
+  point("sinh", [](auto& x) { return cr::sinh(x); });
+  point("cosh", [](auto& x) { return cr::cosh(x); });
+  point("asinh", [](auto& x) { return cr::asinh(x); });
+  point("acosh", [](auto& x) { return cr::acosh(x); });
+  point("atanh", [](auto& x) { return cr::atanh(x); });
+  point("reciprocal", [](auto& x) { return cr::reciprocal(x); });
+  point("rsqrt", [](auto& x) { return cr::rsqrt(x); });
+  point("log2", [](auto& x) { return cr::log2(x); });
+  point("log10", [](auto& x) { return cr::log10(x); });
+  point("exp2", [](auto& x) { return cr::exp2(x); });
+  point("square", [](auto& x) { return cr::square(x); });
+  point("floor", [](auto& x) { return cr::floor(x) * x; });
+  point("ceil", [](auto& x) { return cr::ceil(x * 0.5) * x; });
+  point("round", [](auto& x) { return cr::round(x * 2.0) + x; });
+  point("round_halves", [](auto& x) { return cr::round(x) * x; });  // -0.5, 0.5, 1.5: to even
+  point("trunc", [](auto& x) { return cr::trunc(x * 0.7) * x; });
+  point("frac", [](auto& x) { return cr::frac(x * 0.7) * x; });
+  point("atan2", [](auto& x) { return cr::atan2(x, 1.5 - x); });
+  point("atan2_reversed", [](auto& x) { return cr::atan2(x.reshape({3, 4}), x.reshape({3, 4}).select(0, 1)); });
+  point("atan2_zero", [](auto& x) { return cr::atan2(x, cr::zeros_like(x)); });
   point("max", [](auto& x) { return cr::max(cr::abs(x)); });
   point("min", [](auto& x) { return cr::min(cr::abs(x)); });
   point("maximum_0", [](auto& x) { return cr::maximum(x, cr::zeros_like(x)); });
