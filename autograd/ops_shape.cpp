@@ -1,5 +1,6 @@
 // Shape ops: views that share storage (reshape where the strides allow, transpose, permute,
-// expand, squeeze, unsqueeze, slice, select) and the copying ones (cat, stack, to).
+// expand, squeeze, unsqueeze, slice, select, split, chunk, unbind) and the copying ones (cat,
+// stack, to, flip, roll, repeat, tril, triu, masked_fill).
 // Backward rules see `g` and `c.shape(i)` (input i's shape); each maps g back onto the
 // input's layout.
 #include "engine.hpp"
@@ -232,6 +233,116 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
     expanded.push_back(tensors[i].unsqueeze(d));
   }
   return cat(expanded, d);
+}
+
+// ---------------------------------------------------------------- flip, roll, repeat, bands, pieces
+// Compositions of views, index_select, cat and where: their gradients, and the gradients of
+// those, are the ones of the ops they are made of.
+
+Tensor flip(const Tensor& x, const Shape& dims) {
+  Shape done;
+  Tensor out = x.clone();
+  for (int64_t dim : dims) {
+    const int64_t d = wrap_dim(dim, x.dim(), "flip");
+    if (std::find(done.begin(), done.end(), d) != done.end())
+      fail("flip: dim {} appears twice in {} (input {})", d, dims, describe(x));
+    done.push_back(d);
+    if (x.dim() > 0) out = index_select(out, d, arange(static_cast<double>(x.shape()[d]) - 1, -1, -1, Dtype::int64));
+  }
+  return out;
+}
+
+Tensor roll(const Tensor& x, const Shape& shifts, const Shape& dims) {
+  if (dims.empty()) {
+    if (shifts.size() != 1)
+      fail("roll: {} shifts and no dims; without dims roll takes one shift, over the flattened tensor", shifts.size());
+    return roll(x.reshape({x.numel()}), shifts, {0}).reshape(x.shape());
+  }
+  if (shifts.size() != dims.size())
+    fail("roll: {} shifts for {} dims {}; give one shift per dim", shifts.size(), dims.size(), dims);
+  Tensor out = x.clone();
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const int64_t d = wrap_dim(dims[i], x.dim(), "roll"), n = x.dim() > 0 ? x.shape()[d] : 1;
+    const int64_t s = n > 0 ? (shifts[i] % n + n) % n : 0;  // the last s elements come first
+    if (s > 0) out = cat({out.narrow(d, n - s, s), out.narrow(d, 0, n - s)}, d);
+  }
+  return out;
+}
+
+Tensor repeat(const Tensor& x, const Shape& repeats) {
+  const auto rank = static_cast<size_t>(x.dim());
+  if (repeats.size() < rank)
+    fail("repeat: {} has fewer entries than the dims of {}; give one per dim (more add leading dims)", repeats,
+         describe(x));
+  Shape inner(std::vector<int64_t>(repeats.size() - rank, 1)), split, tiled, shape;
+  for (int64_t n : x.shape()) inner.push_back(n);
+  for (size_t i = 0; i < repeats.size(); ++i) {
+    if (repeats[i] < 0) fail("repeat: the count {} in {} is negative", repeats[i], repeats);
+    split.push_back(1), split.push_back(inner[i]);  // dim i as [1, n], expanded to [r, n]
+    tiled.push_back(repeats[i]), tiled.push_back(inner[i]);
+    shape.push_back(repeats[i] * inner[i]);
+  }
+  return x.reshape(split).expand(tiled).reshape(shape);
+}
+
+namespace {
+// x where column - row of its last two dims is at most (lower) or at least `diagonal`, else 0.
+Tensor band(const Tensor& x, int64_t diagonal, bool lower, const char* op) {
+  if (x.dim() < 2) fail("{}: expected a matrix or a batch of them (2 or more dims), got {}", op, describe(x));
+  const Tensor rows = arange(static_cast<double>(x.shape()[x.dim() - 2]), Dtype::int64).unsqueeze(1);
+  const Tensor offset = arange(static_cast<double>(x.shape()[x.dim() - 1]), Dtype::int64) - rows;
+  const Tensor k = integer_scalar_like(diagonal, offset);
+  return where(lower ? le(offset, k) : ge(offset, k), x, zeros({}, x.dtype()));  // where, not a product: 0, not inf * 0
+}
+}  // namespace
+
+Tensor tril(const Tensor& x, int64_t diagonal) { return band(x, diagonal, true, "tril"); }
+Tensor triu(const Tensor& x, int64_t diagonal) { return band(x, diagonal, false, "triu"); }
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  (void)broadcast_shapes(x.shape(), mask.shape(), "masked_fill");
+  if (!is_floating(x.dtype()) && !fits_int64(value))
+    fail("masked_fill: the value {} does not fit the int64 tensor {}", value, describe(x));
+  return where(mask, tensor(value, x.dtype()), x);
+}
+
+std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "split");
+  int64_t total = 0;
+  for (int64_t n : sizes) {
+    if (n < 0) fail("split: the size {} in {} is negative", n, sizes);
+    total += n;
+  }
+  if (total != x.shape()[d])
+    fail("split: the sizes {} add up to {}, but dim {} of {} has {}", sizes, total, d, describe(x), x.shape()[d]);
+  std::vector<Tensor> pieces;
+  int64_t start = 0;
+  for (int64_t n : sizes) pieces.push_back(x.narrow(d, start, n)), start += n;
+  return pieces;
+}
+
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+  const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "split")];
+  if (split_size < 0 || (split_size == 0 && n > 0))
+    fail("split: split_size {} for dim {} of size {}; it must be positive (0 only for an empty dim)", split_size, dim, n);
+  Shape sizes;
+  for (int64_t start = 0; start < n; start += split_size) sizes.push_back(std::min(split_size, n - start));
+  if (sizes.empty()) sizes.push_back(0);  // as torch.split: one empty piece of an empty dim
+  return split(x, sizes, dim);
+}
+
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  if (chunks <= 0) fail("chunk: the number of chunks must be positive, got {}", chunks);
+  const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "chunk")];
+  if (n == 0) return split(x, Shape(std::vector<int64_t>(static_cast<size_t>(chunks), 0)), dim);  // torch's
+  return split(x, (n + chunks - 1) / chunks, dim);
+}
+
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "unbind");
+  std::vector<Tensor> slices;
+  for (int64_t i = 0; i < x.shape()[d]; ++i) slices.push_back(x.select(d, i));
+  return slices;
 }
 
 Tensor to_dtype(const Tensor& x, Dtype dtype) {

@@ -449,6 +449,27 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 /// X with source's slices added at the positions index lists along dim.
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source);
 Tensor to_dtype(const Tensor& x, Dtype dtype);  ///< x.to(dtype)
+/// X with the order of its elements reversed along each of dims (a copy, as torch.flip).
+Tensor flip(const Tensor& x, const Shape& dims);
+/// X's elements shifted by shifts[i] places along dims[i], wrapping around (torch.roll); without
+/// dims, one shift over the flattened tensor.
+Tensor roll(const Tensor& x, const Shape& shifts, const Shape& dims = {});
+/// X tiled repeats[i] times along dim i (torch.repeat); more repeats than dims add leading dims.
+Tensor repeat(const Tensor& x, const Shape& repeats);
+/// The lower triangle of the last two dims: elements with column - row <= diagonal, 0 elsewhere.
+Tensor tril(const Tensor& x, int64_t diagonal = 0);
+/// The upper triangle of the last two dims: elements with column - row >= diagonal, 0 elsewhere.
+Tensor triu(const Tensor& x, int64_t diagonal = 0);
+/// X with `value` where mask (broadcast against x) is nonzero; no gradient reaches those places.
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+/// Views of x's consecutive pieces of split_size along dim (the last may be shorter).
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
+/// Views of x's consecutive pieces of the given sizes along dim (they must add up to its size).
+std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim = 0);
+/// At most `chunks` views of ceil(size / chunks) along dim, as torch.chunk.
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+/// Every slice of x along dim, as views (torch.unbind).
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim = 0);
 
 // ---------------------------------------------------------------- operators
 Tensor operator+(const Tensor& a, const Tensor& b);  ///< add(a, b)

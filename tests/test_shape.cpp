@@ -258,3 +258,109 @@ TEST_CASE("narrow is strict where slice clips; expand rejects negative sizes") {
   check_error([&] { (void)c.expand({-3, 3, 1}); }, {"expand", "size -3"});
   CHECK(c.expand({2, -1, 4}).shape() == cr::Shape{2, 3, 4});  // -1 keeps an existing dimension
 }
+
+TEST_CASE("flip and roll: values as PyTorch's, gradients, errors") {
+  const cr::Tensor x = cr::arange(6, cr::float64).reshape({2, 3});
+  CHECK(values(cr::flip(x, {1})) == std::vector<double>{2, 1, 0, 5, 4, 3});
+  CHECK(values(cr::flip(x, {0, -1})) == std::vector<double>{5, 4, 3, 2, 1, 0});
+  CHECK(values(cr::flip(x.t(), {0})) == std::vector<double>{2, 5, 1, 4, 0, 3});  // a non-contiguous input
+  CHECK(values(cr::flip(x, {})) == values(x));
+  // torch.roll(arange(6).reshape(2, 3), 1, 1) and (1, -1), (0, 1); no dims: over the flattened tensor
+  CHECK(values(cr::roll(x, {1}, {1})) == std::vector<double>{2, 0, 1, 5, 3, 4});
+  CHECK(values(cr::roll(x, {-1, 4}, {0, 1})) == std::vector<double>{5, 3, 4, 2, 0, 1});
+  CHECK(values(cr::roll(x, {2})) == std::vector<double>{4, 5, 0, 1, 2, 3});
+  CHECK(values(cr::roll(x, {-7}, {1})) == std::vector<double>{1, 2, 0, 4, 5, 3});  // -7 = 2 mod 3
+  CHECK(cr::roll(cr::zeros({0, 3}), {1}, {0}).shape() == cr::Shape{0, 3});
+  const cr::Tensor a = input({3, 4}, -2, 2, 31);
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::flip(v[0], {0, 1}) * v[0]; }, {a});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::roll(v[0], {1, -2}, {0, 1}) * v[0]; }, {a});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::roll(v[0].t(), {5}) * v[0].t(); }, {a});
+  check_error([&] { (void)cr::flip(x, {0, 0}); }, {"flip", "dim 0", "twice"});
+  check_error([&] { (void)cr::flip(x, {2}); }, {"flip", "2"});
+  check_error([&] { (void)cr::roll(x, {1, 2}, {0}); }, {"roll", "2 shifts", "1 dims"});
+  check_error([&] { (void)cr::roll(x, {1, 2}); }, {"roll", "2 shifts", "no dims"});
+}
+
+TEST_CASE("repeat tiles as torch.repeat (leading new dims), its gradient sums the tiles") {
+  const cr::Tensor x = cr::tensor({1.0, 2.0, 3.0, 4.0}, {2, 2}, cr::float64);
+  CHECK(cr::repeat(x, {1, 2}).shape() == cr::Shape{2, 4});
+  CHECK(values(cr::repeat(x, {1, 2})) == std::vector<double>{1, 2, 1, 2, 3, 4, 3, 4});
+  CHECK(values(cr::repeat(x, {2, 1})) == std::vector<double>{1, 2, 3, 4, 1, 2, 3, 4});
+  CHECK(cr::repeat(x, {3, 1, 1}).shape() == cr::Shape{3, 2, 2});
+  CHECK(cr::repeat(x, {0, 1}).shape() == cr::Shape{0, 2});
+  CHECK(values(cr::repeat(cr::tensor(5.0), {3})) == std::vector<double>{5, 5, 5});
+  CHECK(cr::repeat(cr::tensor({7, 8}, cr::int64), {2}).to_vector<int64_t>() == std::vector<int64_t>{7, 8, 7, 8});
+  cr::Tensor l = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  (cr::repeat(l, {3, 2}) * cr::arange(12, cr::float64).reshape({3, 4})).sum().backward();
+  // element 0 lands at columns 0 and 2 of every row: 0 + 2 + 4 + 6 + 8 + 10
+  CHECK(values(l.grad()) == std::vector<double>{30, 36});
+  const cr::Tensor a = input({2, 3}, -2, 2, 32);
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::repeat(v[0].t(), {2, 1, 2}) * 1.5; }, {a});
+  check_error([&] { (void)cr::repeat(x, {2}); }, {"repeat", "[2]", "[2, 2]"});
+  check_error([&] { (void)cr::repeat(x, {2, -1}); }, {"repeat", "-1"});
+}
+
+TEST_CASE("tril and triu keep a band (0 elsewhere, also where x is NaN or inf), gradients only inside") {
+  const cr::Tensor x = cr::arange(1, 13, 1, cr::float64).reshape({3, 4});
+  CHECK(values(cr::tril(x)) == std::vector<double>{1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0});
+  CHECK(values(cr::tril(x, -1)) == std::vector<double>{0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0});
+  CHECK(values(cr::triu(x)) == std::vector<double>{1, 2, 3, 4, 0, 6, 7, 8, 0, 0, 11, 12});
+  CHECK(values(cr::triu(x, 2)) == std::vector<double>{0, 0, 3, 4, 0, 0, 0, 8, 0, 0, 0, 0});
+  CHECK(values(cr::tril(x.t())) == std::vector<double>{1, 0, 0, 2, 6, 0, 3, 7, 11, 4, 8, 12});
+  const cr::Tensor inf = cr::full({2, 2}, INFINITY, cr::float64);
+  CHECK(values(cr::triu(inf)) == std::vector<double>{INFINITY, INFINITY, 0, INFINITY});
+  CHECK(cr::tril(cr::ones({2, 3, 3})).sum().item<double>() == 12);  // batched: the last two dims
+  cr::Tensor l = cr::ones({2, 2}, cr::float64).requires_grad_();
+  cr::triu(l, 1).sum().backward();
+  CHECK(values(l.grad()) == std::vector<double>{0, 1, 0, 0});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return cr::tril(v[0] * v[0], 1); }, {input({3, 4}, -2, 2, 33)});
+  check_error([] { (void)cr::tril(cr::ones({3})); }, {"tril", "2", "[3]"});
+}
+
+TEST_CASE("masked_fill puts a value where the mask is nonzero, broadcasting; no gradient there") {
+  const cr::Tensor x = cr::tensor({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, {2, 3}, cr::float64);
+  const cr::Tensor row = cr::tensor({1.0, 0.0, 1.0}, cr::float64);
+  CHECK(values(cr::masked_fill(x, row, -1.0)) == std::vector<double>{-1, 2, -1, -1, 5, -1});
+  CHECK(values(cr::masked_fill(x, cr::gt(x, cr::tensor(3.5)), -INFINITY)) ==
+        std::vector<double>{1, 2, 3, -INFINITY, -INFINITY, -INFINITY});  // an attention mask
+  CHECK(cr::masked_fill(cr::tensor({1, 2}, cr::int64), cr::tensor({0, 1}, cr::int64), 9).to_vector<int64_t>() ==
+        std::vector<int64_t>{1, 9});
+  cr::Tensor l = cr::tensor({1.0, 2.0, 3.0}, cr::float64).requires_grad_();
+  (cr::masked_fill(l, row, 7.0) * 2.0).sum().backward();
+  CHECK(values(l.grad()) == std::vector<double>{0, 2, 0});
+  check_gradients([&](const std::vector<cr::Tensor>& v) { return cr::masked_fill(v[0] * v[0], row, 0.5); }, {input({2, 3})});
+  check_error([&] { (void)cr::masked_fill(x, cr::ones({4}), 0.0); }, {"masked_fill", "[4]", "[2, 3]"});
+}
+
+TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
+  const cr::Tensor x = cr::arange(10, cr::float64).reshape({5, 2});
+  const auto s = cr::split(x, 2);  // 2, 2, 1
+  REQUIRE(s.size() == 3);
+  CHECK(values(s[0]) == std::vector<double>{0, 1, 2, 3});
+  CHECK(values(s[2]) == std::vector<double>{8, 9});
+  CHECK(s[1].impl()->storage.get() == x.impl()->storage.get());
+  const auto sizes = cr::split(x, cr::Shape{1, 4}, 0);
+  CHECK(sizes[1].shape() == cr::Shape{4, 2});
+  CHECK(values(sizes[1])[0] == 2);
+  const auto c = cr::chunk(x, 3);  // ceil(5 / 3) = 2 rows each: 2, 2, 1
+  REQUIRE(c.size() == 3);
+  CHECK(c[2].shape() == cr::Shape{1, 2});
+  CHECK(cr::chunk(cr::arange(6, cr::float64), 4).size() == 3);  // ceil(6 / 4) = 2: three chunks, as torch's
+  CHECK(cr::chunk(x, 2, 1)[1].shape() == cr::Shape{5, 1});
+  const auto u = cr::unbind(x, 1);
+  REQUIRE(u.size() == 2);
+  CHECK(values(u[1]) == std::vector<double>{1, 3, 5, 7, 9});
+  CHECK(cr::split(cr::zeros({0}), 3).size() == 1);  // torch.split(empty(0), 3): one empty piece
+  // gradients flow back into each piece's place
+  cr::Tensor l = cr::arange(6, cr::float64).requires_grad_();
+  const auto p = cr::chunk(l, 2);
+  (p[0] * 2.0 + p[1] * 3.0).sum().backward();
+  CHECK(values(l.grad()) == std::vector<double>{2, 2, 2, 3, 3, 3});
+  check_gradients([](const std::vector<cr::Tensor>& v) {
+    const auto pieces = cr::unbind(v[0], 0);
+    return pieces[0] * pieces[2] + pieces[1];
+  }, {input({3, 2})});
+  check_error([&] { (void)cr::split(x, cr::Shape{1, 3}); }, {"split", "[1, 3]", "4", "5"});
+  check_error([&] { (void)cr::split(x, 0); }, {"split", "0"});
+  check_error([&] { (void)cr::chunk(x, 0); }, {"chunk", "0"});
+}

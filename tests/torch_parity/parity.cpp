@@ -108,6 +108,7 @@ void ops() {
   point("atan2_zero", [](auto& x) { return cr::atan2(x, cr::zeros_like(x)); });
   point("max", [](auto& x) { return cr::max(cr::abs(x)); });
   point("min", [](auto& x) { return cr::min(cr::abs(x)); });
+  // an infinite gradient (sqrt' at 0) where the op passes none: 0 there, not inf * 0
   point("maximum_0", [](auto& x) { return cr::maximum(x, cr::zeros_like(x)); });
   point("minimum_self", [](auto& x) { return cr::minimum(x, x); });
   point("max_dim", [](auto& x) { return cr::max(cr::abs(x).reshape({3, 4}), 1).values; });
@@ -128,6 +129,26 @@ void ops() {
   point("index_select", [](auto& x) { return cr::index_select(x.reshape({3, 4}), 1, cr::tensor({3, 3, 0}, {3}, cr::int64)); });
   point("cat", [](auto& x) { return cr::cat({x, x * x}, 0); });
   point("stack", [](auto& x) { return cr::stack({x, x * x}, 1); });
+  const auto m = [](const cr::Tensor& x) { return x.reshape({3, 4}); };
+  point("flip", [&](auto& x) { return cr::flip(m(x), {0, 1}) * m(x); });
+  point("roll", [&](auto& x) { return cr::roll(m(x), {1, -1}, {0, 1}) * m(x); });
+  point("roll_flat", [](auto& x) { return cr::roll(x, {5}) * x; });
+  point("repeat", [&](auto& x) { return cr::repeat(m(x) * m(x), {2, 1, 2}); });
+  point("tril", [&](auto& x) { return cr::tril(m(x) * m(x), 1); });
+  point("triu", [&](auto& x) { return cr::triu(m(x) * m(x), -1); });
+  point("masked_fill", [](auto& x) { return cr::masked_fill(x * x, x > 0.5, -1.0); });
+  point("split", [](auto& x) {
+    const auto p = cr::split(x, 5);
+    return cr::cat({p[2], p[0] * p[1]});
+  });
+  point("chunk", [&](auto& x) {
+    const auto p = cr::chunk(m(x), 2, 1);
+    return p[0] * p[1];
+  });
+  point("unbind", [&](auto& x) {
+    const auto p = cr::unbind(m(x), 0);
+    return p[0] * p[1] + p[2];
+  });
   point("transpose_expand", [](auto& x) { return x.reshape({3, 4}).t().unsqueeze(0).expand({2, 4, 3}) * x.narrow(0, 0, 3); });
   const auto t = [] { return cr::tensor(kX, {12}, cr::float64) * 0.5 + 0.25; };
   point("mse_loss", [&](auto& x) { return F::mse_loss(x, t()); });
