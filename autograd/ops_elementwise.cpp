@@ -203,21 +203,32 @@ Tensor integer_pow(const Tensor& x, int64_t exponent) {
 
 // Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose). An
 // input gets none only where it lost; where a NaN is involved both get it, as in PyTorch.
+namespace {
+// g where x passes its gradient, 0 elsewhere: a select, not g * mask, so that an infinite or NaN
+// g where the op passes nothing (sqrt' at a relu's 0) gives 0, as PyTorch's masked_fill does.
+Tensor passed(const Tensor& g, const Tensor& blocked) { return where(blocked, zeros({}, g.dtype()), g); }
+
+// maximum's (loses = lt) and minimum's (loses = gt) backward: the winner takes g, a tie splits
+// it evenly, the loser gets 0; where a is NaN both take g (neither loses), as PyTorch's.
+using Compare = Tensor (*)(const Tensor&, const Tensor&);
+Grads extreme_backward(const Tensor& g, const BackwardContext& c, Compare loses) {
+  const Tensor &a = c.saved(0), &b = c.saved(1);
+  const Tensor shared = where(eq(a, b), g * 0.5, g);
+  return {c.needs(0) ? passed(shared, loses(a, b)) : Tensor(), c.needs(1) ? passed(shared, loses(b, a)) : Tensor()};
+}
+}  // namespace
+
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = zip(a, b, "maximum", [](auto x, auto y) { return (x > y || x != x) ? x : y; });
   return record(out, "maximum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
-    const Tensor &a = c.saved(0), &b = c.saved(1);
-    const Tensor half_tie = eq(a, b) * 0.5;
-    return {c.needs(0) ? g * (1.0 - lt(a, b) - half_tie) : Tensor(), c.needs(1) ? g * (1.0 - gt(a, b) - half_tie) : Tensor()};
+    return extreme_backward(g, c, lt);
   });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = zip(a, b, "minimum", [](auto x, auto y) { return (x < y || x != x) ? x : y; });
   return record(out, "minimum", {a, b}, {a, b}, [](const Tensor& g, const BackwardContext& c) -> Grads {
-    const Tensor &a = c.saved(0), &b = c.saved(1);
-    const Tensor half_tie = eq(a, b) * 0.5;
-    return {c.needs(0) ? g * (1.0 - gt(a, b) - half_tie) : Tensor(), c.needs(1) ? g * (1.0 - lt(a, b) - half_tie) : Tensor()};
+    return extreme_backward(g, c, gt);
   });
 }
 
@@ -443,7 +454,7 @@ Tensor relu(const Tensor& x) {
                   // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so that a NaN passes it (PyTorch's)
                   return {fused_backward(
                       std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
-                      [&](const Tensor& g) { return g * (1.0 - le(y, scalar_like(0, g))); })};
+                      [&](const Tensor& g) { return passed(g, le(y, scalar_like(0, g))); })};
                 },
                 true);
 }
@@ -460,8 +471,8 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
     return v != v ? v : (v < l ? static_cast<T>(l) : (v > h ? static_cast<T>(h) : v));
   });
   return record(out, "clamp", {x}, {x}, [l, h](const Tensor& g, const BackwardContext& c) -> Grads {
-    const Tensor inside = kernels::map_any(c.saved(0), [l, h](auto v) { return (v >= l && v <= h) ? 1 : 0; });
-    return {g * inside};
+    const Tensor outside = kernels::map_any(c.saved(0), [l, h](auto v) { return (v >= l && v <= h) ? 0 : 1; });
+    return {passed(g, outside)};
   });
 }
 

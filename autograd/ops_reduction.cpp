@@ -80,7 +80,8 @@ Tensor record_extreme(Tensor values, const Tensor& x, DimFlags flags, const char
     const Tensor y = unreduce(c.result(), x.shape(), flags);
     const Tensor yd = y.detach(), hit = eq(x, yd) + ne(x, x) * ne(yd, yd);  // a NaN extreme: the NaNs
     const Tensor count = kernels::sum_keepdim(hit, flags);
-    return {unreduce(g, x.shape(), flags) * hit / count};
+    // a select, not g * hit: an infinite g gives the other elements 0, not inf * 0 (PyTorch's max)
+    return {where(hit, unreduce(g, x.shape(), flags) / count, zeros({}, g.dtype()))};
   }, true);
 }
 

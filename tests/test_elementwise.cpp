@@ -220,6 +220,32 @@ TEST_CASE("atan2 covers the four quadrants and the axes as std::atan2; reciproca
   CHECK(cr::square(cr::tensor({-3}, cr::int64)).item<int64_t>() == 9);
 }
 
+TEST_CASE("an infinite gradient where an op passes none gives 0 there, not inf * 0 = NaN, as PyTorch's") {
+  // sqrt(relu(x)) at x < 0: relu passes no gradient, sqrt'(0) = inf. With create_graph (and always
+  // for clamp, maximum, minimum and max) the rules multiplied by a 0/1 mask and gave NaN.
+  using Fn1 = std::function<cr::Tensor(const cr::Tensor&)>;
+  const std::vector<std::pair<const char*, Fn1>> cases = {
+      {"relu", [](const cr::Tensor& x) { return cr::relu(x); }},
+      {"clamp", [](const cr::Tensor& x) { return cr::clamp(x, 0.0, 1.0); }},
+      {"maximum", [](const cr::Tensor& x) { return cr::maximum(x, cr::zeros_like(x)); }},
+      {"minimum", [](const cr::Tensor& x) { return -cr::minimum(-x, cr::zeros_like(x)); }},
+      {"max", [](const cr::Tensor& x) { return cr::max(cr::stack({x, cr::zeros_like(x)}), 0).values; }},
+      {"amax", [](const cr::Tensor& x) { return cr::amax(cr::stack({x, cr::zeros_like(x)}), cr::Shape{0}); }},
+  };
+  for (const auto& [name, f] : cases) {
+    CAPTURE(name);
+    for (bool create_graph : {false, true}) {
+      cr::Tensor x = cr::tensor({-2.0, 0.25}, cr::float64).requires_grad_();
+      const cr::Tensor g = cr::autograd::grad({cr::sqrt(f(x)).sum()}, {x}, {}, true, create_graph)[0];
+      CHECK(values(g) == std::vector<double>{0, 1.0});  // 0.5 / sqrt(0.25) at the second
+    }
+  }
+  cr::Tensor x = cr::tensor({-1.0, 4.0}, cr::float64).requires_grad_();  // max over all elements
+  cr::sqrt(cr::max(x) - 4.0).backward();
+  CHECK(values(x.grad())[0] == 0);
+  CHECK(std::isinf(values(x.grad())[1]));
+}
+
 TEST_CASE("subgradients at kinks are chosen on purpose") {
   SUBCASE("relu'(0) = 0") {
     cr::Tensor x = cr::tensor({-1.0, 0.0, 2.0}, cr::float64).requires_grad_();

@@ -109,6 +109,13 @@ void ops() {
   point("max", [](auto& x) { return cr::max(cr::abs(x)); });
   point("min", [](auto& x) { return cr::min(cr::abs(x)); });
   // an infinite gradient (sqrt' at 0) where the op passes none: 0 there, not inf * 0
+  point("sqrt_clamp", [](auto& x) { return cr::sqrt(cr::clamp(x, 0.0, 1.0)); });
+  point("sqrt_relu", [](auto& x) { return cr::sqrt(cr::relu(x)); });
+  point("sqrt_maximum", [](auto& x) { return cr::sqrt(cr::maximum(x, cr::zeros_like(x))); });
+  point("sqrt_minimum", [](auto& x) { return cr::sqrt(-cr::minimum(x, cr::zeros_like(x))); });
+  point("sqrt_max", [](auto& x) { return cr::sqrt(cr::max(x.reshape({3, 4}) * -1.0, 1).values + 1.0); });
+  point("sqrt_max_all", [](auto& x) { return cr::sqrt(cr::max(x) - 25.0); });
+  point("sqrt_amax", [](auto& x) { return cr::sqrt(cr::amax(x.reshape({3, 4}), cr::Shape{1}) - cr::tensor({-1.0, 0.0, 25.0}, cr::float64)); });
   point("maximum_0", [](auto& x) { return cr::maximum(x, cr::zeros_like(x)); });
   point("minimum_self", [](auto& x) { return cr::minimum(x, x); });
   point("max_dim", [](auto& x) { return cr::max(cr::abs(x).reshape({3, 4}), 1).values; });

@@ -21,6 +21,14 @@ DEVIATIONS = {
     # amax divides by a count of 0 and gives the whole row NaN
     ("amax_nan", "g", 0): "the NaN row's other element gets 0 (PyTorch: NaN)",
     ("amax_nan", "g", 1): "the NaN gets the gradient (PyTorch: NaN)",
+    # an infinite gradient into amax (sqrt' at 0): the row's other elements get 0, as from max and
+    # max(dim); PyTorch's amax multiplies by its mask, inf * 0
+    ("sqrt_amax", "g", 8): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
+    ("sqrt_amax", "g", 9): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
+    ("sqrt_amax", "g", 10): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
+    ("sqrt_amax", "h", 8): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
+    ("sqrt_amax", "h", 9): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
+    ("sqrt_amax", "h", 10): "a non-extreme element of a row with an infinite gradient gets 0 (PyTorch: NaN)",
     # elu/selu at exactly 0: the first derivative is the left branch's (alpha) in both; the second
     # derivative is the same branch's here, 0 in PyTorch
     ("elu", "h", 5): "elu'' at 0 from the branch elu' uses (PyTorch: 0)",
@@ -84,6 +92,12 @@ def ops():
     pt("atan2_reversed", lambda x: torch.atan2(x.reshape(3, 4), x.reshape(3, 4)[1]))
     pt("atan2_zero", lambda x: torch.atan2(x, torch.zeros_like(x)))
     pt("max", lambda x: torch.max(torch.abs(x))); pt("min", lambda x: torch.min(torch.abs(x)))
+    pt("sqrt_clamp", lambda x: torch.sqrt(torch.clamp(x, 0.0, 1.0))); pt("sqrt_relu", lambda x: torch.sqrt(torch.relu(x)))
+    pt("sqrt_maximum", lambda x: torch.sqrt(torch.maximum(x, torch.zeros_like(x))))
+    pt("sqrt_minimum", lambda x: torch.sqrt(-torch.minimum(x, torch.zeros_like(x))))
+    pt("sqrt_max", lambda x: torch.sqrt(torch.max(x.reshape(3, 4) * -1.0, 1).values + 1.0))
+    pt("sqrt_max_all", lambda x: torch.sqrt(torch.max(x) - 25.0))
+    pt("sqrt_amax", lambda x: torch.sqrt(torch.amax(x.reshape(3, 4), 1) - torch.tensor([-1.0, 0.0, 25.0], dtype=torch.float64)))
     pt("maximum_0", lambda x: torch.maximum(x, torch.zeros_like(x))); pt("minimum_self", lambda x: torch.minimum(x, x))
     pt("max_dim", lambda x: torch.max(torch.abs(x).reshape(3, 4), 1).values)
     pt("min_dim0", lambda x: torch.min(torch.abs(x).reshape(3, 4), 0).values)
