@@ -274,15 +274,17 @@ Tensor repeat(const Tensor& x, const Shape& repeats) {
   if (repeats.size() < rank)
     fail("repeat: {} has fewer entries than the dims of {}; give one per dim (more add leading dims)", repeats,
          describe(x));
-  Shape inner(std::vector<int64_t>(repeats.size() - rank, 1)), split, tiled, shape;
-  for (int64_t n : x.shape()) inner.push_back(n);
-  for (size_t i = 0; i < repeats.size(); ++i) {
+  Shape shape(std::vector<int64_t>(repeats.size() - rank, 1));
+  for (int64_t n : x.shape()) shape.push_back(n);
+  Tensor out = x.reshape(shape);
+  bool copied = false;
+  for (size_t i = 0; i < repeats.size(); ++i) {  // copies side by side, dim by dim (no extra dims)
+    const auto d = static_cast<int64_t>(i);
     if (repeats[i] < 0) fail("repeat: the count {} in {} is negative", repeats[i], repeats);
-    split.push_back(1), split.push_back(inner[i]);  // dim i as [1, n], expanded to [r, n]
-    tiled.push_back(repeats[i]), tiled.push_back(inner[i]);
-    shape.push_back(repeats[i] * inner[i]);
+    if (repeats[i] == 0) out = out.narrow(d, 0, 0);
+    if (repeats[i] > 1) out = cat(std::vector<Tensor>(static_cast<size_t>(repeats[i]), out), d), copied = true;
   }
-  return x.reshape(split).expand(tiled).reshape(shape);
+  return copied ? out : out.clone();  // a new tensor, as torch.repeat's, also when nothing repeats
 }
 
 namespace {

@@ -288,6 +288,10 @@ TEST_CASE("repeat tiles as torch.repeat (leading new dims), its gradient sums th
   CHECK(values(cr::repeat(x, {2, 1})) == std::vector<double>{1, 2, 3, 4, 1, 2, 3, 4});
   CHECK(cr::repeat(x, {3, 1, 1}).shape() == cr::Shape{3, 2, 2});
   CHECK(cr::repeat(x, {0, 1}).shape() == cr::Shape{0, 2});
+  CHECK(cr::repeat(cr::ones({2, 2, 2, 2}), {2, 2, 2, 2, 2}).shape() == cr::Shape{2, 4, 4, 4, 4});  // was over 8 dims
+  const cr::Tensor same = cr::repeat(x, {1, 1});  // a copy, as torch's
+  CHECK(same.impl()->storage.get() != x.impl()->storage.get());
+  CHECK(values(same) == values(x));
   CHECK(values(cr::repeat(cr::tensor(5.0), {3})) == std::vector<double>{5, 5, 5});
   CHECK(cr::repeat(cr::tensor({7, 8}, cr::int64), {2}).to_vector<int64_t>() == std::vector<int64_t>{7, 8, 7, 8});
   cr::Tensor l = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();

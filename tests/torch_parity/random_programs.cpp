@@ -98,6 +98,21 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        return cr::index_add(x, 0, cr::tensor({0, 0}, cr::int64), x.narrow(0, 0, 1).expand(s) * 2.0);
      }},
     {"scatter_add", [](V x) { return cr::scatter_add(x, -1, cr::zeros(x.shape(), cr::int64), x * x); }},
+    {"flip", [](V x) { return cr::flip(x, {0, -1}); }},
+    {"roll", [](V x) { return cr::roll(x, {1}, {-1}); }},
+    {"roll_flat", [](V x) { return cr::roll(x, {-2}); }},
+    {"repeat",
+     [](V x) {
+       cr::Shape r(std::vector<int64_t>(static_cast<size_t>(x.dim()) + 1, 1));
+       r[0] = 2;
+       return cr::repeat(x, r);
+     }},
+    {"tril", [](V x) { return cr::tril(x); }},
+    {"triu1", [](V x) { return cr::triu(x, 1); }},
+    {"masked_fill", [](V x) { return cr::masked_fill(x, x > 0.3, -0.5); }},
+    {"chunk_first", [](V x) { return cr::chunk(x, 2, -1)[0]; }},
+    {"split_last", [](V x) { return cr::split(x, 2, 0).back(); }},
+    {"unbind_last", [](V x) { return cr::unbind(x, 0).back(); }},
     {"squeeze_all", [](V x) { return x.squeeze(); }},
     {"sum_dims", [](V x) { return cr::sum(x, cr::Shape{0, -1}, true); }},
     {"mean_dims", [](V x) { return cr::mean(x, cr::Shape{0, -1}); }},
