@@ -242,6 +242,11 @@ Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inp
 Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std::span<const Tensor> saved,
               BackwardFn fn, bool save_result = false);
 
+/// `g` with 0 where `blocked` is nonzero (broadcasting): a select, not g * mask, so that an
+/// infinite or NaN g where an op passes no gradient (sqrt' at a relu's 0) gives 0 there, as
+/// PyTorch's masked_fill does, instead of inf * 0 = NaN. Recorded (where), for higher orders.
+Tensor zero_where(const Tensor& blocked, const Tensor& g);
+
 /// True when an op on `inputs` should be recorded.
 bool should_record(std::span<const Tensor> inputs);
 

@@ -203,18 +203,16 @@ Tensor integer_pow(const Tensor& x, int64_t exponent) {
 
 // Ties split the gradient evenly between the two inputs (a subgradient chosen on purpose). An
 // input gets none only where it lost; where a NaN is involved both get it, as in PyTorch.
-namespace {
-// g where x passes its gradient, 0 elsewhere: a select, not g * mask, so that an infinite or NaN
-// g where the op passes nothing (sqrt' at a relu's 0) gives 0, as PyTorch's masked_fill does.
-Tensor passed(const Tensor& g, const Tensor& blocked) { return where(blocked, zeros({}, g.dtype()), g); }
+Tensor zero_where(const Tensor& blocked, const Tensor& g) { return where(blocked, zeros({}, g.dtype()), g); }
 
+namespace {
 // maximum's (loses = lt) and minimum's (loses = gt) backward: the winner takes g, a tie splits
 // it evenly, the loser gets 0; where a is NaN both take g (neither loses), as PyTorch's.
 using Compare = Tensor (*)(const Tensor&, const Tensor&);
 Grads extreme_backward(const Tensor& g, const BackwardContext& c, Compare loses) {
   const Tensor &a = c.saved(0), &b = c.saved(1);
   const Tensor shared = where(eq(a, b), g * 0.5, g);
-  return {c.needs(0) ? passed(shared, loses(a, b)) : Tensor(), c.needs(1) ? passed(shared, loses(b, a)) : Tensor()};
+  return {c.needs(0) ? zero_where(loses(a, b), shared) : Tensor(), c.needs(1) ? zero_where(loses(b, a), shared) : Tensor()};
 }
 }  // namespace
 
@@ -454,7 +452,7 @@ Tensor relu(const Tensor& x) {
                   // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so that a NaN passes it (PyTorch's)
                   return {fused_backward(
                       std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
-                      [&](const Tensor& g) { return passed(g, le(y, scalar_like(0, g))); })};
+                      [&](const Tensor& g) { return zero_where(le(y, scalar_like(0, g)), g); })};
                 },
                 true);
 }
@@ -472,7 +470,7 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
   });
   return record(out, "clamp", {x}, {x}, [l, h](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor outside = kernels::map_any(c.saved(0), [l, h](auto v) { return (v >= l && v <= h) ? 0 : 1; });
-    return {passed(g, outside)};
+    return {zero_where(outside, g)};
   });
 }
 

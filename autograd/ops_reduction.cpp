@@ -80,8 +80,7 @@ Tensor record_extreme(Tensor values, const Tensor& x, DimFlags flags, const char
     const Tensor y = unreduce(c.result(), x.shape(), flags);
     const Tensor yd = y.detach(), hit = eq(x, yd) + ne(x, x) * ne(yd, yd);  // a NaN extreme: the NaNs
     const Tensor count = kernels::sum_keepdim(hit, flags);
-    // a select, not g * hit: an infinite g gives the other elements 0, not inf * 0 (PyTorch's max)
-    return {where(hit, unreduce(g, x.shape(), flags) / count, zeros({}, g.dtype()))};
+    return {zero_where(eq(hit, zeros({}, hit.dtype())), unreduce(g, x.shape(), flags) / count)};  // 0, not inf * 0
   }, true);
 }
 
@@ -195,10 +194,7 @@ namespace {
 // PyTorch's masked_fill(t == 0, 0) of a backward formula: v where t is not 0, 0 where it is.
 // (v is computed everywhere, as in PyTorch: a second derivative through it is NaN where v was
 // inf, as PyTorch's.)
-Tensor zero_where_zero(const Tensor& t, const Tensor& v) {
-  const Tensor zero = zeros({}, v.dtype());
-  return where(eq(t.detach(), zero), zero, v);
-}
+Tensor zero_where_zero(const Tensor& t, const Tensor& v) { return zero_where(eq(t.detach(), zeros({}, t.dtype())), v); }
 }  // namespace
 
 Tensor std(const Tensor& x, int64_t correction) { return std(x, Shape{}, correction, false); }

@@ -467,13 +467,13 @@ Tensor& in_place_through_view(Tensor& self, const char* op, const Tensor& result
          [positions = view_positions(self, base)](const Tensor& g, const BackwardContext& c) -> Grads {
            Tensor kept;
            if (c.needs(0)) {
-             Tensor keep;  // 1 where the base kept its old value, 0 where the view wrote (each once:
-             {             // an expanded view cannot be written in place)
+             Tensor written;  // 1 where the view wrote (each position once: an expanded view cannot
+             {                // be written in place), 0 where the base kept its old value
                NoGradGuard no_grad;
-               keep = index_add(ones({g.numel()}, g.dtype()), 0, positions, full({positions.numel()}, -1.0, g.dtype()))
-                          .reshape(g.shape());
+               written = index_add(zeros({g.numel()}, g.dtype()), 0, positions, ones({positions.numel()}, g.dtype()))
+                             .reshape(g.shape());
              }
-             kept = g * keep;
+             kept = zero_where(written, g);
            }
            return {std::move(kept),
                    c.needs(1) ? index_select(g.reshape({-1}), 0, positions).reshape(c.shape(1)) : Tensor()};

@@ -430,6 +430,20 @@ TEST_CASE("copy_ from a tensor of the target's shape and dtype records a node of
   CHECK(values(x.grad()) == std::vector<double>{10, 10});  // was 0: the hook also cut h's path
 }
 
+TEST_CASE("an in-place write through a view sends the overwritten values 0 even when the gradient there is inf") {
+  // sqrt'(0) = inf where zero_ wrote: the old values got inf * 0 = NaN (PyTorch: 0)
+  for (int k = 0; k < 3; ++k) {
+    CAPTURE(k);
+    cr::Tensor x = cr::tensor({1.0, 4.0}, cr::float64).requires_grad_();
+    cr::Tensor y = x * 1.0;
+    if (k == 0) y.narrow(0, 0, 1).zero_();
+    if (k == 1) y.narrow(0, 0, 1).fill_(0.0);
+    if (k == 2) y.narrow(0, 0, 1).copy_(cr::zeros({1}, cr::float64));
+    for (bool create_graph : {false, true})
+      CHECK(values(cr::autograd::grad({cr::sqrt(y).sum()}, {x}, {}, true, create_graph)[0]) == std::vector<double>{0, 0.25});
+  }
+}
+
 TEST_CASE("copy_, fill_ and zero_ keep the overwritten history as an input with a zero gradient, as PyTorch") {
   // The overwritten values' history was dropped: after a.fill_(3) a no longer required grad
   // (backward through it was an Error; PyTorch: zeros), and autograd::grad of what reached x

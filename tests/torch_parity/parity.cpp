@@ -114,6 +114,11 @@ void ops() {
   point("sqrt_maximum", [](auto& x) { return cr::sqrt(cr::maximum(x, cr::zeros_like(x))); });
   point("sqrt_minimum", [](auto& x) { return cr::sqrt(-cr::minimum(x, cr::zeros_like(x))); });
   point("sqrt_max", [](auto& x) { return cr::sqrt(cr::max(x.reshape({3, 4}) * -1.0, 1).values + 1.0); });
+  point("sqrt_zero_view", [](auto& x) {
+    cr::Tensor y = x * 1.0;
+    y.narrow(0, 0, 6).zero_();
+    return cr::sqrt(y);
+  });
   point("sqrt_max_all", [](auto& x) { return cr::sqrt(cr::max(x) - 25.0); });
   point("sqrt_amax", [](auto& x) { return cr::sqrt(cr::amax(x.reshape({3, 4}), cr::Shape{1}) - cr::tensor({-1.0, 0.0, 25.0}, cr::float64)); });
   point("maximum_0", [](auto& x) { return cr::maximum(x, cr::zeros_like(x)); });

@@ -96,6 +96,7 @@ def ops():
     pt("sqrt_maximum", lambda x: torch.sqrt(torch.maximum(x, torch.zeros_like(x))))
     pt("sqrt_minimum", lambda x: torch.sqrt(-torch.minimum(x, torch.zeros_like(x))))
     pt("sqrt_max", lambda x: torch.sqrt(torch.max(x.reshape(3, 4) * -1.0, 1).values + 1.0))
+    pt("sqrt_zero_view", lambda x: torch.sqrt((lambda y: (y.narrow(0, 0, 6).zero_(), y)[1])(x * 1.0)))
     pt("sqrt_max_all", lambda x: torch.sqrt(torch.max(x) - 25.0))
     pt("sqrt_amax", lambda x: torch.sqrt(torch.amax(x.reshape(3, 4), 1) - torch.tensor([-1.0, 0.0, 25.0], dtype=torch.float64)))
     pt("maximum_0", lambda x: torch.maximum(x, torch.zeros_like(x))); pt("minimum_self", lambda x: torch.minimum(x, x))
