@@ -133,7 +133,7 @@ const std::map<std::string, std::function<Tensor(V, V)>> kBinary = {
     {"div", [](V a, V b) { return a / (b * b + 0.5); }},
     {"pow", [](V a, V b) { return cr::pow(cr::abs(a) + 0.5, b); }},
     {"maximum", [](V a, V b) { return cr::maximum(a, b); }},
-    {"atan2", [](V a, V b) { return cr::atan2(a, b); }},
+    {"atan2", [](V a, V b) { return cr::atan2(a, b * b + 0.5); }},
     {"minimum", [](V a, V b) { return cr::minimum(a, b); }},
     {"where", [](V a, V b) { return cr::where(a > b, a, b * 2.0); }},
     {"where3", [](V a, V b) { return cr::where(a > 0.0, b, a * 3.0); }},

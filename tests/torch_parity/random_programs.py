@@ -126,7 +126,7 @@ BINARY = {
     "div": lambda a, b: a / (b * b + 0.5),
     "pow": lambda a, b: torch.pow(torch.abs(a) + 0.5, b),
     "maximum": torch.maximum,
-    "atan2": torch.atan2,
+    "atan2": lambda a, b: torch.atan2(a, b * b + 0.5),  # away from the jump at the origin and b < 0
     "minimum": torch.minimum,
     "where": lambda a, b: torch.where(a > b, a, b * 2.0),
     "where3": lambda a, b: torch.where(a > 0, b, a * 3.0),
