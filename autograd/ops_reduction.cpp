@@ -1,4 +1,5 @@
-// Reductions: sum, mean, max/min, argmax/argmin, var, std, norm, cumsum, logsumexp, softmax, log_softmax.
+// Reductions: sum, mean, max/min, argmax/argmin, var, std, norm, cumsum, cumprod, prod, logsumexp,
+// softmax, log_softmax.
 // Backward rules see `g` (gradient of the output), `c.saved(i)`, `c.result()`, `c.shape(0)`
 // (the input's shape). A reduced dimension dropped by keepdim=false is restored in backward
 // by `unreduce` before the gradient is expanded back over it.
@@ -258,32 +259,110 @@ Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
 }
 
 namespace {
-// Running sums along d, from the end when `reverse`; each is recorded with the other as its backward.
-Tensor running_sum(const Tensor& x, int64_t d, bool reverse) {
+// The one scan loop of cumsum, cumprod and prod: running sums (or products, `product`) along d,
+// from the end when `reverse`; with `last_only` each run's final value alone (d kept, size 1;
+// an empty run gives 0 or 1). Not recorded.
+Tensor scan(const Tensor& x, int64_t d, bool product, bool reverse, bool last_only) {
   const Tensor in = x.contiguous();
-  Tensor out = kernels::empty(x.shape(), x.dtype());
   const int64_t n = x.dim() == 0 ? 1 : x.shape()[d];
+  Shape shape = x.shape();
+  if (last_only && x.dim() > 0) shape[d] = 1;
+  Tensor out = kernels::empty(shape, x.dtype());
   int64_t inner = 1;
   for (int64_t k = d + 1; k < x.dim(); ++k) inner *= x.shape()[k];
-  const int64_t outer = n * inner == 0 ? 0 : x.numel() / (n * inner);
+  const int64_t outer = inner == 0 ? 0 : (n == 0 ? out.numel() / inner : x.numel() / (n * inner));
   dispatch(x.dtype(), [&]<class T>() {
     const T* src = kernels::ptr<T>(in);
     T* dst = kernels::ptr<T>(out);
-    for (int64_t a = 0; a < outer; ++a)
+    for (int64_t a = 0; a < outer; ++a) {
+      T* run = last_only ? dst + a * inner : nullptr;  // the running values, kept in the output row
+      if (run) std::fill(run, run + inner, static_cast<T>(product ? 1 : 0));
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t k = reverse ? n - 1 - i : i, row = (a * n + k) * inner, before = row + (reverse ? inner : -inner);
-        for (int64_t b = 0; b < inner; ++b) dst[row + b] = i == 0 ? src[row + b] : dst[before + b] + src[row + b];
+        const int64_t k = reverse ? n - 1 - i : i, row = (a * n + k) * inner;
+        const T* prev = run ? run : dst + row + (reverse ? inner : -inner);
+        T* next = run ? run : dst + row;
+        for (int64_t b = 0; b < inner; ++b)
+          next[b] = i == 0 && !run ? src[row + b] : product ? prev[b] * src[row + b] : prev[b] + src[row + b];
       }
+    }
   });
-  return record(out, "cumsum", {x}, {}, [d, reverse](const Tensor& g, const BackwardContext&) -> Grads {
+  return out;
+}
+
+// Running sums along d, from the end when `reverse`; each is recorded with the other as its backward.
+Tensor running_sum(const Tensor& x, int64_t d, bool reverse) {
+  return record(scan(x, d, false, reverse, false), "cumsum", {x}, {}, [d, reverse](const Tensor& g, const BackwardContext&) -> Grads {
     return {running_sum(g, d, !reverse)};  // d y_j / d x_i = 1 for j >= i: the sums from the end
   });
+}
+
+bool has_zero(const Tensor& x) {
+  NoGradGuard no_grad;
+  return sum(eq(x, zeros({}, x.dtype()))).item<double>() > 0;
+}
+
+// ones shaped as x with dim d of size 1: the empty product before each run
+Tensor ones_slice(const Tensor& x, int64_t d) {
+  Shape s = x.shape();
+  s[d] = 1;
+  return ones(s, x.dtype());
+}
+
+// d prod / d x_k along d = the product of the others: the exclusive running products from the
+// start times those from the end (PyTorch's prod_safe_zeros_backward); exact with zeros.
+Tensor product_of_others(const Tensor& x, int64_t d) {
+  const int64_t n = x.shape()[d];
+  const Tensor before = cumprod(cat({ones_slice(x, d), x.narrow(d, 0, n - 1)}, d), d);
+  const Tensor after = flip(cumprod(cat({ones_slice(x, d), flip(x.narrow(d, 1, n - 1), {d})}, d), d), {d});
+  return before * after;
 }
 }  // namespace
 
 Tensor cumsum(const Tensor& x, int64_t dim) {
   const int64_t d = wrap_dim(dim, std::max<int64_t>(x.dim(), 1), "cumsum");
   return running_sum(x, d, false);
+}
+
+// With a zero in x the backward is PyTorch's cumprod_backward for double backward: for each k,
+// the sum over j >= k of g_j times the product of x_0..x_j without x_k, from prod and cumprod of
+// the pieces before and after k (O(n^2) ops, differentiable again); without, the reversed
+// running sum of g y over x.
+Tensor cumprod(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, std::max<int64_t>(x.dim(), 1), "cumprod");
+  return record(scan(x, d, true, false, false), "cumprod", {x}, {x}, [d](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    const int64_t n = x.dim() == 0 ? 1 : x.shape()[d];
+    if (n <= 1) return {g};
+    if (!has_zero(x)) return {running_sum(c.result() * g, d, true) / x};
+    std::vector<Tensor> parts;
+    for (int64_t k = 0; k < n; ++k) {
+      Tensor others;  // for j >= k: the product of x_0..x_j without x_k
+      if (k == 0) {
+        others = cat({ones_slice(x, d), cumprod(x.narrow(d, 1, n - 1), d)}, d);
+      } else {
+        const Tensor before = prod(x.narrow(d, 0, k), d, true);
+        others = k == n - 1 ? before : cat({before, before * cumprod(x.narrow(d, k + 1, n - k - 1), d)}, d);
+      }
+      parts.push_back(sum(g.narrow(d, k, n - k) * others, d, true));
+    }
+    return {cat(parts, d)};
+  }, true);
+}
+
+Tensor prod(const Tensor& x) { return prod(x.reshape({x.numel()}), 0, false); }
+
+// The backward is PyTorch's prod_backward: g y / x without zeros, else the product of the others.
+Tensor prod(const Tensor& x, int64_t dim, bool keepdim) {
+  const int64_t d = wrap_dim(dim, std::max<int64_t>(x.dim(), 1), "prod");
+  Tensor out = scan(x, d, true, false, true);
+  if (!keepdim && x.dim() > 0) out = out.squeeze(d);
+  return record(out, "prod", {x}, {x}, [d, keepdim](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    if (x.dim() == 0) return {g};
+    const Tensor gk = keepdim ? g : g.unsqueeze(d);
+    if (!has_zero(x)) return {gk * ((keepdim ? c.result() : c.result().unsqueeze(d)) / x)};
+    return {gk * product_of_others(x, d)};
+  }, true);
 }
 
 // logsumexp = m + log(sum(exp(x - m))) with m = max(x) held constant (it cancels in the

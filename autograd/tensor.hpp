@@ -409,6 +409,14 @@ Tensor std(const Tensor& x, const Shape& dims, int64_t correction = 1, bool keep
 Tensor norm(const Tensor& x, double p = 2, const Shape& dims = {}, bool keepdim = false);
 /// Running sums along dim: y_i = x_0 + ... + x_i (int64 stays int64).
 Tensor cumsum(const Tensor& x, int64_t dim);
+/// Running products along dim: y_i = x_0 * ... * x_i (int64 stays int64). Its gradient is exact
+/// where x has zeros (PyTorch's rule, differentiable again).
+Tensor cumprod(const Tensor& x, int64_t dim);
+/// The product of all elements (1 for none); the gradient is the product of the others, exact
+/// with zeros, as PyTorch's.
+Tensor prod(const Tensor& x);
+/// The product over dim (kept as size 1 when keepdim).
+Tensor prod(const Tensor& x, int64_t dim, bool keepdim = false);
 /// Log(sum(exp(x))) over `dims`, computed without overflow.
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim = false);
 /// Log(sum(exp(x))) over dim, computed without overflow.

@@ -280,3 +280,45 @@ TEST_CASE("cumsum: running sums along a dim, gradient the reversed running sum")
     check_gradients([d](const std::vector<cr::Tensor>& v) { return cr::cumsum(v[0] * v[0], d); }, {y});
   check_error([&] { cr::cumsum(x, 2); }, {"cumsum", "2"});
 }
+
+TEST_CASE("prod and cumprod: values as torch's, gradients exact with zeros (none, one, two in a slice)") {
+  const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, 5, 6}, {2, 3}, cr::float64);
+  CHECK(cr::prod(x).item<double>() == 720);
+  CHECK(values(cr::prod(x, 1)) == std::vector<double>{6, 120});
+  CHECK(cr::prod(x, 0, true).shape() == cr::Shape{1, 3});
+  CHECK(values(cr::prod(x, 0, true)) == std::vector<double>{4, 10, 18});
+  CHECK(values(cr::prod(x.t(), 1)) == std::vector<double>{4, 10, 18});  // a non-contiguous input
+  CHECK(cr::prod(cr::zeros({0})).item<double>() == 1);  // the empty product
+  CHECK(values(cr::prod(cr::zeros({2, 0}), 1)) == std::vector<double>{1, 1});
+  CHECK(cr::prod(cr::tensor({3, -2, 5}, cr::int64)).item<int64_t>() == -30);  // int64 stays int64
+  CHECK(cr::prod(cr::tensor({3, -2, 5}, cr::int64)).dtype() == cr::int64);
+  CHECK(values(cr::cumprod(x, 1)) == std::vector<double>{1, 2, 6, 4, 20, 120});
+  CHECK(values(cr::cumprod(x, 0)) == std::vector<double>{1, 2, 3, 4, 10, 18});
+  CHECK(values(cr::cumprod(cr::tensor(2.5), 0)) == std::vector<double>{2.5});
+  // the gradient of a product is the product of the others: exact where x has zeros, without
+  // dividing by them
+  cr::Tensor z = cr::tensor({2.0, 0.0, 3.0, 0.5}, cr::float64).requires_grad_();
+  cr::prod(z).backward();
+  CHECK(values(z.grad()) == std::vector<double>{0, 3, 0, 0});
+  cr::Tensor zz = cr::tensor({0.0, 2.0, 0.0}, cr::float64).requires_grad_();
+  cr::prod(zz).backward();
+  CHECK(values(zz.grad()) == std::vector<double>{0, 0, 0});
+  cr::Tensor c = cr::tensor({2.0, 0.0, 3.0}, cr::float64).requires_grad_();
+  cr::sum(cr::cumprod(c, 0)).backward();  // y = (c0, c0 c1, c0 c1 c2): d/dc1 = c0 + c0 c2 = 8
+  CHECK(values(c.grad()) == std::vector<double>{1, 8, 0});
+  // first and second derivatives against finite differences, zeros included
+  const std::vector<cr::Tensor> inputs = {input({3, 4}, 0.5, 2, 41), input({3, 4}, -2, 2, 42),
+                                          cr::tensor({1.5, 0.0, -2.0, 0.7, 0.0, 1.2, 0.0, 3.0, -1.0, 0.0, 0.0, 0.5},
+                                                     {3, 4}, cr::float64)
+                                              .requires_grad_()};
+  for (const auto& in : inputs) {
+    check_gradients([](const std::vector<cr::Tensor>& v) { return cr::prod(v[0]); }, {in});
+    for (int64_t d : {0, 1}) {
+      CAPTURE(d);
+      check_gradients([d](const std::vector<cr::Tensor>& v) { return cr::prod(v[0], d); }, {in});
+      check_gradients([d](const std::vector<cr::Tensor>& v) { return cr::cumprod(v[0], d); }, {in});
+    }
+  }
+  check_error([&] { (void)cr::prod(x, 2); }, {"prod", "2"});
+  check_error([&] { (void)cr::cumprod(x, -3); }, {"cumprod", "-3"});
+}

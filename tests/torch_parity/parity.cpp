@@ -161,6 +161,15 @@ void ops() {
     const auto p = cr::unbind(m(x), 0);
     return p[0] * p[1] + p[2];
   });
+  // products: slices without zeros (g y / x), with one, with several (the product of the others)
+  point("prod", [&](auto& x) { return cr::prod(m(x) * 0.5, 1); });
+  point("prod_all", [](auto& x) { return cr::prod(x * 0.3); });
+  point("prod_all_nonzero", [](auto& x) { return cr::prod(x.narrow(0, 6, 6)); });
+  point("prod_keepdim", [&](auto& x) { return cr::prod(m(x), 0, true); });
+  point("prod_relu", [&](auto& x) { return cr::prod(cr::relu(m(x)) + cr::relu(-m(x)) * 0.5, 1) + cr::prod(cr::relu(m(x)), 1); });
+  point("cumprod", [&](auto& x) { return cr::cumprod(m(x) * 0.5, 1); });
+  point("cumprod_dim0", [&](auto& x) { return cr::cumprod(m(x), 0); });
+  point("cumprod_relu", [&](auto& x) { return cr::cumprod(cr::relu(m(x)) * 0.9 + cr::relu(-m(x)) * 0.1, 1); });
   point("transpose_expand", [](auto& x) { return x.reshape({3, 4}).t().unsqueeze(0).expand({2, 4, 3}) * x.narrow(0, 0, 3); });
   const auto t = [] { return cr::tensor(kX, {12}, cr::float64) * 0.5 + 0.25; };
   point("mse_loss", [&](auto& x) { return F::mse_loss(x, t()); });

@@ -122,6 +122,11 @@ def ops():
     pt("split", lambda x: (lambda p: torch.cat([p[2], p[0] * p[1]]))(torch.split(x, 5)))
     pt("chunk", lambda x: (lambda p: p[0] * p[1])(torch.chunk(m(x), 2, 1)))
     pt("unbind", lambda x: (lambda p: p[0] * p[1] + p[2])(torch.unbind(m(x), 0)))
+    pt("prod", lambda x: torch.prod(m(x) * 0.5, 1)); pt("prod_all", lambda x: torch.prod(x * 0.3))
+    pt("prod_all_nonzero", lambda x: torch.prod(x.narrow(0, 6, 6))); pt("prod_keepdim", lambda x: torch.prod(m(x), 0, True))
+    pt("prod_relu", lambda x: torch.prod(torch.relu(m(x)) + torch.relu(-m(x)) * 0.5, 1) + torch.prod(torch.relu(m(x)), 1))
+    pt("cumprod", lambda x: torch.cumprod(m(x) * 0.5, 1)); pt("cumprod_dim0", lambda x: torch.cumprod(m(x), 0))
+    pt("cumprod_relu", lambda x: torch.cumprod(torch.relu(m(x)) * 0.9 + torch.relu(-m(x)) * 0.1, 1))
     pt("transpose_expand", lambda x: x.reshape(3, 4).t().unsqueeze(0).expand(2, 4, 3) * x.narrow(0, 0, 3))
     t = lambda: torch.tensor(KX) * 0.5 + 0.25
     pt("mse_loss", lambda x: F.mse_loss(x, t()))

@@ -83,6 +83,7 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"detach_mul", [](V x) { return x * x.detach(); }},
     {"to32", [](V x) { return x.to(cr::float32).to(x.dtype()); }},
     {"sum_all", [](V x) { return cr::sum(x); }},
+    {"prod_all", [](V x) { return cr::prod(x); }},
     {"mean_all", [](V x) { return cr::mean(x); }},
     {"var_all", [](V x) { return cr::var(x); }},
     {"max_all", [](V x) { return cr::max(x); }},
@@ -212,6 +213,8 @@ const std::map<std::string, std::function<Tensor(V, int64_t, bool)>> kReduce = {
     {"norm3", [](V x, int64_t d, bool k) { return cr::norm(x, 3, {d}, k); }},
     {"norm_inf", [](V x, int64_t d, bool k) { return cr::norm(x, INFINITY, {d}, k); }},
     {"cumsum", [](V x, int64_t d, bool) { return cr::cumsum(x, d); }},
+    {"cumprod", [](V x, int64_t d, bool) { return cr::cumprod(x, d); }},
+    {"prod", [](V x, int64_t d, bool k) { return cr::prod(x, d, k); }},
     {"softmax", [](V x, int64_t d, bool) { return cr::softmax(x, d); }},
     {"log_softmax", [](V x, int64_t d, bool) { return cr::log_softmax(x, d); }},
 };

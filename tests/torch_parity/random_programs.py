@@ -85,6 +85,7 @@ UNARY = {
     "detach_mul": lambda x: x * x.detach(),
     "to32": lambda x: x.to(torch.float32).to(x.dtype),
     "sum_all": torch.sum,
+    "prod_all": torch.prod,
     "mean_all": torch.mean,
     "var_all": lambda x: torch.var(x) if x.numel() > 1 else None,
     "max_all": torch.max,
@@ -217,6 +218,8 @@ REDUCE = {
     "norm3": lambda x, d, k: nonzero_norm(x, 3, d, k),
     "norm_inf": lambda x, d, k: nonzero_norm(x, math.inf, d, k),
     "cumsum": lambda x, d, k: torch.cumsum(x, d),
+    "cumprod": lambda x, d, k: torch.cumprod(x, d),
+    "prod": lambda x, d, k: torch.prod(x, d, k),
     # torch refuses int64 here, except without elements (it returns int64; chainrule goes floating)
     "softmax": lambda x, d, k: torch.softmax(x, d) if x.is_floating_point() else None,
     "log_softmax": lambda x, d, k: torch.log_softmax(x, d) if x.is_floating_point() else None,
