@@ -41,6 +41,38 @@ ModulePtr LogSoftmax(int64_t dim) {
   return std::make_shared<Activation>(fmt::format("LogSoftmax(dim={})", dim), [dim](const Tensor& x) { return log_softmax(x, dim); });
 }
 
+ModulePtr ReLU6() { return std::make_shared<Activation>("ReLU6", [](const Tensor& x) { return F::relu6(x); }); }
+ModulePtr Hardsigmoid() { return std::make_shared<Activation>("Hardsigmoid", [](const Tensor& x) { return F::hardsigmoid(x); }); }
+ModulePtr Hardswish() { return std::make_shared<Activation>("Hardswish", [](const Tensor& x) { return F::hardswish(x); }); }
+ModulePtr CELU(double a) { return std::make_shared<Activation>(fmt::format("CELU(alpha={:g})", a), [a](const Tensor& x) { return F::celu(x, a); }); }
+ModulePtr Softshrink(double l) {
+  return std::make_shared<Activation>(fmt::format("Softshrink({:g})", l), [l](const Tensor& x) { return F::softshrink(x, l); });
+}
+ModulePtr Hardshrink(double l) {
+  return std::make_shared<Activation>(fmt::format("Hardshrink({:g})", l), [l](const Tensor& x) { return F::hardshrink(x, l); });
+}
+ModulePtr Tanhshrink() { return std::make_shared<Activation>("Tanhshrink", [](const Tensor& x) { return F::tanhshrink(x); }); }
+ModulePtr Threshold(double t, double v) {
+  return std::make_shared<Activation>(fmt::format("Threshold(threshold={:g}, value={:g})", t, v),
+                                      [t, v](const Tensor& x) { return F::threshold(x, t, v); });
+}
+ModulePtr GLU(int64_t dim) { return std::make_shared<Activation>(fmt::format("GLU(dim={})", dim), [dim](const Tensor& x) { return F::glu(x, dim); }); }
+ModulePtr Softmin(int64_t dim) {
+  return std::make_shared<Activation>(fmt::format("Softmin(dim={})", dim), [dim](const Tensor& x) { return F::softmin(x, dim); });
+}
+
+PReLU::PReLU(int64_t num_parameters, double init, std::optional<Dtype> dtype) : init(init) {
+  if (num_parameters <= 0) fail("PReLU: num_parameters must be positive, got {}", num_parameters);
+  weight = register_parameter("weight", empty({num_parameters}, dtype.value_or(default_dtype())));
+  reset_parameters();
+}
+void PReLU::reset_parameters() {
+  NoGradGuard no_grad;
+  weight.fill_(init);
+}
+Tensor PReLU::forward(const Tensor& x) { return F::prelu(x, weight); }
+std::string PReLU::repr() const { return fmt::format("PReLU(num_parameters={})", weight.numel()); }
+
 namespace {
 
 struct Registry {
@@ -55,7 +87,12 @@ struct Registry {
                  {"swish", [] { return SiLU(); }},          {"softplus", [] { return Softplus(); }},
                  {"mish", [] { return Mish(); }},           {"hardtanh", [] { return Hardtanh(); }},
                  {"softsign", [] { return Softsign(); }},   {"log_sigmoid", [] { return LogSigmoid(); }},
-                 {"softmax", [] { return Softmax(); }},     {"log_softmax", [] { return LogSoftmax(); }}};
+                 {"softmax", [] { return Softmax(); }},     {"log_softmax", [] { return LogSoftmax(); }},
+                 {"relu6", [] { return ReLU6(); }},         {"hardsigmoid", [] { return Hardsigmoid(); }},
+                 {"hardswish", [] { return Hardswish(); }}, {"celu", [] { return CELU(); }},
+                 {"softshrink", [] { return Softshrink(); }}, {"hardshrink", [] { return Hardshrink(); }},
+                 {"tanhshrink", [] { return Tanhshrink(); }}, {"softmin", [] { return Softmin(); }},
+                 {"prelu", [] { return std::make_shared<PReLU>(); }}};
   }
 };
 

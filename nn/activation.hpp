@@ -49,5 +49,28 @@ ModulePtr Softsign();  ///< x / (1 + |x|)
 ModulePtr LogSigmoid();  ///< log(sigmoid(x)), stable
 ModulePtr Softmax(int64_t dim = -1);  ///< softmax along dim
 ModulePtr LogSoftmax(int64_t dim = -1);  ///< log_softmax along dim
+ModulePtr ReLU6();  ///< min(max(x, 0), 6)
+ModulePtr Hardsigmoid();  ///< relu6(x + 3) / 6
+ModulePtr Hardswish();  ///< x relu6(x + 3) / 6
+ModulePtr CELU(double alpha = 1.0);  ///< x for x >= 0, alpha (e^(x / alpha) - 1) below
+ModulePtr Softshrink(double lambd = 0.5);  ///< x -+ lambd outside [-lambd, lambd], 0 inside
+ModulePtr Hardshrink(double lambd = 0.5);  ///< x outside [-lambd, lambd], 0 inside
+ModulePtr Tanhshrink();  ///< x - tanh(x)
+ModulePtr Threshold(double threshold, double value);  ///< x above threshold, else value
+ModulePtr GLU(int64_t dim = -1);  ///< a sigmoid(b) of x's halves along dim
+ModulePtr Softmin(int64_t dim = -1);  ///< softmax(-x) along dim
+
+/// x where x > 0, else a learned slope times x: one slope for all, or one per channel (dim 1).
+class PReLU : public Module {
+ public:
+  /// num_parameters slopes (1, or the channel count), each starting at init.
+  explicit PReLU(int64_t num_parameters = 1, double init = 0.25, std::optional<Dtype> dtype = {});
+  Tensor forward(const Tensor& x) override;  ///< functional::prelu(x, weight)
+  std::string repr() const override;  ///< "PReLU(num_parameters=1)"
+  void reset_parameters() override;  ///< every slope to init
+
+  Tensor weight;  ///< [num_parameters]
+  double init;  ///< the slopes' starting value
+};
 
 }  // namespace chainrule::nn

@@ -136,17 +136,81 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 Tensor mish(const Tensor& x) { return x * tanh(stable_softplus(x)); }
 // The gradient is 0 where x <= min_val or x >= max_val, as PyTorch's hardtanh (ReLU6 is
 // hardtanh(x, 0, 6) and has relu's 0 at 0; a NaN passes it); clamp passes it on the boundary.
+namespace {
+// A double parameter of an op on int64 x, as PyTorch takes it: truncated toward zero, saturating
+// (an infinite bound is no bound); NaN is an Error.
+int64_t truncated(double v, const char* op, const Tensor& x) {
+  if (std::isnan(v)) fail("{}: a NaN parameter for int64 input {}", op, describe(x));
+  return v >= 0x1p63 ? INT64_MAX : v <= -0x1p63 ? INT64_MIN : static_cast<int64_t>(v);
+}
+}  // namespace
+
 Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
-  if (!is_floating(x.dtype())) {  // int64 stays int64, the bounds truncated toward zero (PyTorch's)
-    const auto bound = [&](double v) {  // saturating: an infinite bound is no bound
-      if (std::isnan(v)) fail("hardtanh: a NaN bound ({}, {}) for int64 input {}", min_val, max_val, describe(x));
-      return v >= 0x1p63 ? INT64_MAX : v <= -0x1p63 ? INT64_MIN : static_cast<int64_t>(v);  // toward zero
-    };
-    return clamp(x, bound(min_val), bound(max_val));
-  }
+  if (!is_floating(x.dtype()))  // int64 stays int64, the bounds truncated toward zero (PyTorch's)
+    return clamp(x, truncated(min_val, "hardtanh", x), truncated(max_val, "hardtanh", x));
   return where((x <= min_val) + (x >= max_val), clamp(x, min_val, max_val).detach(), x);
 }
 Tensor softsign(const Tensor& x) { return x / (1.0 + abs(x)); }
+
+Tensor relu6(const Tensor& x) { return hardtanh(x, 0.0, 6.0); }
+Tensor hardsigmoid(const Tensor& x) { return hardtanh(x + 3.0, 0.0, 6.0) / 6.0; }
+
+Tensor hardswish(const Tensor& x) {
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = x * hardtanh(x + 3.0, 0.0, 6.0) / 6.0;
+  }
+  return record(y, "hardswish", {x}, {x}, [](const Tensor& g, const BackwardContext& c) -> Grads {
+    const Tensor& x = c.saved(0);
+    const auto constant = [&](double v) { return full({}, v, x.dtype()); };
+    // at -3 and 3 themselves the formula's values as constants, so that the second derivative
+    // there is 0, as PyTorch's
+    const Tensor slope = where(x < -3.0, constant(0),
+                               where(x <= -3.0, constant(-0.5),
+                                     where(x < 3.0, x / 3.0 + 0.5, where(x <= 3.0, constant(1.5), constant(1)))));
+    return {g * slope};
+  });
+}
+
+Tensor celu(const Tensor& x, double alpha) {
+  if (alpha == 0) fail("celu: alpha must not be 0 (it divides x), got {}", alpha);
+  return where(x >= 0.0, x, expm1(clamp(x, std::nullopt, 0.0) / alpha) * alpha);
+}
+
+Tensor softshrink(const Tensor& x, double lambd) {
+  if (!(lambd >= 0)) fail("softshrink: lambd must be at least 0, got {}", lambd);
+  return where(abs(x) <= lambd, zeros({}, x.dtype()), where(x > 0.0, x - lambd, x + lambd));
+}
+
+Tensor hardshrink(const Tensor& x, double lambd) { return where(abs(x) <= lambd, zeros({}, x.dtype()), x); }
+Tensor tanhshrink(const Tensor& x) { return x - tanh(x); }
+Tensor threshold(const Tensor& x, double threshold, double value) {
+  if (!is_floating(x.dtype())) {  // int64 stays int64, both parameters truncated (PyTorch's)
+    const Tensor t = integer_scalar_like(truncated(threshold, "threshold", x), x);
+    return where(x <= t, integer_scalar_like(truncated(value, "threshold", x), x), x);
+  }
+  return where(x <= threshold, scalar_like(value, x), x);  // <=, so that a NaN passes
+}
+
+Tensor glu(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "glu"), n = x.shape()[d];
+  if (n % 2 != 0) fail("glu: dim {} of {} has odd size {}; it is halved into values and gates", d, describe(x), n);
+  const auto halves = chunk(x, 2, d);
+  return halves[0] * sigmoid(halves[1]);
+}
+
+Tensor softmin(const Tensor& x, int64_t dim) { return softmax(-x, dim); }
+
+Tensor prelu(const Tensor& x, const Tensor& weight) {
+  const int64_t channels = x.dim() >= 2 ? x.shape()[1] : 1;
+  if (weight.dim() != 1 || (weight.numel() != 1 && weight.numel() != channels))
+    fail("prelu: weight {} must have 1 element or one per channel ({}: dim 1 of {})", describe(weight), channels,
+         describe(x));
+  Shape per_channel(std::vector<int64_t>(static_cast<size_t>(std::max<int64_t>(x.dim() - 1, 1)), 1));
+  per_channel[0] = weight.numel();  // [C, 1, ...]: broadcast over dim 1 and the dims after it
+  return where(x > 0.0, x, weight.reshape(weight.numel() == 1 ? Shape{} : per_channel) * x);
+}
 Tensor log_sigmoid(const Tensor& x) { return -stable_softplus(-x); }
 
 // ---------------------------------------------------------------- regularisation

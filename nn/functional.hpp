@@ -27,6 +27,26 @@ Tensor mish(const Tensor& x);  ///< x tanh(softplus(x))
 Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 Tensor softsign(const Tensor& x);  ///< x / (1 + |x|)
 Tensor log_sigmoid(const Tensor& x);  ///< log(sigmoid(x)) = -softplus(-x), finite for any x
+Tensor relu6(const Tensor& x);  ///< hardtanh(x, 0, 6): min(max(x, 0), 6)
+Tensor hardsigmoid(const Tensor& x);  ///< relu6(x + 3) / 6; gradient 1/6 strictly between -3 and 3
+/// x relu6(x + 3) / 6, with PyTorch's derivative: 0 below -3, x / 3 + 1/2 from -3 to 3 (both
+/// included), 1 above 3; its second derivative 1/3 strictly between -3 and 3, else 0. (PyTorch
+/// 1.13's vectorised CPU loop gives 1 at 3 itself, its scalar loop 1.5.)
+Tensor hardswish(const Tensor& x);
+/// x for x >= 0, alpha (e^(x / alpha) - 1) below (alpha != 0); derivatives at 0 the linear side's.
+Tensor celu(const Tensor& x, double alpha = 1.0);
+/// x - lambd above lambd, x + lambd below -lambd, 0 between (both ends included; lambd >= 0).
+/// A NaN passes (PyTorch 1.13's makes it 0).
+Tensor softshrink(const Tensor& x, double lambd = 0.5);
+Tensor hardshrink(const Tensor& x, double lambd = 0.5);  ///< x where |x| > lambd, else 0
+Tensor tanhshrink(const Tensor& x);  ///< x - tanh(x)
+/// x where x > threshold, else value (gradient 0 there).
+Tensor threshold(const Tensor& x, double threshold, double value);
+/// a * sigmoid(b) for the two halves a, b of x along dim (of even size).
+Tensor glu(const Tensor& x, int64_t dim = -1);
+Tensor softmin(const Tensor& x, int64_t dim);  ///< softmax(-x, dim)
+/// x where x > 0, else weight * x; weight has 1 element or one per channel (dim 1 of x).
+Tensor prelu(const Tensor& x, const Tensor& weight);
 
 // ---------------------------------------------------------------- regularisation
 /// Inverted dropout: while training, each element is zeroed with probability p and the others

@@ -23,11 +23,22 @@ const std::map<std::string, std::vector<double>> kReference = {
     {"softsign", {-0.6666666666666666, -0.3333333333333333, 0.0, 0.3333333333333333, 0.75}},
     {"log_sigmoid",
      {-2.1269280110429727, -0.9740769841801067, -0.6931471805599453, -0.4740769841801067, -0.04858735157374206}},
+    // python3-torch 1.13's (x - tanh(x) also Python's math)
+    {"relu6", {0.0, 0.0, 0.0, 0.5, 3.0}},
+    {"hardsigmoid", {0.16666666666666666, 0.4166666666666667, 0.5, 0.5833333333333334, 1.0}},
+    {"hardswish", {-0.3333333333333333, -0.20833333333333334, 0.0, 0.2916666666666667, 3.0}},
+    {"celu", {-0.8646647167633873, -0.3934693402873666, 0.0, 0.5, 3.0}},
+    {"softshrink", {-1.5, 0.0, 0.0, 0.0, 2.5}},
+    {"hardshrink", {-2.0, 0.0, 0.0, 0.0, 3.0}},
+    {"tanhshrink", {-1.035972419924183, -0.03788284273999026, 0.0, 0.03788284273999026, 2.0049452463132695}},
+    {"prelu", {-0.5, -0.125, 0.0, 0.5, 3.0}},
 };
 const std::vector<std::string> kAll = {"sigmoid",  "tanh",     "relu",     "leaky_relu", "elu",
                                        "selu",     "gelu",     "gelu_tanh", "silu",      "softplus",
                                        "mish",     "hardtanh", "softsign", "log_sigmoid", "softmax",
-                                       "log_softmax", "swish", "identity"};
+                                       "log_softmax", "swish", "identity", "relu6", "hardsigmoid",
+                                       "hardswish", "celu", "softshrink", "hardshrink", "tanhshrink",
+                                       "softmin", "prelu"};
 }  // namespace
 
 TEST_CASE("activation values match an independent reference") {
@@ -105,7 +116,7 @@ TEST_CASE("every activation passes a NaN through, as PyTorch's do") {
       const cr::Tensor x = cr::tensor({NAN, -1.0, 0.0, 2.0}, dt).reshape({1, 4});
       const auto y = values((*cr::nn::make_activation(name))(x));
       CHECK(std::isnan(y[0]));
-      if (name != "softmax" && name != "log_softmax") {  // those mix the row, so the NaN spreads
+      if (name != "softmax" && name != "log_softmax" && name != "softmin") {  // those mix the row, so the NaN spreads
         CHECK(std::isfinite(y[1]));
         CHECK(std::isfinite(y[3]));
       }
@@ -143,4 +154,82 @@ TEST_CASE("activation modules print like PyTorch") {
   CHECK(cr::nn::ReLU()->repr() == "ReLU()");
   CHECK(cr::nn::LeakyReLU(0.1)->repr() == "LeakyReLU(negative_slope=0.1)");
   CHECK(cr::nn::Softmax(1)->repr() == "Softmax(dim=1)");
+}
+
+TEST_CASE("relu6, hardsigmoid, hardswish, softshrink, hardshrink, threshold, celu: derivatives at the kinks as PyTorch's") {
+  // python3-torch 1.13's first derivatives at these points (and hardswish's second)
+  const std::vector<double> at = {-3.5, -3.0, -0.5, 0.0, 0.5, 3.0, 6.0, 7.0};
+  const auto derivative = [&](const std::function<cr::Tensor(const cr::Tensor&)>& f, bool second = false) {
+    cr::Tensor x = cr::tensor(at, {8}, cr::float64).requires_grad_();
+    const cr::Tensor g = cr::autograd::grad({f(x).sum()}, {x}, {}, true, true)[0];
+    return second ? values(cr::autograd::grad({g.sum()}, {x})[0]) : values(g);
+  };
+  const double sixth = 1.0 / 6.0, third = 1.0 / 3.0;
+  CHECK(derivative(F::relu6) == std::vector<double>{0, 0, 0, 0, 1, 1, 0, 0});
+  CHECK(derivative(F::hardsigmoid) == std::vector<double>{0, 0, sixth, sixth, sixth, 0, 0, 0});
+  // x / 3 + 1/2 from -3 to 3, both included (PyTorch's scalar loop; its vectorised one gives 1 at 3)
+  const auto hs = derivative(F::hardswish);
+  const std::vector<double> hs_want = {0, -0.5, 1.0 / 3, 0.5, 2.0 / 3, 1.5, 1, 1};
+  for (size_t i = 0; i < at.size(); ++i) CHECK(hs[i] == doctest::Approx(hs_want[i]).epsilon(1e-15));
+  CHECK(derivative(F::hardswish, true) == std::vector<double>{0, 0, third, third, third, 0, 0, 0});
+  const auto shrink = std::vector<double>{1, 1, 0, 0, 0, 1, 1, 1};
+  CHECK(derivative([](const cr::Tensor& x) { return F::softshrink(x); }) == shrink);
+  CHECK(derivative([](const cr::Tensor& x) { return F::hardshrink(x); }) == shrink);
+  CHECK(derivative([](const cr::Tensor& x) { return F::threshold(x, 0.5, -2.0); }) ==
+        std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1});
+  const auto celu_h = derivative([](const cr::Tensor& x) { return F::celu(x, 0.7); }, true);
+  CHECK(celu_h[3] == 0);  // at 0 the linear side's, as PyTorch's (elu'' at 0 takes the other)
+  CHECK(celu_h[2] == doctest::Approx(std::exp(-0.5 / 0.7) / 0.7).epsilon(1e-14));
+  check_error([] { (void)F::celu(cr::ones({2}), 0.0); }, {"celu", "alpha"});
+  check_error([] { (void)F::softshrink(cr::ones({2}), -1.0); }, {"softshrink", "-1"});
+}
+
+TEST_CASE("glu halves a dim, softmin is softmax of -x, threshold replaces what is not above it") {
+  const cr::Tensor x = cr::tensor({1.0, 2.0, 0.5, -1.0}, {1, 4}, cr::float64);
+  const auto g = values(F::glu(x));  // [1, 2] * sigmoid([0.5, -1])
+  CHECK(g[0] == doctest::Approx(1 / (1 + std::exp(-0.5))).epsilon(1e-15));
+  CHECK(g[1] == doctest::Approx(2 / (1 + std::exp(1.0))).epsilon(1e-15));
+  CHECK(F::glu(x).shape() == cr::Shape{1, 2});
+  check_error([&] { (void)F::glu(x, 0); }, {"glu", "dim 0", "1"});  // an odd size cannot be halved
+  check_error([&] { (void)F::glu(cr::ones({3, 3})); }, {"glu", "3"});
+  CHECK(values(F::softmin(x, 1)) == values(cr::softmax(-x, 1)));
+  CHECK(values(F::threshold(x, 0.75, 9.0)) == std::vector<double>{1, 2, 9, 9});
+  // int64 stays int64, threshold and value truncated toward zero (python3-torch 1.13's values)
+  const cr::Tensor i = cr::tensor({3, 0, -1, -4}, cr::int64);
+  CHECK(F::threshold(i, 0.1, -0.5).dtype() == cr::int64);
+  CHECK(F::threshold(i, 0.1, -0.5).to_vector<int64_t>() == std::vector<int64_t>{3, 0, 0, 0});
+  CHECK(F::threshold(i, 1, 7).to_vector<int64_t>() == std::vector<int64_t>{3, 7, 7, 7});
+  check_error([&] { (void)F::threshold(i, NAN, 1.0); }, {"threshold", "NaN", "int64"});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return F::glu(v[0], 0); }, {input({4, 3})});
+  check_gradients([](const std::vector<cr::Tensor>& v) { return F::softmin(v[0], 1); }, {input({2, 3})});
+}
+
+TEST_CASE("PReLU: a learned slope per channel (dim 1) or one for all, initialised to 0.25") {
+  cr::nn::PReLU one;
+  CHECK(one.weight.shape() == cr::Shape{1});
+  CHECK(values(one.weight) == std::vector<double>{0.25});
+  CHECK(one.repr() == "PReLU(num_parameters=1)");
+  cr::nn::PReLU per_channel(3, 0.1, cr::float64);
+  CHECK(per_channel.named_parameters().size() == 1);
+  const cr::Tensor x = cr::tensor({-1.0, 2.0, -3.0, 4.0, -5.0, -6.0}, {2, 3}, cr::float64);
+  CHECK(values(per_channel.forward(x)) == std::vector<double>{-0.1, 2, -0.30000000000000004, 4, -0.5, -0.6000000000000001});
+  per_channel.forward(x).sum().backward();
+  // d/dw_c = the sum of x over the negative elements of channel c
+  CHECK(values(per_channel.weight.grad()) == std::vector<double>{-1, -5, -9});
+  cr::Tensor w = cr::tensor({0.2, 0.3}, cr::float64);
+  check_gradients([](const std::vector<cr::Tensor>& v) { return F::prelu(v[0], v[1]); },
+                  {input({3, 2, 2}), w.requires_grad_()}, false);  // piecewise linear: second order is 0
+  CHECK(values(F::prelu(cr::tensor({-2.0, 2.0}, cr::float64), cr::tensor({0.5}, cr::float64))) ==
+        std::vector<double>{-1, 2});
+  check_error([] { (void)F::prelu(cr::ones({2, 3}), cr::ones({2})); }, {"prelu", "[2]", "3"});
+}
+
+TEST_CASE("the new activation modules print like PyTorch") {
+  CHECK(cr::nn::ReLU6()->repr() == "ReLU6()");
+  CHECK(cr::nn::Hardswish()->repr() == "Hardswish()");
+  CHECK(cr::nn::CELU(0.5)->repr() == "CELU(alpha=0.5)");
+  CHECK(cr::nn::Softshrink(0.5)->repr() == "Softshrink(0.5)");
+  CHECK(cr::nn::Threshold(0.1, 20)->repr() == "Threshold(threshold=0.1, value=20)");
+  CHECK(cr::nn::GLU()->repr() == "GLU(dim=-1)");
+  CHECK(cr::nn::Softmin(1)->repr() == "Softmin(dim=1)");
 }

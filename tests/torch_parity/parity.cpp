@@ -63,6 +63,18 @@ void ops() {
   point("hardtanh_-0.5_1.5", [](auto& x) { return F::hardtanh(x, -0.5, 1.5); });
   point("softsign", [](auto& x) { return F::softsign(x); });
   point("log_sigmoid", [](auto& x) { return F::log_sigmoid(x); });
+  point("relu6", [](auto& x) { return F::relu6(x * 0.5 + 3.0); });  // 0 and 6 among the points
+  point("hardsigmoid", [](auto& x) { return F::hardsigmoid(x); });
+  point("hardswish", [](auto& x) { return F::hardswish(x); });
+  point("celu", [](auto& x) { return F::celu(x, 0.5); });
+  point("softshrink", [](auto& x) { return F::softshrink(x, 0.5); });
+  point("hardshrink", [](auto& x) { return F::hardshrink(x, 1.0); });
+  point("tanhshrink", [](auto& x) { return F::tanhshrink(x); });
+  point("threshold", [](auto& x) { return F::threshold(x, 0.5, -2.0); });
+  point("glu", [](auto& x) { return F::glu(x.reshape({3, 4}), 1); });
+  point("softmin", [](auto& x) { return F::softmin(x.reshape({3, 4}), 1); });
+  point("prelu", [](auto& x) { return F::prelu(x.reshape({2, 3, 2}), cr::tensor({0.1, -0.2, 0.3}, cr::float64)); });
+  point("prelu_weight", [](auto& x) { return F::prelu(cr::tensor(kX, {12}, cr::float64).reshape({4, 3}), x.narrow(0, 7, 3)); });
   point("clamp", [](auto& x) { return cr::clamp(x, -1.0, 1.0); });
   point("clamp_min", [](auto& x) { return cr::clamp(x, 0.0, std::nullopt); });
   point("sqrt_abs", [](auto& x) { return cr::sqrt(cr::abs(x)); });
