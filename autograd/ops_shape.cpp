@@ -241,7 +241,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 
 Tensor flip(const Tensor& x, const Shape& dims) {
   Shape done;
-  Tensor out = x.clone();
+  Tensor out = x;
   for (int64_t dim : dims) {
     const int64_t d = wrap_dim(dim, x.dim(), "flip");
     if (std::find(done.begin(), done.end(), d) != done.end())
@@ -249,7 +249,7 @@ Tensor flip(const Tensor& x, const Shape& dims) {
     done.push_back(d);
     if (x.dim() > 0) out = index_select(out, d, arange(static_cast<double>(x.shape()[d]) - 1, -1, -1, Dtype::int64));
   }
-  return out;
+  return out.impl() == x.impl() ? x.clone() : out;  // a new tensor, as torch.flip's, also for no dims
 }
 
 Tensor roll(const Tensor& x, const Shape& shifts, const Shape& dims) {
@@ -260,13 +260,13 @@ Tensor roll(const Tensor& x, const Shape& shifts, const Shape& dims) {
   }
   if (shifts.size() != dims.size())
     fail("roll: {} shifts for {} dims {}; give one shift per dim", shifts.size(), dims.size(), dims);
-  Tensor out = x.clone();
+  Tensor out = x;
   for (size_t i = 0; i < dims.size(); ++i) {
     const int64_t d = wrap_dim(dims[i], x.dim(), "roll"), n = x.dim() > 0 ? x.shape()[d] : 1;
     const int64_t s = n > 0 ? (shifts[i] % n + n) % n : 0;  // the last s elements come first
     if (s > 0) out = cat({out.narrow(d, n - s, s), out.narrow(d, 0, n - s)}, d);
   }
-  return out;
+  return out.impl() == x.impl() ? x.clone() : out;  // a new tensor, also when nothing moves
 }
 
 Tensor repeat(const Tensor& x, const Shape& repeats) {
@@ -308,8 +308,16 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   return where(mask, tensor(value, x.dtype()), x);
 }
 
+namespace {
+// The dim an op cuts x along: x must have one (a 0-d tensor's dims 0 and -1 are no size to cut).
+int64_t cut_dim(const Tensor& x, int64_t dim, const char* op) {
+  if (x.dim() == 0) fail("{}: a 0-d tensor has no dim to cut ({})", op, describe(x));
+  return wrap_dim(dim, x.dim(), op);
+}
+}  // namespace
+
 std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
-  const int64_t d = wrap_dim(dim, x.dim(), "split");
+  const int64_t d = cut_dim(x, dim, "split");
   int64_t total = 0;
   for (int64_t n : sizes) {
     if (n < 0) fail("split: the size {} in {} is negative", n, sizes);
@@ -324,7 +332,7 @@ std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
-  const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "split")];
+  const int64_t n = x.shape()[cut_dim(x, dim, "split")];
   if (split_size < 0 || (split_size == 0 && n > 0))
     fail("split: split_size {} for dim {} of size {}; it must be positive (0 only for an empty dim)", split_size, dim, n);
   Shape sizes;
@@ -335,13 +343,13 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   if (chunks <= 0) fail("chunk: the number of chunks must be positive, got {}", chunks);
-  const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "chunk")];
+  const int64_t n = x.shape()[cut_dim(x, dim, "chunk")];
   if (n == 0) return split(x, Shape(std::vector<int64_t>(static_cast<size_t>(chunks), 0)), dim);  // torch's
   return split(x, (n + chunks - 1) / chunks, dim);
 }
 
 std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
-  const int64_t d = wrap_dim(dim, x.dim(), "unbind");
+  const int64_t d = cut_dim(x, dim, "unbind");
   std::vector<Tensor> slices;
   for (int64_t i = 0; i < x.shape()[d]; ++i) slices.push_back(x.select(d, i));
   return slices;

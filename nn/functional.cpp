@@ -194,6 +194,7 @@ Tensor threshold(const Tensor& x, double threshold, double value) {
 }
 
 Tensor glu(const Tensor& x, int64_t dim) {
+  if (x.dim() == 0) fail("glu: a 0-d tensor has no dim to halve ({})", describe(x));
   const int64_t d = wrap_dim(dim, x.dim(), "glu"), n = x.shape()[d];
   if (n % 2 != 0) fail("glu: dim {} of {} has odd size {}; it is halved into values and gates", d, describe(x), n);
   const auto halves = chunk(x, 2, d);

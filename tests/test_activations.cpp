@@ -192,6 +192,7 @@ TEST_CASE("glu halves a dim, softmin is softmax of -x, threshold replaces what i
   CHECK(F::glu(x).shape() == cr::Shape{1, 2});
   check_error([&] { (void)F::glu(x, 0); }, {"glu", "dim 0", "1"});  // an odd size cannot be halved
   check_error([&] { (void)F::glu(cr::ones({3, 3})); }, {"glu", "3"});
+  check_error([&] { (void)F::glu(cr::tensor(2.0)); }, {"glu", "0-d"});
   CHECK(values(F::softmin(x, 1)) == values(cr::softmax(-x, 1)));
   CHECK(values(F::threshold(x, 0.75, 9.0)) == std::vector<double>{1, 2, 9, 9});
   // int64 stays int64, threshold and value truncated toward zero (python3-torch 1.13's values)

@@ -367,4 +367,10 @@ TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
   check_error([&] { (void)cr::split(x, cr::Shape{1, 3}); }, {"split", "[1, 3]", "4", "5"});
   check_error([&] { (void)cr::split(x, 0); }, {"split", "0"});
   check_error([&] { (void)cr::chunk(x, 0); }, {"chunk", "0"});
+  // a 0-d tensor has no dim to cut (it read the size of a dim it does not have)
+  const cr::Tensor s0 = cr::tensor(2.0);
+  check_error([&] { (void)cr::split(s0, 1); }, {"split", "0-d"});
+  check_error([&] { (void)cr::split(s0, cr::Shape{1}); }, {"split", "0-d"});
+  check_error([&] { (void)cr::chunk(s0, 1); }, {"chunk", "0-d"});
+  check_error([&] { (void)cr::unbind(s0); }, {"unbind", "0-d"});
 }
