@@ -212,7 +212,8 @@ using Compare = Tensor (*)(const Tensor&, const Tensor&);
 Grads extreme_backward(const Tensor& g, const BackwardContext& c, Compare loses) {
   const Tensor &a = c.saved(0), &b = c.saved(1);
   const Tensor shared = where(eq(a, b), g * 0.5, g);
-  return {c.needs(0) ? zero_where(loses(a, b), shared) : Tensor(), c.needs(1) ? zero_where(loses(b, a), shared) : Tensor()};
+  return {c.needs(0) ? zero_where(loses(a, b), shared) : Tensor(),
+          c.needs(1) ? zero_where(loses(b, a), shared) : Tensor()};
 }
 }  // namespace
 
@@ -232,43 +233,45 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 
 // ---------------------------------------------------------------- unary
 
+namespace {
+// A floating unary op (int64 x gives the default dtype): f computes the values; the gradient is
+// dx(g, x) of the saved input, or dy(g, y) of the saved result.
+template <class F, class D>
+Tensor unary_of_input(const Tensor& x, const char* op, F&& f, D dx) {
+  return record(map_floating(x, op, std::forward<F>(f)), op, {x}, {x},
+                [dx](const Tensor& g, const BackwardContext& c) -> Grads { return {dx(g, c.saved(0))}; });
+}
+template <class F, class D>
+Tensor unary_of_result(const Tensor& x, const char* op, F&& f, D dy) {
+  return record(map_floating(x, op, std::forward<F>(f)), op, {x}, {},
+                [dy](const Tensor& g, const BackwardContext& c) -> Grads { return {dy(g, c.result())}; }, true);
+}
+using Arg = const Tensor&;  // the rules' parameter type, to keep them on one line
+}  // namespace
+
 Tensor neg(const Tensor& x) {
   return record(kernels::map_any(x, [](auto v) { return -v; }), "neg", {x}, {},
                 [](const Tensor& g, const BackwardContext&) -> Grads { return {-g}; });
 }
 
-Tensor exp(const Tensor& x) {
-  return record(map_floating(x, "exp", [](auto v) { return std::exp(v); }), "exp", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g * c.result()}; },  // d e^x = e^x
-                true);
+Tensor exp(const Tensor& x) {  // d e^x = e^x
+  return unary_of_result(x, "exp", [](auto v) { return std::exp(v); }, [](Arg g, Arg y) { return g * y; });
 }
 
-Tensor log(const Tensor& x) {
-  return record(map_floating(x, "log", [](auto v) { return std::log(v); }), "log", {x}, {x},
-                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g / c.saved(0)}; });  // d ln x = 1/x
+Tensor log(const Tensor& x) {  // d ln x = 1/x
+  return unary_of_input(x, "log", [](auto v) { return std::log(v); }, [](Arg g, Arg x) { return g / x; });
 }
 
-Tensor log1p(const Tensor& x) {
-  return record(map_floating(x, "log1p", [](auto v) { return std::log1p(v); }), "log1p", {x}, {x},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {g / (c.saved(0) + 1.0)};  // d ln(1+x) = 1/(1+x)
-                });
+Tensor log1p(const Tensor& x) {  // d ln(1+x) = 1/(1+x)
+  return unary_of_input(x, "log1p", [](auto v) { return std::log1p(v); }, [](Arg g, Arg x) { return g / (x + 1.0); });
 }
 
-Tensor expm1(const Tensor& x) {
-  return record(map_floating(x, "expm1", [](auto v) { return std::expm1(v); }), "expm1", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {g * (c.result() + 1.0)};  // d (e^x - 1) = e^x
-                },
-                true);
+Tensor expm1(const Tensor& x) {  // d (e^x - 1) = e^x
+  return unary_of_result(x, "expm1", [](auto v) { return std::expm1(v); }, [](Arg g, Arg y) { return g * (y + 1.0); });
 }
 
-Tensor sqrt(const Tensor& x) {
-  return record(map_floating(x, "sqrt", [](auto v) { return std::sqrt(v); }), "sqrt", {x}, {},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  return {g / (c.result() * 2.0)};  // d sqrt x = 1/(2 sqrt x)
-                },
-                true);
+Tensor sqrt(const Tensor& x) {  // d sqrt x = 1/(2 sqrt x)
+  return unary_of_result(x, "sqrt", [](auto v) { return std::sqrt(v); }, [](Arg g, Arg y) { return g / (y * 2.0); });
 }
 
 Tensor abs(const Tensor& x) {
@@ -283,104 +286,85 @@ Tensor sign(const Tensor& x) {  // recorded, as PyTorch's SignBackward: sign(x) 
                 [](const Tensor& g, const BackwardContext&) -> Grads { return {zeros_like(g)}; });  // 0 almost everywhere
 }
 
-Tensor erf(const Tensor& x) {
-  return record(map_floating(x, "erf", [](auto v) { return std::erf(v); }), "erf", {x}, {x},
-                [](const Tensor& g, const BackwardContext& c) -> Grads {
-                  const Tensor& x = c.saved(0);
-                  return {g * exp(-(x * x)) * 1.1283791670955126};  // d erf = 2/sqrt(pi) e^(-x^2)
-                });
+Tensor erf(const Tensor& x) {  // d erf = 2/sqrt(pi) e^(-x^2)
+  return unary_of_input(x, "erf", [](auto v) { return std::erf(v); },
+                        [](Arg g, Arg x) { return g * exp(-(x * x)) * 1.1283791670955126; });
 }
 
-Tensor sin(const Tensor& x) {
-  return record(map_floating(x, "sin", [](auto v) { return std::sin(v); }), "sin", {x}, {x},
-                [](const Tensor& g, const BackwardContext& c) -> Grads { return {g * cos(c.saved(0))}; });  // d sin = cos
+Tensor sin(const Tensor& x) {  // d sin = cos
+  return unary_of_input(x, "sin", [](auto v) { return std::sin(v); }, [](Arg g, Arg x) { return g * cos(x); });
 }
 
-Tensor cos(const Tensor& x) {
-  return record(map_floating(x, "cos", [](auto v) { return std::cos(v); }), "cos", {x}, {x},
-                [](const Tensor& g, const BackwardContext& c) -> Grads { return {-g * sin(c.saved(0))}; });  // d cos = -sin
-}
-
-// A floating unary op whose derivative is a formula in x (saved) or in its result y: f computes
-// the values, dx(g, x, y) the gradient from the op's own output gradient g.
-template <class F, class D>
-Tensor floating_unary(const Tensor& x, const char* op, F&& f, D&& dx, bool save_result) {
-  const Tensor y = map_floating(x, op, std::forward<F>(f));
-  if (save_result)
-    return record(y, op, {x}, {}, [dx](const Tensor& g, const BackwardContext& c) -> Grads { return {dx(g, Tensor(), c.result())}; }, true);
-  return record(y, op, {x}, {x}, [dx](const Tensor& g, const BackwardContext& c) -> Grads { return {dx(g, c.saved(0), Tensor())}; });
+Tensor cos(const Tensor& x) {  // d cos = -sin
+  return unary_of_input(x, "cos", [](auto v) { return std::cos(v); }, [](Arg g, Arg x) { return -g * sin(x); });
 }
 
 // The derivatives below are PyTorch's (derivatives.yaml) formula by formula, so that second
 // derivatives agree with its at the domains' edges too.
 Tensor tan(const Tensor& x) {
-  return floating_unary(x, "tan", [](auto v) { return std::tan(v); },
-                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (y * y + 1.0); }, true);
+  return unary_of_result(x, "tan", [](auto v) { return std::tan(v); }, [](Arg g, Arg y) { return g * (y * y + 1.0); });
 }
 
 Tensor asin(const Tensor& x) {
-  return floating_unary(x, "asin", [](auto v) { return std::asin(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(1.0 - x * x); }, false);
+  return unary_of_input(x, "asin", [](auto v) { return std::asin(v); },
+                        [](Arg g, Arg x) { return g * rsqrt(1.0 - x * x); });
 }
 
 Tensor acos(const Tensor& x) {
-  return floating_unary(x, "acos", [](auto v) { return std::acos(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * -rsqrt(1.0 - x * x); }, false);
+  return unary_of_input(x, "acos", [](auto v) { return std::acos(v); },
+                        [](Arg g, Arg x) { return g * -rsqrt(1.0 - x * x); });
 }
 
 Tensor atan(const Tensor& x) {
-  return floating_unary(x, "atan", [](auto v) { return std::atan(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * x + 1.0); }, false);
+  return unary_of_input(x, "atan", [](auto v) { return std::atan(v); }, [](Arg g, Arg x) { return g / (x * x + 1.0); });
 }
 
 Tensor sinh(const Tensor& x) {
-  return floating_unary(x, "sinh", [](auto v) { return std::sinh(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * cosh(x); }, false);
+  return unary_of_input(x, "sinh", [](auto v) { return std::sinh(v); }, [](Arg g, Arg x) { return g * cosh(x); });
 }
 
 Tensor cosh(const Tensor& x) {
-  return floating_unary(x, "cosh", [](auto v) { return std::cosh(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sinh(x); }, false);
+  return unary_of_input(x, "cosh", [](auto v) { return std::cosh(v); }, [](Arg g, Arg x) { return g * sinh(x); });
 }
 
 Tensor asinh(const Tensor& x) {
-  return floating_unary(x, "asinh", [](auto v) { return std::asinh(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(x * x + 1.0); }, false);
+  return unary_of_input(x, "asinh", [](auto v) { return std::asinh(v); },
+                        [](Arg g, Arg x) { return g * rsqrt(x * x + 1.0); });
 }
 
 Tensor acosh(const Tensor& x) {
-  return floating_unary(x, "acosh", [](auto v) { return std::acosh(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * rsqrt(x * x - 1.0); }, false);
+  return unary_of_input(x, "acosh", [](auto v) { return std::acosh(v); },
+                        [](Arg g, Arg x) { return g * rsqrt(x * x - 1.0); });
 }
 
 Tensor atanh(const Tensor& x) {
-  return floating_unary(x, "atanh", [](auto v) { return std::atanh(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g * (1.0 / (1.0 - x * x)); }, false);
+  return unary_of_input(x, "atanh", [](auto v) { return std::atanh(v); },
+                        [](Arg g, Arg x) { return g * (1.0 / (1.0 - x * x)); });
 }
 
 Tensor reciprocal(const Tensor& x) {
-  return floating_unary(x, "reciprocal", [](auto v) { return decltype(v)(1) / v; },
-                        [](const Tensor& g, const Tensor&, const Tensor& y) { return -g * (y * y); }, true);
+  return unary_of_result(x, "reciprocal", [](auto v) { return decltype(v)(1) / v; },
+                         [](Arg g, Arg y) { return -g * (y * y); });
 }
 
 Tensor rsqrt(const Tensor& x) {
-  return floating_unary(x, "rsqrt", [](auto v) { return decltype(v)(1) / std::sqrt(v); },
-                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * -0.5 * (y * y * y); }, true);
+  return unary_of_result(x, "rsqrt", [](auto v) { return decltype(v)(1) / std::sqrt(v); },
+                         [](Arg g, Arg y) { return g * -0.5 * (y * y * y); });
 }
 
 Tensor log2(const Tensor& x) {
-  return floating_unary(x, "log2", [](auto v) { return std::log2(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * 0.6931471805599453); }, false);
+  return unary_of_input(x, "log2", [](auto v) { return std::log2(v); },
+                        [](Arg g, Arg x) { return g / (x * 0.6931471805599453); });
 }
 
 Tensor log10(const Tensor& x) {
-  return floating_unary(x, "log10", [](auto v) { return std::log10(v); },
-                        [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x * 2.302585092994046); }, false);
+  return unary_of_input(x, "log10", [](auto v) { return std::log10(v); },
+                        [](Arg g, Arg x) { return g / (x * 2.302585092994046); });
 }
 
 Tensor exp2(const Tensor& x) {
-  return floating_unary(x, "exp2", [](auto v) { return std::exp2(v); },
-                        [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * 0.6931471805599453; }, true);
+  return unary_of_result(x, "exp2", [](auto v) { return std::exp2(v); },
+                         [](Arg g, Arg y) { return g * y * 0.6931471805599453; });
 }
 
 Tensor square(const Tensor& x) { return pow(x, 2); }
@@ -417,7 +401,7 @@ Tensor atan2(const Tensor& a, const Tensor& b) {
                 [](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor &a = c.saved(0), &b = c.saved(1);
                   const Tensor r = reciprocal(a * a + b * b);  // PyTorch's atan2_backward
-                  return {g * b * r, g * -a * r};
+                  return {c.needs(0) ? g * b * r : Tensor(), c.needs(1) ? g * -a * r : Tensor()};
                 });
 }
 

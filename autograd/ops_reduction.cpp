@@ -291,9 +291,10 @@ Tensor scan(const Tensor& x, int64_t d, bool product, bool reverse, bool last_on
 
 // Running sums along d, from the end when `reverse`; each is recorded with the other as its backward.
 Tensor running_sum(const Tensor& x, int64_t d, bool reverse) {
-  return record(scan(x, d, false, reverse, false), "cumsum", {x}, {}, [d, reverse](const Tensor& g, const BackwardContext&) -> Grads {
-    return {running_sum(g, d, !reverse)};  // d y_j / d x_i = 1 for j >= i: the sums from the end
-  });
+  return record(scan(x, d, false, reverse, false), "cumsum", {x}, {},
+                [d, reverse](const Tensor& g, const BackwardContext&) -> Grads {
+                  return {running_sum(g, d, !reverse)};  // d y_j / d x_i = 1 for j >= i: the sums from the end
+                });
 }
 
 bool has_zero(const Tensor& x) {
@@ -329,7 +330,8 @@ Tensor cumsum(const Tensor& x, int64_t dim) {
 // running sum of g y over x.
 Tensor cumprod(const Tensor& x, int64_t dim) {
   const int64_t d = wrap_dim(dim, std::max<int64_t>(x.dim(), 1), "cumprod");
-  return record(scan(x, d, true, false, false), "cumprod", {x}, {x}, [d](const Tensor& g, const BackwardContext& c) -> Grads {
+  Tensor out = scan(x, d, true, false, false);
+  return record(out, "cumprod", {x}, {x}, [d](const Tensor& g, const BackwardContext& c) -> Grads {
     const Tensor& x = c.saved(0);
     const int64_t n = x.dim() == 0 ? 1 : x.shape()[d];
     if (n <= 1) return {g};

@@ -334,7 +334,8 @@ std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   const int64_t n = x.shape()[cut_dim(x, dim, "split")];
   if (split_size < 0 || (split_size == 0 && n > 0))
-    fail("split: split_size {} for dim {} of size {}; it must be positive (0 only for an empty dim)", split_size, dim, n);
+    fail("split: split_size {} for dim {} of size {}; it must be positive (0 only for an empty dim)", split_size, dim,
+         n);
   Shape sizes;
   for (int64_t start = 0; start < n; start += split_size) sizes.push_back(std::min(split_size, n - start));
   if (sizes.empty()) sizes.push_back(0);  // as torch.split: one empty piece of an empty dim

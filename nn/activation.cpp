@@ -42,23 +42,38 @@ ModulePtr LogSoftmax(int64_t dim) {
 }
 
 ModulePtr ReLU6() { return std::make_shared<Activation>("ReLU6", [](const Tensor& x) { return F::relu6(x); }); }
-ModulePtr Hardsigmoid() { return std::make_shared<Activation>("Hardsigmoid", [](const Tensor& x) { return F::hardsigmoid(x); }); }
-ModulePtr Hardswish() { return std::make_shared<Activation>("Hardswish", [](const Tensor& x) { return F::hardswish(x); }); }
-ModulePtr CELU(double a) { return std::make_shared<Activation>(fmt::format("CELU(alpha={:g})", a), [a](const Tensor& x) { return F::celu(x, a); }); }
+ModulePtr Hardsigmoid() {
+  return std::make_shared<Activation>("Hardsigmoid", [](const Tensor& x) { return F::hardsigmoid(x); });
+}
+ModulePtr Hardswish() {
+  return std::make_shared<Activation>("Hardswish", [](const Tensor& x) { return F::hardswish(x); });
+}
+ModulePtr CELU(double a) {
+  return std::make_shared<Activation>(fmt::format("CELU(alpha={:g})", a),
+                                      [a](const Tensor& x) { return F::celu(x, a); });
+}
 ModulePtr Softshrink(double l) {
-  return std::make_shared<Activation>(fmt::format("Softshrink({:g})", l), [l](const Tensor& x) { return F::softshrink(x, l); });
+  return std::make_shared<Activation>(fmt::format("Softshrink({:g})", l),
+                                      [l](const Tensor& x) { return F::softshrink(x, l); });
 }
 ModulePtr Hardshrink(double l) {
-  return std::make_shared<Activation>(fmt::format("Hardshrink({:g})", l), [l](const Tensor& x) { return F::hardshrink(x, l); });
+  return std::make_shared<Activation>(fmt::format("Hardshrink({:g})", l),
+                                      [l](const Tensor& x) { return F::hardshrink(x, l); });
 }
-ModulePtr Tanhshrink() { return std::make_shared<Activation>("Tanhshrink", [](const Tensor& x) { return F::tanhshrink(x); }); }
+ModulePtr Tanhshrink() {
+  return std::make_shared<Activation>("Tanhshrink", [](const Tensor& x) { return F::tanhshrink(x); });
+}
 ModulePtr Threshold(double t, double v) {
   return std::make_shared<Activation>(fmt::format("Threshold(threshold={:g}, value={:g})", t, v),
                                       [t, v](const Tensor& x) { return F::threshold(x, t, v); });
 }
-ModulePtr GLU(int64_t dim) { return std::make_shared<Activation>(fmt::format("GLU(dim={})", dim), [dim](const Tensor& x) { return F::glu(x, dim); }); }
+ModulePtr GLU(int64_t dim) {
+  return std::make_shared<Activation>(fmt::format("GLU(dim={})", dim),
+                                      [dim](const Tensor& x) { return F::glu(x, dim); });
+}
 ModulePtr Softmin(int64_t dim) {
-  return std::make_shared<Activation>(fmt::format("Softmin(dim={})", dim), [dim](const Tensor& x) { return F::softmin(x, dim); });
+  return std::make_shared<Activation>(fmt::format("Softmin(dim={})", dim),
+                                      [dim](const Tensor& x) { return F::softmin(x, dim); });
 }
 
 PReLU::PReLU(int64_t num_parameters, double init, std::optional<Dtype> dtype) : init(init) {
