@@ -268,9 +268,9 @@ Tensor scan(const Tensor& x, int64_t d, bool product, bool reverse, bool last_on
   Shape shape = x.shape();
   if (last_only && x.dim() > 0) shape[d] = 1;
   Tensor out = kernels::empty(shape, x.dtype());
-  int64_t inner = 1;
+  int64_t outer = 1, inner = 1;  // outer x inner runs, each n long
+  for (int64_t k = 0; k < d && k < x.dim(); ++k) outer *= x.shape()[k];
   for (int64_t k = d + 1; k < x.dim(); ++k) inner *= x.shape()[k];
-  const int64_t outer = inner == 0 ? 0 : (n == 0 ? out.numel() / inner : x.numel() / (n * inner));
   dispatch(x.dtype(), [&]<class T>() {
     const T* src = kernels::ptr<T>(in);
     T* dst = kernels::ptr<T>(out);

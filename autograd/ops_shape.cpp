@@ -294,7 +294,7 @@ Tensor band(const Tensor& x, int64_t diagonal, bool lower, const char* op) {
   const Tensor rows = arange(static_cast<double>(x.shape()[x.dim() - 2]), Dtype::int64).unsqueeze(1);
   const Tensor offset = arange(static_cast<double>(x.shape()[x.dim() - 1]), Dtype::int64) - rows;
   const Tensor k = integer_scalar_like(diagonal, offset);
-  return where(lower ? le(offset, k) : ge(offset, k), x, zeros({}, x.dtype()));  // where, not a product: 0, not inf * 0
+  return zero_where(lower ? gt(offset, k) : lt(offset, k), x);  // a select: 0 outside, not inf * 0
 }
 }  // namespace
 

@@ -180,10 +180,10 @@ Tensor celu(const Tensor& x, double alpha) {
 
 Tensor softshrink(const Tensor& x, double lambd) {
   if (!(lambd >= 0)) fail("softshrink: lambd must be at least 0, got {}", lambd);
-  return where(abs(x) <= lambd, zeros({}, x.dtype()), where(x > 0.0, x - lambd, x + lambd));
+  return zero_where(abs(x) <= lambd, where(x > 0.0, x - lambd, x + lambd));
 }
 
-Tensor hardshrink(const Tensor& x, double lambd) { return where(abs(x) <= lambd, zeros({}, x.dtype()), x); }
+Tensor hardshrink(const Tensor& x, double lambd) { return zero_where(abs(x) <= lambd, x); }
 Tensor tanhshrink(const Tensor& x) { return x - tanh(x); }
 Tensor threshold(const Tensor& x, double threshold, double value) {
   if (!is_floating(x.dtype())) {  // int64 stays int64, both parameters truncated (PyTorch's)
