@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 
 namespace chainrule::nn::functional {
 
@@ -22,28 +23,40 @@ Tensor stable_softplus(const Tensor& z) {
       [](const Tensor& x, const Tensor&) { return sigmoid(x); });
 }
 
-Tensor reduce(const Tensor& loss, Reduction reduction) {
+Tensor reduce(const Tensor& loss, Reduction reduction, const char* op) {
   switch (reduction) {
     case Reduction::mean: return mean(loss);
     case Reduction::sum: return sum(loss);
     case Reduction::none: return loss;
+    case Reduction::batchmean: break;
   }
-  return loss;
+  fail("{}: reduction batchmean is for kl_div only; use mean, sum or none", op);
+}
+
+// The value clamped below at lo, the gradient passed through unchanged: PyTorch clamps a clone
+// in place under no_grad (gaussian_nll_loss's variance, cosine_similarity's norms), so its
+// gradient is the formula's at the clamped value, not the clamp's zero.
+Tensor clamp_min_passing_gradient(const Tensor& t, double lo) {
+  Tensor c = t.clone();
+  NoGradGuard no_grad;
+  c.copy_(clamp(c, lo, std::nullopt));
+  return c;
 }
 
 // Elementwise losses require equal shapes: broadcasting [N, 1] against [N] silently gives an
 // [N, N] loss, a classic bug.
-void check_same_shape(const Tensor& input, const Tensor& target, const char* op) {
+void check_same_shape(const Tensor& input, const Tensor& target, const char* op, const char* a = "input",
+                      const char* b = "target") {
   if (input.shape() != target.shape())
-    fail("{}: input {} and target {} must have the same shape (reshape one of them; broadcasting here is "
+    fail("{}: {} {} and {} {} must have the same shape (reshape one of them; broadcasting here is "
          "almost always a bug)",
-         op, describe(input), describe(target));
+         op, a, describe(input), b, describe(target));
 }
 
 // Scores [N, C] and int64 targets [N], each a class or ignore_index; weight undefined or [C].
 // Returns the targets, read once for the check and the loss.
 std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& target, const Tensor& weight,
-                                         int64_t ignore_index, const char* op) {
+                                         std::optional<int64_t> ignore_index, const char* op) {
   if (scores.dim() != 2) fail("{}: expected scores of shape [N, C], got {}", op, describe(scores));
   if (target.dtype() != Dtype::int64)
     fail("{}: class targets must be int64, got {} (convert with .to(cr::int64))", op, describe(target));
@@ -53,8 +66,9 @@ std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& tar
   std::vector<int64_t> targets = target.to_vector<int64_t>();
   for (int64_t t : targets)
     if ((t < 0 || t >= classes) && t != ignore_index)
-      fail("{}: target {} is out of range for {} classes and is not the ignore_index {} (scores {}, target {})", op, t,
-           classes, ignore_index, describe(scores), describe(target));
+      fail("{}: target {} is out of range for {} classes{} (scores {}, target {})", op, t, classes,
+           ignore_index ? fmt::format(" and is not the ignore_index {}", *ignore_index) : "", describe(scores),
+           describe(target));
   if (weight.defined() && (weight.shape() != Shape{classes} || !is_floating(weight.dtype())))
     fail("{}: weight {} must be a floating tensor of shape [{}], one per class ({} classes in scores {})", op,
          describe(weight), classes, classes, describe(scores));
@@ -91,7 +105,7 @@ Tensor class_loss(const Tensor& lp, const Tensor& target, const std::vector<int6
     if (keep.defined()) smooth = smooth * keep;
     loss = loss * (1.0 - smoothing) + smooth * (smoothing / static_cast<double>(classes));
   }
-  if (reduction != Reduction::mean || !w_y.defined()) return reduce(loss, reduction);
+  if (reduction != Reduction::mean || !w_y.defined()) return reduce(loss, reduction, op);
   // Every target ignored: 0 / 0 is NaN, but no logit took part, so the gradient is 0 whatever
   // flows in, as PyTorch's (dividing by the zero total would make it inf * 0, NaN, everywhere).
   if (std::find(kept.begin(), kept.end(), 1.0) == kept.end())
@@ -326,12 +340,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "mse_loss");
   const Tensor d = input - target;
-  return reduce(d * d, reduction);
+  return reduce(d * d, reduction, "mse_loss");
 }
 
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "l1_loss");
-  return reduce(abs(input - target), reduction);
+  return reduce(abs(input - target), reduction, "l1_loss");
 }
 
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
@@ -339,15 +353,15 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduc
   if (beta < 0) fail("smooth_l1_loss: beta must be non-negative, got {}", beta);
   // The quadratic piece in the signed difference: through abs, d * d had no curvature at d = 0.
   const Tensor diff = input - target, d = abs(diff);
-  if (beta == 0) return reduce(d, reduction);
-  return reduce(where(d < beta, diff * diff * (0.5 / beta), d - 0.5 * beta), reduction);
+  if (beta == 0) return reduce(d, reduction, "smooth_l1_loss");
+  return reduce(where(d < beta, diff * diff * (0.5 / beta), d - 0.5 * beta), reduction, "smooth_l1_loss");
 }
 
 Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction, double delta) {
   check_same_shape(input, target, "huber_loss");
   if (delta <= 0) fail("huber_loss: delta must be positive, got {}", delta);
   const Tensor diff = input - target, d = abs(diff);  // the quadratic piece in diff, as smooth_l1's
-  return reduce(where(d < delta, diff * diff * 0.5, (d - 0.5 * delta) * delta), reduction);
+  return reduce(where(d < delta, diff * diff * 0.5, (d - 0.5 * delta) * delta), reduction, "huber_loss");
 }
 
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction) {
@@ -373,13 +387,13 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction
                     gy = g * (clamp(log(1.0 - x), -100.0, std::nullopt) - clamp(log(x), -100.0, std::nullopt));
                   return {gx, gy};
                 });
-  return reduce(loss, reduction);
+  return reduce(loss, reduction, "binary_cross_entropy");
 }
 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "binary_cross_entropy_with_logits");
   // -[y log s(x) + (1-y) log(1-s(x))] = softplus(x) - x y; gradient sigmoid(x) - y
-  return reduce(stable_softplus(input) - input * target, reduction);
+  return reduce(stable_softplus(input) - input * target, reduction, "binary_cross_entropy_with_logits");
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, const Tensor& weight,
@@ -395,6 +409,157 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
     fail("cross_entropy: label_smoothing must be in [0, 1), got {}", label_smoothing);
   return class_loss(log_softmax(logits, 1), target, targets, reduction, label_smoothing, weight, ignore_index,
                     "cross_entropy");
+}
+
+// ---------------------------------------------------------------- more losses (PyTorch's formulas)
+
+Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {
+  check_same_shape(input, target, "kl_div");
+  // xlogy(p, p) - p input: p log p read at p = 1 where p is 0, so a zero p adds 0 (and a
+  // negative one NaN, as PyTorch's xlogy)
+  const Tensor loss = log_target ? exp(target) * (target - input)
+                                 : target * log(where(target == 0.0, ones_like(target), target)) - target * input;
+  if (reduction != Reduction::batchmean) return reduce(loss, reduction, "kl_div");
+  return input.dim() == 0 ? sum(loss) : sum(loss) / static_cast<double>(input.size(0));
+}
+
+Tensor margin_ranking_loss(const Tensor& x1, const Tensor& x2, const Tensor& y, double margin, Reduction reduction) {
+  check_same_shape(x1, x2, "margin_ranking_loss", "x1", "x2");
+  check_same_shape(x1, y, "margin_ranking_loss", "x1", "target");
+  return reduce(clamp(-y * (x1 - x2) + margin, 0.0, std::nullopt), reduction, "margin_ranking_loss");
+}
+
+Tensor hinge_embedding_loss(const Tensor& input, const Tensor& target, double margin, Reduction reduction) {
+  check_same_shape(input, target, "hinge_embedding_loss");
+  const Tensor zero = zeros_like(input);  // a target neither 1 nor -1 takes both terms, as PyTorch's
+  return reduce(where(target != 1.0, clamp(margin - input, 0.0, std::nullopt), zero) + where(target != -1.0, input, zero),
+                reduction, "hinge_embedding_loss");
+}
+
+Tensor soft_margin_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape(input, target, "soft_margin_loss");
+  return reduce(stable_softplus(-input * target), reduction, "soft_margin_loss");
+}
+
+Tensor multilabel_soft_margin_loss(const Tensor& input, const Tensor& target, const Tensor& weight,
+                                   Reduction reduction) {
+  check_same_shape(input, target, "multilabel_soft_margin_loss");
+  if (input.dim() == 0) fail("multilabel_soft_margin_loss: input {} needs a class dimension", describe(input));
+  Tensor loss = -(target * log_sigmoid(input) + (1.0 - target) * log_sigmoid(-input));
+  if (weight.defined()) loss = loss * weight;
+  const int64_t c = input.dim() - 1;
+  return reduce(sum(loss, c) / static_cast<double>(input.size(c)), reduction, "multilabel_soft_margin_loss");
+}
+
+Tensor multi_margin_loss(const Tensor& input, const Tensor& target, int p, double margin, const Tensor& weight,
+                         Reduction reduction) {
+  if (p != 1 && p != 2) fail("multi_margin_loss: p must be 1 or 2, got p = {}", p);
+  check_class_targets(input, target, weight, std::nullopt, "multi_margin_loss");
+  const int64_t classes = input.size(1);
+  // margin - x_y + x_i, counted where positive (relu: none at 0, as PyTorch's kernel), not at i = y
+  Tensor h = relu((margin - gather(input, 1, target.unsqueeze(1))) + input);
+  if (p == 2) h = h * h;
+  if (weight.defined()) h = h * index_select(weight.to(input.dtype()), 0, target).unsqueeze(1);
+  const Tensor at_target = eq(arange(0, static_cast<double>(classes), 1, Dtype::int64).unsqueeze(0), target.unsqueeze(1));
+  return reduce(sum(masked_fill(h, at_target, 0.0), 1) / static_cast<double>(classes), reduction, "multi_margin_loss");
+}
+
+Tensor cosine_embedding_loss(const Tensor& x1, const Tensor& x2, const Tensor& y, double margin, Reduction reduction) {
+  check_same_shape(x1, x2, "cosine_embedding_loss", "x1", "x2");
+  if (x1.dim() != 1 && x1.dim() != 2) fail("cosine_embedding_loss: x1 {} must be [N, D] or [D]", describe(x1));
+  const int64_t d = x1.dim() - 1;
+  const Shape rows = x1.dim() == 2 ? Shape{x1.size(0)} : Shape{};
+  if (y.shape() != rows) fail("cosine_embedding_loss: target {} must have shape {} for x1 {}", describe(y), rows, describe(x1));
+  constexpr double kEps = 1e-12;  // added to each squared norm, as PyTorch's
+  const Tensor cos = sum(x1 * x2, d) / sqrt((sum(x1 * x1, d) + kEps) * (sum(x2 * x2, d) + kEps));
+  const Tensor zero = zeros_like(cos);
+  return reduce(where(y == 1.0, 1.0 - cos, zero) + where(y == -1.0, clamp(cos - margin, 0.0, std::nullopt), zero),
+                reduction, "cosine_embedding_loss");
+}
+
+Tensor triplet_margin_loss(const Tensor& anchor, const Tensor& positive, const Tensor& negative, double margin,
+                           double p, double eps, bool swap, Reduction reduction) {
+  for (const Tensor* t : {&positive, &negative})
+    if (t->dim() != anchor.dim() || (anchor.dim() > 0 && t->size(-1) != anchor.size(-1)))
+      fail("triplet_margin_loss: anchor {}, positive {} and negative {} must have the same number of dimensions and "
+           "the same last one",
+           describe(anchor), describe(positive), describe(negative));
+  const Tensor d_pos = pairwise_distance(anchor, positive, p, eps);
+  Tensor d_neg = pairwise_distance(anchor, negative, p, eps);
+  if (swap) d_neg = minimum(d_neg, pairwise_distance(positive, negative, p, eps));
+  return reduce(clamp(margin + d_pos - d_neg, 0.0, std::nullopt), reduction, "triplet_margin_loss");
+}
+
+Tensor gaussian_nll_loss(const Tensor& input, const Tensor& target, const Tensor& var, bool full, double eps,
+                         Reduction reduction) {
+  check_same_shape(input, target, "gaussian_nll_loss");
+  Tensor v = var;
+  if (var.shape() != input.shape()) {  // one variance for the last dimension: [..., 1] or one dimension fewer
+    const Shape lead(input.shape().begin(), input.shape().end() - (input.dim() > 0 ? 1 : 0));
+    if (input.dim() > 0 && var.shape() == lead)
+      v = var.unsqueeze(-1);
+    else if (!(input.dim() > 0 && var.dim() == input.dim() && var.size(-1) == 1 &&
+               Shape(var.shape().begin(), var.shape().end() - 1) == lead))
+      fail("gaussian_nll_loss: var {} must have input's shape {}, or it without its last dimension, or with a last "
+           "dimension of 1",
+           describe(var), input.shape());
+  }
+  for (double e : var.to_vector<double>())
+    if (e < 0) fail("gaussian_nll_loss: var {} has a negative entry, {}", describe(var), e);
+  v = clamp_min_passing_gradient(v, eps);
+  const Tensor d = input - target;
+  Tensor loss = (log(v) + d * d / v) * 0.5;
+  if (full) loss = loss + 0.5 * std::log(2 * std::numbers::pi);
+  return reduce(loss, reduction, "gaussian_nll_loss");
+}
+
+Tensor poisson_nll_loss(const Tensor& input, const Tensor& target, bool log_input, bool full, double eps,
+                        Reduction reduction) {
+  check_same_shape(input, target, "poisson_nll_loss");
+  Tensor loss = log_input ? exp(input) - target * input : input - target * log(input + eps);
+  if (full) {  // Stirling's approximation of log(target!), where target > 1 (read at 2 elsewhere, then dropped)
+    const Tensor t = where(target > 1.0, target, full_like(target, 2.0));
+    loss = loss + masked_fill(t * log(t) - t + 0.5 * log(2 * std::numbers::pi * t), target <= 1.0, 0.0);
+  }
+  return reduce(loss, reduction, "poisson_nll_loss");
+}
+
+// ---------------------------------------------------------------- distances and encodings
+
+Tensor normalize(const Tensor& x, double p, int64_t dim, double eps) {
+  const int64_t d = wrap_dim(dim, x.dim(), "normalize");
+  return x / clamp(norm(x, p, {d}, true), eps, std::nullopt);
+}
+
+Tensor cosine_similarity(const Tensor& x1, const Tensor& x2, int64_t dim, double eps) {
+  // each divided by its norm first, as PyTorch's (the result stays within [-1, 1]), the squared
+  // norm clamped at eps^2 (PyTorch 1.13's order: the second derivative at a zero vector is finite);
+  // the norms of the broadcast shapes, so that a broadcast x2 counts once per row of x1
+  const Shape shape = broadcast_shapes(x1.shape(), x2.shape(), "cosine_similarity");
+  const Tensor a = x1.expand(shape), b = x2.expand(shape);
+  const int64_t d = wrap_dim(dim, a.dim(), "cosine_similarity");
+  const auto unit = [&](const Tensor& t) {
+    return t / sqrt(clamp_min_passing_gradient(sum(square(t), d, true), eps * eps));
+  };
+  return sum(unit(a) * unit(b), d);
+}
+
+Tensor pairwise_distance(const Tensor& x1, const Tensor& x2, double p, double eps, bool keepdim) {
+  const Tensor diff = x1 - x2 + eps;
+  if (diff.dim() == 0) fail("pairwise_distance: x1 {} and x2 {} need a dimension", describe(x1), describe(x2));
+  return norm(diff, p, {diff.dim() - 1}, keepdim);
+}
+
+Tensor one_hot(const Tensor& indices, int64_t num_classes) {
+  if (indices.dtype() != Dtype::int64)
+    fail("one_hot: indices must be int64, got {} (convert with .to(cr::int64))", describe(indices));
+  const std::vector<int64_t> v = indices.to_vector<int64_t>();
+  int64_t classes = num_classes;
+  if (classes < 0) classes = v.empty() ? 0 : *std::max_element(v.begin(), v.end()) + 1;
+  for (int64_t i : v)
+    if (i < 0 || i >= classes)
+      fail("one_hot: index {} is out of range for {} classes (indices {})", i, classes, describe(indices));
+  return eq(indices.unsqueeze(-1), arange(0, static_cast<double>(classes), 1, Dtype::int64)).to(Dtype::int64);
 }
 
 }  // namespace chainrule::nn::functional

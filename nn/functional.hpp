@@ -82,6 +82,7 @@ enum class Reduction {
   mean,  ///< the average over elements (over examples for cross_entropy and nll_loss)
   sum,   ///< the sum
   none,  ///< one loss per element (per example for cross_entropy and nll_loss)
+  batchmean,  ///< kl_div only: the sum divided by the batch size (input.size(0)), the true KL divergence per example
 };
 
 /// (input - target)^2, reduced; the seed's sum of squares is mse_loss(..., Reduction::sum).
@@ -108,5 +109,59 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
 /// log-probabilities [N, C] and int64 targets [N]; `weight` and `ignore_index` as cross_entropy's.
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::mean,
                 const Tensor& weight = Tensor(), int64_t ignore_index = -100);
+
+
+/// KL divergence sum p (log p - input), input holding log-probabilities and target probabilities
+/// p (log-probabilities with log_target); a zero p adds 0. As PyTorch's, `mean` averages over
+/// every element; `batchmean` (the KL divergence per example) divides the sum by input.size(0).
+Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
+              bool log_target = false);
+/// max(0, -y (x1 - x2) + margin), y = 1 (x1 should rank higher) or -1; shapes equal.
+Tensor margin_ranking_loss(const Tensor& x1, const Tensor& x2, const Tensor& y, double margin = 0.0,
+                           Reduction reduction = Reduction::mean);
+/// x where y == 1, max(0, margin - x) where y == -1 (x a distance, y the labels).
+Tensor hinge_embedding_loss(const Tensor& input, const Tensor& target, double margin = 1.0,
+                            Reduction reduction = Reduction::mean);
+/// log(1 + e^(-y x)), y = 1 or -1 (written softplus(-y x): finite for any x).
+Tensor soft_margin_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+/// Multi-label one-versus-all loss of scores [N, C] and 0/1 targets [N, C]: per example the mean over
+/// classes of -(y log sigmoid(x) + (1 - y) log sigmoid(-x)), each class scaled by weight ([C]) if given.
+Tensor multilabel_soft_margin_loss(const Tensor& input, const Tensor& target, const Tensor& weight = Tensor(),
+                                   Reduction reduction = Reduction::mean);
+/// Multi-class hinge loss of scores [N, C] and int64 classes [N]: per example
+/// sum over i != y of w_y max(0, margin - x_y + x_i)^p / C (p 1 or 2; weight [C] optional).
+Tensor multi_margin_loss(const Tensor& input, const Tensor& target, int p = 1, double margin = 1.0,
+                         const Tensor& weight = Tensor(), Reduction reduction = Reduction::mean);
+/// 1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1; x1, x2 [N, D] (or [D]
+/// with a 0-d y), the cosine over D with 1e-12 added to each squared norm, as PyTorch.
+Tensor cosine_embedding_loss(const Tensor& x1, const Tensor& x2, const Tensor& y, double margin = 0.0,
+                             Reduction reduction = Reduction::mean);
+/// max(0, margin + d(anchor, positive) - d(anchor, negative)), d the pairwise_distance (p, eps);
+/// with swap, d(anchor, negative) is replaced by d(positive, negative) where that is smaller.
+Tensor triplet_margin_loss(const Tensor& anchor, const Tensor& positive, const Tensor& negative, double margin = 1.0,
+                           double p = 2.0, double eps = 1e-6, bool swap = false, Reduction reduction = Reduction::mean);
+/// Negative log-likelihood of target under N(input, var): 0.5 (log v + (input - target)^2 / v)
+/// (+ 0.5 log 2 pi with full), v = var clamped at eps. var has input's shape, or one dimension
+/// fewer or a last dimension of 1 (one variance shared by the last dimension); a negative var is
+/// an Error. As PyTorch, the clamp passes the gradient through unchanged.
+Tensor gaussian_nll_loss(const Tensor& input, const Tensor& target, const Tensor& var, bool full = false,
+                         double eps = 1e-6, Reduction reduction = Reduction::mean);
+/// Negative log-likelihood of counts target under Poisson(rate): rate = e^input with log_input
+/// (loss e^input - target input), else input (loss input - target log(input + eps)); full adds
+/// Stirling's target log target - target + 0.5 log(2 pi target) where target > 1.
+Tensor poisson_nll_loss(const Tensor& input, const Tensor& target, bool log_input = true, bool full = false,
+                        double eps = 1e-8, Reduction reduction = Reduction::mean);
+
+/// x divided by its p-norm along dim, the norm clamped at eps (a zero vector stays zero).
+Tensor normalize(const Tensor& x, double p = 2.0, int64_t dim = 1, double eps = 1e-12);
+/// The cosine of the angle between x1 and x2 along dim (shapes broadcast): each divided by its
+/// 2-norm (its square clamped at eps^2, the clamp passing the gradient through, as PyTorch's), then
+/// multiplied and summed.
+Tensor cosine_similarity(const Tensor& x1, const Tensor& x2, int64_t dim = 1, double eps = 1e-8);
+/// The p-norm of x1 - x2 + eps over the last dimension.
+Tensor pairwise_distance(const Tensor& x1, const Tensor& x2, double p = 2.0, double eps = 1e-6, bool keepdim = false);
+/// int64 indices (any shape) to one-hot rows: shape [..., num_classes], int64 0/1; num_classes -1
+/// takes the largest index + 1.
+Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
 
 }  // namespace chainrule::nn::functional

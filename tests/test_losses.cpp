@@ -164,3 +164,141 @@ TEST_CASE("cross_entropy and nll_loss: class weights and ignore_index, as PyTorc
   check_error([&] { (void)F::cross_entropy(logits, cr::tensor({2, -100, 5}, cr::int64)); }, {"cross_entropy", "target 5"});
   check_error([&] { (void)F::cross_entropy(logits, cr::tensor({2, -1, 1}, cr::int64)); }, {"cross_entropy", "target -1", "ignore_index -100"});
 }
+
+// Each value of t within a relative 1e-12 of expected (or exactly 0 where expected is).
+void check_near(const cr::Tensor& t, const std::vector<double>& expected, double eps = 1e-12) {
+  const auto v = values(t);
+  REQUIRE(v.size() == expected.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    CAPTURE(i);
+    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(eps));
+  }
+}
+
+TEST_CASE("more losses: values by hand, as PyTorch defines them") {
+  const auto t = [](std::vector<double> v, cr::Shape s = {}) {
+    if (s.empty()) s = {static_cast<int64_t>(v.size())};
+    return cr::tensor(v, s, cr::float64);
+  };
+  // kl_div: sum p (log p - input), a zero p adds 0; batchmean divides by the batch, mean by the elements
+  const cr::Tensor lq = cr::log(t({0.25, 0.75, 0.5, 0.5}, {2, 2})), p = t({0.5, 0.5, 1.0, 0.0}, {2, 2});
+  const double kl0 = 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3), kl1 = std::log(2.0);
+  check_near(F::kl_div(lq, p, R::none), {0.5 * std::log(2.0), 0.5 * std::log(2.0 / 3), kl1, 0.0});
+  CHECK(F::kl_div(lq, p, R::batchmean).item<double>() == doctest::Approx((kl0 + kl1) / 2));
+  CHECK(F::kl_div(lq, p, R::mean).item<double>() == doctest::Approx((kl0 + kl1) / 4));
+  CHECK(F::kl_div(lq, cr::log(t({0.5, 0.5, 1.0, 1e-300}, {2, 2})), R::sum, true).item<double>() ==
+        doctest::Approx(kl0 + kl1));
+  // margin ranking: max(0, -y (x1 - x2) + margin)
+  CHECK(values(F::margin_ranking_loss(t({1, 2, 3}), t({2, 2, 1}), t({1, -1, 1}), 0.5, R::none)) ==
+        std::vector<double>{1.5, 0.5, 0.0});
+  // hinge embedding: x where y = 1, max(0, margin - x) where y = -1
+  CHECK(values(F::hinge_embedding_loss(t({0.3, 2, 0.5}), t({1, -1, -1}), 1.0, R::none)) ==
+        std::vector<double>{0.3, 0.0, 0.5});
+  check_near(F::soft_margin_loss(t({0, 2}), t({1, -1}), R::none), {std::log(2.0), std::log1p(std::exp(2.0))});
+  CHECK(std::isfinite(F::soft_margin_loss(t({-1e4}), t({1})).item<double>()));  // 1e4, not inf
+  // multilabel soft margin: the mean over classes of the two-sided logistic loss
+  check_near(F::multilabel_soft_margin_loss(t({0, 0, 2, -1}, {2, 2}), t({1, 0, 1, 1}, {2, 2}), {}, R::none),
+             {std::log(2.0), (std::log1p(std::exp(-2.0)) + std::log1p(std::exp(1.0))) / 2});
+  // multi margin: PyTorch's documented example, then p = 2 and a class weight
+  const cr::Tensor scores = t({0.1, 0.2, 0.4, 0.8}, {1, 4});
+  const cr::Tensor three = cr::tensor({3}, cr::int64);
+  CHECK(F::multi_margin_loss(scores, three).item<double>() == doctest::Approx(0.325));
+  CHECK(F::multi_margin_loss(scores, three, 2).item<double>() == doctest::Approx((0.09 + 0.16 + 0.36) / 4));
+  CHECK(F::multi_margin_loss(scores, three, 1, 1.0, t({1, 1, 1, 2})).item<double>() == doctest::Approx(0.65));
+  // cosine embedding: 1 - cos where y = 1, max(0, cos - margin) where y = -1
+  const auto ce = values(F::cosine_embedding_loss(t({1, 0, 1, 1}, {2, 2}), t({1, 0, 1, 0}, {2, 2}), t({1, -1}), 0.5, R::none));
+  CHECK(ce[0] == doctest::Approx(0.0));
+  CHECK(ce[1] == doctest::Approx(std::sqrt(0.5) - 0.5));
+  // triplet: max(0, margin + d(a, p) - d(a, n)); swap takes d(p, n) when smaller
+  const cr::Tensor a = t({0, 0}, {1, 2}), pos = t({3, 4}, {1, 2}), neg = t({6, 8}, {1, 2});
+  CHECK(F::triplet_margin_loss(a, pos, neg, 1.0).item<double>() == 0.0);
+  CHECK(F::triplet_margin_loss(a, pos, neg, 6.0).item<double>() == doctest::Approx(1.0).epsilon(1e-5));
+  CHECK(F::triplet_margin_loss(a, pos, neg, 1.0, 2.0, 1e-6, true).item<double>() == doctest::Approx(1.0).epsilon(1e-5));
+  // gaussian nll: 0.5 (log v + d^2 / v), + 0.5 log 2 pi with full; one variance per row broadcast
+  check_near(F::gaussian_nll_loss(t({1, 2}), t({0, 0}), t({1, 4}), false, 1e-6, R::none), {0.5, 0.5 * (std::log(4.0) + 1)});
+  CHECK(F::gaussian_nll_loss(t({1, 2}), t({0, 0}), t({1, 4}), true, 1e-6, R::sum).item<double>() ==
+        doctest::Approx(0.5 + 0.5 * (std::log(4.0) + 1) + std::log(2 * M_PI)));
+  const cr::Tensor rows = t({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(values(F::gaussian_nll_loss(rows, cr::zeros({2, 3}, cr::float64), t({1, 2}), false, 1e-6, R::none)) ==
+        values(F::gaussian_nll_loss(rows, cr::zeros({2, 3}, cr::float64), t({1, 1, 1, 2, 2, 2}, {2, 3}), false, 1e-6, R::none)));
+  // poisson nll: e^x - t x (log input) or x - t log(x + eps); full adds Stirling where t > 1
+  check_near(F::poisson_nll_loss(t({0, 1}), t({1, 2}), true, false, 1e-8, R::none), {1.0, std::exp(1.0) - 2});
+  check_near(F::poisson_nll_loss(t({1, 2}), t({1, 2}), false, true, 0.0, R::none),  // Stirling only where t > 1
+             {1.0, 2 - 2 * std::log(2.0) + 2 * std::log(2.0) - 2 + 0.5 * std::log(4 * M_PI)});
+}
+
+TEST_CASE("normalize, cosine_similarity, pairwise_distance and one_hot") {
+  const cr::Tensor x = cr::tensor({3, 4, 0, 0}, {2, 2}, cr::float64);
+  CHECK(values(F::normalize(x)) == std::vector<double>{0.6, 0.8, 0.0, 0.0});  // a zero row stays zero
+  CHECK(values(F::normalize(x, 1.0, 0)) == std::vector<double>{1.0, 1.0, 0.0, 0.0});
+  check_near(F::cosine_similarity(cr::tensor({1, 0, 3, 4, 0, 0}, {3, 2}, cr::float64),
+                                  cr::tensor({0, 1, 3, 4, 1, 1}, {3, 2}, cr::float64)),
+             {0.0, 1.0, 0.0});
+  check_near(F::cosine_similarity(cr::tensor({1, 1}, cr::float64), cr::tensor({2, 0}, cr::float64), 0), {std::sqrt(0.5)});
+  check_near(F::pairwise_distance(cr::zeros({1, 2}, cr::float64), cr::tensor({3, 4}, {1, 2}, cr::float64)), {5.0}, 1e-6);
+  CHECK(F::pairwise_distance(cr::zeros({2, 3}), cr::zeros({2, 3}), 2.0, 1e-6, true).shape() == cr::Shape{2, 1});
+  const cr::Tensor oh = F::one_hot(cr::tensor({0, 2, 1, 2}, {2, 2}, cr::int64));
+  CHECK(oh.dtype() == cr::int64);
+  CHECK(oh.shape() == cr::Shape{2, 2, 3});
+  CHECK(oh.to_vector<int64_t>() == std::vector<int64_t>{1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1});
+  CHECK(F::one_hot(cr::tensor({1}, cr::int64), 4).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 0, 0});
+}
+
+TEST_CASE("more losses and distances: gradients (gradcheck, first and second order)") {
+  using V = const std::vector<cr::Tensor>&;
+  const cr::Tensor x = input({3, 4}, -2, 2, 1), y = input({3, 4}, -2, 2, 2), z = input({3, 4}, -2, 2, 5);
+  const cr::Tensor sign = cr::tensor({1, -1, -1, 1, 1, -1, 1, 1, -1, -1, 1, -1}, {3, 4}, cr::float64);
+  const cr::Tensor prob = input({3, 4}, 0.1, 1, 3), pos = input({3, 4}, 0.5, 2, 4);
+  check_gradients([](V v) { return F::kl_div(cr::log_softmax(v[0], 1), cr::softmax(v[1], 1), R::batchmean); }, {x, y});
+  check_gradients([](V v) { return F::kl_div(v[0], v[1], R::sum, true); }, {x, y});
+  check_gradients([&](V v) { return F::kl_div(v[0], v[1], R::none); }, {x, prob});
+  check_gradients([&](V v) { return F::margin_ranking_loss(v[0], v[1], sign, 0.3); }, {x, y});
+  check_gradients([&](V v) { return F::hinge_embedding_loss(v[0], sign, 1.5, R::sum); }, {x});
+  check_gradients([&](V v) { return F::soft_margin_loss(v[0], sign); }, {x});
+  check_gradients([&](V v) { return F::multilabel_soft_margin_loss(v[0], (sign + 1.0) * 0.5, v[1], R::none); }, {x, pos.narrow(0, 0, 1).reshape({4})});
+  const cr::Tensor classes = cr::tensor({0, 3, 1}, cr::int64);
+  check_gradients([&](V v) { return F::multi_margin_loss(v[0], classes, 1, 2.0); }, {x});
+  check_gradients([&](V v) { return F::multi_margin_loss(v[0], classes, 2, 1.0, v[1], R::sum); }, {x, pos.narrow(0, 0, 1).reshape({4})});
+  check_gradients([&](V v) { return F::cosine_embedding_loss(v[0], v[1], sign.narrow(1, 0, 1).reshape({3}), 0.1); }, {x, y});
+  check_gradients([](V v) { return F::triplet_margin_loss(v[0], v[1], v[2], 2.0); }, {x, y, z});
+  check_gradients([](V v) { return F::triplet_margin_loss(v[0], v[1], v[2], 2.0, 3.0, 1e-6, true, R::sum); }, {x, y, z});
+  check_gradients([](V v) { return F::gaussian_nll_loss(v[0], v[1], v[2]); }, {x, y, pos});
+  check_gradients([](V v) { return F::gaussian_nll_loss(v[0], v[1], v[2].narrow(1, 0, 1), true, 1e-6, R::none); }, {x, y, pos});
+  check_gradients([](V v) { return F::poisson_nll_loss(v[0], v[1]); }, {x, pos});
+  check_gradients([](V v) { return F::poisson_nll_loss(v[0], v[1], false, true, 1e-8, R::sum); }, {pos, prob * 3.0});
+  check_gradients([](V v) { return F::normalize(v[0], 2.0, 1); }, {x});
+  check_gradients([](V v) { return F::normalize(v[0], 3.0, 0); }, {x});
+  check_gradients([](V v) { return F::cosine_similarity(v[0], v[1], 1); }, {x, y});
+  check_gradients([](V v) { return F::cosine_similarity(v[0], v[1].narrow(0, 0, 1), 1); }, {x, y});  // broadcast
+  check_gradients([](V v) { return F::pairwise_distance(v[0], v[1], 1.5); }, {x, y});
+}
+
+TEST_CASE("gaussian_nll_loss and cosine_similarity clamp without blocking the gradient, as PyTorch") {
+  // a zero variance is clamped to eps in the value; its gradient is d/dv 0.5 (log v + d^2 / v) at
+  // v = eps, passed through the clamp as PyTorch's no-grad in-place clamp does
+  cr::Tensor var = cr::tensor({0.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor d = cr::tensor({0.0, 1.0}, cr::float64);
+  F::gaussian_nll_loss(d, cr::zeros({2}, cr::float64), var, false, 1e-6, R::sum).backward();
+  check_near(var.grad(), {0.5 / 1e-6, 0.5 * (0.5 - 0.25)});
+  // a zero vector x1 divided by its norm clamped at eps: the cosine is 0, its gradient x2 / (|x2| eps)
+  cr::Tensor a = cr::zeros({1, 2}, cr::float64).requires_grad_();
+  cr::sum(F::cosine_similarity(a, cr::tensor({3, 4}, {1, 2}, cr::float64), 1)).backward();
+  check_near(a.grad(), {0.6 / 1e-8, 0.8 / 1e-8});
+}
+
+TEST_CASE("more losses: errors name the op and the shapes") {
+  const cr::Tensor x = cr::zeros({2, 3});
+  check_error([&] { (void)F::kl_div(x, cr::zeros({3, 2})); }, {"kl_div", "[2, 3]", "[3, 2]"});
+  check_error([&] { (void)F::mse_loss(x, x, R::batchmean); }, {"mse_loss", "batchmean", "kl_div"});
+  check_error([&] { (void)F::margin_ranking_loss(x, x, cr::zeros({2})); }, {"margin_ranking_loss", "[2]", "[2, 3]"});
+  check_error([&] { (void)F::gaussian_nll_loss(x, x, cr::ones({3})); }, {"gaussian_nll_loss", "var", "[3]", "[2, 3]"});
+  check_error([&] { (void)F::gaussian_nll_loss(x, x, -cr::ones({2, 3})); }, {"gaussian_nll_loss", "negative"});
+  check_error([&] { (void)F::multi_margin_loss(x, cr::tensor({0, 3}, cr::int64)); }, {"multi_margin_loss", "target 3"});
+  check_error([&] { (void)F::multi_margin_loss(x, cr::tensor({0, 1}, cr::int64), 3); }, {"multi_margin_loss", "p", "3"});
+  check_error([&] { (void)F::cosine_embedding_loss(x, x, cr::zeros({3})); }, {"cosine_embedding_loss", "[3]"});
+  check_error([&] { (void)F::triplet_margin_loss(x, x, cr::zeros({2, 4})); }, {"triplet_margin_loss", "[2, 4]"});
+  check_error([] { (void)F::one_hot(cr::tensor({0, 3}, cr::int64), 3); }, {"one_hot", "3", "3 classes"});
+  check_error([] { (void)F::one_hot(cr::tensor({-1}, cr::int64)); }, {"one_hot", "-1"});
+  check_error([] { (void)F::one_hot(cr::tensor({1.0})); }, {"one_hot", "int64"});
+  check_error([&] { (void)F::normalize(x, 2.0, 2); }, {"normalize", "dimension 2", "rank 2"});
+}

@@ -245,6 +245,36 @@ void ops() {
   point("batch_norm_eval", [&](auto& x) { return F::batch_norm(x.reshape({4, 3}), mean3, var3, w3, b3, false); });
   point("batch_norm_weight_bias_of_x", [](auto& x) { return F::batch_norm(x.reshape({4, 3}), {}, {}, x.narrow(0, 0, 3), x.narrow(0, 3, 3), true); });
 
+  // more losses and distances; sgn: targets +-1 (and a 0, which hinge_embedding counts in both terms)
+  const cr::Tensor sgn = f64({1, -1, 1, -1, -1, -1, 1, -1, -1, 1, 0, -1}), sgn3 = f64({1, -1, -1});
+  const cr::Tensor probs = f64({0.1, 0.2, 0.3, 0.4, 0, 0.5, 0.5, 0, 0.25, 0.25, 0.25, 0.25}).reshape({3, 4});
+  const cr::Tensor labels = f64({1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1}).reshape({3, 4}), cls = cr::tensor({0, 3, 1}, {3}, cr::int64);
+  point("kl_div_batchmean", [&](auto& x) { return F::kl_div(cr::log_softmax(m(x), 1), probs, R::batchmean); });
+  point("kl_div_target", [&](auto& x) { return F::kl_div(cr::log(probs + 0.1), cr::softmax(m(x) * 0.5, 1), R::sum); });
+  point("kl_div_log_target", [](auto& x) { return F::kl_div(x * 0.1, x * 0.2 - 1.0, R::none, true); });
+  point("kl_div_mean", [&](auto& x) { return F::kl_div(x * 0.1, probs.reshape({12})); });
+  point("margin_ranking_loss", [&](auto& x) { return F::margin_ranking_loss(x, 0.5 - x * 0.5, sgn, 0.5, R::none); });
+  point("hinge_embedding_loss", [&](auto& x) { return F::hinge_embedding_loss(x, sgn, 1.0, R::none); });
+  point("soft_margin_loss", [&](auto& x) { return F::soft_margin_loss(x, sgn, R::none); });
+  point("multilabel_soft_margin_loss", [&](auto& x) { return F::multilabel_soft_margin_loss(m(x), labels, w4n, R::none); });
+  point("multi_margin_loss", [&](auto& x) { return F::multi_margin_loss(m(x) * 0.3, cls, 1, 1.0, {}, R::none); });
+  point("multi_margin_loss_p2_weight", [&](auto& x) { return F::multi_margin_loss(m(x) * 0.1, cls, 2, 0.5, cr::abs(w4n)); });
+  point("cosine_embedding_loss", [&](auto& x) { return F::cosine_embedding_loss(m(x), cr::flip(m(x), {1}) + 0.5, sgn3, 0.2, R::none); });
+  point("triplet_margin_loss", [&](auto& x) { return F::triplet_margin_loss(m(x), cr::roll(m(x), {1}, {0}), m(x) * 0.5, 3.0, 2.0, 1e-6, false, R::none); });
+  point("triplet_margin_loss_p1_swap", [&](auto& x) { return F::triplet_margin_loss(m(x), m(x) * m(x) * 0.1, cr::flip(m(x), {1}), 20.0, 1.0, 1e-6, true); });
+  point("gaussian_nll_loss", [&](auto& x) { return F::gaussian_nll_loss(m(x), cr::flip(m(x), {0}), cr::abs(m(x)) * 0.1, false, 1e-6, R::none); });
+  point("gaussian_nll_loss_full_shared_var", [&](auto& x) { return F::gaussian_nll_loss(m(x) * 0.1, probs, cr::abs(x.narrow(0, 5, 3)), true); });
+  point("poisson_nll_loss", [&](auto& x) { return F::poisson_nll_loss(x * 0.1, cr::abs(f64(kX)), true, true, 1e-8, R::none); });
+  point("poisson_nll_loss_rate", [&](auto& x) { return F::poisson_nll_loss(cr::abs(x), f64({0, 1, 2, 3, 0.5, 1.5, 4, 0, 2, 1, 7, 3}), false, true, 1e-8, R::none); });
+  point("normalize", [&](auto& x) { return F::normalize(m(x)); });
+  point("normalize_p1_dim0", [&](auto& x) { return F::normalize(m(x) * m(x), 1.0, 0); });
+  point("cosine_similarity", [&](auto& x) { return F::cosine_similarity(m(x), cr::flip(m(x), {1}) + 0.5); });
+  point("cosine_similarity_broadcast_dim0", [&](auto& x) { return F::cosine_similarity(m(x), x.narrow(0, 2, 3).reshape({3, 1}), 0); });
+  point("pairwise_distance", [&](auto& x) { return F::pairwise_distance(m(x), cr::roll(m(x), {1}, {1})); });
+  point("pairwise_distance_p3_keepdim", [&](auto& x) { return F::pairwise_distance(m(x), probs, 3.0, 1e-6, true); });
+  check("cosine_similarity_zero", {0, 0, 3, 4}, {2, 2}, [](auto& x) { return F::cosine_similarity(x, cr::flip(x, {0}) + 1.0); });
+  check("gaussian_nll_loss_zero_var", {0, 2}, {2}, [](auto& x) { return F::gaussian_nll_loss(cr::flip(x, {0}), cr::ones({2}, cr::float64), x * x); });
+
   // special values: infinities, NaN, empty tensors, overflowing arguments
   const double I = INFINITY, N = NAN;
   check("logsumexp_-inf", {-I, -I, 1, 2}, {2, 2}, [](auto& x) { return cr::logsumexp(x, 1); });

@@ -6,10 +6,12 @@ in DEVIATIONS (each of which must still be seen, so the list stays true); 1: a d
 77: torch is not installed (the test is skipped).
 """
 import math
+import warnings
 import subprocess
 import sys
 
 from torch_or_skip import F, torch
+warnings.filterwarnings("ignore", message="reduction: 'mean' divides")  # kl_div_mean asks for it on purpose
 O = torch.optim
 I, N = math.inf, math.nan
 KX = [-25, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 1.5, 3, 25]
@@ -44,14 +46,18 @@ DEVIATIONS = {
 }
 
 
-def run(case, xs, shape, f, scale=0.1):
+def run(case, xs, shape, f, scale=0.1, second=None):
+    """f's value, gradient and Hessian row sums; `second`, where PyTorch has no double backward
+    for f, is f written out for the Hessian (f itself gives the value and the gradient)."""
     try:
         x = torch.tensor(xs, dtype=torch.float64).reshape(shape).requires_grad_()
         y = f(x)
         w = (torch.arange(1, y.numel() + 1, dtype=torch.float64) * scale).reshape(y.shape)
         out = {"v": y}
-        (g,) = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+        (g,) = torch.autograd.grad((y * w).sum(), x, create_graph=second is None)
         out["g"] = g
+        if second is not None:
+            (g,) = torch.autograd.grad((second(x) * w).sum(), x, create_graph=True)
         h = None
         if g.requires_grad:
             (h,) = torch.autograd.grad(g.sum(), x, allow_unused=True)
@@ -194,6 +200,44 @@ def ops():
     pt("batch_norm_eval", lambda x: F.batch_norm(x.reshape(4, 3), mean3, var3, w3, b3, False))
     pt("batch_norm_weight_bias_of_x",
        lambda x: F.batch_norm(x.reshape(4, 3), None, None, x.narrow(0, 0, 3), x.narrow(0, 3, 3), training=True))
+
+    sgn = f64([1, -1, 1, -1, -1, -1, 1, -1, -1, 1, 0, -1]); sgn3 = f64([1, -1, -1])
+    probs = f64([0.1, 0.2, 0.3, 0.4, 0, 0.5, 0.5, 0, 0.25, 0.25, 0.25, 0.25]).reshape(3, 4)
+    labels = f64([1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1]).reshape(3, 4); cls = torch.tensor([0, 3, 1])
+    pt("kl_div_batchmean", lambda x: F.kl_div(torch.log_softmax(m(x), 1), probs, reduction="batchmean"))
+    pt("kl_div_target", lambda x: F.kl_div(torch.log(probs + 0.1), torch.softmax(m(x) * 0.5, 1), reduction="sum"))
+    pt("kl_div_log_target", lambda x: F.kl_div(x * 0.1, x * 0.2 - 1.0, reduction="none", log_target=True))
+    pt("kl_div_mean", lambda x: F.kl_div(x * 0.1, probs.reshape(12), reduction="mean"))
+    pt("margin_ranking_loss", lambda x: F.margin_ranking_loss(x, 0.5 - x * 0.5, sgn, 0.5, reduction="none"))
+    pt("hinge_embedding_loss", lambda x: F.hinge_embedding_loss(x, sgn, 1.0, reduction="none"))
+    pt("soft_margin_loss", lambda x: F.soft_margin_loss(x, sgn, reduction="none"))
+    pt("multilabel_soft_margin_loss", lambda x: F.multilabel_soft_margin_loss(m(x), labels, w4n, reduction="none"))
+
+    # multi_margin_loss has no double backward in PyTorch 1.13: its documented formula gives the Hessian
+    def multi_margin(x, p, margin, w=None):
+        h = torch.relu(margin - x.gather(1, cls[:, None]) + x) ** p
+        h = h if w is None else h * w[cls][:, None]
+        return h.masked_fill(F.one_hot(cls, 4).bool(), 0).sum(1) / 4
+    res["multi_margin_loss"] = run("multi_margin_loss", KX, (12,), lambda x: F.multi_margin_loss(m(x) * 0.3, cls, reduction="none"),
+                                   second=lambda x: multi_margin(m(x) * 0.3, 1, 1.0))
+    res["multi_margin_loss_p2_weight"] = run("multi_margin_loss_p2_weight", KX, (12,),
+                                             lambda x: F.multi_margin_loss(m(x) * 0.1, cls, 2, 0.5, w4n.abs()),
+                                             second=lambda x: multi_margin(m(x) * 0.1, 2, 0.5, w4n.abs()).mean())
+    pt("cosine_embedding_loss", lambda x: F.cosine_embedding_loss(m(x), m(x).flip(1) + 0.5, sgn3, 0.2, reduction="none"))
+    pt("triplet_margin_loss", lambda x: F.triplet_margin_loss(m(x), m(x).roll(1, 0), m(x) * 0.5, 3.0, 2.0, 1e-6, False, reduction="none"))
+    pt("triplet_margin_loss_p1_swap", lambda x: F.triplet_margin_loss(m(x), m(x) * m(x) * 0.1, m(x).flip(1), 20.0, 1.0, 1e-6, True))
+    pt("gaussian_nll_loss", lambda x: F.gaussian_nll_loss(m(x), m(x).flip(0), torch.abs(m(x)) * 0.1, reduction="none"))
+    pt("gaussian_nll_loss_full_shared_var", lambda x: F.gaussian_nll_loss(m(x) * 0.1, probs, torch.abs(x.narrow(0, 5, 3)), full=True))
+    pt("poisson_nll_loss", lambda x: F.poisson_nll_loss(x * 0.1, torch.abs(f64(KX)), True, True, reduction="none"))
+    pt("poisson_nll_loss_rate",
+       lambda x: F.poisson_nll_loss(torch.abs(x), f64([0, 1, 2, 3, 0.5, 1.5, 4, 0, 2, 1, 7, 3]), False, True, reduction="none"))
+    pt("normalize", lambda x: F.normalize(m(x))); pt("normalize_p1_dim0", lambda x: F.normalize(m(x) * m(x), 1.0, 0))
+    pt("cosine_similarity", lambda x: F.cosine_similarity(m(x), m(x).flip(1) + 0.5))
+    pt("cosine_similarity_broadcast_dim0", lambda x: F.cosine_similarity(m(x), x.narrow(0, 2, 3).reshape(3, 1), 0))
+    pt("pairwise_distance", lambda x: F.pairwise_distance(m(x), m(x).roll(1, 1)))
+    pt("pairwise_distance_p3_keepdim", lambda x: F.pairwise_distance(m(x), probs, 3.0, 1e-6, True))
+    chk("cosine_similarity_zero", [0, 0, 3, 4], (2, 2), lambda x: F.cosine_similarity(x, x.flip(0) + 1.0))
+    chk("gaussian_nll_loss_zero_var", [0, 2], (2,), lambda x: F.gaussian_nll_loss(x.flip(0), torch.ones(2, dtype=torch.float64), x * x))
 
     chk("logsumexp_-inf", [-I, -I, 1, 2], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("logsumexp_inf", [I, 1, I, I], (2, 2), lambda x: torch.logsumexp(x, 1))
