@@ -316,15 +316,16 @@ int64_t cut_dim(const Tensor& x, int64_t dim, const char* op) {
 }
 }  // namespace
 
-std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   const int64_t d = cut_dim(x, dim, "split");
+  const std::string listed = fmt::format("[{}]", fmt::join(sizes, ", "));
   int64_t total = 0;
   for (int64_t n : sizes) {
-    if (n < 0) fail("split: the size {} in {} is negative", n, sizes);
+    if (n < 0) fail("split: the size {} in {} is negative", n, listed);
     total += n;
   }
   if (total != x.shape()[d])
-    fail("split: the sizes {} add up to {}, but dim {} of {} has {}", sizes, total, d, describe(x), x.shape()[d]);
+    fail("split: the sizes {} add up to {}, but dim {} of {} has {}", listed, total, d, describe(x), x.shape()[d]);
   std::vector<Tensor> pieces;
   int64_t start = 0;
   for (int64_t n : sizes) pieces.push_back(x.narrow(d, start, n)), start += n;
@@ -336,7 +337,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   if (split_size < 0 || (split_size == 0 && n > 0))
     fail("split: split_size {} for dim {} of size {}; it must be positive (0 only for an empty dim)", split_size, dim,
          n);
-  Shape sizes;
+  std::vector<int64_t> sizes;  // (not a Shape: there may be more pieces than a tensor has dims)
   for (int64_t start = 0; start < n; start += split_size) sizes.push_back(std::min(split_size, n - start));
   if (sizes.empty()) sizes.push_back(0);  // as torch.split: one empty piece of an empty dim
   return split(x, sizes, dim);
@@ -345,7 +346,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   if (chunks <= 0) fail("chunk: the number of chunks must be positive, got {}", chunks);
   const int64_t n = x.shape()[cut_dim(x, dim, "chunk")];
-  if (n == 0) return split(x, Shape(std::vector<int64_t>(static_cast<size_t>(chunks), 0)), dim);  // torch's
+  if (n == 0) return split(x, std::vector<int64_t>(static_cast<size_t>(chunks), 0), dim);  // torch's
   return split(x, (n + chunks - 1) / chunks, dim);
 }
 

@@ -472,8 +472,9 @@ Tensor triu(const Tensor& x, int64_t diagonal = 0);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 /// Views of x's consecutive pieces of split_size along dim (the last may be shorter).
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
-/// Views of x's consecutive pieces of the given sizes along dim (they must add up to its size).
-std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim = 0);
+/// Views of x's consecutive pieces of the given sizes along dim (they must add up to its size;
+/// any number of pieces).
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
 /// At most `chunks` views of ceil(size / chunks) along dim, as torch.chunk.
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 /// Every slice of x along dim, as views (torch.unbind).

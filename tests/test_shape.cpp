@@ -343,7 +343,7 @@ TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
   CHECK(values(s[0]) == std::vector<double>{0, 1, 2, 3});
   CHECK(values(s[2]) == std::vector<double>{8, 9});
   CHECK(s[1].impl()->storage.get() == x.impl()->storage.get());
-  const auto sizes = cr::split(x, cr::Shape{1, 4}, 0);
+  const auto sizes = cr::split(x, {1, 4}, 0);
   CHECK(sizes[1].shape() == cr::Shape{4, 2});
   CHECK(values(sizes[1])[0] == 2);
   const auto c = cr::chunk(x, 3);  // ceil(5 / 3) = 2 rows each: 2, 2, 1
@@ -355,6 +355,12 @@ TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
   REQUIRE(u.size() == 2);
   CHECK(values(u[1]) == std::vector<double>{1, 3, 5, 7, 9});
   CHECK(cr::split(cr::zeros({0}), 3).size() == 1);  // torch.split(empty(0), 3): one empty piece
+  // more pieces than a tensor has dims (the sizes were kept in a Shape, at most 8: random program 7955)
+  const auto many = cr::split(cr::arange(24.0), 2);
+  REQUIRE(many.size() == 12);
+  CHECK(values(many.back()) == std::vector<double>{22, 23});
+  CHECK(cr::chunk(cr::arange(20.0), 10).size() == 10);
+  CHECK(cr::split(cr::arange(10.0), std::vector<int64_t>(10, 1)).size() == 10);
   // gradients flow back into each piece's place
   cr::Tensor l = cr::arange(6, cr::float64).requires_grad_();
   const auto p = cr::chunk(l, 2);
@@ -364,13 +370,13 @@ TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
     const auto pieces = cr::unbind(v[0], 0);
     return pieces[0] * pieces[2] + pieces[1];
   }, {input({3, 2})});
-  check_error([&] { (void)cr::split(x, cr::Shape{1, 3}); }, {"split", "[1, 3]", "4", "5"});
+  check_error([&] { (void)cr::split(x, {1, 3}); }, {"split", "[1, 3]", "4", "5"});
   check_error([&] { (void)cr::split(x, 0); }, {"split", "0"});
   check_error([&] { (void)cr::chunk(x, 0); }, {"chunk", "0"});
   // a 0-d tensor has no dim to cut (it read the size of a dim it does not have)
   const cr::Tensor s0 = cr::tensor(2.0);
   check_error([&] { (void)cr::split(s0, 1); }, {"split", "0-d"});
-  check_error([&] { (void)cr::split(s0, cr::Shape{1}); }, {"split", "0-d"});
+  check_error([&] { (void)cr::split(s0, std::vector<int64_t>{1}); }, {"split", "0-d"});
   check_error([&] { (void)cr::chunk(s0, 1); }, {"chunk", "0-d"});
   check_error([&] { (void)cr::unbind(s0); }, {"unbind", "0-d"});
 }
