@@ -535,8 +535,10 @@ Tensor cosine_similarity(const Tensor& x1, const Tensor& x2, int64_t dim, double
   // each divided by its norm first, as PyTorch's (the result stays within [-1, 1]), the squared
   // norm clamped at eps^2 (PyTorch 1.13's order: the second derivative at a zero vector is finite);
   // the norms of the broadcast shapes, so that a broadcast x2 counts once per row of x1
+  // int64 operands are taken in the default floating dtype, as PyTorch's
+  const Dtype common = result_type(x1, x2), dtype = common == Dtype::int64 ? default_dtype() : common;
   const Shape shape = broadcast_shapes(x1.shape(), x2.shape(), "cosine_similarity");
-  const Tensor a = x1.expand(shape), b = x2.expand(shape);
+  const Tensor a = x1.to(dtype).expand(shape), b = x2.to(dtype).expand(shape);
   const int64_t d = wrap_dim(dim, a.dim(), "cosine_similarity");
   const auto unit = [&](const Tensor& t) {
     return t / sqrt(clamp_min_passing_gradient(sum(square(t), d, true), eps * eps));

@@ -235,6 +235,10 @@ TEST_CASE("normalize, cosine_similarity, pairwise_distance and one_hot") {
                                   cr::tensor({0, 1, 3, 4, 1, 1}, {3, 2}, cr::float64)),
              {0.0, 1.0, 0.0});
   check_near(F::cosine_similarity(cr::tensor({1, 1}, cr::float64), cr::tensor({2, 0}, cr::float64), 0), {std::sqrt(0.5)});
+  // int64 operands in the default dtype (in int64, the clamp at eps^2 truncated to 0 and gave 0 / 0)
+  const cr::Tensor ints = F::cosine_similarity(cr::tensor({0, 3}, {2, 1}, cr::int64), cr::tensor({2.0, 1.0}, {2, 1}, cr::float64));
+  CHECK(ints.dtype() == cr::float64);
+  CHECK(values(ints) == std::vector<double>{0.0, 1.0});
   check_near(F::pairwise_distance(cr::zeros({1, 2}, cr::float64), cr::tensor({3, 4}, {1, 2}, cr::float64)), {5.0}, 1e-6);
   CHECK(F::pairwise_distance(cr::zeros({2, 3}), cr::zeros({2, 3}), 2.0, 1e-6, true).shape() == cr::Shape{2, 1});
   const cr::Tensor oh = F::one_hot(cr::tensor({0, 2, 1, 2}, {2, 2}, cr::int64));

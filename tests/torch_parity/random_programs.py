@@ -63,6 +63,8 @@ UNARY = {
     "threshold": lambda x: F.threshold(x, 0.1, -0.5),
     "glu": lambda x: F.glu(x, -1) if x.dim() > 0 and x.shape[-1] > 0 and x.shape[-1] % 2 == 0 else None,
     "softmin": lambda x: F.softmin(x, -1) if x.dim() > 0 else None,
+    # x / 2 + 1: a zero row's second derivative is NaN in PyTorch, 0 here (the norm_zero_row deviation in parity.py)
+    "normalize": lambda x: F.normalize(x * 0.5 + 1.0, 2.0, -1) if x.dim() > 0 else None,
     "prelu": lambda x: F.prelu(x, torch.tensor([0.3], dtype=x.dtype)) if x.is_floating_point() else None,
     "erf": torch.erf,
     "expm1": lambda x: torch.expm1(x * 0.3),
@@ -158,6 +160,17 @@ BINARY = {
     "bce": lambda a, b: F.binary_cross_entropy(probability(a), probability(b), reduction="none")
     if a.shape == b.shape else None,
     "bce_mean": lambda a, b: F.binary_cross_entropy(probability(a), probability(b)) if a.shape == b.shape else None,
+    "kl_div": lambda a, b: F.kl_div(a, probability(b), reduction="none") if a.shape == b.shape else None,
+    "kl_div_log": lambda a, b: F.kl_div(a, b, reduction="batchmean", log_target=True) if a.shape == b.shape else None,
+    "margin_ranking": lambda a, b: F.margin_ranking_loss(a, b, torch.tanh(b), 0.3, reduction="none")
+    if a.shape == b.shape else None,
+    "hinge_embedding": lambda a, b: F.hinge_embedding_loss(a, torch.sign(b), 1.0, reduction="none")
+    if a.shape == b.shape and a.is_floating_point() else None,
+    "gaussian_nll": lambda a, b: F.gaussian_nll_loss(a, b, b * b, reduction="none") if a.shape == b.shape else None,
+    "poisson_nll": lambda a, b: F.poisson_nll_loss(a, torch.abs(b) + 0.5, True, True, reduction="none")
+    if a.shape == b.shape else None,  # + 0.5: PyTorch's Stirling term sends a target of 0 a NaN gradient
+    "cosine_similarity": lambda a, b: F.cosine_similarity(a, b, -1) if a.dim() > 0 and b.dim() > 0 else None,
+    "pairwise_distance": lambda a, b: F.pairwise_distance(a, b) if a.dim() > 0 and b.dim() > 0 else None,
     "cat0": lambda a, b: torch.cat([a, b], 0),
     "cat_last": lambda a, b: torch.cat([a, b], -1),
     "stack0": lambda a, b: torch.stack([a, b], 0),
