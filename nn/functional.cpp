@@ -564,4 +564,112 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   return eq(indices.unsqueeze(-1), arange(0, static_cast<double>(classes), 1, Dtype::int64)).to(Dtype::int64);
 }
 
+// ---------------------------------------------------------------- convolution and pooling
+
+namespace {
+
+std::string str(Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
+
+// The output's height and width for a kernel of (dilated) extent over x's padded height and width,
+// checking the arguments (all ops here go through it).
+Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const char* op) {
+  if (x.dim() != 4) fail("{}: expected a 4-d input [N, C, H, W], got {}", op, describe(x));
+  for (const auto& [name, v, lo] : {std::tuple{"kernel_size", kernel, 1}, std::tuple{"dilation", dilation, 1},
+                                    std::tuple{"padding", padding, 0}, std::tuple{"stride", stride, 1}})
+    if (v[0] < lo || v[1] < lo) fail("{}: {} {} must be at least {} (input {})", op, name, str(v), lo, describe(x));
+  const Size2 room{x.size(2) + 2 * padding[0], x.size(3) + 2 * padding[1]};
+  Size2 out{};
+  for (int k = 0; k < 2; ++k) {
+    const int64_t extent = dilation[k] * (kernel[k] - 1) + 1;
+    if (extent > room[k])
+      fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op, str(kernel),
+           str(dilation), describe(x), str(padding), str(room));
+    out[k] = (room[k] - extent) / stride[k] + 1;
+  }
+  return out;
+}
+
+// unfold with the padding's value (0, or -inf for max pooling): the padded positions read one extra
+// element appended to each example's flattened input, so a single index_select does it all.
+Tensor unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
+                   const char* op) {
+  const Size2 out = blocks(x, kernel, dilation, padding, stride, op);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), outside = c * h * w;
+  std::vector<double> index;
+  index.reserve(static_cast<size_t>(c * kernel[0] * kernel[1] * out[0] * out[1]));
+  for (int64_t ci = 0; ci < c; ++ci)
+    for (int64_t i = 0; i < kernel[0]; ++i)
+      for (int64_t j = 0; j < kernel[1]; ++j)
+        for (int64_t y = 0; y < out[0]; ++y)
+          for (int64_t xx = 0; xx < out[1]; ++xx) {
+            const int64_t r = y * stride[0] + i * dilation[0] - padding[0], q = xx * stride[1] + j * dilation[1] - padding[1];
+            const bool inside = r >= 0 && r < h && q >= 0 && q < w;
+            index.push_back(static_cast<double>(inside ? (ci * h + r) * w + q : outside));
+          }
+  Tensor flat = x.reshape({n, outside});
+  if (padding[0] > 0 || padding[1] > 0) flat = cat({flat, full({n, 1}, pad_value, x.dtype())}, 1);
+  const Tensor cols = index_select(flat, 1, tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
+  return cols.reshape({n, c * kernel[0] * kernel[1], out[0] * out[1]});
+}
+
+// Runs f on x as a batch of one when x is [C, H, W] (PyTorch's unbatched input), dropping it again.
+template <class F>
+Tensor batched(const Tensor& x, const char* op, F&& f) {
+  if (x.dim() == 3) return f(x.unsqueeze(0)).squeeze(0);
+  if (x.dim() != 4) fail("{}: expected [N, C, H, W] or [C, H, W], got {}", op, describe(x));
+  return f(x);
+}
+
+// Pooling: the windows of each channel, [N, C, kh kw, H' W'], reduced over dim 2 by reduce.
+template <class R>
+Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, double pad_value, const char* op,
+            R&& reduce) {
+  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
+    fail("{}: padding {} must be at most half the kernel_size {}", op, str(padding), str(kernel));
+  return batched(x, op, [&](const Tensor& xb) {
+    const Size2 s = stride.value_or(kernel), out = blocks(xb, kernel, {1, 1}, padding, s, op);
+    const int64_t n = xb.size(0), c = xb.size(1);
+    const Tensor windows = unfold_with(xb, kernel, {1, 1}, padding, s, pad_value, op).reshape({n, c, kernel[0] * kernel[1], -1});
+    return reduce(windows).reshape({n, c, out[0], out[1]});
+  });
+}
+
+}  // namespace
+
+Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation, Size2 padding, Size2 stride) {
+  return unfold_with(x, kernel_size, dilation, padding, stride, 0.0, "unfold");
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation) {
+  return batched(x, "conv2d", [&](const Tensor& xb) {
+    if (weight.dim() != 4 || weight.size(1) != xb.size(1))
+      fail("conv2d: weight {} must be [out_channels, in_channels, kh, kw] with in_channels {} as input {} has", describe(weight),
+           xb.size(1), describe(x));
+    const int64_t o = weight.size(0);
+    if (bias.defined() && bias.shape() != Shape{o})
+      fail("conv2d: bias {} must have shape [{}], one per output channel of weight {}", describe(bias), o, describe(weight));
+    const Size2 kernel{weight.size(2), weight.size(3)}, out = blocks(xb, kernel, dilation, padding, stride, "conv2d");
+    const Tensor cols = unfold_with(xb, kernel, dilation, padding, stride, 0.0, "conv2d");  // [N, C kh kw, L]
+    Tensor y = matmul(weight.reshape({o, -1}), cols);  // [N, O, L]
+    if (bias.defined()) y = y + bias.reshape({1, o, 1});
+    return y.reshape({xb.size(0), o, out[0], out[1]});
+  });
+}
+
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding, int64_t dilation) {
+  if ((x.dim() != 2 && x.dim() != 3) || weight.dim() != 3)
+    fail("conv1d: expected input [N, C, L] or [C, L] and weight [out_channels, in_channels, k], got {} and {}",
+         describe(x), describe(weight));
+  const int64_t length = x.dim() - 1;  // the dim a height of 1 goes before
+  return conv2d(x.unsqueeze(length), weight.unsqueeze(2), bias, {1, stride}, {0, padding}, {1, dilation}).squeeze(length);
+}
+
+Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
+  return pool(x, kernel_size, stride, padding, -INFINITY, "max_pool2d", [](const Tensor& w) { return max(w, 2).values; });
+}
+
+Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
+  return pool(x, kernel_size, stride, padding, 0.0, "avg_pool2d", [](const Tensor& w) { return mean(w, 2); });
+}
+
 }  // namespace chainrule::nn::functional

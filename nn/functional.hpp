@@ -5,6 +5,8 @@
 
 #include "../autograd/autograd.hpp"
 
+#include <array>
+
 namespace chainrule::nn::functional {
 
 // ---------------------------------------------------------------- activations
@@ -163,5 +165,32 @@ Tensor pairwise_distance(const Tensor& x1, const Tensor& x2, double p = 2.0, dou
 /// int64 indices (any shape) to one-hot rows: shape [..., num_classes], int64 0/1; num_classes -1
 /// takes the largest index + 1.
 Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
+
+
+// ---------------------------------------------------------------- convolution and pooling
+
+/// Height and width: of a kernel, a stride, a padding or a dilation.
+using Size2 = std::array<int64_t, 2>;
+/// The sliding blocks of x [N, C, H, W] as columns, as torch.nn.functional.unfold (im2col):
+/// [N, C kh kw, L], a row per (channel, kernel row, kernel column), a column per block position
+/// (row-major); padding adds zeros. One index_select, so every order of derivative follows.
+Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation = {1, 1}, Size2 padding = {0, 0},
+              Size2 stride = {1, 1});
+/// 2-d convolution (cross-correlation, as PyTorch's) of x [N, C, H, W] (or [C, H, W]) with weight
+/// [O, C, kh, kw] and bias [O] (optional): [N, O, H', W'], H' = (H + 2 ph - dh (kh - 1) - 1) / sh + 1.
+/// Computed as unfold and one matmul.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2 stride = {1, 1},
+              Size2 padding = {0, 0}, Size2 dilation = {1, 1});
+/// 1-d convolution of x [N, C, L] (or [C, L]) with weight [O, C, k]: conv2d over a height of 1.
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), int64_t stride = 1,
+              int64_t padding = 0, int64_t dilation = 1);
+/// The largest element of each kernel_size window of x [N, C, H, W] (or [C, H, W]); stride is
+/// kernel_size when not given; padding (at most half the kernel) counts as -inf. The gradient
+/// goes to the first maximum of a window, as PyTorch's.
+Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt,
+                  Size2 padding = {0, 0});
+/// The mean of each window, the padding's zeros counted (PyTorch's count_include_pad default).
+Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt,
+                  Size2 padding = {0, 0});
 
 }  // namespace chainrule::nn::functional

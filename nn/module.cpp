@@ -179,6 +179,48 @@ std::string Dropout::repr() const { return fmt::format("Dropout(p={:g})", p); }
 
 std::string Flatten::repr() const { return fmt::format("Flatten(start_dim={}, end_dim={})", start_dim, end_dim); }
 
+// ---------------------------------------------------------------- convolution and pooling
+
+namespace {
+std::string str(functional::Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
+}  // namespace
+
+Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions options)
+    : in_channels(in), out_channels(out), kernel_size(kernel), options(options), generator_(options.generator) {
+  if (in <= 0 || out <= 0 || kernel[0] <= 0 || kernel[1] <= 0)
+    fail("Conv2d: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", in, out, str(kernel));
+  const Dtype dtype = options.dtype.value_or(default_dtype());
+  weight = register_parameter("weight", empty({out, in, kernel[0], kernel[1]}, dtype));
+  if (options.bias) bias = register_parameter("bias", empty({out}, dtype));
+  reset_parameters();
+}
+
+void Conv2d::reset_parameters() {
+  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", generator_);
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel_size[0] * kernel_size[1]));
+    init::uniform_(bias, -bound, bound, generator_);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  return functional::conv2d(x, weight, bias, options.stride, options.padding, options.dilation);
+}
+
+std::string Conv2d::repr() const {
+  return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, dilation={}, bias={})", in_channels,
+                     out_channels, str(kernel_size), str(options.stride), str(options.padding), str(options.dilation),
+                     bias.defined());
+}
+
+std::string MaxPool2d::repr() const {
+  return fmt::format("MaxPool2d(kernel_size={}, stride={}, padding={})", str(kernel_size), str(stride), str(padding));
+}
+
+std::string AvgPool2d::repr() const {
+  return fmt::format("AvgPool2d(kernel_size={}, stride={}, padding={})", str(kernel_size), str(stride), str(padding));
+}
+
 // ---------------------------------------------------------------- Embedding
 
 Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options)

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "../autograd/autograd.hpp"
+#include "functional.hpp"
 
 #include <memory>
 #include <set>
@@ -146,6 +147,70 @@ class Flatten : public Module {
 
   int64_t start_dim;  ///< the first dimension merged
   int64_t end_dim;  ///< the last dimension merged
+};
+
+// ---------------------------------------------------------------- convolution and pooling
+
+/// Conv2d's options (PyTorch's defaults).
+struct Conv2dOptions {
+  functional::Size2 stride = {1, 1};  ///< steps between windows (height, width)
+  functional::Size2 padding = {0, 0};  ///< zeros added on each side
+  functional::Size2 dilation = {1, 1};  ///< spacing between kernel elements
+  bool bias = true;  ///< learn a bias per output channel
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+  Generator* generator = nullptr;  ///< initialisation randomness (default: the global generator)
+};
+
+/// functional::conv2d with a learned weight [out, in, kh, kw] and bias [out], initialised as
+/// PyTorch's: kaiming_uniform(a = sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in kh kw.
+class Conv2d : public Module {
+ public:
+  /// A layer from in_channels to out_channels with a kernel_size window.
+  Conv2d(int64_t in_channels, int64_t out_channels, functional::Size2 kernel_size, Conv2dOptions options = {});
+  Tensor forward(const Tensor& x) override;  ///< conv2d(x, weight, bias, stride, padding, dilation)
+  /// "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], bias=true)"
+  std::string repr() const override;
+  void reset_parameters() override;  ///< re-draws weight and bias from PyTorch's default initialisation
+
+  Tensor weight;  ///< [out_channels, in_channels, kh, kw]
+  Tensor bias;  ///< [out_channels]; undefined without options.bias
+  int64_t in_channels;  ///< the input's channels (dim 1)
+  int64_t out_channels;  ///< the output's channels
+  functional::Size2 kernel_size;  ///< the window (height, width)
+  Conv2dOptions options;  ///< stride, padding, dilation
+
+ private:
+  Generator* generator_;
+};
+
+/// functional::max_pool2d as a module (no parameters).
+class MaxPool2d : public Module {
+ public:
+  /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
+  explicit MaxPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
+                     functional::Size2 padding = {0, 0})
+      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
+  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }  ///< max_pool2d
+  std::string repr() const override;  ///< "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
+
+  functional::Size2 kernel_size;  ///< the window
+  functional::Size2 stride;  ///< steps between windows
+  functional::Size2 padding;  ///< -inf added on each side
+};
+
+/// functional::avg_pool2d as a module (no parameters).
+class AvgPool2d : public Module {
+ public:
+  /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
+  explicit AvgPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
+                     functional::Size2 padding = {0, 0})
+      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
+  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, kernel_size, stride, padding); }  ///< avg_pool2d
+  std::string repr() const override;  ///< "AvgPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
+
+  functional::Size2 kernel_size;  ///< the window
+  functional::Size2 stride;  ///< steps between windows
+  functional::Size2 padding;  ///< zeros added on each side (counted in the mean)
 };
 
 // ---------------------------------------------------------------- Embedding

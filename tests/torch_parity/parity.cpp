@@ -275,6 +275,17 @@ void ops() {
   check("cosine_similarity_zero", {0, 0, 3, 4}, {2, 2}, [](auto& x) { return F::cosine_similarity(x, cr::flip(x, {0}) + 1.0); });
   check("gaussian_nll_loss_zero_var", {0, 2}, {2}, [](auto& x) { return F::gaussian_nll_loss(cr::flip(x, {0}), cr::ones({2}, cr::float64), x * x); });
 
+  // convolution and pooling: the input, the weight, or both from x
+  const cr::Tensor img = cr::sin(cr::arange(0, 40, 1, cr::float64)).reshape({1, 2, 4, 5}), w2 = f64({0.5, -1, 0.25, 2, -0.5, 1, 1.5, 0.1}).reshape({2, 1, 2, 2});
+  point("conv2d", [&](auto& x) { return F::conv2d(x.reshape({1, 1, 3, 4}), w2, f64({0.1, -0.2})); });
+  point("conv2d_weight_stride_padding", [&](auto& x) { return F::conv2d(img, x.reshape({3, 2, 1, 2}), {}, {2, 1}, {1, 0}); });
+  point("conv2d_both_dilation", [](auto& x) { return F::conv2d(x.reshape({1, 3, 2, 2}), x.reshape({1, 3, 2, 2}) * x.reshape({1, 3, 2, 2}), {}, {1, 1}, {1, 1}, {2, 1}); });
+  point("conv1d", [&](auto& x) { return F::conv1d(x.reshape({2, 2, 3}), w2.reshape({2, 2, 2}), f64({0.3, 0.0}), 2, 1); });
+  point("max_pool2d", [](auto& x) { return F::max_pool2d(x.reshape({1, 1, 3, 4}), {2, 2}, F::Size2{1, 1}, {1, 1}); });
+  point("max_pool2d_ties", [](auto& x) { return F::max_pool2d(cr::abs(x).reshape({1, 3, 4}), {2, 2}, F::Size2{1, 2}); });
+  point("avg_pool2d", [](auto& x) { return F::avg_pool2d(x.reshape({1, 1, 3, 4}) * x.reshape({1, 1, 3, 4}), {2, 3}, std::nullopt, {1, 1}); });
+  point("unfold", [](auto& x) { return F::unfold(x.reshape({1, 2, 2, 3}), {2, 2}, {1, 1}, {1, 0}, {1, 2}); });
+
   // special values: infinities, NaN, empty tensors, overflowing arguments
   const double I = INFINITY, N = NAN;
   check("logsumexp_-inf", {-I, -I, 1, 2}, {2, 2}, [](auto& x) { return cr::logsumexp(x, 1); });

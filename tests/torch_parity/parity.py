@@ -239,6 +239,17 @@ def ops():
     chk("cosine_similarity_zero", [0, 0, 3, 4], (2, 2), lambda x: F.cosine_similarity(x, x.flip(0) + 1.0))
     chk("gaussian_nll_loss_zero_var", [0, 2], (2,), lambda x: F.gaussian_nll_loss(x.flip(0), torch.ones(2, dtype=torch.float64), x * x))
 
+    img = torch.sin(torch.arange(0, 40, dtype=torch.float64)).reshape(1, 2, 4, 5)
+    w2 = f64([0.5, -1, 0.25, 2, -0.5, 1, 1.5, 0.1]).reshape(2, 1, 2, 2)
+    pt("conv2d", lambda x: F.conv2d(x.reshape(1, 1, 3, 4), w2, f64([0.1, -0.2])))
+    pt("conv2d_weight_stride_padding", lambda x: F.conv2d(img, x.reshape(3, 2, 1, 2), None, (2, 1), (1, 0)))
+    pt("conv2d_both_dilation", lambda x: F.conv2d(x.reshape(1, 3, 2, 2), x.reshape(1, 3, 2, 2) * x.reshape(1, 3, 2, 2), None, 1, 1, (2, 1)))
+    pt("conv1d", lambda x: F.conv1d(x.reshape(2, 2, 3), w2.reshape(2, 2, 2), f64([0.3, 0.0]), 2, 1))
+    pt("max_pool2d", lambda x: F.max_pool2d(x.reshape(1, 1, 3, 4), (2, 2), (1, 1), (1, 1)))
+    pt("max_pool2d_ties", lambda x: F.max_pool2d(torch.abs(x).reshape(1, 3, 4), (2, 2), (1, 2)))
+    pt("avg_pool2d", lambda x: F.avg_pool2d(x.reshape(1, 1, 3, 4) * x.reshape(1, 1, 3, 4), (2, 3), None, (1, 1)))
+    pt("unfold", lambda x: F.unfold(x.reshape(1, 2, 2, 3), (2, 2), (1, 1), (1, 0), (1, 2)))
+
     chk("logsumexp_-inf", [-I, -I, 1, 2], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("logsumexp_inf", [I, 1, I, I], (2, 2), lambda x: torch.logsumexp(x, 1))
     chk("softmax_-inf", [-I, 0, 1, 2], (2, 2), lambda x: torch.softmax(x, 1))

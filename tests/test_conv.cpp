@@ -1,0 +1,154 @@
+// Convolution and pooling: unfold against a hand-built im2col, conv2d against a direct loop,
+// pooling by hand, gradients by gradcheck (first and second order), the modules, and errors.
+#include "helpers.hpp"
+
+#include <cmath>
+
+namespace F = cr::nn::functional;
+using V = const std::vector<cr::Tensor>&;
+
+namespace {
+// conv2d written as its definition: out[n, o, y, x] = b[o] + sum_{c, i, j} w[o, c, i, j] *
+// in[n, c, y s + i d - p, x s + j d - p] (0 outside), in plain loops.
+std::vector<double> direct_conv(const cr::Tensor& x, const cr::Tensor& w, const cr::Tensor& b, F::Size2 s, F::Size2 p,
+                                F::Size2 d) {
+  const auto xv = values(x), wv = values(w);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3), o = w.size(0), kh = w.size(2), kw = w.size(3);
+  const int64_t oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0] + 1, ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
+  std::vector<double> out;
+  for (int64_t ni = 0; ni < n; ++ni)
+    for (int64_t oi = 0; oi < o; ++oi)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t xx = 0; xx < ow; ++xx) {
+          double acc = b.defined() ? values(b)[oi] : 0.0;
+          for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t r = y * s[0] + i * d[0] - p[0], q = xx * s[1] + j * d[1] - p[1];
+                if (r < 0 || r >= h || q < 0 || q >= wd) continue;
+                acc += wv[((oi * c + ci) * kh + i) * kw + j] * xv[((ni * c + ci) * h + r) * wd + q];
+              }
+          out.push_back(acc);
+        }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("unfold: the sliding blocks as columns, as torch.nn.functional.unfold") {
+  const cr::Tensor x = cr::arange(1.0, 10.0, 1.0, cr::float64).reshape({1, 1, 3, 3});
+  const cr::Tensor cols = F::unfold(x, {2, 2});
+  CHECK(cols.shape() == cr::Shape{1, 4, 4});
+  // rows: the kernel positions (0,0) (0,1) (1,0) (1,1); columns: the block positions, row-major
+  CHECK(values(cols) == std::vector<double>{1, 2, 4, 5, 2, 3, 5, 6, 4, 5, 7, 8, 5, 6, 8, 9});
+  const cr::Tensor padded = F::unfold(x, {3, 3}, {1, 1}, {1, 1}, {2, 2});  // 2x2 positions, zeros outside
+  CHECK(padded.shape() == cr::Shape{1, 9, 4});
+  CHECK(values(padded.select(1, 4)) == std::vector<double>{1, 3, 7, 9});  // the centre of each block
+  CHECK(values(padded.select(1, 0)) == std::vector<double>{0, 0, 0, 5});
+  CHECK(values(F::unfold(x, {2, 2}, {2, 2}).reshape({-1})) == std::vector<double>{1, 3, 7, 9});  // dilation 2
+}
+
+TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, several channels)") {
+  const cr::Tensor x = input({2, 3, 5, 6}, -1, 1, 11), w = input({4, 3, 3, 2}, -1, 1, 12), b = input({4}, -1, 1, 13);
+  for (const auto& [s, p, d] : std::vector<std::tuple<F::Size2, F::Size2, F::Size2>>{
+           {{1, 1}, {0, 0}, {1, 1}}, {{2, 1}, {1, 2}, {1, 1}}, {{1, 2}, {2, 0}, {2, 1}}, {{3, 3}, {1, 1}, {1, 2}}}) {
+    CAPTURE(s[0]);
+    CAPTURE(p[0]);
+    CAPTURE(d[0]);
+    const cr::Tensor y = F::conv2d(x, w, b, s, p, d);
+    const auto expected = direct_conv(x, w, b, s, p, d);
+    const auto got = values(y);
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(expected[i]).epsilon(1e-12));
+  }
+  CHECK(F::conv2d(x, w, {}, {2, 1}, {1, 2}).shape() == cr::Shape{2, 4, 3, 9});
+  CHECK(values(F::conv2d(x, w) + b.reshape({1, 4, 1, 1})) == values(F::conv2d(x, w, b)));  // the bias added last
+  // an unbatched [C, H, W] input gives [O, H', W'], as PyTorch's
+  CHECK(values(F::conv2d(x.select(0, 1), w, b)) == values(F::conv2d(x, w, b).select(0, 1)));
+  // conv1d is conv2d over a height of 1
+  const cr::Tensor x1 = input({2, 3, 7}, -1, 1, 14), w1 = input({2, 3, 3}, -1, 1, 15);
+  CHECK(values(F::conv1d(x1, w1, {}, 2, 1, 1)) ==
+        values(F::conv2d(x1.unsqueeze(2), w1.unsqueeze(2), {}, {1, 2}, {0, 1}).squeeze(2)));
+}
+
+TEST_CASE("max_pool2d and avg_pool2d by hand") {
+  const cr::Tensor x = cr::tensor({1, 5, 2, 0, 3, 4, 7, 1, 6, 2, 8, 3, 0, 9, 1, 2}, {1, 1, 4, 4}, cr::float64);
+  CHECK(values(F::max_pool2d(x, {2, 2})) == std::vector<double>{5, 7, 9, 8});
+  CHECK(values(F::avg_pool2d(x, {2, 2})) == std::vector<double>{13.0 / 4, 10.0 / 4, 17.0 / 4, 14.0 / 4});
+  CHECK(values(F::max_pool2d(x, {3, 3}, F::Size2{1, 1})) == std::vector<double>{8, 8, 9, 9});
+  // padding: -inf for max, zeros counted for avg (count_include_pad)
+  CHECK(values(F::max_pool2d(x, {2, 2}, F::Size2{2, 2}, {1, 1})) == std::vector<double>{1, 5, 0, 6, 8, 3, 0, 9, 2});
+  CHECK(values(F::avg_pool2d(x, {2, 2}, F::Size2{2, 2}, {1, 1})).front() == 0.25);
+  // the gradient of max goes to the first maximum of each window; avg spreads 1/k
+  cr::Tensor t = cr::tensor({1, 3, 3, 0}, {1, 1, 2, 2}, cr::float64).requires_grad_();
+  cr::sum(F::max_pool2d(t, {2, 2})).backward();
+  CHECK(values(t.grad()) == std::vector<double>{0, 1, 0, 0});
+  t.set_grad({});
+  cr::sum(F::avg_pool2d(t, {2, 2})).backward();
+  CHECK(values(t.grad()) == std::vector<double>{0.25, 0.25, 0.25, 0.25});
+}
+
+TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)") {
+  const cr::Tensor x = input({2, 2, 4, 5}, -1, 1, 21), w = input({3, 2, 2, 3}, -1, 1, 22), b = input({3}, -1, 1, 23);
+  check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2]); }, {x, w, b});
+  check_gradients([](V v) { return F::conv2d(v[0], v[1], {}, {2, 1}, {1, 1}, {1, 2}); }, {x, w});
+  check_gradients([](V v) { return F::conv1d(v[0], v[1], v[2], 2, 1); }, {x.select(2, 0), w.select(2, 0), b});
+  check_gradients([](V v) { return F::unfold(v[0], {2, 2}, {1, 1}, {1, 0}, {1, 2}); }, {x});
+  check_gradients([](V v) { return F::max_pool2d(v[0], {2, 2}, F::Size2{1, 2}, {1, 1}); }, {x});
+  check_gradients([](V v) { return F::avg_pool2d(v[0] * v[0], {3, 2}, std::nullopt, {1, 0}); }, {x});
+}
+
+TEST_CASE("Conv2d, MaxPool2d and AvgPool2d modules") {
+  cr::Generator gen(5);
+  cr::nn::Conv2d conv(3, 8, {3, 3}, {.padding = {1, 1}, .dtype = cr::float64, .generator = &gen});
+  CHECK(conv.weight.shape() == cr::Shape{8, 3, 3, 3});
+  CHECK(conv.bias.shape() == cr::Shape{8});
+  CHECK(conv.named_parameters().size() == 2);
+  // PyTorch's initialisation: both within 1 / sqrt(fan_in), fan_in = 3 * 3 * 3
+  const double bound = 1.0 / std::sqrt(27.0);
+  CHECK(cr::max(cr::abs(conv.weight)).item<double>() <= bound);
+  CHECK(cr::max(cr::abs(conv.weight)).item<double>() > 0.8 * bound);
+  CHECK(cr::max(cr::abs(conv.bias)).item<double>() <= bound);
+  const cr::Tensor x = input({2, 3, 6, 6}, -1, 1, 31);
+  CHECK(values(conv(x)) == values(F::conv2d(x, conv.weight, conv.bias, {1, 1}, {1, 1})));
+  CHECK(conv.repr() == "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], bias=true)");
+  cr::nn::Conv2d no_bias(3, 2, {2, 2}, {.stride = {2, 2}, .bias = false});
+  CHECK(!no_bias.bias.defined());
+  CHECK(no_bias(x.to(cr::float32)).shape() == cr::Shape{2, 2, 3, 3});
+  cr::nn::MaxPool2d pool({2, 2});
+  CHECK(values(pool(x)) == values(F::max_pool2d(x, {2, 2})));
+  CHECK(pool.repr() == "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])");
+  cr::nn::AvgPool2d avg({3, 3}, F::Size2{1, 1}, {1, 1});
+  CHECK(values(avg(x)) == values(F::avg_pool2d(x, {3, 3}, F::Size2{1, 1}, {1, 1})));
+  // a small CNN in a Sequential trains: the loss falls
+  cr::nn::Sequential net;
+  net.push_back(std::make_shared<cr::nn::Conv2d>(1, 4, F::Size2{3, 3}, cr::nn::Conv2dOptions{.padding = {1, 1}, .dtype = cr::float64, .generator = &gen}));
+  net.push_back(std::make_shared<cr::nn::MaxPool2d>(F::Size2{2, 2}));
+  net.push_back(std::make_shared<cr::nn::Flatten>());
+  net.push_back(std::make_shared<cr::nn::Linear>(16, 2, cr::nn::LinearOptions{.dtype = cr::float64, .generator = &gen}));
+  const cr::Tensor images = input({8, 1, 4, 4}, -1, 1, 41).detach();
+  const cr::Tensor labels = cr::tensor({0, 1, 0, 1, 1, 0, 1, 0}, cr::int64);
+  cr::optim::SGD opt(net.parameters(), {.lr = 0.5});
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    opt.zero_grad();
+    const cr::Tensor loss = F::cross_entropy(net(images), labels);
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  CHECK(last < 0.5 * first);
+}
+
+TEST_CASE("convolution and pooling errors name the op and the shapes") {
+  const cr::Tensor x = cr::zeros({1, 3, 5, 5});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 4, 3, 3})); }, {"conv2d", "[2, 4, 3, 3]", "[1, 3, 5, 5]", "channels"});
+  check_error([&] { (void)F::conv2d(cr::zeros({3, 5}), cr::zeros({2, 3, 3, 3})); }, {"conv2d", "[3, 5]"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 3, 7, 3})); }, {"conv2d", "kernel", "[7, 3]", "[5, 5]"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 3, 3, 3}), cr::zeros({3})); }, {"conv2d", "bias", "[3]", "[2]"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 3, 3, 3}), {}, {0, 1}); }, {"conv2d", "stride", "[0, 1]"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 3, 3, 3}), {}, {1, 1}, {-1, 0}); }, {"conv2d", "padding", "[-1, 0]"});
+  check_error([&] { (void)F::max_pool2d(x, {2, 2}, std::nullopt, {2, 0}); }, {"max_pool2d", "padding", "half"});
+  check_error([&] { (void)F::avg_pool2d(x, {6, 1}); }, {"avg_pool2d", "[6, 1]", "[5, 5]"});
+  check_error([&] { (void)F::unfold(cr::zeros({3, 5, 5}), {2, 2}); }, {"unfold", "[3, 5, 5]", "4-d"});
+  check_error([] { (void)cr::nn::Conv2d(0, 2, {3, 3}); }, {"Conv2d", "0"});
+}
