@@ -432,8 +432,8 @@ Tensor margin_ranking_loss(const Tensor& x1, const Tensor& x2, const Tensor& y, 
 Tensor hinge_embedding_loss(const Tensor& input, const Tensor& target, double margin, Reduction reduction) {
   check_same_shape(input, target, "hinge_embedding_loss");
   const Tensor zero = zeros_like(input);  // a target neither 1 nor -1 takes both terms, as PyTorch's
-  return reduce(where(target != 1.0, clamp(margin - input, 0.0, std::nullopt), zero) + where(target != -1.0, input, zero),
-                reduction, "hinge_embedding_loss");
+  const Tensor below_margin = where(target != 1.0, clamp(margin - input, 0.0, std::nullopt), zero);
+  return reduce(below_margin + where(target != -1.0, input, zero), reduction, "hinge_embedding_loss");
 }
 
 Tensor soft_margin_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
@@ -460,7 +460,8 @@ Tensor multi_margin_loss(const Tensor& input, const Tensor& target, int p, doubl
   Tensor h = relu((margin - gather(input, 1, target.unsqueeze(1))) + input);
   if (p == 2) h = h * h;
   if (weight.defined()) h = h * index_select(weight.to(input.dtype()), 0, target).unsqueeze(1);
-  const Tensor at_target = eq(arange(0, static_cast<double>(classes), 1, Dtype::int64).unsqueeze(0), target.unsqueeze(1));
+  const Tensor at_target = eq(arange(0, static_cast<double>(classes), 1, Dtype::int64).unsqueeze(0),
+                              target.unsqueeze(1));
   return reduce(sum(masked_fill(h, at_target, 0.0), 1) / static_cast<double>(classes), reduction, "multi_margin_loss");
 }
 
@@ -469,7 +470,8 @@ Tensor cosine_embedding_loss(const Tensor& x1, const Tensor& x2, const Tensor& y
   if (x1.dim() != 1 && x1.dim() != 2) fail("cosine_embedding_loss: x1 {} must be [N, D] or [D]", describe(x1));
   const int64_t d = x1.dim() - 1;
   const Shape rows = x1.dim() == 2 ? Shape{x1.size(0)} : Shape{};
-  if (y.shape() != rows) fail("cosine_embedding_loss: target {} must have shape {} for x1 {}", describe(y), rows, describe(x1));
+  if (y.shape() != rows)
+    fail("cosine_embedding_loss: target {} must have shape {} for x1 {}", describe(y), rows, describe(x1));
   constexpr double kEps = 1e-12;  // added to each squared norm, as PyTorch's
   const Tensor cos = sum(x1 * x2, d) / sqrt((sum(x1 * x1, d) + kEps) * (sum(x2 * x2, d) + kEps));
   const Tensor zero = zeros_like(cos);
@@ -602,7 +604,8 @@ Tensor unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding,
       for (int64_t j = 0; j < kernel[1]; ++j)
         for (int64_t y = 0; y < out[0]; ++y)
           for (int64_t xx = 0; xx < out[1]; ++xx) {
-            const int64_t r = y * stride[0] + i * dilation[0] - padding[0], q = xx * stride[1] + j * dilation[1] - padding[1];
+            const int64_t r = y * stride[0] + i * dilation[0] - padding[0];
+            const int64_t q = xx * stride[1] + j * dilation[1] - padding[1];
             const bool inside = r >= 0 && r < h && q >= 0 && q < w;
             index.push_back(static_cast<double>(inside ? (ci * h + r) * w + q : outside));
           }
@@ -629,7 +632,8 @@ Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 pa
   return batched(x, op, [&](const Tensor& xb) {
     const Size2 s = stride.value_or(kernel), out = blocks(xb, kernel, {1, 1}, padding, s, op);
     const int64_t n = xb.size(0), c = xb.size(1);
-    const Tensor windows = unfold_with(xb, kernel, {1, 1}, padding, s, pad_value, op).reshape({n, c, kernel[0] * kernel[1], -1});
+    const Tensor windows =
+        unfold_with(xb, kernel, {1, 1}, padding, s, pad_value, op).reshape({n, c, kernel[0] * kernel[1], -1});
     return reduce(windows).reshape({n, c, out[0], out[1]});
   });
 }
@@ -643,11 +647,12 @@ Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation, Size2 padding,
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation) {
   return batched(x, "conv2d", [&](const Tensor& xb) {
     if (weight.dim() != 4 || weight.size(1) != xb.size(1))
-      fail("conv2d: weight {} must be [out_channels, in_channels, kh, kw] with in_channels {} as input {} has", describe(weight),
-           xb.size(1), describe(x));
+      fail("conv2d: weight {} must be [out_channels, in_channels, kh, kw] with in_channels {} as input {} has",
+           describe(weight), xb.size(1), describe(x));
     const int64_t o = weight.size(0);
     if (bias.defined() && bias.shape() != Shape{o})
-      fail("conv2d: bias {} must have shape [{}], one per output channel of weight {}", describe(bias), o, describe(weight));
+      fail("conv2d: bias {} must have shape [{}], one per output channel of weight {}", describe(bias), o,
+           describe(weight));
     const Size2 kernel{weight.size(2), weight.size(3)}, out = blocks(xb, kernel, dilation, padding, stride, "conv2d");
     const Tensor cols = unfold_with(xb, kernel, dilation, padding, stride, 0.0, "conv2d");  // [N, C kh kw, L]
     Tensor y = matmul(weight.reshape({o, -1}), cols);  // [N, O, L]
@@ -656,16 +661,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   });
 }
 
-Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding, int64_t dilation) {
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+              int64_t dilation) {
   if ((x.dim() != 2 && x.dim() != 3) || weight.dim() != 3)
     fail("conv1d: expected input [N, C, L] or [C, L] and weight [out_channels, in_channels, k], got {} and {}",
          describe(x), describe(weight));
   const int64_t length = x.dim() - 1;  // the dim a height of 1 goes before
-  return conv2d(x.unsqueeze(length), weight.unsqueeze(2), bias, {1, stride}, {0, padding}, {1, dilation}).squeeze(length);
+  return conv2d(x.unsqueeze(length), weight.unsqueeze(2), bias, {1, stride}, {0, padding}, {1, dilation})
+      .squeeze(length);
 }
 
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
-  return pool(x, kernel_size, stride, padding, -INFINITY, "max_pool2d", [](const Tensor& w) { return max(w, 2).values; });
+  return pool(x, kernel_size, stride, padding, -INFINITY, "max_pool2d",
+              [](const Tensor& w) { return max(w, 2).values; });
 }
 
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {

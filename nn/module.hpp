@@ -190,7 +190,8 @@ class MaxPool2d : public Module {
   explicit MaxPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
                      functional::Size2 padding = {0, 0})
       : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
-  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }  ///< max_pool2d
+  /// functional::max_pool2d(x, kernel_size, stride, padding)
+  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }
   std::string repr() const override;  ///< "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
 
   functional::Size2 kernel_size;  ///< the window
@@ -205,7 +206,8 @@ class AvgPool2d : public Module {
   explicit AvgPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
                      functional::Size2 padding = {0, 0})
       : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
-  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, kernel_size, stride, padding); }  ///< avg_pool2d
+  /// functional::avg_pool2d(x, kernel_size, stride, padding)
+  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, kernel_size, stride, padding); }
   std::string repr() const override;  ///< "AvgPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
 
   functional::Size2 kernel_size;  ///< the window
