@@ -213,12 +213,8 @@ std::string Conv2d::repr() const {
                      bias.defined());
 }
 
-std::string MaxPool2d::repr() const {
-  return fmt::format("MaxPool2d(kernel_size={}, stride={}, padding={})", str(kernel_size), str(stride), str(padding));
-}
-
-std::string AvgPool2d::repr() const {
-  return fmt::format("AvgPool2d(kernel_size={}, stride={}, padding={})", str(kernel_size), str(stride), str(padding));
+std::string Pool2d::repr() const {
+  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, str(kernel_size), str(stride), str(padding));
 }
 
 // ---------------------------------------------------------------- Embedding

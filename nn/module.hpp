@@ -183,36 +183,43 @@ class Conv2d : public Module {
   Generator* generator_;
 };
 
-/// functional::max_pool2d as a module (no parameters).
-class MaxPool2d : public Module {
+/// What MaxPool2d and AvgPool2d share (no parameters): the window's size, stride and padding.
+class Pool2d : public Module {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
-  explicit MaxPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
-                     functional::Size2 padding = {0, 0})
-      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
-  /// functional::max_pool2d(x, kernel_size, stride, padding)
-  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }
+  Pool2d(const char* name, functional::Size2 kernel_size, std::optional<functional::Size2> stride,
+         functional::Size2 padding)
+      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding), name_(name) {}
   std::string repr() const override;  ///< "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
 
   functional::Size2 kernel_size;  ///< the window
   functional::Size2 stride;  ///< steps between windows
-  functional::Size2 padding;  ///< -inf added on each side
+  functional::Size2 padding;  ///< added on each side (-inf for max, zeros counted in the mean for avg)
+
+ private:
+  const char* name_;
 };
 
-/// functional::avg_pool2d as a module (no parameters).
-class AvgPool2d : public Module {
+/// functional::max_pool2d as a module.
+class MaxPool2d : public Pool2d {
+ public:
+  /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
+  explicit MaxPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
+                     functional::Size2 padding = {0, 0})
+      : Pool2d("MaxPool2d", kernel_size, stride, padding) {}
+  /// functional::max_pool2d(x, kernel_size, stride, padding)
+  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }
+};
+
+/// functional::avg_pool2d as a module.
+class AvgPool2d : public Pool2d {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
   explicit AvgPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
                      functional::Size2 padding = {0, 0})
-      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding) {}
+      : Pool2d("AvgPool2d", kernel_size, stride, padding) {}
   /// functional::avg_pool2d(x, kernel_size, stride, padding)
   Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, kernel_size, stride, padding); }
-  std::string repr() const override;  ///< "AvgPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
-
-  functional::Size2 kernel_size;  ///< the window
-  functional::Size2 stride;  ///< steps between windows
-  functional::Size2 padding;  ///< zeros added on each side (counted in the mean)
 };
 
 // ---------------------------------------------------------------- Embedding

@@ -119,6 +119,7 @@ TEST_CASE("Conv2d, MaxPool2d and AvgPool2d modules") {
   CHECK(pool.repr() == "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])");
   cr::nn::AvgPool2d avg({3, 3}, F::Size2{1, 1}, {1, 1});
   CHECK(values(avg(x)) == values(F::avg_pool2d(x, {3, 3}, F::Size2{1, 1}, {1, 1})));
+  CHECK(avg.repr() == "AvgPool2d(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1])");
   // a small CNN in a Sequential trains: the loss falls
   cr::nn::Sequential net;
   net.push_back(std::make_shared<cr::nn::Conv2d>(1, 4, F::Size2{3, 3}, cr::nn::Conv2dOptions{.padding = {1, 1}, .dtype = cr::float64, .generator = &gen}));
