@@ -196,6 +196,16 @@ namespace {
 // (v is computed everywhere, as in PyTorch: a second derivative through it is NaN where v was
 // inf, as PyTorch's.)
 Tensor zero_where_zero(const Tensor& t, const Tensor& v) { return zero_where(eq(t.detach(), zeros({}, t.dtype())), v); }
+
+// Where t is 0, and t with 1 there: a denominator for PyTorch's (g / t).masked_fill_(t == 0, 0)
+// whose derivatives never meet 0 / 0. Divided by t itself, the masked places' derivative w.r.t.
+// g was 0 / 0, NaN, where PyTorch's is 0 (norm and std of a zero slice scaled by another tensor,
+// random program 5734); through the 1 it is 0, and w.r.t. t 0 as before.
+std::pair<Tensor, Tensor> zero_and_nonzero(const Tensor& t) {
+  Tensor zero = eq(t.detach(), zeros({}, t.dtype()));
+  Tensor safe = where(zero, ones_like(t), t);
+  return {std::move(zero), std::move(safe)};
+}
 }  // namespace
 
 Tensor std(const Tensor& x, int64_t correction) { return std(x, Shape{}, correction, false); }
@@ -215,7 +225,8 @@ Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
     const Tensor& x = c.saved(0);
     const Tensor s = unreduce(c.result(), x.shape(), flags);
     const Tensor gk = unreduce(g, x.shape(), flags);
-    const Tensor scale = zero_where_zero(s, gk / (s * 2.0));
+    const auto [zero, safe] = zero_and_nonzero(s);
+    const Tensor scale = zero_where(zero, gk / (safe * 2.0));
     return {scale * (x - mean(x, dims, true)) * (2.0 / divisor)};  // var's backward of scale
   }, true);
 }
@@ -252,7 +263,8 @@ Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
       const Tensor scaled = zero_where_zero(x, pow(abs(x), p - 1));
       return {sign(x) * scaled * gk * pow(n, 1 - p)};
     }
-    const Tensor scale = zero_where_zero(n, gk / (p == 2 ? n : pow(n, p - 1)));
+    const auto [zero, safe] = zero_and_nonzero(n);
+    const Tensor scale = zero_where(zero, gk / (p == 2 ? safe : pow(safe, p - 1)));
     if (p < 2) return {sign(x) * pow(abs(x), p - 1) * scale};
     return {(p == 2 ? x : x * pow(abs(x), p - 2)) * scale};
   }, true);

@@ -237,6 +237,21 @@ TEST_CASE("norm: at the zero vector the gradient is 0 (PyTorch's subgradient), t
   CHECK(values(s.grad()) == std::vector<double>{-1, 0, 1});
 }
 
+TEST_CASE("norm and std of a zero slice times another tensor: the mixed second derivative is 0, not 0 / 0") {
+  // d2/(ds dz) of s * norm(z) at z = 0: the gradient s * z / |z| is 0 whatever s, so its derivative
+  // by s is 0 (PyTorch's for the 2-norm); the backward divided s by |z| = 0 before masking, NaN
+  // (random program 5734, float32)
+  for (double p : std::vector<double>{2.0, 3.0, 1.5, -1.0}) {  // -1: std
+    CAPTURE(p);
+    cr::Tensor z = cr::zeros({1, 3}, cr::float64).requires_grad_();
+    cr::Tensor s = cr::tensor({2.0}, cr::float64).requires_grad_();
+    const cr::Tensor r = p > 0 ? cr::norm(z, p, {1}) : cr::std(z, cr::Shape{1});
+    const cr::Tensor gz = cr::autograd::grad({cr::sum(r * s)}, {z}, {}, true, true)[0];
+    CHECK(values(gz) == std::vector<double>{0, 0, 0});
+    CHECK(values(cr::autograd::grad({cr::sum(gz)}, {s})[0]) == std::vector<double>{0});
+  }
+}
+
 TEST_CASE("std: the square root of var, with correction and dims") {
   const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, 6, 8}, {2, 3}, cr::float64);
   CHECK(cr::std(x).item<double>() == doctest::Approx(std::sqrt(cr::var(x).item<double>())));

@@ -333,6 +333,10 @@ void ops() {
   check("norm_inf_zero_row", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, INFINITY, {1}); });
   check("norm0_count", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x, 0, {1}); });
   check("std_constant_row", {0.1, 0.1, 0.1, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::std(x, cr::Shape{1}); });
+  // the same slices times another row's sum: the second derivative across rows is 0 (it was 0 / 0)
+  check("norm_zero_row_scaled", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x.narrow(0, 0, 1), 2, {1}) * cr::sum(x.narrow(0, 1, 1)); });
+  check("norm3_zero_row_scaled", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::norm(x.narrow(0, 0, 1), 3, {1}) * cr::sum(x.narrow(0, 1, 1)); });
+  check("std_zero_row_scaled", {0, 0, 0, 1, -2, 2}, {2, 3}, [](auto& x) { return cr::std(x.narrow(0, 0, 1), cr::Shape{1}) * cr::sum(x.narrow(0, 1, 1)); });
   check("norm_empty", {}, {0}, [](auto& x) { return cr::norm(x); });
   check("cumsum_empty", {}, {0, 2}, [](auto& x) { return cr::cumsum(x, 0); });
   check("mean_empty", {}, {0}, [](auto& x) { return cr::mean(x); });

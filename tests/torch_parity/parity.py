@@ -43,6 +43,18 @@ DEVIATIONS = {
     ("norm_zero_row", "h", 0): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
     ("norm_zero_row", "h", 1): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
     ("norm_zero_row", "h", 2): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    ("norm_zero_row_scaled", "h", 0): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    ("norm_zero_row_scaled", "h", 1): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    ("norm_zero_row_scaled", "h", 2): "2-norm'' of a zero row is 0 (PyTorch: NaN)",
+    # the second derivative across rows, of a zero row's 3-norm or std times another row's sum: 0
+    # here as for the 2-norm in both; PyTorch's 3-norm and std backward divide the incoming
+    # gradient by the zero norm before masking, 0 / 0
+    ("norm3_zero_row_scaled", "h", 3): "d2/dx_row1 dx_row0 of a zero row's 3-norm is 0 (PyTorch: NaN)",
+    ("norm3_zero_row_scaled", "h", 4): "d2/dx_row1 dx_row0 of a zero row's 3-norm is 0 (PyTorch: NaN)",
+    ("norm3_zero_row_scaled", "h", 5): "d2/dx_row1 dx_row0 of a zero row's 3-norm is 0 (PyTorch: NaN)",
+    ("std_zero_row_scaled", "h", 3): "d2/dx_row1 dx_row0 of a zero row's std is 0 (PyTorch: NaN)",
+    ("std_zero_row_scaled", "h", 4): "d2/dx_row1 dx_row0 of a zero row's std is 0 (PyTorch: NaN)",
+    ("std_zero_row_scaled", "h", 5): "d2/dx_row1 dx_row0 of a zero row's std is 0 (PyTorch: NaN)",
 }
 
 
@@ -291,6 +303,9 @@ def ops():
     chk("norm_inf_zero_row", zero_row, (2, 3), lambda x: vn(x, I, 1))
     chk("norm0_count", zero_row, (2, 3), lambda x: vn(x, 0, 1))
     chk("std_constant_row", [0.1, 0.1, 0.1, 1, -2, 2], (2, 3), lambda x: torch.std(x, 1))
+    chk("norm_zero_row_scaled", [0, 0, 0, 1, -2, 2], (2, 3), lambda x: vn(x.narrow(0, 0, 1), 2, 1) * x.narrow(0, 1, 1).sum())
+    chk("norm3_zero_row_scaled", [0, 0, 0, 1, -2, 2], (2, 3), lambda x: vn(x.narrow(0, 0, 1), 3, 1) * x.narrow(0, 1, 1).sum())
+    chk("std_zero_row_scaled", [0, 0, 0, 1, -2, 2], (2, 3), lambda x: torch.std(x.narrow(0, 0, 1), 1) * x.narrow(0, 1, 1).sum())
     chk("norm_empty", [], (0,), lambda x: vn(x))
     chk("cumsum_empty", [], (0, 2), lambda x: torch.cumsum(x, 0))
     chk("mean_empty", [], (0,), torch.mean); chk("sum_empty", [], (0, 3), lambda x: torch.sum(x, 0))
