@@ -62,6 +62,14 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"glu", [](V x) { return F::glu(x, -1); }},
     {"softmin", [](V x) { return F::softmin(x, -1); }},
     {"normalize", [](V x) { return F::normalize(x * 0.5 + 1.0, 2.0, -1); }},
+    {"conv2d_self",  // [N, C, H, W] or [C, H, W], with a 2x2 (or smaller) corner of itself as the kernel
+     [](V x) {
+       const Tensor k = (x.dim() == 4 ? x.narrow(0, 0, 1) : x.unsqueeze(0))
+                            .narrow(-2, 0, std::min<int64_t>(2, x.size(-2))).narrow(-1, 0, std::min<int64_t>(2, x.size(-1)));
+       return F::conv2d(x, k, {}, {1, 1}, {1, 1});
+     }},
+    {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
+    {"avg_pool2d", [](V x) { return F::avg_pool2d(x, {2, 2}, F::Size2{1, 2}, {1, 0}); }},
     {"prelu", [](V x) { return F::prelu(x, cr::tensor({0.3}, x.dtype())); }},
     {"erf", [](V x) { return cr::erf(x); }},
     {"expm1", [](V x) { return cr::expm1(x * 0.3); }},

@@ -65,6 +65,12 @@ UNARY = {
     "softmin": lambda x: F.softmin(x, -1) if x.dim() > 0 else None,
     # x / 2 + 1: a zero row's second derivative is NaN in PyTorch, 0 here (the norm_zero_row deviation in parity.py)
     "normalize": lambda x: F.normalize(x * 0.5 + 1.0, 2.0, -1) if x.dim() > 0 else None,
+    "conv2d_self": lambda x: F.conv2d(x, (x[:1] if x.dim() == 4 else x[None])[..., :2, :2], None, 1, 1)
+    if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
+    "max_pool2d": lambda x: F.max_pool2d(x, (2, 2), (1, 1), (1, 1))
+    if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
+    "avg_pool2d": lambda x: F.avg_pool2d(x, (2, 2), (1, 2), (1, 0))
+    if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
     "prelu": lambda x: F.prelu(x, torch.tensor([0.3], dtype=x.dtype)) if x.is_floating_point() else None,
     "erf": torch.erf,
     "expm1": lambda x: torch.expm1(x * 0.3),
