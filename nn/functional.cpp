@@ -576,6 +576,7 @@ std::string str(Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
 // checking the arguments (all ops here go through it).
 Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const char* op) {
   if (x.dim() != 4) fail("{}: expected a 4-d input [N, C, H, W], got {}", op, describe(x));
+  if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op, describe(x));
   for (const auto& [name, v, lo] : {std::tuple{"kernel_size", kernel, 1}, std::tuple{"dilation", dilation, 1},
                                     std::tuple{"padding", padding, 0}, std::tuple{"stride", stride, 1}})
     if (v[0] < lo || v[1] < lo) fail("{}: {} {} must be at least {} (input {})", op, name, str(v), lo, describe(x));
@@ -591,10 +592,15 @@ Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2
   return out;
 }
 
-// unfold with the padding's value (0, or -inf for max pooling): the padded positions read one extra
-// element appended to each example's flattened input, so a single index_select does it all.
-Tensor unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
-                   const char* op) {
+// unfold's columns [N, C kh kw, L] and the output's height and width (L = their product). The
+// padded positions read one extra element, the padding's value (0, or -inf for max pooling),
+// appended to each example's flattened input, so a single index_select does it all.
+struct Unfolded {
+  Tensor cols;
+  Size2 out;
+};
+Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
+                     const char* op) {
   const Size2 out = blocks(x, kernel, dilation, padding, stride, op);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), outside = c * h * w;
   std::vector<double> index;
@@ -612,7 +618,7 @@ Tensor unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding,
   Tensor flat = x.reshape({n, outside});
   if (padding[0] > 0 || padding[1] > 0) flat = cat({flat, full({n, 1}, pad_value, x.dtype())}, 1);
   const Tensor cols = index_select(flat, 1, tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
-  return cols.reshape({n, c * kernel[0] * kernel[1], out[0] * out[1]});
+  return {cols.reshape({n, c * kernel[0] * kernel[1], out[0] * out[1]}), out};
 }
 
 // Runs f on x as a batch of one when x is [C, H, W] (PyTorch's unbatched input), dropping it again.
@@ -630,18 +636,16 @@ Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 pa
   if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
     fail("{}: padding {} must be at most half the kernel_size {}", op, str(padding), str(kernel));
   return batched(x, op, [&](const Tensor& xb) {
-    const Size2 s = stride.value_or(kernel), out = blocks(xb, kernel, {1, 1}, padding, s, op);
     const int64_t n = xb.size(0), c = xb.size(1);
-    const Tensor windows =
-        unfold_with(xb, kernel, {1, 1}, padding, s, pad_value, op).reshape({n, c, kernel[0] * kernel[1], -1});
-    return reduce(windows).reshape({n, c, out[0], out[1]});
+    const auto [cols, out] = unfold_with(xb, kernel, {1, 1}, padding, stride.value_or(kernel), pad_value, op);
+    return reduce(cols.reshape({n, c, kernel[0] * kernel[1], -1})).reshape({n, c, out[0], out[1]});
   });
 }
 
 }  // namespace
 
 Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation, Size2 padding, Size2 stride) {
-  return unfold_with(x, kernel_size, dilation, padding, stride, 0.0, "unfold");
+  return unfold_with(x, kernel_size, dilation, padding, stride, 0.0, "unfold").cols;
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation) {
@@ -653,9 +657,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
     if (bias.defined() && bias.shape() != Shape{o})
       fail("conv2d: bias {} must have shape [{}], one per output channel of weight {}", describe(bias), o,
            describe(weight));
-    const Size2 kernel{weight.size(2), weight.size(3)}, out = blocks(xb, kernel, dilation, padding, stride, "conv2d");
-    const Tensor cols = unfold_with(xb, kernel, dilation, padding, stride, 0.0, "conv2d");  // [N, C kh kw, L]
-    Tensor y = matmul(weight.reshape({o, -1}), cols);  // [N, O, L]
+    const Size2 kernel{weight.size(2), weight.size(3)};
+    const auto [cols, out] = unfold_with(xb, kernel, dilation, padding, stride, 0.0, "conv2d");
+    Tensor y = matmul(weight.reshape({o, -1}), cols);  // [O, C kh kw] @ [N, C kh kw, L] = [N, O, L]
     if (bias.defined()) y = y + bias.reshape({1, o, 1});
     return y.reshape({xb.size(0), o, out[0], out[1]});
   });

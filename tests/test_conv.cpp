@@ -151,5 +151,6 @@ TEST_CASE("convolution and pooling errors name the op and the shapes") {
   check_error([&] { (void)F::max_pool2d(x, {2, 2}, std::nullopt, {2, 0}); }, {"max_pool2d", "padding", "half"});
   check_error([&] { (void)F::avg_pool2d(x, {6, 1}); }, {"avg_pool2d", "[6, 1]", "[5, 5]"});
   check_error([&] { (void)F::unfold(cr::zeros({3, 5, 5}), {2, 2}); }, {"unfold", "[3, 5, 5]", "4-d"});
+  check_error([] { (void)F::max_pool2d(cr::zeros({1, 1, 4, 4}, cr::int64), {2, 2}); }, {"max_pool2d", "floating", "int64"});
   check_error([] { (void)cr::nn::Conv2d(0, 2, {3, 3}); }, {"Conv2d", "0"});
 }
