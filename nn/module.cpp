@@ -186,7 +186,7 @@ std::string str(functional::Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]
 }  // namespace
 
 Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions options)
-    : in_channels(in), out_channels(out), kernel_size(kernel), options(options), generator_(options.generator) {
+    : in_channels(in), out_channels(out), kernel_size(kernel), options(options) {
   if (in <= 0 || out <= 0 || kernel[0] <= 0 || kernel[1] <= 0)
     fail("Conv2d: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", in, out, str(kernel));
   const Dtype dtype = options.dtype.value_or(default_dtype());
@@ -196,10 +196,10 @@ Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions 
 }
 
 void Conv2d::reset_parameters() {
-  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", generator_);
+  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", options.generator);
   if (bias.defined()) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel_size[0] * kernel_size[1]));
-    init::uniform_(bias, -bound, bound, generator_);
+    init::uniform_(bias, -bound, bound, options.generator);
   }
 }
 

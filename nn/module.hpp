@@ -177,10 +177,7 @@ class Conv2d : public Module {
   int64_t in_channels;  ///< the input's channels (dim 1)
   int64_t out_channels;  ///< the output's channels
   functional::Size2 kernel_size;  ///< the window (height, width)
-  Conv2dOptions options;  ///< stride, padding, dilation
-
- private:
-  Generator* generator_;
+  Conv2dOptions options;  ///< stride, padding, dilation (and the initialisation's generator)
 };
 
 /// What MaxPool2d and AvgPool2d share (no parameters): the window's size, stride and padding.

@@ -64,8 +64,8 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"normalize", [](V x) { return F::normalize(x * 0.5 + 1.0, 2.0, -1); }},
     {"conv2d_self",  // [N, C, H, W] or [C, H, W], with a 2x2 (or smaller) corner of itself as the kernel
      [](V x) {
-       const Tensor k = (x.dim() == 4 ? x.narrow(0, 0, 1) : x.unsqueeze(0))
-                            .narrow(-2, 0, std::min<int64_t>(2, x.size(-2))).narrow(-1, 0, std::min<int64_t>(2, x.size(-1)));
+       const Tensor first = x.dim() == 4 ? x.narrow(0, 0, 1) : x.unsqueeze(0);
+       const Tensor k = first.narrow(-2, 0, std::min<int64_t>(2, x.size(-2))).narrow(-1, 0, std::min<int64_t>(2, x.size(-1)));
        return F::conv2d(x, k, {}, {1, 1}, {1, 1});
      }},
     {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
