@@ -568,9 +568,9 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
 
 // ---------------------------------------------------------------- convolution and pooling
 
-namespace {
+std::string to_string(Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
 
-std::string str(Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
+namespace {
 
 // The output's height and width for a kernel of (dilated) extent over x's padded height and width,
 // checking the arguments (all ops here go through it).
@@ -579,14 +579,15 @@ Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2
   if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op, describe(x));
   for (const auto& [name, v, lo] : {std::tuple{"kernel_size", kernel, 1}, std::tuple{"dilation", dilation, 1},
                                     std::tuple{"padding", padding, 0}, std::tuple{"stride", stride, 1}})
-    if (v[0] < lo || v[1] < lo) fail("{}: {} {} must be at least {} (input {})", op, name, str(v), lo, describe(x));
+    if (v[0] < lo || v[1] < lo)
+      fail("{}: {} {} must be at least {} (input {})", op, name, to_string(v), lo, describe(x));
   const Size2 room{x.size(2) + 2 * padding[0], x.size(3) + 2 * padding[1]};
   Size2 out{};
   for (int k = 0; k < 2; ++k) {
     const int64_t extent = dilation[k] * (kernel[k] - 1) + 1;
     if (extent > room[k])
-      fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op, str(kernel),
-           str(dilation), describe(x), str(padding), str(room));
+      fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op, to_string(kernel),
+           to_string(dilation), describe(x), to_string(padding), to_string(room));
     out[k] = (room[k] - extent) / stride[k] + 1;
   }
   return out;
@@ -634,7 +635,7 @@ template <class R>
 Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, double pad_value, const char* op,
             R&& reduce) {
   if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
-    fail("{}: padding {} must be at most half the kernel_size {}", op, str(padding), str(kernel));
+    fail("{}: padding {} must be at most half the kernel_size {}", op, to_string(padding), to_string(kernel));
   return batched(x, op, [&](const Tensor& xb) {
     const int64_t n = xb.size(0), c = xb.size(1);
     const auto [cols, out] = unfold_with(xb, kernel, {1, 1}, padding, stride.value_or(kernel), pad_value, op);

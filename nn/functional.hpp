@@ -171,6 +171,8 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
 
 /// Height and width: of a kernel, a stride, a padding or a dilation.
 using Size2 = std::array<int64_t, 2>;
+/// "[h, w]", as errors and module printouts show a Size2.
+std::string to_string(Size2 s);
 /// The sliding blocks of x [N, C, H, W] as columns, as torch.nn.functional.unfold (im2col):
 /// [N, C kh kw, L], a row per (channel, kernel row, kernel column), a column per block position
 /// (row-major); padding adds zeros. One index_select, so every order of derivative follows.

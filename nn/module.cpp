@@ -181,14 +181,13 @@ std::string Flatten::repr() const { return fmt::format("Flatten(start_dim={}, en
 
 // ---------------------------------------------------------------- convolution and pooling
 
-namespace {
-std::string str(functional::Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
-}  // namespace
+using functional::to_string;
 
 Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions options)
     : in_channels(in), out_channels(out), kernel_size(kernel), options(options) {
   if (in <= 0 || out <= 0 || kernel[0] <= 0 || kernel[1] <= 0)
-    fail("Conv2d: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", in, out, str(kernel));
+    fail("Conv2d: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", in, out,
+         to_string(kernel));
   const Dtype dtype = options.dtype.value_or(default_dtype());
   weight = register_parameter("weight", empty({out, in, kernel[0], kernel[1]}, dtype));
   if (options.bias) bias = register_parameter("bias", empty({out}, dtype));
@@ -209,12 +208,13 @@ Tensor Conv2d::forward(const Tensor& x) {
 
 std::string Conv2d::repr() const {
   return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, dilation={}, bias={})", in_channels,
-                     out_channels, str(kernel_size), str(options.stride), str(options.padding), str(options.dilation),
-                     bias.defined());
+                     out_channels, to_string(kernel_size), to_string(options.stride), to_string(options.padding),
+                     to_string(options.dilation), bias.defined());
 }
 
 std::string Pool2d::repr() const {
-  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, str(kernel_size), str(stride), str(padding));
+  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, to_string(kernel_size), to_string(stride),
+                     to_string(padding));
 }
 
 // ---------------------------------------------------------------- Embedding
