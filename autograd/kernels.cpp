@@ -4,10 +4,13 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <utility>
+#include <vector>
 
 namespace chainrule {
 void set_num_threads(int n) {
@@ -186,6 +189,37 @@ ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max) {
     });
   });
   return {values, indices};
+}
+
+Tensor sort_indices(const Tensor& x, int64_t dim, bool descending) {
+  Tensor indices = empty(x.shape(), Dtype::int64);
+  const int64_t n = x.shape()[dim];
+  if (indices.numel() == 0) return indices;
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* in = ptr<T>(x);
+    int64_t* io = ptr<int64_t>(indices);
+    Shape xs = x.strides(), os = indices.strides();
+    const int64_t x_step = xs[dim], o_step = os[dim];
+    xs[dim] = os[dim] = 0;
+    Shape outer = x.shape();
+    outer[dim] = 1;
+    // NaN compares above every number, so that a sort is a strict weak order and NaN goes last
+    // (first when descending), as PyTorch's.
+    const auto above = [](T a, T b) {
+      if constexpr (std::is_floating_point_v<T>) return std::isnan(a) ? !std::isnan(b) : a > b;
+      else return a > b;
+    };
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for_each_offset<2>(outer, {&xs, &os}, [&](const auto& off) {
+      const T* row = in + off[0];
+      std::iota(order.begin(), order.end(), int64_t{0});
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        return descending ? above(row[a * x_step], row[b * x_step]) : above(row[b * x_step], row[a * x_step]);
+      });
+      for (int64_t j = 0; j < n; ++j) io[off[1] + j * o_step] = order[static_cast<size_t>(j)];
+    });
+  });
+  return indices;
 }
 
 namespace {

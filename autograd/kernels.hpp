@@ -181,6 +181,10 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce);
 /// Max (or min) along one dimension; values keep the dimension as size 1, indices are int64.
 ValuesIndices max_min_keepdim(const Tensor& x, int64_t dim, bool is_max);
 
+/// The positions that sort x along dim (int64, x's shape, contiguous): stable (ties keep their
+/// order), ascending or descending, NaN above every number (last ascending, first descending).
+Tensor sort_indices(const Tensor& x, int64_t dim, bool descending);
+
 /// Matrix product of a [..., n, k] and b [..., k, m] (rank >= 2, same dtype), batch dims
 /// broadcast. Through CBLAS for floating types, transposed operands passed without copying.
 /// transpose_a / transpose_b use an operand's last two dims swapped (no view is made for it).

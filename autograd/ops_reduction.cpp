@@ -1,5 +1,5 @@
-// Reductions: sum, mean, max/min, argmax/argmin, var, std, norm, cumsum, cumprod, prod, logsumexp,
-// softmax, log_softmax.
+// Reductions: sum, mean, max/min, argmax/argmin, sort/topk/kthvalue/median, var, std, norm, cumsum,
+// cumprod, prod, logsumexp, softmax, log_softmax.
 // Backward rules see `g` (gradient of the output), `c.saved(i)`, `c.result()`, `c.shape(0)`
 // (the input's shape). A reduced dimension dropped by keepdim=false is restored in backward
 // by `unreduce` before the gradient is expanded back over it.
@@ -171,6 +171,88 @@ Tensor argmin(const Tensor& x) {
 }
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
   return max_min_dim(x.detach(), dim, keepdim, false, "argmin").indices;
+}
+
+// ---------------------------------------------------------------- sorting and selection
+// Each is a choice of positions along dim (found without autograd) and a gather of the values
+// there: gather's rule sends a value's gradient back to where it came from, at every order.
+namespace {
+
+// x along dim d as the kernels see it (a 0-d x as one element), and d wrapped.
+struct Rows {
+  Tensor x;
+  int64_t d;
+  bool scalar;  // x was 0-d: results go back to 0-d
+};
+Rows rows_of(const Tensor& x, int64_t dim, const char* op) {
+  const int64_t d = wrap_dim(dim, x.dim(), op);
+  if (x.dim() == 0) return {x.reshape({1}), 0, true};
+  return {x, d, false};
+}
+
+// The values at `positions` along the rows' dim and the positions, dropping that dim (which the
+// positions have as size 1) unless keepdim.
+ValuesIndices take(const Rows& r, Tensor positions, bool keep_dim) {
+  Tensor values = gather(r.x, r.d, positions);
+  if (r.scalar) return {values.reshape({}), positions.reshape({})};
+  if (keep_dim) return {values, positions};
+  return {values.squeeze(r.d), positions.squeeze(r.d)};
+}
+
+// The k-th position (from 0) of every row in ascending order, as size-1 columns.
+ValuesIndices select_kth(const Rows& r, int64_t k, bool keepdim) {
+  const Tensor order = kernels::sort_indices(r.x.detach(), r.d, false);
+  return take(r, order.narrow(r.d, k, 1).contiguous(), keepdim);
+}
+
+}  // namespace
+
+ValuesIndices sort(const Tensor& x, int64_t dim, bool descending) {
+  const Rows r = rows_of(x, dim, "sort");
+  return take(r, kernels::sort_indices(r.x.detach(), r.d, descending), true);
+}
+
+Tensor argsort(const Tensor& x, int64_t dim, bool descending) {
+  const Rows r = rows_of(x, dim, "argsort");
+  const Tensor order = kernels::sort_indices(r.x.detach(), r.d, descending);
+  return r.scalar ? order.reshape({}) : order;
+}
+
+ValuesIndices topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
+  const Rows r = rows_of(x, dim, "topk");
+  const int64_t n = r.x.size(r.d);
+  if (k < 0 || k > n)
+    fail("topk: k ({}) must be between 0 and the size {} of dimension {} of the input {}", k, n, dim, describe(x));
+  return take(r, kernels::sort_indices(r.x.detach(), r.d, largest).narrow(r.d, 0, k).contiguous(), true);
+}
+
+ValuesIndices kthvalue(const Tensor& x, int64_t k, int64_t dim, bool keepdim) {
+  const Rows r = rows_of(x, dim, "kthvalue");
+  const int64_t n = r.x.size(r.d);
+  if (k < 1 || k > n)
+    fail("kthvalue: k ({}) must be between 1 and the size {} of dimension {} of the input {}", k, n, dim, describe(x));
+  return select_kth(r, k - 1, keepdim);
+}
+
+ValuesIndices median(const Tensor& x, int64_t dim, bool keepdim) {
+  const Rows r = rows_of(x, dim, "median");
+  const int64_t n = r.x.size(r.d);
+  if (n == 0) fail("median: cannot reduce an empty tensor {} over its dimension {} of size 0", describe(x), dim);
+  // The lower middle one, or the first NaN of a row that has NaNs (sorted last, stable): n - NaNs.
+  const Tensor order = kernels::sort_indices(r.x.detach(), r.d, false);
+  const Tensor v = r.x.detach();
+  const Tensor nans = sum(ne(v, v), r.d, true).to(Dtype::int64);
+  const Tensor position = where(nans, full({}, static_cast<double>(n), Dtype::int64) - nans,
+                                full({}, static_cast<double>((n - 1) / 2), Dtype::int64));
+  return take(r, gather(order, r.d, position), keepdim);
+}
+
+Tensor median(const Tensor& x) {
+  if (x.numel() == 0) fail("median: cannot reduce an empty tensor {}", describe(x));
+  // The value is the rows' median of the flattened x; its gradient is shared between the elements
+  // equal to it (PyTorch's median(x), which unlike median(x, dim) names no index).
+  const Tensor value = median(x.detach().reshape({x.numel()}), 0).values;
+  return record_extreme(value, x, reduced_dims(x.shape(), Shape{}, "median"), "median");
 }
 
 // var = sum((x - mean)^2) / (n - correction), composed so its gradient needs no rule.

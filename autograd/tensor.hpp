@@ -394,6 +394,24 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& x);  ///< the flat index of the smallest element (int64, 0-d)
 /// The indices of the smallest elements along dim (int64).
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+/// X sorted along dim and where each value came from (int64), as torch.sort(stable=True): equal
+/// elements keep their order, NaN sorts above every number (last, or first when descending).
+/// The gradient goes back to where each value came from.
+ValuesIndices sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// The positions that sort x along dim: sort(x, dim, descending).indices.
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// The k largest (or smallest) elements along dim, in that order, and their indices (torch.topk;
+/// of equal elements, the first ones).
+ValuesIndices topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+/// The k-th smallest element along dim (k from 1) and its index (torch.kthvalue; NaN above
+/// every number; of equal elements, the first).
+ValuesIndices kthvalue(const Tensor& x, int64_t k, int64_t dim = -1, bool keepdim = false);
+/// The median of all elements: for an even count the lower of the two middle ones, NaN when
+/// any is NaN (torch.median). Its gradient is shared evenly between the elements equal to it.
+Tensor median(const Tensor& x);
+/// The median along dim and its index: the lower middle element, or a row's first NaN (the
+/// gradient goes to that index).
+ValuesIndices median(const Tensor& x, int64_t dim, bool keepdim = false);
 /// The variance of all elements, dividing by N - correction (1: unbiased).
 Tensor var(const Tensor& x, int64_t correction = 1);
 /// The variance over `dims`, dividing by N - correction.

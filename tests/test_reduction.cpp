@@ -337,3 +337,94 @@ TEST_CASE("prod and cumprod: values as torch's, gradients exact with zeros (none
   check_error([&] { (void)cr::prod(x, 2); }, {"prod", "2"});
   check_error([&] { (void)cr::cumprod(x, -3); }, {"cumprod", "-3"});
 }
+
+TEST_CASE("sort, argsort, topk: values and indices as torch.sort(stable=True) and torch.topk; NaN above every number") {
+  const double N = NAN;
+  // the expected numbers are python3-torch 1.13's for the same input
+  const cr::Tensor x = cr::tensor({3, N, 1, N, 2, 5, 1, 1, 4, 0}, {2, 5}, cr::float64);
+  auto [v, i] = cr::sort(x);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{2, 4, 0, 1, 3, 4, 1, 2, 3, 0});  // ties keep their order
+  CHECK(v.shape() == cr::Shape{2, 5});
+  const std::vector<double> sv = values(v);
+  CHECK(std::vector<double>(sv.begin(), sv.begin() + 3) == std::vector<double>{1, 2, 3});
+  CHECK((std::isnan(sv[3]) && std::isnan(sv[4])));
+  CHECK(std::vector<double>(sv.begin() + 5, sv.end()) == std::vector<double>{0, 1, 1, 4, 5});
+  auto [dv, di] = cr::sort(x, 1, true);
+  CHECK(di.to_vector<int64_t>() == std::vector<int64_t>{1, 3, 0, 4, 2, 0, 3, 1, 2, 4});
+  CHECK(values(dv)[9] == 0);
+  CHECK(cr::argsort(x, -1, true).to_vector<int64_t>() == di.to_vector<int64_t>());
+  // along dim 0 of a non-contiguous input, and int64 (which sorts too, without gradient)
+  const cr::Tensor m = cr::tensor({4, 1, 3, 2, 6, 5}, {3, 2}, cr::int64).t();  // [[4, 3, 6], [1, 2, 5]]
+  CHECK(cr::sort(m, 0).values.to_vector<int64_t>() == std::vector<int64_t>{1, 2, 5, 4, 3, 6});
+  CHECK(cr::sort(m, 0).indices.to_vector<int64_t>() == std::vector<int64_t>{1, 1, 1, 0, 0, 0});
+  CHECK(cr::sort(m).values.dtype() == cr::int64);
+  auto [tv, ti] = cr::topk(x, 2);
+  CHECK(ti.to_vector<int64_t>() == std::vector<int64_t>{1, 3, 0, 3});
+  CHECK(values(tv)[2] == 5);
+  CHECK(values(tv)[3] == 4);
+  auto [lv, li] = cr::topk(x, 2, 1, false);
+  CHECK(values(lv) == std::vector<double>{1, 2, 0, 1});
+  CHECK(li.to_vector<int64_t>() == std::vector<int64_t>{2, 4, 4, 1});  // the first of the tied 1s
+  CHECK(cr::topk(x, 0).values.shape() == cr::Shape{2, 0});
+  CHECK(cr::topk(m, 1, 0).values.to_vector<int64_t>() == std::vector<int64_t>{4, 3, 6});
+  // a 0-d input is one element (dims 0 and -1)
+  auto [zv, zi] = cr::sort(cr::tensor(3.0));
+  CHECK(zv.dim() == 0);
+  CHECK(zv.item<double>() == 3);
+  CHECK(zi.dim() == 0);
+  CHECK(zi.item<int64_t>() == 0);
+  CHECK(cr::topk(cr::tensor(3.0), 1, 0).values.item<double>() == 3);
+  CHECK(cr::sort(cr::zeros({2, 0}), 1).values.shape() == cr::Shape{2, 0});  // an empty row is fine
+  check_error([&] { (void)cr::topk(x, 6); }, {"topk", "k (6)", "size 5", "[2, 5] float64"});
+  check_error([&] { (void)cr::topk(x, -1); }, {"topk", "k (-1)"});
+  check_error([&] { (void)cr::sort(x, 2); }, {"sort", "dimension 2"});
+}
+
+TEST_CASE("kthvalue and median: values and indices as torch's; a row with NaN has its first NaN as median") {
+  const double N = NAN;
+  const cr::Tensor x = cr::tensor({3, N, 1, N, 2, 5, 1, 7, 4, 0}, {2, 5}, cr::float64);
+  auto [kv, ki] = cr::kthvalue(x, 2);
+  CHECK(values(kv) == std::vector<double>{2, 1});
+  CHECK(ki.to_vector<int64_t>() == std::vector<int64_t>{4, 1});
+  auto [k4, k4i] = cr::kthvalue(x, 4, 1, true);
+  CHECK(k4.shape() == cr::Shape{2, 1});
+  CHECK(std::isnan(values(k4)[0]));
+  CHECK(values(k4)[1] == 5);
+  CHECK(k4i.to_vector<int64_t>() == std::vector<int64_t>{1, 0});
+  auto [mv, mi] = cr::median(x, 1);
+  CHECK(std::isnan(values(mv)[0]));
+  CHECK(values(mv)[1] == 4);
+  CHECK(mi.to_vector<int64_t>() == std::vector<int64_t>{1, 3});
+  CHECK(std::isnan(cr::median(x).item<double>()));
+  // an even count: the lower of the two middle ones
+  CHECK(cr::median(cr::tensor({4.0, 1, 3, 2})).item<double>() == 2);
+  auto [ev, ei] = cr::median(cr::tensor({4.0, 1, 3, 2}, {2, 2}), 0);
+  CHECK(values(ev) == std::vector<double>{3, 1});
+  CHECK(ei.to_vector<int64_t>() == std::vector<int64_t>{1, 0});
+  CHECK(cr::median(cr::tensor({5, 2, 9}, {3}, cr::int64)).item<int64_t>() == 5);
+  auto [sv, si] = cr::median(cr::tensor(3.0), 0);
+  CHECK((sv.item<double>() == 3 && si.item<int64_t>() == 0 && sv.dim() == 0));
+  check_error([&] { (void)cr::kthvalue(x, 0); }, {"kthvalue", "k (0)", "size 5"});
+  check_error([&] { (void)cr::kthvalue(x, 3, 0); }, {"kthvalue", "k (3)", "size 2"});
+  check_error([] { (void)cr::median(cr::zeros({0})); }, {"median", "empty", "[0]"});
+  check_error([] { (void)cr::median(cr::zeros({2, 0}), 1); }, {"median", "empty", "[2, 0]"});
+}
+
+TEST_CASE("sorting ops: each value's gradient goes back to where it came from, at both orders") {
+  const cr::Tensor x = input({3, 4});
+  auto f = [](auto g) { return [g](const std::vector<cr::Tensor>& v) { return g(v[0]); }; };
+  check_gradients(f([](const cr::Tensor& v) { return cr::sort(v * v).values; }), {x});
+  check_gradients(f([](const cr::Tensor& v) { return cr::sort(v, 0, true).values * v; }), {x});
+  check_gradients(f([](const cr::Tensor& v) { return cr::topk(v * v, 2).values; }), {x});
+  check_gradients(f([](const cr::Tensor& v) { return cr::kthvalue(v * v, 2, 0, true).values; }), {x});
+  check_gradients(f([](const cr::Tensor& v) { return cr::median(v * v, 1).values; }), {x});
+  check_gradients(f([](const cr::Tensor& v) { return cr::median(v * v); }), {x});
+  // by hand: the gradient lands on the sorted-from positions; median(x) splits it between ties
+  cr::Tensor y = cr::tensor({3.0, 1, 2}, cr::float64).requires_grad_();
+  cr::sum(cr::sort(y).values * cr::tensor({1.0, 10, 100}, cr::float64)).backward();
+  CHECK(values(y.grad()) == std::vector<double>{100, 1, 10});
+  cr::Tensor t = cr::tensor({1.0, 2, 2, 5}, cr::float64).requires_grad_();
+  cr::median(t).backward();
+  CHECK(values(t.grad()) == std::vector<double>{0, 0.5, 0.5, 0});  // python3-torch 1.13's
+  CHECK(std::string(cr::median(t).grad_fn()->name) == "median");
+}

@@ -286,6 +286,20 @@ void ops() {
   point("avg_pool2d", [](auto& x) { return F::avg_pool2d(x.reshape({1, 1, 3, 4}) * x.reshape({1, 1, 3, 4}), {2, 3}, std::nullopt, {1, 1}); });
   point("unfold", [](auto& x) { return F::unfold(x.reshape({1, 2, 2, 3}), {2, 2}, {1, 1}, {1, 0}, {1, 2}); });
 
+  // sorting and selection: q = x^2 + 0.3 x has no ties at kX, |x| has (sort is stable, as torch's
+  // stable=True; torch's topk, kthvalue and median(dim) pick among ties as they please)
+  const auto q = [](const cr::Tensor& x) { return x * x + x * 0.3; };
+  point("sort_stable_ties", [](auto& x) { return cr::sort(cr::abs(x).reshape({3, 4}), 1).values; });
+  point("sort_descending_dim0", [&](auto& x) { return cr::sort(q(x).reshape({4, 3}), 0, true).values; });
+  point("topk", [&](auto& x) { return cr::topk(q(x).reshape({3, 4}), 2).values; });
+  point("topk_smallest_dim0", [&](auto& x) { return cr::topk(q(x).reshape({4, 3}), 3, 0, false).values; });
+  point("kthvalue", [&](auto& x) { return cr::kthvalue(q(x).reshape({3, 4}), 2).values; });
+  point("kthvalue_dim0_keepdim", [&](auto& x) { return cr::kthvalue(q(x).reshape({4, 3}), 3, 0, true).values; });
+  point("median_dim_odd", [&](auto& x) { return cr::median(q(x).reshape({4, 3}), 1).values; });
+  point("median_dim_even", [&](auto& x) { return cr::median(q(x).reshape({3, 4}), 1).values; });
+  point("median", [&](auto& x) { return cr::median(q(x)); });
+  point("median_ties", [](auto& x) { return cr::median(cr::abs(x)); });  // two 1s share the gradient
+
   // special values: infinities, NaN, empty tensors, overflowing arguments
   const double I = INFINITY, N = NAN;
   check("logsumexp_-inf", {-I, -I, 1, 2}, {2, 2}, [](auto& x) { return cr::logsumexp(x, 1); });
@@ -299,6 +313,10 @@ void ops() {
   check("amax_nan", {1, N, 3, 2}, {2, 2}, [](auto& x) { return cr::amax(x, cr::Shape{1}); });
   check("maximum_nan", {1, N, 3, 2}, {4}, [N](auto& x) { return cr::maximum(x, cr::tensor({N, 0, 5, 2}, cr::float64)); });
   check("minimum_nan", {1, N, 3, 2}, {4}, [N](auto& x) { return cr::minimum(cr::tensor({N, 0, 5, 2}, cr::float64), x); });
+  check("sort_nan", {1, N, 3, 2}, {2, 2}, [](auto& x) { return cr::sort(x, 1).values; });
+  check("sort_nan_descending", {1, N, 3, 2}, {4}, [](auto& x) { return cr::sort(x, 0, true).values; });
+  check("median_dim_nan", {1, N, 3, 2, 0, 5}, {2, 3}, [](auto& x) { return cr::median(x, 1).values; });
+  check("median_nan", {1, N, 3, N}, {4}, [](auto& x) { return cr::median(x); });
   check("clamp_nan", {1, N, -3, 2}, {4}, [](auto& x) { return cr::clamp(x, -1.0, 1.5); });
   check("relu_nan", {1, N, -3, 0}, {4}, [](auto& x) { return cr::relu(x); });
   check("hardtanh_nan", {1, N, -3, 0}, {4}, [](auto& x) { return F::hardtanh(x); });

@@ -107,6 +107,7 @@ UNARY = {
     "prod_all": torch.prod,
     "mean_all": torch.mean,
     "var_all": lambda x: torch.var(x) if x.numel() > 1 else None,
+    "median_all": lambda x: None if untied(x.reshape(-1), 0) is None else torch.median(x),
     "max_all": torch.max,
     "min_all": torch.min,
     "gram": lambda x: x @ x.transpose(-1, -2) if x.dim() >= 2 else (x @ x if x.dim() == 1 else None),
@@ -226,6 +227,22 @@ def stale_view(a, b):
     v = c.unsqueeze(0).transpose(0, -1)
     c.mul_(b)
     return v
+
+
+def untied(x, d):
+    """x, unless a slice along d is empty, has NaN, or two elements equal or within 1e-9 relative
+    of each other (1e-5 in float32): values equal in exact arithmetic come out of either library
+    a rounding error to one side or the other, and the gradient of a sort or median follows the
+    order (program 3114's median of bce_with_logits(x, x) at x = +-0.639). Ties are parity.py's."""
+    if x.shape[d] == 0 or bool(torch.isnan(x).any()):
+        return None
+    v = torch.sort(x, d).values.to(torch.float64)
+    n = x.shape[d]
+    lo, hi = v.narrow(d, 0, n - 1), v.narrow(d, 1, n - 1)
+    tol = 1e-5 if x.dtype == torch.float32 else 1e-9
+    return None if bool((hi - lo <= tol * (1 + torch.abs(hi))).any()) else x
+
+
 def nonzero_norm(x, p, d, k):
     """The norm, unless a slice is all zeros (kept out: see the docstring)."""
     y = torch.linalg.vector_norm(x, p, d, k)
@@ -247,6 +264,10 @@ REDUCE = {
     "norm1": lambda x, d, k: nonzero_norm(x, 1, d, k),
     "norm3": lambda x, d, k: nonzero_norm(x, 3, d, k),
     "norm_inf": lambda x, d, k: nonzero_norm(x, math.inf, d, k),
+    "sort": lambda x, d, k: None if untied(x, d) is None else torch.sort(x, dim=d).values,
+    "sort_descending": lambda x, d, k: None if untied(x, d) is None else torch.sort(x, dim=d, descending=True).values,
+    "topk2": lambda x, d, k: None if untied(x, d) is None else torch.topk(x, min(2, x.shape[d]), d).values,
+    "median": lambda x, d, k: None if untied(x, d) is None else torch.median(x, d, k).values,
     "cumsum": lambda x, d, k: torch.cumsum(x, d),
     "cumprod": lambda x, d, k: torch.cumprod(x, d),
     "prod": lambda x, d, k: torch.prod(x, d, k),
