@@ -572,22 +572,32 @@ std::string to_string(Size2 s) { return fmt::format("[{}, {}]", s[0], s[1]); }
 
 namespace {
 
+// The op as the user called it, for errors: its name, its input, and whether it is a 1-d op (run
+// as the 2-d one over a height of 1, whose sizes it shows as the width alone).
+struct Call {
+  const char* name;
+  const Tensor& input;
+  bool one_d = false;
+  const Tensor* weight = nullptr;  // the weight as given (conv1d's, before its height of 1), when not the one used
+  std::string size(Size2 s) const { return one_d ? std::to_string(s[1]) : to_string(s); }
+};
+
 // The output's height and width for a kernel of (dilated) extent over x's padded height and width,
 // checking the arguments (all ops here go through it).
-Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const char* op) {
-  if (x.dim() != 4) fail("{}: expected a 4-d input [N, C, H, W], got {}", op, describe(x));
-  if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op, describe(x));
+Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const Call& op) {
+  if (x.dim() != 4) fail("{}: expected a 4-d input [N, C, H, W], got {}", op.name, describe(op.input));
+  if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op.name, describe(op.input));
   for (const auto& [name, v, lo] : {std::tuple{"kernel_size", kernel, 1}, std::tuple{"dilation", dilation, 1},
                                     std::tuple{"padding", padding, 0}, std::tuple{"stride", stride, 1}})
     if (v[0] < lo || v[1] < lo)
-      fail("{}: {} {} must be at least {} (input {})", op, name, to_string(v), lo, describe(x));
+      fail("{}: {} {} must be at least {} (input {})", op.name, name, op.size(v), lo, describe(op.input));
   const Size2 room{x.size(2) + 2 * padding[0], x.size(3) + 2 * padding[1]};
   Size2 out{};
   for (int k = 0; k < 2; ++k) {
     const int64_t extent = dilation[k] * (kernel[k] - 1) + 1;
     if (extent > room[k])
-      fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op, to_string(kernel),
-           to_string(dilation), describe(x), to_string(padding), to_string(room));
+      fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op.name,
+           op.size(kernel), op.size(dilation), describe(op.input), op.size(padding), op.size(room));
     out[k] = (room[k] - extent) / stride[k] + 1;
   }
   return out;
@@ -601,7 +611,7 @@ struct Unfolded {
   Size2 out;
 };
 Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
-                     const char* op) {
+                     const Call& op) {
   const Size2 out = blocks(x, kernel, dilation, padding, stride, op);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), outside = c * h * w;
   std::vector<double> index;
@@ -624,18 +634,50 @@ Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 paddin
 
 // Runs f on x as a batch of one when x is [C, H, W] (PyTorch's unbatched input), dropping it again.
 template <class F>
-Tensor batched(const Tensor& x, const char* op, F&& f) {
+Tensor batched(const Tensor& x, const Call& op, F&& f) {
   if (x.dim() == 3) return f(x.unsqueeze(0)).squeeze(0);
-  if (x.dim() != 4) fail("{}: expected [N, C, H, W] or [C, H, W], got {}", op, describe(x));
+  if (x.dim() != 4) fail("{}: expected [N, C, H, W] or [C, H, W], got {}", op.name, describe(op.input));
   return f(x);
+}
+
+// A 1-d op on x [N, C, L] or [C, L]: the 2-d op f over a height of 1.
+template <class F>
+Tensor over_height_1(const Tensor& x, const Call& op, F&& f) {
+  if (x.dim() != 2 && x.dim() != 3) fail("{}: expected [N, C, L] or [C, L], got {}", op.name, describe(x));
+  return f(x.unsqueeze(-2)).squeeze(-2);
+}
+
+// The convolution: groups of in_channels / groups input channels, each with its own
+// out_channels / groups filters, as one batched matmul [G, O/G, C/G kh kw] @ [N, G, C/G kh kw, L].
+Tensor conv(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation,
+            int64_t groups, const Call& op) {
+  return batched(x, op, [&](const Tensor& xb) {
+    const Tensor& shown = op.weight ? *op.weight : weight;
+    if (weight.dim() != 4) fail("{}: weight {} must be [out_channels, in_channels / groups, kh, kw]", op.name,
+                                describe(shown));
+    const int64_t o = weight.size(0), c = xb.size(1);
+    if (groups < 1 || weight.size(1) * groups != c || o % groups != 0)
+      fail("{}: with groups {} the weight {} must be [out_channels, in_channels / groups, ...] with in_channels {} "
+           "as input {} has, and groups must divide out_channels",
+           op.name, groups, describe(shown), c, describe(op.input));
+    if (bias.defined() && bias.shape() != Shape{o})
+      fail("{}: bias {} must have shape [{}], one per output channel of weight {}", op.name, describe(bias), o,
+           describe(shown));
+    const Size2 kernel{weight.size(2), weight.size(3)};
+    const auto [cols, out] = unfold_with(xb, kernel, dilation, padding, stride, 0.0, op);
+    const int64_t n = xb.size(0), l = out[0] * out[1];
+    Tensor y = matmul(weight.reshape({groups, o / groups, -1}), cols.reshape({n, groups, -1, l}));
+    if (bias.defined()) y = y.reshape({n, o, l}) + bias.reshape({1, o, 1});
+    return y.reshape({n, o, out[0], out[1]});
+  });
 }
 
 // Pooling: the windows of each channel, [N, C, kh kw, H' W'], reduced over dim 2 by reduce.
 template <class R>
-Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, double pad_value, const char* op,
+Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, double pad_value, const Call& op,
             R&& reduce) {
   if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
-    fail("{}: padding {} must be at most half the kernel_size {}", op, to_string(padding), to_string(kernel));
+    fail("{}: padding {} must be at most half the kernel_size {}", op.name, op.size(padding), op.size(kernel));
   return batched(x, op, [&](const Tensor& xb) {
     const int64_t n = xb.size(0), c = xb.size(1);
     const auto [cols, out] = unfold_with(xb, kernel, {1, 1}, padding, stride.value_or(kernel), pad_value, op);
@@ -643,46 +685,52 @@ Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 pa
   });
 }
 
+Tensor max_of_windows(const Tensor& w) { return max(w, 2).values; }
+Tensor mean_of_windows(const Tensor& w) { return mean(w, 2); }
+
 }  // namespace
 
 Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation, Size2 padding, Size2 stride) {
-  return unfold_with(x, kernel_size, dilation, padding, stride, 0.0, "unfold").cols;
+  return unfold_with(x, kernel_size, dilation, padding, stride, 0.0, {"unfold", x}).cols;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation) {
-  return batched(x, "conv2d", [&](const Tensor& xb) {
-    if (weight.dim() != 4 || weight.size(1) != xb.size(1))
-      fail("conv2d: weight {} must be [out_channels, in_channels, kh, kw] with in_channels {} as input {} has",
-           describe(weight), xb.size(1), describe(x));
-    const int64_t o = weight.size(0);
-    if (bias.defined() && bias.shape() != Shape{o})
-      fail("conv2d: bias {} must have shape [{}], one per output channel of weight {}", describe(bias), o,
-           describe(weight));
-    const Size2 kernel{weight.size(2), weight.size(3)};
-    const auto [cols, out] = unfold_with(xb, kernel, dilation, padding, stride, 0.0, "conv2d");
-    Tensor y = matmul(weight.reshape({o, -1}), cols);  // [O, C kh kw] @ [N, C kh kw, L] = [N, O, L]
-    if (bias.defined()) y = y + bias.reshape({1, o, 1});
-    return y.reshape({xb.size(0), o, out[0], out[1]});
-  });
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation,
+              int64_t groups) {
+  return conv(x, weight, bias, stride, padding, dilation, groups, {"conv2d", x});
 }
 
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
-              int64_t dilation) {
-  if ((x.dim() != 2 && x.dim() != 3) || weight.dim() != 3)
-    fail("conv1d: expected input [N, C, L] or [C, L] and weight [out_channels, in_channels, k], got {} and {}",
-         describe(x), describe(weight));
-  const int64_t length = x.dim() - 1;  // the dim a height of 1 goes before
-  return conv2d(x.unsqueeze(length), weight.unsqueeze(2), bias, {1, stride}, {0, padding}, {1, dilation})
-      .squeeze(length);
+              int64_t dilation, int64_t groups) {
+  const Call op{"conv1d", x, true, &weight};
+  if (weight.dim() != 3)
+    fail("conv1d: weight {} must be [out_channels, in_channels / groups, k]", describe(weight));
+  return over_height_1(x, op, [&](const Tensor& x2) {
+    return conv(x2, weight.unsqueeze(2), bias, {1, stride}, {0, padding}, {1, dilation}, groups, op);
+  });
 }
 
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
-  return pool(x, kernel_size, stride, padding, -INFINITY, "max_pool2d",
-              [](const Tensor& w) { return max(w, 2).values; });
+  return pool(x, kernel_size, stride, padding, -INFINITY, {"max_pool2d", x}, max_of_windows);
 }
 
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
-  return pool(x, kernel_size, stride, padding, 0.0, "avg_pool2d", [](const Tensor& w) { return mean(w, 2); });
+  return pool(x, kernel_size, stride, padding, 0.0, {"avg_pool2d", x}, mean_of_windows);
+}
+
+Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding) {
+  const Call op{"max_pool1d", x, true};
+  return over_height_1(x, op, [&](const Tensor& x2) {
+    return pool(x2, {1, kernel_size}, Size2{1, stride.value_or(kernel_size)}, {0, padding}, -INFINITY, op,
+                max_of_windows);
+  });
+}
+
+Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding) {
+  const Call op{"avg_pool1d", x, true};
+  return over_height_1(x, op, [&](const Tensor& x2) {
+    return pool(x2, {1, kernel_size}, Size2{1, stride.value_or(kernel_size)}, {0, padding}, 0.0, op,
+                mean_of_windows);
+  });
 }
 
 }  // namespace chainrule::nn::functional

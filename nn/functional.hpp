@@ -179,13 +179,14 @@ std::string to_string(Size2 s);
 Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation = {1, 1}, Size2 padding = {0, 0},
               Size2 stride = {1, 1});
 /// 2-d convolution (cross-correlation, as PyTorch's) of x [N, C, H, W] (or [C, H, W]) with weight
-/// [O, C, kh, kw] and bias [O] (optional): [N, O, H', W'], H' = (H + 2 ph - dh (kh - 1) - 1) / sh + 1.
-/// Computed as unfold and one matmul.
+/// [O, C / groups, kh, kw] and bias [O] (optional): [N, O, H', W'], H' = (H + 2 ph - dh (kh - 1) - 1) / sh + 1.
+/// With groups G, the channels split into G groups, each convolved with O / G of the filters
+/// (G = C: depthwise). Computed as unfold and one batched matmul.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2 stride = {1, 1},
-              Size2 padding = {0, 0}, Size2 dilation = {1, 1});
-/// 1-d convolution of x [N, C, L] (or [C, L]) with weight [O, C, k]: conv2d over a height of 1.
+              Size2 padding = {0, 0}, Size2 dilation = {1, 1}, int64_t groups = 1);
+/// 1-d convolution of x [N, C, L] (or [C, L]) with weight [O, C / groups, k]: conv2d over a height of 1.
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), int64_t stride = 1,
-              int64_t padding = 0, int64_t dilation = 1);
+              int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);
 /// The largest element of each kernel_size window of x [N, C, H, W] (or [C, H, W]); stride is
 /// kernel_size when not given; padding (at most half the kernel) counts as -inf. The gradient
 /// goes to the first maximum of a window, as PyTorch's.
@@ -194,5 +195,11 @@ Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> strid
 /// The mean of each window, the padding's zeros counted (PyTorch's count_include_pad default).
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt,
                   Size2 padding = {0, 0});
+/// max_pool2d along the last dim of x [N, C, L] (or [C, L]).
+Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride = std::nullopt,
+                  int64_t padding = 0);
+/// avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
+Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride = std::nullopt,
+                  int64_t padding = 0);
 
 }  // namespace chainrule::nn::functional

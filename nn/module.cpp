@@ -4,6 +4,7 @@
 #include "functional.hpp"
 #include "init.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -183,39 +184,71 @@ std::string Flatten::repr() const { return fmt::format("Flatten(start_dim={}, en
 
 using functional::to_string;
 
-Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions options)
-    : in_channels(in), out_channels(out), kernel_size(kernel), options(options) {
-  if (in <= 0 || out <= 0 || kernel[0] <= 0 || kernel[1] <= 0)
-    fail("Conv2d: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", in, out,
-         to_string(kernel));
-  const Dtype dtype = options.dtype.value_or(default_dtype());
-  weight = register_parameter("weight", empty({out, in, kernel[0], kernel[1]}, dtype));
-  if (options.bias) bias = register_parameter("bias", empty({out}, dtype));
-  reset_parameters();
+Conv::Conv(const char* name, int64_t in, int64_t out, const Shape& kernel, const std::string& kernel_shown,
+           int64_t groups, bool with_bias, std::optional<Dtype> dtype)
+    : in_channels(in), out_channels(out) {
+  if (in <= 0 || out <= 0 || std::ranges::any_of(kernel, [](int64_t k) { return k <= 0; }))
+    fail("{}: in_channels ({}), out_channels ({}) and kernel_size {} must be positive", name, in, out, kernel_shown);
+  if (groups <= 0 || in % groups != 0 || out % groups != 0)
+    fail("{}: groups ({}) must divide in_channels ({}) and out_channels ({})", name, groups, in, out);
+  Shape shape{out, in / groups};
+  for (int64_t k : kernel) shape.push_back(k);
+  const Dtype t = dtype.value_or(default_dtype());
+  weight = register_parameter("weight", empty(shape, t));
+  if (with_bias) bias = register_parameter("bias", empty({out}, t));
 }
 
-void Conv2d::reset_parameters() {
-  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", options.generator);
+void Conv::reset_parameters() {
+  init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::fan_in, "leaky_relu", generator());
   if (bias.defined()) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel_size[0] * kernel_size[1]));
-    init::uniform_(bias, -bound, bound, options.generator);
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight.numel() / out_channels));  // 1 / sqrt(fan_in)
+    init::uniform_(bias, -bound, bound, generator());
   }
 }
 
+Conv1d::Conv1d(int64_t in, int64_t out, int64_t kernel, Conv1dOptions options)
+    : Conv("Conv1d", in, out, {kernel}, std::to_string(kernel), options.groups, options.bias, options.dtype),
+      kernel_size(kernel), options(options) {
+  reset_parameters();
+}
+
+Tensor Conv1d::forward(const Tensor& x) {
+  return functional::conv1d(x, weight, bias, options.stride, options.padding, options.dilation, options.groups);
+}
+
+std::string Conv1d::repr() const {
+  return fmt::format("Conv1d({}, {}, kernel_size={}, stride={}, padding={}, dilation={}, groups={}, bias={})",
+                     in_channels, out_channels, kernel_size, options.stride, options.padding, options.dilation,
+                     options.groups, bias.defined());
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, functional::Size2 kernel, Conv2dOptions options)
+    : Conv("Conv2d", in, out, {kernel[0], kernel[1]}, to_string(kernel), options.groups, options.bias, options.dtype),
+      kernel_size(kernel), options(options) {
+  reset_parameters();
+}
+
 Tensor Conv2d::forward(const Tensor& x) {
-  return functional::conv2d(x, weight, bias, options.stride, options.padding, options.dilation);
+  return functional::conv2d(x, weight, bias, options.stride, options.padding, options.dilation, options.groups);
 }
 
 std::string Conv2d::repr() const {
-  return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, dilation={}, bias={})", in_channels,
-                     out_channels, to_string(kernel_size), to_string(options.stride), to_string(options.padding),
-                     to_string(options.dilation), bias.defined());
+  return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, dilation={}, groups={}, bias={})",
+                     in_channels, out_channels, to_string(kernel_size), to_string(options.stride),
+                     to_string(options.padding), to_string(options.dilation), options.groups, bias.defined());
 }
 
-std::string Pool2d::repr() const {
-  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, to_string(kernel_size), to_string(stride),
-                     to_string(padding));
+template <class Size>
+std::string Pool<Size>::repr() const {
+  const auto show = [](Size s) {
+    if constexpr (std::is_same_v<Size, int64_t>) return std::to_string(s);
+    else return to_string(s);
+  };
+  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, show(kernel_size), show(stride),
+                     show(padding));
 }
+template class Pool<int64_t>;
+template class Pool<functional::Size2>;
 
 // ---------------------------------------------------------------- Embedding
 

@@ -151,50 +151,121 @@ class Flatten : public Module {
 
 // ---------------------------------------------------------------- convolution and pooling
 
-/// Conv2d's options (PyTorch's defaults).
-struct Conv2dOptions {
-  functional::Size2 stride = {1, 1};  ///< steps between windows (height, width)
-  functional::Size2 padding = {0, 0};  ///< zeros added on each side
-  functional::Size2 dilation = {1, 1};  ///< spacing between kernel elements
+/// Conv1d's options (PyTorch's defaults).
+struct Conv1dOptions {
+  int64_t stride = 1;  ///< steps between windows
+  int64_t padding = 0;  ///< zeros added on each side
+  int64_t dilation = 1;  ///< spacing between kernel elements
+  int64_t groups = 1;  ///< channel groups, each with its own filters (in_channels: depthwise)
   bool bias = true;  ///< learn a bias per output channel
   std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
   Generator* generator = nullptr;  ///< initialisation randomness (default: the global generator)
 };
 
-/// functional::conv2d with a learned weight [out, in, kh, kw] and bias [out], initialised as
-/// PyTorch's: kaiming_uniform(a = sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in kh kw.
-class Conv2d : public Module {
+/// Conv2d's options (PyTorch's defaults).
+struct Conv2dOptions {
+  functional::Size2 stride = {1, 1};  ///< steps between windows (height, width)
+  functional::Size2 padding = {0, 0};  ///< zeros added on each side
+  functional::Size2 dilation = {1, 1};  ///< spacing between kernel elements
+  int64_t groups = 1;  ///< channel groups, each with its own filters (in_channels: depthwise)
+  bool bias = true;  ///< learn a bias per output channel
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+  Generator* generator = nullptr;  ///< initialisation randomness (default: the global generator)
+};
+
+/// What Conv1d and Conv2d share: a learned weight [out, in / groups, kernel...] and bias [out],
+/// initialised as PyTorch's: kaiming_uniform(a = sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+/// fan_in = in / groups times the kernel's elements.
+class Conv : public Module {
+ public:
+  void reset_parameters() override;  ///< re-draws weight and bias from PyTorch's default initialisation
+
+  Tensor weight;  ///< [out_channels, in_channels / groups, kernel...]
+  Tensor bias;  ///< [out_channels]; undefined without the options' bias
+  int64_t in_channels;  ///< the input's channels (dim 1)
+  int64_t out_channels;  ///< the output's channels
+
+ protected:
+  /// Checks the sizes (errors name `name` and show the kernel as `kernel_shown`) and registers
+  /// the parameters, drawn by the derived class's constructor (reset_parameters).
+  Conv(const char* name, int64_t in, int64_t out, const Shape& kernel, const std::string& kernel_shown, int64_t groups,
+       bool bias, std::optional<Dtype> dtype);
+  /// The options' generator.
+  virtual Generator* generator() const = 0;
+};
+
+/// functional::conv1d as a module: weight [out, in / groups, k].
+class Conv1d : public Conv {
+ public:
+  /// A layer from in_channels to out_channels with a kernel_size window.
+  Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv1dOptions options = {});
+  Tensor forward(const Tensor& x) override;  ///< conv1d(x, weight, bias, stride, padding, dilation, groups)
+  /// "Conv1d(4, 6, kernel_size=3, stride=1, padding=1, dilation=1, groups=2, bias=true)"
+  std::string repr() const override;
+
+  int64_t kernel_size;  ///< the window
+  Conv1dOptions options;  ///< stride, padding, dilation, groups (and the initialisation's generator)
+
+ private:
+  Generator* generator() const override { return options.generator; }
+};
+
+/// functional::conv2d as a module: weight [out, in / groups, kh, kw].
+class Conv2d : public Conv {
  public:
   /// A layer from in_channels to out_channels with a kernel_size window.
   Conv2d(int64_t in_channels, int64_t out_channels, functional::Size2 kernel_size, Conv2dOptions options = {});
-  Tensor forward(const Tensor& x) override;  ///< conv2d(x, weight, bias, stride, padding, dilation)
-  /// "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], bias=true)"
+  Tensor forward(const Tensor& x) override;  ///< conv2d(x, weight, bias, stride, padding, dilation, groups)
+  /// "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, bias=true)"
   std::string repr() const override;
-  void reset_parameters() override;  ///< re-draws weight and bias from PyTorch's default initialisation
 
-  Tensor weight;  ///< [out_channels, in_channels, kh, kw]
-  Tensor bias;  ///< [out_channels]; undefined without options.bias
-  int64_t in_channels;  ///< the input's channels (dim 1)
-  int64_t out_channels;  ///< the output's channels
   functional::Size2 kernel_size;  ///< the window (height, width)
-  Conv2dOptions options;  ///< stride, padding, dilation (and the initialisation's generator)
+  Conv2dOptions options;  ///< stride, padding, dilation, groups (and the initialisation's generator)
+
+ private:
+  Generator* generator() const override { return options.generator; }
 };
 
-/// What MaxPool2d and AvgPool2d share (no parameters): the window's size, stride and padding.
-class Pool2d : public Module {
+/// What the pooling modules share (no parameters): the window's size, stride and padding, each
+/// an int64_t for the 1-d ones and a Size2 (height, width) for the 2-d ones.
+template <class Size>
+class Pool : public Module {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
-  Pool2d(const char* name, functional::Size2 kernel_size, std::optional<functional::Size2> stride,
-         functional::Size2 padding)
+  Pool(const char* name, Size kernel_size, std::optional<Size> stride, Size padding)
       : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding), name_(name) {}
   std::string repr() const override;  ///< "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
 
-  functional::Size2 kernel_size;  ///< the window
-  functional::Size2 stride;  ///< steps between windows
-  functional::Size2 padding;  ///< added on each side (-inf for max, zeros counted in the mean for avg)
+  Size kernel_size;  ///< the window
+  Size stride;  ///< steps between windows
+  Size padding;  ///< added on each side (-inf for max, zeros counted in the mean for avg)
 
  private:
   const char* name_;
+};
+using Pool1d = Pool<int64_t>;  ///< the 1-d pooling modules' base
+using Pool2d = Pool<functional::Size2>;  ///< the 2-d pooling modules' base
+extern template class Pool<int64_t>;
+extern template class Pool<functional::Size2>;
+
+/// functional::max_pool1d as a module.
+class MaxPool1d : public Pool1d {
+ public:
+  /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
+  explicit MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0)
+      : Pool1d("MaxPool1d", kernel_size, stride, padding) {}
+  /// functional::max_pool1d(x, kernel_size, stride, padding)
+  Tensor forward(const Tensor& x) override { return functional::max_pool1d(x, kernel_size, stride, padding); }
+};
+
+/// functional::avg_pool1d as a module.
+class AvgPool1d : public Pool1d {
+ public:
+  /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
+  explicit AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0)
+      : Pool1d("AvgPool1d", kernel_size, stride, padding) {}
+  /// functional::avg_pool1d(x, kernel_size, stride, padding)
+  Tensor forward(const Tensor& x) override { return functional::avg_pool1d(x, kernel_size, stride, padding); }
 };
 
 /// functional::max_pool2d as a module.

@@ -1,5 +1,5 @@
-// Convolution and pooling: unfold against a hand-built im2col, conv2d against a direct loop,
-// pooling by hand, gradients by gradcheck (first and second order), the modules, and errors.
+// Convolution and pooling: unfold against a hand-built im2col, conv2d (groups too) against a direct loop,
+// 1-d and 2-d pooling by hand, gradients by gradcheck (first and second order), the modules, and errors.
 #include "helpers.hpp"
 
 #include <cmath>
@@ -10,10 +10,12 @@ using V = const std::vector<cr::Tensor>&;
 namespace {
 // conv2d written as its definition: out[n, o, y, x] = b[o] + sum_{c, i, j} w[o, c, i, j] *
 // in[n, c, y s + i d - p, x s + j d - p] (0 outside), in plain loops.
+// With groups, output channel o sees input channels g C/G .. (g + 1) C/G - 1 of its group g = o / (O/G).
 std::vector<double> direct_conv(const cr::Tensor& x, const cr::Tensor& w, const cr::Tensor& b, F::Size2 s, F::Size2 p,
-                                F::Size2 d) {
+                                F::Size2 d, int64_t groups = 1) {
   const auto xv = values(x), wv = values(w);
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3), o = w.size(0), kh = w.size(2), kw = w.size(3);
+  const int64_t n = x.size(0), h = x.size(2), wd = x.size(3);
+  const int64_t o = w.size(0), c = w.size(1), kh = w.size(2), kw = w.size(3);
   const int64_t oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0] + 1, ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
   std::vector<double> out;
   for (int64_t ni = 0; ni < n; ++ni)
@@ -26,7 +28,8 @@ std::vector<double> direct_conv(const cr::Tensor& x, const cr::Tensor& w, const 
               for (int64_t j = 0; j < kw; ++j) {
                 const int64_t r = y * s[0] + i * d[0] - p[0], q = xx * s[1] + j * d[1] - p[1];
                 if (r < 0 || r >= h || q < 0 || q >= wd) continue;
-                acc += wv[((oi * c + ci) * kh + i) * kw + j] * xv[((ni * c + ci) * h + r) * wd + q];
+                const int64_t xc = oi / (o / groups) * c + ci;  // the input channel
+                acc += wv[((oi * c + ci) * kh + i) * kw + j] * xv[((ni * x.size(1) + xc) * h + r) * wd + q];
               }
           out.push_back(acc);
         }
@@ -70,6 +73,42 @@ TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, severa
         values(F::conv2d(x1.unsqueeze(2), w1.unsqueeze(2), {}, {1, 2}, {0, 1}).squeeze(2)));
 }
 
+TEST_CASE("grouped convolution (groups, depthwise) equals its definition; conv1d with groups") {
+  const cr::Tensor x = input({2, 4, 5, 5}, -1, 1, 16), b = input({6}, -1, 1, 17);
+  for (const auto& [w, groups] : {std::pair{input({6, 2, 3, 3}, -1, 1, 18), int64_t{2}},
+                                  std::pair{input({4, 1, 2, 3}, -1, 1, 19), int64_t{4}},  // depthwise
+                                  std::pair{input({6, 4, 3, 3}, -1, 1, 20), int64_t{1}}}) {
+    CAPTURE(groups);
+    const cr::Tensor bias = b.narrow(0, 0, w.size(0));
+    const auto expected = direct_conv(x, w, bias, {2, 1}, {1, 1}, {1, 1}, groups);
+    const auto got = values(F::conv2d(x, w, bias, {2, 1}, {1, 1}, {1, 1}, groups));
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(expected[i]).epsilon(1e-12));
+  }
+  // groups = 2 is two convolutions side by side
+  const cr::Tensor w = input({6, 2, 3, 3}, -1, 1, 18);
+  const cr::Tensor halves = cr::cat({F::conv2d(x.narrow(1, 0, 2), w.narrow(0, 0, 3)),
+                                     F::conv2d(x.narrow(1, 2, 2), w.narrow(0, 3, 3))}, 1);
+  const auto grouped = values(F::conv2d(x, w, {}, {1, 1}, {0, 0}, {1, 1}, 2)), split = values(halves);
+  for (size_t i = 0; i < split.size(); ++i) CHECK(grouped[i] == doctest::Approx(split[i]).epsilon(1e-12));
+  const cr::Tensor x1 = input({2, 4, 7}, -1, 1, 24), w1 = input({2, 2, 3}, -1, 1, 25);
+  CHECK(values(F::conv1d(x1, w1, {}, 1, 1, 2, 2)) ==
+        values(F::conv2d(x1.unsqueeze(2), w1.unsqueeze(2), {}, {1, 1}, {0, 1}, {1, 2}, 2).squeeze(2)));
+}
+
+TEST_CASE("max_pool1d and avg_pool1d by hand, on [N, C, L] and [C, L]") {
+  const cr::Tensor x = cr::tensor({1, 3, 2, 5, 4, 0, -1, 6}, {1, 2, 4}, cr::float64);
+  CHECK(values(F::max_pool1d(x, 2)) == std::vector<double>{3, 5, 4, 6});
+  CHECK(values(F::avg_pool1d(x, 2)) == std::vector<double>{2, 3.5, 2, 2.5});
+  CHECK(F::max_pool1d(x, 2).shape() == cr::Shape{1, 2, 2});
+  CHECK(values(F::max_pool1d(x.select(0, 0), 3, 1)) == std::vector<double>{3, 5, 4, 6});  // [C, L]
+  CHECK(F::max_pool1d(x.select(0, 0), 3, 1).shape() == cr::Shape{2, 2});
+  // padding 1: -inf for max, zeros counted in the mean
+  CHECK(values(F::max_pool1d(x, 2, 2, 1)) == std::vector<double>{1, 3, 5, 4, 0, 6});
+  CHECK(values(F::avg_pool1d(x, 3, 1, 1)) ==
+        std::vector<double>{4.0 / 3, 2, 10.0 / 3, 7.0 / 3, 4.0 / 3, 1, 5.0 / 3, 5.0 / 3});
+}
+
 TEST_CASE("max_pool2d and avg_pool2d by hand") {
   const cr::Tensor x = cr::tensor({1, 5, 2, 0, 3, 4, 7, 1, 6, 2, 8, 3, 0, 9, 1, 2}, {1, 1, 4, 4}, cr::float64);
   CHECK(values(F::max_pool2d(x, {2, 2})) == std::vector<double>{5, 7, 9, 8});
@@ -95,6 +134,12 @@ TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)
   check_gradients([](V v) { return F::unfold(v[0], {2, 2}, {1, 1}, {1, 0}, {1, 2}); }, {x});
   check_gradients([](V v) { return F::max_pool2d(v[0], {2, 2}, F::Size2{1, 2}, {1, 1}); }, {x});
   check_gradients([](V v) { return F::avg_pool2d(v[0] * v[0], {3, 2}, std::nullopt, {1, 0}); }, {x});
+  const cr::Tensor wg = input({4, 1, 2, 2}, -1, 1, 26);  // groups = 2: two output channels per group
+  check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2], {1, 2}, {1, 0}, {1, 1}, 2); },
+                  {x, wg, input({4}, -1, 1, 27)});
+  check_gradients([](V v) { return F::conv1d(v[0], v[1], {}, 1, 1, 1, 2); }, {x.select(2, 1), wg.select(2, 0)});
+  check_gradients([](V v) { return F::max_pool1d(v[0], 2, 1, 1); }, {x.select(2, 0)});
+  check_gradients([](V v) { return F::avg_pool1d(v[0] * v[0], 3, 2, 1); }, {x.select(3, 0)});
 }
 
 TEST_CASE("Conv2d, MaxPool2d and AvgPool2d modules") {
@@ -110,7 +155,8 @@ TEST_CASE("Conv2d, MaxPool2d and AvgPool2d modules") {
   CHECK(cr::max(cr::abs(conv.bias)).item<double>() <= bound);
   const cr::Tensor x = input({2, 3, 6, 6}, -1, 1, 31);
   CHECK(values(conv(x)) == values(F::conv2d(x, conv.weight, conv.bias, {1, 1}, {1, 1})));
-  CHECK(conv.repr() == "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], bias=true)");
+  CHECK(conv.repr() ==
+        "Conv2d(3, 8, kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, bias=true)");
   cr::nn::Conv2d no_bias(3, 2, {2, 2}, {.stride = {2, 2}, .bias = false});
   CHECK(!no_bias.bias.defined());
   CHECK(no_bias(x.to(cr::float32)).shape() == cr::Shape{2, 2, 3, 3});
@@ -140,6 +186,38 @@ TEST_CASE("Conv2d, MaxPool2d and AvgPool2d modules") {
   CHECK(last < 0.5 * first);
 }
 
+TEST_CASE("Conv1d (groups), MaxPool1d and AvgPool1d modules; Conv2d with groups") {
+  cr::Generator gen(6);
+  cr::nn::Conv1d conv(4, 6, 3, {.padding = 1, .groups = 2, .dtype = cr::float64, .generator = &gen});
+  CHECK(conv.weight.shape() == cr::Shape{6, 2, 3});  // PyTorch's [out, in / groups, k]
+  CHECK(conv.bias.shape() == cr::Shape{6});
+  const double bound = 1.0 / std::sqrt(2.0 * 3);  // fan_in = in / groups * k
+  CHECK(cr::max(cr::abs(conv.weight)).item<double>() <= bound);
+  CHECK(cr::max(cr::abs(conv.weight)).item<double>() > 0.8 * bound);
+  CHECK(cr::max(cr::abs(conv.bias)).item<double>() <= bound);
+  const cr::Tensor x = input({2, 4, 9}, -1, 1, 32);
+  CHECK(values(conv(x)) == values(F::conv1d(x, conv.weight, conv.bias, 1, 1, 1, 2)));
+  CHECK(conv(x).shape() == cr::Shape{2, 6, 9});
+  CHECK(conv.repr() == "Conv1d(4, 6, kernel_size=3, stride=1, padding=1, dilation=1, groups=2, bias=true)");
+  cr::nn::Conv1d plain(4, 2, 2, {.stride = 2, .bias = false});
+  CHECK(!plain.bias.defined());
+  CHECK(plain(x.to(cr::float32)).shape() == cr::Shape{2, 2, 4});
+  cr::nn::Conv2d depthwise(4, 8, {3, 3}, {.groups = 4, .dtype = cr::float64, .generator = &gen});
+  CHECK(depthwise.weight.shape() == cr::Shape{8, 1, 3, 3});
+  CHECK(cr::max(cr::abs(depthwise.weight)).item<double>() <= 1.0 / 3);  // fan_in = 1 * 3 * 3
+  const cr::Tensor img = input({1, 4, 5, 5}, -1, 1, 33);
+  CHECK(values(depthwise(img)) == values(F::conv2d(img, depthwise.weight, depthwise.bias, {1, 1}, {0, 0}, {1, 1}, 4)));
+  cr::nn::MaxPool1d pool(2);
+  CHECK(values(pool(x)) == values(F::max_pool1d(x, 2)));
+  CHECK(pool.repr() == "MaxPool1d(kernel_size=2, stride=2, padding=0)");
+  cr::nn::AvgPool1d avg(3, 1, 1);
+  CHECK(values(avg(x)) == values(F::avg_pool1d(x, 3, 1, 1)));
+  CHECK(avg.repr() == "AvgPool1d(kernel_size=3, stride=1, padding=1)");
+  check_error([] { (void)cr::nn::Conv1d(3, 4, 2, {.groups = 2}); }, {"Conv1d", "groups (2)", "in_channels (3)"});
+  check_error([] { (void)cr::nn::Conv2d(4, 3, {2, 2}, {.groups = 2}); }, {"Conv2d", "groups (2)", "out_channels (3)"});
+  check_error([] { (void)cr::nn::Conv1d(2, 2, 0); }, {"Conv1d", "kernel_size 0"});
+}
+
 TEST_CASE("convolution and pooling errors name the op and the shapes") {
   const cr::Tensor x = cr::zeros({1, 3, 5, 5});
   check_error([&] { (void)F::conv2d(x, cr::zeros({2, 4, 3, 3})); }, {"conv2d", "[2, 4, 3, 3]", "[1, 3, 5, 5]", "channels"});
@@ -153,4 +231,15 @@ TEST_CASE("convolution and pooling errors name the op and the shapes") {
   check_error([&] { (void)F::unfold(cr::zeros({3, 5, 5}), {2, 2}); }, {"unfold", "[3, 5, 5]", "4-d"});
   check_error([] { (void)F::max_pool2d(cr::zeros({1, 1, 4, 4}, cr::int64), {2, 2}); }, {"max_pool2d", "floating", "int64"});
   check_error([] { (void)cr::nn::Conv2d(0, 2, {3, 3}); }, {"Conv2d", "0"});
+  // groups: the weight's in_channels times groups must be the input's, and divide out_channels
+  check_error([&] { (void)F::conv2d(x, cr::zeros({2, 3, 3, 3}), {}, {1, 1}, {0, 0}, {1, 1}, 3); },
+              {"conv2d", "groups 3", "[2, 3, 3, 3]", "[1, 3, 5, 5]"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({4, 1, 3, 3}), {}, {1, 1}, {0, 0}, {1, 1}, 3); },
+              {"conv2d", "groups 3", "[4, 1, 3, 3]", "out_channels"});
+  check_error([&] { (void)F::conv2d(x, cr::zeros({3, 1, 3, 3}), {}, {1, 1}, {0, 0}, {1, 1}, 0); },
+              {"conv2d", "groups 0"});
+  check_error([&] { (void)F::conv1d(cr::zeros({1, 4, 5}), cr::zeros({2, 2, 3}), {}, 1, 0, 1, 3); },
+              {"conv1d", "groups 3", "[2, 2, 3]", "[1, 4, 5]"});
+  check_error([] { (void)F::max_pool1d(cr::zeros({1, 1, 4, 4}), 2); }, {"max_pool1d", "[1, 1, 4, 4]", "[N, C, L]"});
+  check_error([] { (void)F::avg_pool1d(cr::zeros({1, 4}), 2, 1, 2); }, {"avg_pool1d", "padding", "half"});
 }

@@ -285,6 +285,12 @@ void ops() {
   point("max_pool2d_ties", [](auto& x) { return F::max_pool2d(cr::abs(x).reshape({1, 3, 4}), {2, 2}, F::Size2{1, 2}); });
   point("avg_pool2d", [](auto& x) { return F::avg_pool2d(x.reshape({1, 1, 3, 4}) * x.reshape({1, 1, 3, 4}), {2, 3}, std::nullopt, {1, 1}); });
   point("unfold", [](auto& x) { return F::unfold(x.reshape({1, 2, 2, 3}), {2, 2}, {1, 1}, {1, 0}, {1, 2}); });
+  // groups: w2 as [4, 2, 1, 1] filters two channels per group; x as depthwise filters of img
+  point("conv2d_groups", [&](auto& x) { return F::conv2d(x.reshape({1, 4, 1, 3}), w2.reshape({4, 2, 1, 1}), f64({0.1, -0.2, 0.3, 0.0}), {1, 1}, {0, 1}, {1, 1}, 2); });
+  point("conv2d_depthwise_weight", [&](auto& x) { return F::conv2d(img, x.reshape({6, 1, 2, 1}), {}, {1, 2}, {1, 0}, {1, 1}, 2); });
+  point("conv1d_groups", [&](auto& x) { return F::conv1d(x.reshape({1, 4, 3}), w2.reshape({2, 2, 2}), {}, 1, 1, 2, 2); });
+  point("max_pool1d", [](auto& x) { return F::max_pool1d(x.reshape({2, 6}), 3, 2, 1); });
+  point("avg_pool1d", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 3, 4}), 2, 1, 1); });
 
   // sorting and selection: q = x^2 + 0.3 x has no ties at kX, |x| has (sort is stable, as torch's
   // stable=True; torch's topk, kthvalue and median(dim) pick among ties as they please)

@@ -261,6 +261,11 @@ def ops():
     pt("max_pool2d_ties", lambda x: F.max_pool2d(torch.abs(x).reshape(1, 3, 4), (2, 2), (1, 2)))
     pt("avg_pool2d", lambda x: F.avg_pool2d(x.reshape(1, 1, 3, 4) * x.reshape(1, 1, 3, 4), (2, 3), None, (1, 1)))
     pt("unfold", lambda x: F.unfold(x.reshape(1, 2, 2, 3), (2, 2), (1, 1), (1, 0), (1, 2)))
+    pt("conv2d_groups", lambda x: F.conv2d(x.reshape(1, 4, 1, 3), w2.reshape(4, 2, 1, 1), f64([0.1, -0.2, 0.3, 0.0]), 1, (0, 1), 1, 2))
+    pt("conv2d_depthwise_weight", lambda x: F.conv2d(img, x.reshape(6, 1, 2, 1), None, (1, 2), (1, 0), 1, 2))
+    pt("conv1d_groups", lambda x: F.conv1d(x.reshape(1, 4, 3), w2.reshape(2, 2, 2), None, 1, 1, 2, 2))
+    pt("max_pool1d", lambda x: F.max_pool1d(x.reshape(2, 6), 3, 2, 1))
+    pt("avg_pool1d", lambda x: F.avg_pool1d((x * x).reshape(1, 3, 4), 2, 1, 1))
     q = lambda x: x * x + x * 0.3
     pt("sort_stable_ties", lambda x: torch.sort(torch.abs(x).reshape(3, 4), dim=1, stable=True).values)
     pt("sort_descending_dim0", lambda x: torch.sort(q(x).reshape(4, 3), dim=0, descending=True, stable=True).values)

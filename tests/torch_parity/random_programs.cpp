@@ -68,6 +68,13 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        const Tensor k = first.narrow(-2, 0, std::min<int64_t>(2, x.size(-2))).narrow(-1, 0, std::min<int64_t>(2, x.size(-1)));
        return F::conv2d(x, k, {}, {1, 1}, {1, 1});
      }},
+    {"conv2d_depthwise_self",  // each channel with a 2x2 (or smaller) corner of its own first example
+     [](V x) {
+       const Tensor first = (x.dim() == 4 ? x.narrow(0, 0, 1) : x.unsqueeze(0)).transpose(0, 1);
+       const Tensor k = first.narrow(-2, 0, std::min<int64_t>(2, x.size(-2))).narrow(-1, 0, std::min<int64_t>(2, x.size(-1)));
+       return F::conv2d(x, k, {}, {1, 1}, {1, 1}, {1, 1}, x.size(-3));
+     }},
+    {"max_pool1d", [](V x) { return F::max_pool1d(x, 2, 1, 1); }},
     {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
     {"avg_pool2d", [](V x) { return F::avg_pool2d(x, {2, 2}, F::Size2{1, 2}, {1, 0}); }},
     {"prelu", [](V x) { return F::prelu(x, cr::tensor({0.3}, x.dtype())); }},

@@ -67,6 +67,10 @@ UNARY = {
     "normalize": lambda x: F.normalize(x * 0.5 + 1.0, 2.0, -1) if x.dim() > 0 else None,
     "conv2d_self": lambda x: F.conv2d(x, (x[:1] if x.dim() == 4 else x[None])[..., :2, :2], None, 1, 1)
     if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
+    "conv2d_depthwise_self": lambda x: F.conv2d(x, (x[:1] if x.dim() == 4 else x[None]).transpose(0, 1)[..., :2, :2],
+                                                None, 1, 1, 1, x.shape[-3])
+    if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
+    "max_pool1d": lambda x: F.max_pool1d(x, 2, 1, 1) if x.dim() in (2, 3) and x.numel() > 0 and x.is_floating_point() else None,
     "max_pool2d": lambda x: F.max_pool2d(x, (2, 2), (1, 1), (1, 1))
     if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
     "avg_pool2d": lambda x: F.avg_pool2d(x, (2, 2), (1, 2), (1, 0))
