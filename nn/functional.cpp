@@ -733,4 +733,41 @@ Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> s
   });
 }
 
+namespace {
+// Adaptive average pooling from n positions to m as a matrix [m, n]: row i averages inputs
+// floor(i n / m) to ceil((i + 1) n / m) - 1, PyTorch's windows.
+Tensor adaptive_weights(int64_t n, int64_t m, Dtype dtype) {
+  std::vector<double> a(static_cast<size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t start = i * n / m, end = ((i + 1) * n + m - 1) / m;
+    for (int64_t r = start; r < end; ++r) a[static_cast<size_t>(i * n + r)] = 1.0 / static_cast<double>(end - start);
+  }
+  return tensor(a, {m, n}, dtype);
+}
+
+// Checks x (rank `lo` or `lo + 1`, floating, no empty pooled dims) and output sizes for an adaptive pooling.
+void check_adaptive(const Tensor& x, int64_t lo, Size2 output, const Call& op) {
+  if (x.dim() != lo && x.dim() != lo + 1)
+    fail("{}: expected {}, got {}", op.name, lo == 2 ? "[N, C, L] or [C, L]" : "[N, C, H, W] or [C, H, W]",
+         describe(x));
+  if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op.name, describe(x));
+  if (output[0] < 1 || output[1] < 1) fail("{}: output_size {} must be positive", op.name, op.size(output));
+  if (x.size(-1) == 0 || (lo == 3 && x.size(-2) == 0))
+    fail("{}: cannot pool the empty input {}", op.name, describe(x));
+}
+}  // namespace
+
+// Averages over windows are linear maps: y = A_h x A_w^T, two matmuls (every order of derivative).
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size) {
+  check_adaptive(x, 3, output_size, {"adaptive_avg_pool2d", x});
+  const Tensor rows = adaptive_weights(x.size(-2), output_size[0], x.dtype());
+  const Tensor cols = adaptive_weights(x.size(-1), output_size[1], x.dtype());
+  return matmul(matmul(rows, x), cols.t());
+}
+
+Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size) {
+  check_adaptive(x, 2, {1, output_size}, {"adaptive_avg_pool1d", x, true});
+  return matmul(x, adaptive_weights(x.size(-1), output_size, x.dtype()).t());
+}
+
 }  // namespace chainrule::nn::functional

@@ -201,5 +201,11 @@ Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> s
 /// avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
 Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride = std::nullopt,
                   int64_t padding = 0);
+/// The means of output_size windows over the height and width of x [N, C, H, W] (or [C, H, W]),
+/// as torch.nn.functional.adaptive_avg_pool2d: output row i averages input rows floor(i H / oh)
+/// to ceil((i + 1) H / oh) - 1 (likewise columns). {1, 1} is global average pooling.
+Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
+/// adaptive_avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
+Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size);
 
 }  // namespace chainrule::nn::functional

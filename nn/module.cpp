@@ -238,17 +238,24 @@ std::string Conv2d::repr() const {
                      to_string(options.padding), to_string(options.dilation), options.groups, bias.defined());
 }
 
+namespace {
+// A pooling module's size as its printout shows it: "2" (1-d) or "[2, 2]".
+std::string show(int64_t s) { return std::to_string(s); }
+std::string show(functional::Size2 s) { return to_string(s); }
+}  // namespace
+
 template <class Size>
 std::string Pool<Size>::repr() const {
-  const auto show = [](Size s) {
-    if constexpr (std::is_same_v<Size, int64_t>) return std::to_string(s);
-    else return to_string(s);
-  };
   return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, show(kernel_size), show(stride),
                      show(padding));
 }
 template class Pool<int64_t>;
 template class Pool<functional::Size2>;
+
+std::string AdaptiveAvgPool1d::repr() const { return fmt::format("AdaptiveAvgPool1d(output_size={})", output_size); }
+std::string AdaptiveAvgPool2d::repr() const {
+  return fmt::format("AdaptiveAvgPool2d(output_size={})", show(output_size));
+}
 
 // ---------------------------------------------------------------- Embedding
 

@@ -268,6 +268,29 @@ class AvgPool1d : public Pool1d {
   Tensor forward(const Tensor& x) override { return functional::avg_pool1d(x, kernel_size, stride, padding); }
 };
 
+/// functional::adaptive_avg_pool1d as a module.
+class AdaptiveAvgPool1d : public Module {
+ public:
+  explicit AdaptiveAvgPool1d(int64_t output_size) : output_size(output_size) {}  ///< pools to output_size positions
+  /// functional::adaptive_avg_pool1d(x, output_size)
+  Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool1d(x, output_size); }
+  std::string repr() const override;  ///< "AdaptiveAvgPool1d(output_size=2)"
+
+  int64_t output_size;  ///< the output's length
+};
+
+/// functional::adaptive_avg_pool2d as a module (AdaptiveAvgPool2d({1, 1}): global average pooling).
+class AdaptiveAvgPool2d : public Module {
+ public:
+  /// Pools to output_size (height, width).
+  explicit AdaptiveAvgPool2d(functional::Size2 output_size) : output_size(output_size) {}
+  /// functional::adaptive_avg_pool2d(x, output_size)
+  Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool2d(x, output_size); }
+  std::string repr() const override;  ///< "AdaptiveAvgPool2d(output_size=[1, 1])"
+
+  functional::Size2 output_size;  ///< the output's height and width
+};
+
 /// functional::max_pool2d as a module.
 class MaxPool2d : public Pool2d {
  public:

@@ -126,6 +126,38 @@ TEST_CASE("max_pool2d and avg_pool2d by hand") {
   CHECK(values(t.grad()) == std::vector<double>{0.25, 0.25, 0.25, 0.25});
 }
 
+TEST_CASE("adaptive_avg_pool2d and adaptive_avg_pool1d: PyTorch's windows, by hand") {
+  // 5 rows into 3: rows 0-1, 1-3, 3-4 (start floor(i 5 / 3), end ceil((i + 1) 5 / 3)); 4 columns into 2
+  const cr::Tensor x = cr::arange(0.0, 20.0, 1.0, cr::float64).reshape({1, 1, 5, 4});
+  const cr::Tensor y = F::adaptive_avg_pool2d(x, {3, 2});
+  CHECK(y.shape() == cr::Shape{1, 1, 3, 2});
+  const std::vector<double> got = values(y), expected{(0 + 1 + 4 + 5) / 4.0,   (2 + 3 + 6 + 7) / 4.0,
+                                                      (4 + 5 + 8 + 9 + 12 + 13) / 6.0, (6 + 7 + 10 + 11 + 14 + 15) / 6.0,
+                                                      (12 + 13 + 16 + 17) / 4.0, (14 + 15 + 18 + 19) / 4.0};
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(expected[i]).epsilon(1e-14));
+  // output 1 x 1 is global average pooling; a larger output repeats rows (2 into 3: 0, 0-1, 1)
+  const cr::Tensor img = input({2, 3, 4, 6}, -1, 1, 34);
+  const auto global = values(F::adaptive_avg_pool2d(img, {1, 1})), mean = values(cr::mean(img, cr::Shape{2, 3}));
+  for (size_t i = 0; i < mean.size(); ++i) CHECK(global[i] == doctest::Approx(mean[i]).epsilon(1e-14));
+  const cr::Tensor two = cr::tensor({1.0, 3.0}, {1, 2}, cr::float64);
+  CHECK(values(F::adaptive_avg_pool1d(two, 3)) == std::vector<double>{1, 2, 3});
+  CHECK(F::adaptive_avg_pool2d(img.select(0, 0), {2, 3}).shape() == cr::Shape{3, 2, 3});  // [C, H, W]
+  CHECK(values(F::adaptive_avg_pool1d(img.select(2, 0), 3)) == values(F::avg_pool1d(img.select(2, 0), 2)));
+  cr::nn::AdaptiveAvgPool2d head({1, 1});
+  CHECK(values(head(img)) == values(F::adaptive_avg_pool2d(img, {1, 1})));
+  CHECK(head.repr() == "AdaptiveAvgPool2d(output_size=[1, 1])");
+  cr::nn::AdaptiveAvgPool1d seq(2);
+  CHECK(values(seq(img.select(2, 1))) == values(F::adaptive_avg_pool1d(img.select(2, 1), 2)));
+  CHECK(seq.repr() == "AdaptiveAvgPool1d(output_size=2)");
+  check_gradients([](V v) { return F::adaptive_avg_pool2d(v[0] * v[0], {3, 2}); }, {input({1, 2, 5, 3}, -1, 1, 35)});
+  check_gradients([](V v) { return F::adaptive_avg_pool1d(v[0] * v[0], 4); }, {input({2, 3}, -1, 1, 36)});
+  check_error([&] { (void)F::adaptive_avg_pool2d(img, {0, 2}); }, {"adaptive_avg_pool2d", "output_size [0, 2]"});
+  check_error([] { (void)F::adaptive_avg_pool2d(cr::zeros({1, 1, 0, 3}), {1, 1}); },
+              {"adaptive_avg_pool2d", "[1, 1, 0, 3]", "empty"});
+  check_error([] { (void)F::adaptive_avg_pool2d(cr::zeros({4, 4}), {1, 1}); }, {"adaptive_avg_pool2d", "[4, 4]"});
+  check_error([] { (void)F::adaptive_avg_pool1d(cr::zeros({2, 4}, cr::int64), 2); }, {"adaptive_avg_pool1d", "int64"});
+}
+
 TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)") {
   const cr::Tensor x = input({2, 2, 4, 5}, -1, 1, 21), w = input({3, 2, 2, 3}, -1, 1, 22), b = input({3}, -1, 1, 23);
   check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2]); }, {x, w, b});

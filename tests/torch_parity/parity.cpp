@@ -291,6 +291,8 @@ void ops() {
   point("conv1d_groups", [&](auto& x) { return F::conv1d(x.reshape({1, 4, 3}), w2.reshape({2, 2, 2}), {}, 1, 1, 2, 2); });
   point("max_pool1d", [](auto& x) { return F::max_pool1d(x.reshape({2, 6}), 3, 2, 1); });
   point("avg_pool1d", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 3, 4}), 2, 1, 1); });
+  point("adaptive_avg_pool2d", [](auto& x) { return F::adaptive_avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
+  point("adaptive_avg_pool1d", [](auto& x) { return F::adaptive_avg_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 4); });
 
   // sorting and selection: q = x^2 + 0.3 x has no ties at kX, |x| has (sort is stable, as torch's
   // stable=True; torch's topk, kthvalue and median(dim) pick among ties as they please)

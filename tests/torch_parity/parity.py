@@ -266,6 +266,8 @@ def ops():
     pt("conv1d_groups", lambda x: F.conv1d(x.reshape(1, 4, 3), w2.reshape(2, 2, 2), None, 1, 1, 2, 2))
     pt("max_pool1d", lambda x: F.max_pool1d(x.reshape(2, 6), 3, 2, 1))
     pt("avg_pool1d", lambda x: F.avg_pool1d((x * x).reshape(1, 3, 4), 2, 1, 1))
+    pt("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
+    pt("adaptive_avg_pool1d", lambda x: F.adaptive_avg_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 4))
     q = lambda x: x * x + x * 0.3
     pt("sort_stable_ties", lambda x: torch.sort(torch.abs(x).reshape(3, 4), dim=1, stable=True).values)
     pt("sort_descending_dim0", lambda x: torch.sort(q(x).reshape(4, 3), dim=0, descending=True, stable=True).values)

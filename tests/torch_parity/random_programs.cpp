@@ -75,6 +75,7 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        return F::conv2d(x, k, {}, {1, 1}, {1, 1}, {1, 1}, x.size(-3));
      }},
     {"max_pool1d", [](V x) { return F::max_pool1d(x, 2, 1, 1); }},
+    {"adaptive_avg_pool2d", [](V x) { return F::adaptive_avg_pool2d(x, {2, 3}); }},
     {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
     {"avg_pool2d", [](V x) { return F::avg_pool2d(x, {2, 2}, F::Size2{1, 2}, {1, 0}); }},
     {"prelu", [](V x) { return F::prelu(x, cr::tensor({0.3}, x.dtype())); }},
