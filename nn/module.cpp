@@ -290,7 +290,7 @@ std::string Embedding::repr() const {
 // ---------------------------------------------------------------- normalisation
 
 namespace {
-// LayerNorm's and BatchNorm1d's affine part starts as the identity (nothing without one)
+// LayerNorm's and BatchNorm's affine part starts as the identity (nothing without one)
 void reset_affine(Tensor& weight, Tensor& bias) {
   if (!weight.defined()) return;
   NoGradGuard no_grad;
@@ -321,9 +321,10 @@ std::string LayerNorm::repr() const {
                      weight.defined());
 }
 
-BatchNorm1d::BatchNorm1d(int64_t num_features, BatchNormOptions options)
-    : num_features(num_features), options(options) {
-  if (num_features <= 0) fail("BatchNorm1d: num_features must be positive, got {}", num_features);
+BatchNorm::BatchNorm(const char* name, const char* layout, std::pair<int64_t, int64_t> ranks, int64_t num_features,
+                     BatchNormOptions options)
+    : num_features(num_features), options(options), name_(name), layout_(layout), ranks_(ranks) {
+  if (num_features <= 0) fail("{}: num_features must be positive, got {}", name, num_features);
   const Dtype dtype = options.dtype.value_or(default_dtype());
   if (options.affine) {
     weight = register_parameter("weight", empty({num_features}, dtype));
@@ -337,7 +338,7 @@ BatchNorm1d::BatchNorm1d(int64_t num_features, BatchNormOptions options)
   reset_parameters();
 }
 
-void BatchNorm1d::reset_running_stats() {
+void BatchNorm::reset_running_stats() {
   if (!running_mean.defined()) return;
   NoGradGuard no_grad;
   running_mean.zero_();
@@ -345,15 +346,14 @@ void BatchNorm1d::reset_running_stats() {
   num_batches_tracked.zero_();
 }
 
-void BatchNorm1d::reset_parameters() {
+void BatchNorm::reset_parameters() {
   reset_running_stats();
   reset_affine(weight, bias);
 }
 
-Tensor BatchNorm1d::forward(const Tensor& x) {
-  if ((x.dim() != 2 && x.dim() != 3) || x.size(1) != num_features)
-    fail("BatchNorm1d: input {} must be [N, {}] or [N, {}, L] ({})", describe(x), num_features, num_features,
-         repr());
+Tensor BatchNorm::forward(const Tensor& x) {
+  if (x.dim() < ranks_.first || x.dim() > ranks_.second || x.size(1) != num_features)
+    fail("{}: input {} must be {} with C = {} ({})", name_, describe(x), layout_, num_features, repr());
   const bool update = is_training() && running_mean.defined();
   double factor = options.momentum.value_or(0.0);
   if (update && !options.momentum) factor = 1.0 / static_cast<double>(num_batches_tracked.item<int64_t>() + 1);
@@ -367,8 +367,8 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
   return y;
 }
 
-std::string BatchNorm1d::repr() const {
-  return fmt::format("BatchNorm1d({}, eps={}, momentum={}, affine={}, track_running_stats={})", num_features,
+std::string BatchNorm::repr() const {
+  return fmt::format("{}({}, eps={}, momentum={}, affine={}, track_running_stats={})", name_, num_features,
                      options.eps, options.momentum ? fmt::format("{}", *options.momentum) : "None", weight.defined(),
                      running_mean.defined());
 }

@@ -1,7 +1,8 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, BatchNorm1d, Sequential
-/// and MLP are defined here; activations (Identity among them) in activation.hpp.
+/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, BatchNorm1d/2d,
+/// Conv1d/2d, the pooling modules, Sequential and MLP are defined here; activations (Identity
+/// among them) in activation.hpp.
 #pragma once
 
 #include "../autograd/autograd.hpp"
@@ -366,7 +367,7 @@ class LayerNorm : public Module {
   double eps;  ///< added to the variance
 };
 
-/// BatchNorm1d's options.
+/// BatchNorm1d's and BatchNorm2d's options.
 struct BatchNormOptions {
   double eps = 1e-5;  ///< added to the variance
   /// The running statistics' step towards each batch's; nullopt: the average of every batch so
@@ -379,13 +380,12 @@ struct BatchNormOptions {
   std::optional<Dtype> dtype = {};  ///< parameter and statistics dtype (default: the default dtype)
 };
 
-/// functional::batch_norm of [N, C] or [N, C, L] inputs: batch statistics while training (which
-/// update the running ones, counted in num_batches_tracked), the running statistics after eval().
-class BatchNorm1d : public Module {
+/// What BatchNorm1d and BatchNorm2d share: functional::batch_norm with batch statistics while
+/// training (which update the running ones, counted in num_batches_tracked), the running
+/// statistics after eval().
+class BatchNorm : public Module {
  public:
-  /// Normalises num_features (positive) channels.
-  explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {});
-  Tensor forward(const Tensor& x) override;  ///< x of shape [N, C] or [N, C, L], C = num_features
+  Tensor forward(const Tensor& x) override;  ///< x of shape [N, C, ...] as the derived class takes, C = num_features
   /// "BatchNorm1d(4, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)"
   std::string repr() const override;
   void reset_parameters() override;  ///< weight 1, bias 0, and reset_running_stats()
@@ -398,6 +398,33 @@ class BatchNorm1d : public Module {
   Tensor num_batches_tracked;  ///< buffer, int64 scalar: training batches seen; undefined without track_running_stats
   int64_t num_features;  ///< C
   BatchNormOptions options;  ///< as constructed
+
+ protected:
+  /// Normalises num_features (positive) channels of inputs of rank `ranks` (first to second);
+  /// `name` and `layout` ("[N, C] or [N, C, L]") name them in errors.
+  BatchNorm(const char* name, const char* layout, std::pair<int64_t, int64_t> ranks, int64_t num_features,
+            BatchNormOptions options);
+
+ private:
+  const char* name_;
+  const char* layout_;
+  std::pair<int64_t, int64_t> ranks_;
+};
+
+/// Batch normalisation of [N, C] or [N, C, L] inputs (statistics per channel over N and L).
+class BatchNorm1d : public BatchNorm {
+ public:
+  /// Normalises num_features (positive) channels.
+  explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {})
+      : BatchNorm("BatchNorm1d", "[N, C] or [N, C, L]", {2, 3}, num_features, options) {}
+};
+
+/// Batch normalisation of [N, C, H, W] images (statistics per channel over N, H and W).
+class BatchNorm2d : public BatchNorm {
+ public:
+  /// Normalises num_features (positive) channels.
+  explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {})
+      : BatchNorm("BatchNorm2d", "[N, C, H, W]", {4, 4}, num_features, options) {}
 };
 
 // ---------------------------------------------------------------- Sequential

@@ -191,6 +191,30 @@ TEST_CASE("nn::BatchNorm1d: running statistics as buffers, counted batches, trai
   check_error([&] { cr::nn::BatchNorm1d(0); }, {"BatchNorm1d", "0"});
 }
 
+TEST_CASE("nn::BatchNorm2d: per-channel statistics over N, H, W of [N, C, H, W] images") {
+  cr::nn::BatchNorm2d bn(3, {.dtype = cr::float64});
+  CHECK(bn.repr() == "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)");
+  CHECK(bn.named_buffers().size() == 3);
+  const cr::Tensor x = input({2, 3, 2, 2}, -2, 2, 51);
+  const cr::Tensor y = bn(x);
+  // by hand: each channel's 8 values have mean 0 and (biased) variance 1 after, up to eps
+  for (int64_t c = 0; c < 3; ++c) {
+    const cr::Tensor ch = y.select(1, c);
+    CHECK(cr::mean(ch).item<double>() == doctest::Approx(0).epsilon(1e-12).scale(1));
+    CHECK(cr::var(ch, 0).item<double>() == doctest::Approx(1).epsilon(1e-4));
+    // the running mean moved a tenth of the way to the channel's mean, the variance to its unbiased one
+    const cr::Tensor xc = x.select(1, c);
+    CHECK(values(bn.running_mean)[static_cast<size_t>(c)] == doctest::Approx(0.1 * cr::mean(xc).item<double>()));
+    CHECK(values(bn.running_var)[static_cast<size_t>(c)] == doctest::Approx(0.9 + 0.1 * cr::var(xc).item<double>()));
+  }
+  check_close(values(y), values(F::batch_norm(x, {}, {}, {}, {}, true)));
+  bn.eval();
+  check_close(values(bn(x)), values(F::batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, false)));
+  check_error([&] { bn(input({4, 3, 5})); }, {"BatchNorm2d", "[4, 3, 5]", "[N, C, H, W] with C = 3"});
+  check_error([&] { bn(input({4, 2, 2, 2})); }, {"BatchNorm2d", "[4, 2, 2, 2]"});
+  check_error([] { cr::nn::BatchNorm2d(-1); }, {"BatchNorm2d", "-1"});
+}
+
 TEST_CASE("nn::BatchNorm1d: momentum nullopt averages every batch equally; no running stats, no affine") {
   cr::nn::BatchNorm1d avg(2, {.momentum = std::nullopt, .dtype = cr::float64});
   CHECK(avg.repr() == "BatchNorm1d(2, eps=1e-05, momentum=None, affine=true, track_running_stats=true)");

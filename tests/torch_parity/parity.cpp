@@ -463,11 +463,15 @@ void clipping() {
   run("clip_value", [](auto& ps) { cr::nn::utils::clip_grad_value_(ps, 3.5); return 0.0; }, true);
 }
 
-// BatchNorm1d's running statistics after three training batches, then its output in eval mode
-// (PyTorch's momentum and momentum=None, [N, C] and [N, C, L] inputs).
+// BatchNorm1d's and BatchNorm2d's running statistics after three training batches, then the output
+// in eval mode (PyTorch's momentum and momentum=None, [N, C], [N, C, L] and [N, C, H, W] inputs).
 void batch_norm_modules() {
   auto run = [](const std::string& name, std::optional<double> momentum, const cr::Shape& shape) {
-    cr::nn::BatchNorm1d bn(3, {.momentum = momentum, .dtype = cr::float64});
+    const cr::nn::BatchNormOptions options{.momentum = momentum, .dtype = cr::float64};
+    std::unique_ptr<cr::nn::BatchNorm> made;
+    if (shape.size() == 4) made = std::make_unique<cr::nn::BatchNorm2d>(3, options);
+    else made = std::make_unique<cr::nn::BatchNorm1d>(3, options);
+    cr::nn::BatchNorm& bn = *made;
     auto batch = [&](int k) {
       const cr::Tensor x = cr::arange(0, static_cast<double>(shape.numel()), 1, cr::float64) * (k + 1.0);
       return (cr::sin(x) * (k + 1.0) + static_cast<double>(k)).reshape(shape);
@@ -479,6 +483,7 @@ void batch_norm_modules() {
   run("batchnorm1d_momentum0.1", 0.1, {4, 3});
   run("batchnorm1d_momentum_none", std::nullopt, {4, 3});
   run("batchnorm1d_3d_momentum0.3", 0.3, {2, 3, 5});
+  run("batchnorm2d_momentum0.2", 0.2, {2, 3, 2, 3});
 }
 
 }  // namespace

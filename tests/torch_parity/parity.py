@@ -420,7 +420,8 @@ def batch_norm_modules():
     res = {}
 
     def run(case, momentum, shape):
-        bn = torch.nn.BatchNorm1d(3, momentum=momentum, dtype=torch.float64)
+        module = torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d
+        bn = module(3, momentum=momentum, dtype=torch.float64)
 
         def batch(k):
             x = torch.arange(0, math.prod(shape), dtype=torch.float64) * (k + 1.0)
@@ -435,6 +436,7 @@ def batch_norm_modules():
     run("batchnorm1d_momentum0.1", 0.1, (4, 3))
     run("batchnorm1d_momentum_none", None, (4, 3))
     run("batchnorm1d_3d_momentum0.3", 0.3, (2, 3, 5))
+    run("batchnorm2d_momentum0.2", 0.2, (2, 3, 2, 3))
     return res
 
 
