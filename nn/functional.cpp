@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <numbers>
 
+#include <fmt/ranges.h>
+
 namespace chainrule::nn::functional {
 
 namespace {
@@ -282,6 +284,15 @@ void check_per_feature(const Tensor& t, const Shape& shape, const Tensor& x, con
     fail("{}: {} must be a {} tensor of shape {} for input {}, got {}", op, what, x.dtype(), shape, describe(x),
          describe(t));
 }
+
+// y * weight + bias, each [C] (where given) along dim 1 of y [N, C, ...]
+Tensor per_channel_affine(Tensor y, const Tensor& weight, const Tensor& bias) {
+  Shape shape;
+  shape.resize(static_cast<size_t>(y.dim()), 1);
+  shape[1] = y.size(1);
+  if (weight.defined()) y = y * weight.reshape(shape);
+  return bias.defined() ? y + bias.reshape(shape) : y;
+}
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
@@ -331,8 +342,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   } else {
     y = (x - running_mean.reshape(stat_shape)) / sqrt(running_var.reshape(stat_shape) + eps);
   }
-  if (weight.defined()) y = y * weight.reshape(stat_shape);
-  return bias.defined() ? y + bias.reshape(stat_shape) : y;
+  return per_channel_affine(y, weight, bias);
+}
+
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
+  if (!is_floating(x.dtype())) fail("group_norm: needs a floating input, got {}", describe(x));
+  if (x.dim() < 2) fail("group_norm: input {} must be [N, C] or [N, C, ...]", describe(x));
+  const int64_t channels = x.size(1);
+  if (num_groups <= 0 || channels % num_groups != 0)
+    fail("group_norm: num_groups {} must be positive and divide the {} channels of input {}", num_groups, channels,
+         describe(x));
+  check_per_feature(weight, {channels}, x, "group_norm", "weight");
+  check_per_feature(bias, {channels}, x, "group_norm", "bias");
+  int64_t per_group = channels / num_groups;  // a group's elements in one example (without -1: N may be 0)
+  for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.size(d);
+  const Tensor y = normalize(x.reshape({x.size(0), num_groups, per_group}), Shape{2}, eps).y.reshape(x.shape());
+  return per_channel_affine(y, weight, bias);
 }
 
 // ---------------------------------------------------------------- losses
@@ -564,6 +589,69 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
     if (i < 0 || i >= classes)
       fail("one_hot: index {} is out of range for {} classes (indices {})", i, classes, describe(indices));
   return eq(indices.unsqueeze(-1), arange(0, static_cast<double>(classes), 1, Dtype::int64)).to(Dtype::int64);
+}
+
+// ---------------------------------------------------------------- padding
+
+namespace {
+const char* mode_name(PadMode mode) {
+  switch (mode) {
+    case PadMode::constant: return "constant";
+    case PadMode::reflect: return "reflect";
+    case PadMode::replicate: return "replicate";
+    case PadMode::circular: return "circular";
+  }
+  return "unknown";
+}
+
+// The input position that output position i (counted from the input's first, so the padding in
+// front is -before .. -1) copies, along a dimension of n > 0 elements; -1 where there is none.
+int64_t source(PadMode mode, int64_t i, int64_t n) {
+  switch (mode) {
+    case PadMode::reflect: i = i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i; break;
+    case PadMode::replicate: i = std::clamp<int64_t>(i, 0, n - 1); break;
+    case PadMode::circular: i = (i % n + n) % n; break;
+    case PadMode::constant: break;
+  }
+  return i >= 0 && i < n ? i : -1;
+}
+}  // namespace
+
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode, double value) {
+  const auto pairs = static_cast<int64_t>(pad.size() / 2);
+  if (pad.size() % 2 != 0 || pairs > x.dim())
+    fail("pad: the padding {} must be (before, after) pairs, one for each of at most {} trailing dimensions of input {}",
+         pad, x.dim(), describe(x));
+  Tensor y = x;
+  for (int64_t k = 0; k < pairs; ++k) {
+    const int64_t d = x.dim() - 1 - k, before = pad[2 * k], after = pad[2 * k + 1], n = x.size(d);
+    const auto bad = [&](const char* why) {
+      fail("pad ({} mode): padding ({}, {}) of dimension {} of input {}: {}", mode_name(mode), before, after, d,
+           describe(x), why);
+    };
+    if (before == 0 && after == 0) continue;
+    if (mode == PadMode::constant) {
+      const int64_t start = std::max<int64_t>(-before, 0), kept = n - start - std::max<int64_t>(-after, 0);
+      if (kept < 0) bad("removes more elements than the dimension has");
+      const auto filled = [&](int64_t count) {
+        Shape shape = y.shape();
+        shape[d] = count;
+        return full(shape, value, x.dtype());
+      };
+      y = y.narrow(d, start, kept);
+      if (before > 0 || after > 0) y = cat({filled(std::max<int64_t>(before, 0)), y, filled(std::max<int64_t>(after, 0))}, d);
+      continue;
+    }
+    if (n == 0) bad("an empty dimension has nothing to copy");
+    const int64_t size = n + before + after;
+    if (size < 0) bad("removes more elements than the dimension has");
+    std::vector<double> from(static_cast<size_t>(size));
+    for (int64_t i = 0; i < size; ++i)
+      if ((from[static_cast<size_t>(i)] = static_cast<double>(source(mode, i - before, n))) < 0)
+        bad("reflect padding must be smaller than the dimension");
+    y = index_select(y, d, tensor(from, {size}, Dtype::int64));
+  }
+  return y;
 }
 
 // ---------------------------------------------------------------- convolution and pooling

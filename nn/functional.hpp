@@ -69,6 +69,13 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int6
 /// * weight + bias where given (each of normalized_shape and x's dtype). As PyTorch's.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
+/// Group normalisation of x [N, C, ...]: the C channels split into num_groups groups of
+/// consecutive channels (num_groups divides C), each example's group normalised over its
+/// channels and every dimension after them (biased variance), then * weight + bias per channel
+/// where given (each [C], x's dtype). num_groups = 1 is layer_norm over all but N; num_groups = C
+/// is instance normalisation. As PyTorch's.
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                  double eps = 1e-5);
 /// Batch normalisation of x [N, C, ...] per channel C, then * weight + bias where given (each
 /// [C], x's dtype). While training: the batch's mean and biased variance over every dimension
 /// but 1, and running_mean / running_var (if given) move in place towards the batch's mean and
@@ -173,6 +180,21 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
 using Size2 = std::array<int64_t, 2>;
 /// "[h, w]", as errors and module printouts show a Size2.
 std::string to_string(Size2 s);
+/// How pad fills the new positions.
+enum class PadMode {
+  constant,   ///< with `value`
+  reflect,    ///< with the input mirrored at its edges, the edge not repeated: 3 2 | 1 2 3 | 2 1 (pad < size)
+  replicate,  ///< with the edge element: 1 1 | 1 2 3 | 3 3
+  circular,   ///< as if the input repeated: 2 3 | 1 2 3 | 1 2
+};
+/// x padded as torch.nn.functional.pad: `pad` holds (before, after) pairs for the last dimension,
+/// then the one before it, and so on (at most x.dim() pairs): {1, 2} adds one column in front
+/// and two after, {1, 1, 2, 2} also two rows above and below. A negative amount removes that
+/// many elements. Every mode pads any dimension (PyTorch's reflect, replicate and circular only
+/// the last 1 to 3 of a batch); the result is made of narrow, cat and index_select, so every
+/// order of derivative follows (a position copied twice adds both gradients).
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode = PadMode::constant, double value = 0.0);
+
 /// The sliding blocks of x [N, C, H, W] as columns, as torch.nn.functional.unfold (im2col):
 /// [N, C kh kw, L], a row per (channel, kernel row, kernel column), a column per block position
 /// (row-major); padding adds zeros. One index_select, so every order of derivative follows.

@@ -290,7 +290,7 @@ std::string Embedding::repr() const {
 // ---------------------------------------------------------------- normalisation
 
 namespace {
-// LayerNorm's and BatchNorm's affine part starts as the identity (nothing without one)
+// LayerNorm's, GroupNorm's and BatchNorm's affine part starts as the identity (nothing without one)
 void reset_affine(Tensor& weight, Tensor& bias) {
   if (!weight.defined()) return;
   NoGradGuard no_grad;
@@ -319,6 +319,30 @@ Tensor LayerNorm::forward(const Tensor& x) { return functional::layer_norm(x, no
 std::string LayerNorm::repr() const {
   return fmt::format("LayerNorm(normalized_shape={}, eps={}, elementwise_affine={})", normalized_shape, eps,
                      weight.defined());
+}
+
+GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, GroupNormOptions options)
+    : num_groups(num_groups), num_channels(num_channels), eps(options.eps) {
+  if (num_groups <= 0 || num_channels <= 0 || num_channels % num_groups != 0)
+    fail("GroupNorm: num_groups {} must be positive and divide num_channels {}", num_groups, num_channels);
+  if (options.affine) {
+    const Dtype dtype = options.dtype.value_or(default_dtype());
+    weight = register_parameter("weight", empty({num_channels}, dtype));
+    bias = register_parameter("bias", empty({num_channels}, dtype));
+  }
+  reset_parameters();
+}
+
+void GroupNorm::reset_parameters() { reset_affine(weight, bias); }
+
+Tensor GroupNorm::forward(const Tensor& x) {
+  if (x.dim() < 2 || x.size(1) != num_channels)
+    fail("GroupNorm: input {} must be [N, C, ...] with C = {} ({})", describe(x), num_channels, repr());
+  return functional::group_norm(x, num_groups, weight, bias, eps);
+}
+
+std::string GroupNorm::repr() const {
+  return fmt::format("GroupNorm({}, {}, eps={}, affine={})", num_groups, num_channels, eps, weight.defined());
 }
 
 BatchNorm::BatchNorm(const char* name, const char* layout, std::pair<int64_t, int64_t> ranks, int64_t num_features,

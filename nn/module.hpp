@@ -367,6 +367,32 @@ class LayerNorm : public Module {
   double eps;  ///< added to the variance
 };
 
+/// GroupNorm's options.
+struct GroupNormOptions {
+  double eps = 1e-5;  ///< added to the variance
+  bool affine = true;  ///< learn a weight (starting at 1) and a bias (at 0) per channel
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+};
+
+/// functional::group_norm with learned per-channel weight and bias: statistics per example and
+/// group of channels, the same in training and evaluation (no running statistics), so it works
+/// at any batch size. GroupNorm(1, C) normalises each example's channels together; GroupNorm(C, C)
+/// each channel alone (instance normalisation).
+class GroupNorm : public Module {
+ public:
+  /// num_groups (positive) must divide num_channels (positive).
+  GroupNorm(int64_t num_groups, int64_t num_channels, GroupNormOptions options = {});
+  Tensor forward(const Tensor& x) override;  ///< group_norm(x, num_groups, weight, bias, eps), x [N, C, ...]
+  std::string repr() const override;  ///< "GroupNorm(2, 4, eps=1e-05, affine=true)"
+  void reset_parameters() override;  ///< weight 1, bias 0
+
+  Tensor weight;  ///< [C]; undefined without affine
+  Tensor bias;  ///< [C]; undefined without affine
+  int64_t num_groups;  ///< groups of num_channels / num_groups consecutive channels
+  int64_t num_channels;  ///< C
+  double eps;  ///< added to the variance
+};
+
 /// BatchNorm1d's and BatchNorm2d's options.
 struct BatchNormOptions {
   double eps = 1e-5;  ///< added to the variance

@@ -158,6 +158,53 @@ TEST_CASE("adaptive_avg_pool2d and adaptive_avg_pool1d: PyTorch's windows, by ha
   check_error([] { (void)F::adaptive_avg_pool1d(cr::zeros({2, 4}, cr::int64), 2); }, {"adaptive_avg_pool1d", "int64"});
 }
 
+TEST_CASE("pad: constant, reflect, replicate and circular, by hand (the values torch.nn.functional.pad gives)") {
+  const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, 5, 6}, {2, 3}, cr::float64);
+  using M = F::PadMode;
+  CHECK(values(F::pad(x, {1, 2})) == std::vector<double>{0, 1, 2, 3, 0, 0, 0, 4, 5, 6, 0, 0});
+  CHECK(F::pad(x, {1, 2}).shape() == cr::Shape{2, 6});
+  CHECK(values(F::pad(x, {1, 1, 1, 0}, M::constant, 9)) ==
+        std::vector<double>{9, 9, 9, 9, 9, 9, 1, 2, 3, 9, 9, 4, 5, 6, 9});
+  CHECK(values(F::pad(x, {-1, 1})) == std::vector<double>{2, 3, 0, 5, 6, 0});  // a negative amount crops
+  CHECK(values(F::pad(x, {0, -2, -1, 0})) == std::vector<double>{4});
+  CHECK(values(F::pad(x, {2, 1}, M::reflect)) == std::vector<double>{3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5});
+  CHECK(values(F::pad(x, {2, 1}, M::replicate)) == std::vector<double>{1, 1, 1, 2, 3, 3, 4, 4, 4, 5, 6, 6});
+  CHECK(values(F::pad(x, {2, 1}, M::circular)) == std::vector<double>{2, 3, 1, 2, 3, 1, 5, 6, 4, 5, 6, 4});
+  CHECK(values(F::pad(x, {1, 1, 1, 1}, M::reflect)) ==
+        std::vector<double>{5, 4, 5, 6, 5, 2, 1, 2, 3, 2, 5, 4, 5, 6, 5, 2, 1, 2, 3, 2});
+  CHECK(values(F::pad(x, {-1, 0}, M::reflect)) == std::vector<double>{2, 3, 5, 6});
+  CHECK(values(F::pad(x, {0, 0, 1, 0}, M::replicate)) == std::vector<double>{1, 2, 3, 1, 2, 3, 4, 5, 6});
+  // an empty padding is x itself; a dimension left alone keeps its size; dtype kept (int64 too)
+  CHECK(values(F::pad(x, {})) == values(x));
+  CHECK(F::pad(x.to(cr::float32), {1, 1}, M::reflect).dtype() == cr::float32);
+  const cr::Tensor i = cr::tensor({1.0, 2}, {2}, cr::int64);
+  CHECK(F::pad(i, {1, 1}, M::constant, 7).to_vector<int64_t>() == std::vector<int64_t>{7, 1, 2, 7});
+  CHECK(F::pad(cr::zeros({2, 0}), {1, 2}).shape() == cr::Shape{2, 3});  // constant padding of an empty dim
+  // the gradient: a position copied twice (reflect, replicate) gets both of its gradients
+  cr::Tensor v = cr::tensor({1.0, 2, 3}, {3}, cr::float64).requires_grad_();
+  cr::sum(F::pad(v, {2, 2}, M::replicate) * cr::arange(1.0, 8.0, 1.0, cr::float64)).backward();
+  CHECK(values(v.grad()) == std::vector<double>{1 + 2 + 3, 4, 5 + 6 + 7});
+  v.set_grad({});
+  cr::sum(F::pad(v, {2, 2}, M::reflect) * cr::arange(1.0, 8.0, 1.0, cr::float64)).backward();
+  CHECK(values(v.grad()) == std::vector<double>{3 + 7, 2 + 4 + 6, 1 + 5});  // 3 2 | 1 2 3 | 2 1
+  v.set_grad({});
+  cr::sum(F::pad(v, {1, -1}) * cr::arange(1.0, 4.0, 1.0, cr::float64)).backward();  // 0 | 1 2
+  CHECK(values(v.grad()) == std::vector<double>{2, 3, 0});
+  const cr::Tensor img = input({2, 2, 3, 4}, -1, 1, 41);
+  check_gradients([](V v) { return F::pad(v[0], {1, 2, 2, 1}, F::PadMode::reflect); }, {img});
+  check_gradients([](V v) { return F::pad(v[0] * v[0], {2, 3, 1, 0}, F::PadMode::replicate); }, {img});
+  check_gradients([](V v) { return F::pad(v[0] * v[0], {4, 1}, F::PadMode::circular); }, {img});
+  check_gradients([](V v) { return F::pad(v[0] * v[0], {1, -1, 0, 0, 1, 1}, F::PadMode::constant, 0.5); }, {img});
+  // errors name the op, the mode, the amounts and the input
+  check_error([&] { (void)F::pad(x, {1}); }, {"pad", "[1]", "pairs", "[2, 3]"});
+  check_error([&] { (void)F::pad(x, {1, 1, 1, 1, 1, 1}); }, {"pad", "at most 2", "[2, 3]"});
+  check_error([&] { (void)F::pad(x, {3, 0}, M::reflect); }, {"pad (reflect mode)", "(3, 0)", "dimension 1", "[2, 3]",
+                                                             "smaller than the dimension"});
+  check_error([&] { (void)F::pad(x, {-2, -2}); }, {"pad (constant mode)", "(-2, -2)", "removes more elements"});
+  check_error([&] { (void)F::pad(x, {0, 0, -2, -1}, M::replicate); }, {"pad (replicate mode)", "dimension 0"});
+  check_error([] { (void)F::pad(cr::zeros({2, 0}), {1, 0}, M::circular); }, {"pad (circular mode)", "empty"});
+}
+
 TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)") {
   const cr::Tensor x = input({2, 2, 4, 5}, -1, 1, 21), w = input({3, 2, 2, 3}, -1, 1, 22), b = input({3}, -1, 1, 23);
   check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2]); }, {x, w, b});

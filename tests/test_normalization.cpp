@@ -191,6 +191,87 @@ TEST_CASE("nn::BatchNorm1d: running statistics as buffers, counted batches, trai
   check_error([&] { cr::nn::BatchNorm1d(0); }, {"BatchNorm1d", "0"});
 }
 
+// ---------------------------------------------------------------- group_norm
+
+TEST_CASE("group_norm: statistics per example and group of channels (by hand), then per-channel weight and bias") {
+  const cr::Tensor x = input({2, 4, 3}, -2, 2, 51).detach();
+  const std::vector<double> xv = values(x);
+  // by hand: with 2 groups, example n's group g is channels 2g and 2g + 1, 6 consecutive values
+  std::vector<double> want(xv.size());
+  for (size_t start = 0; start < xv.size(); start += 6) {
+    double m = 0, v = 0;
+    for (size_t i = 0; i < 6; ++i) m += xv[start + i] / 6;
+    for (size_t i = 0; i < 6; ++i) v += (xv[start + i] - m) * (xv[start + i] - m) / 6;
+    for (size_t i = 0; i < 6; ++i) want[start + i] = (xv[start + i] - m) / std::sqrt(v + 1e-5);
+  }
+  check_close(values(F::group_norm(x, 2)), want);
+  // weight and bias per channel: element i is in channel (i / 3) % 4
+  const std::vector<double> wv{0.5, 2, -1, 3}, bv{0, 1, -2, 0.25};
+  std::vector<double> affine = want;
+  for (size_t i = 0; i < affine.size(); ++i) affine[i] = want[i] * wv[i / 3 % 4] + bv[i / 3 % 4];
+  const cr::Tensor w = cr::tensor(wv, {4}, cr::float64), b = cr::tensor(bv, {4}, cr::float64);
+  check_close(values(F::group_norm(x, 2, w, b)), affine);
+  check_close(values(F::group_norm(x, 2, {}, b)), [&] {
+    std::vector<double> shifted = want;
+    for (size_t i = 0; i < shifted.size(); ++i) shifted[i] += bv[i / 3 % 4];
+    return shifted;
+  }());
+  // one group: layer_norm over [C, L]; C groups: each channel alone (instance normalisation)
+  check_close(values(F::group_norm(x, 1)), values(F::layer_norm(x, {4, 3})));
+  check_close(values(F::group_norm(x, 4)), values(F::layer_norm(x, {3})));
+  // [N, C, H, W] and [N, C]; eps; float32 stays float32; an empty batch
+  const cr::Tensor img = input({2, 4, 2, 3}, -2, 2, 52);
+  check_close(values(F::group_norm(img, 2, {}, {}, 0.1)),
+              values(F::layer_norm(img.reshape({2, 2, 12}), {12}, {}, {}, 0.1)));
+  check_close(values(F::group_norm(img.reshape({2, 24}), 3)), values(F::layer_norm(img.reshape({2, 3, 8}), {8})));
+  CHECK(F::group_norm(img.to(cr::float32), 2).dtype() == cr::float32);
+  CHECK(F::group_norm(cr::zeros({0, 4, 3}, cr::float64), 2).shape() == cr::Shape{0, 4, 3});
+}
+
+TEST_CASE("group_norm: gradcheck and gradgradcheck of the input, weight and bias") {
+  const cr::Tensor x = input({2, 6, 3}, -2, 2, 53), w = input({6}, 0.5, 2.0, 54), b = input({6}, -1, 1, 55);
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::group_norm(in[0], 3); }, {x});
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::group_norm(in[0], 2, in[1], in[2], 1e-3); },
+                  {x, w, b});
+  check_gradients([](const std::vector<cr::Tensor>& in) { return F::group_norm(in[0], 6, in[1]); },
+                  {input({3, 6, 2, 2}, -1, 1, 56), w});
+}
+
+TEST_CASE("group_norm: errors name the op, the shapes and the dtypes") {
+  const cr::Tensor x = input({2, 6, 3});
+  check_error([&] { F::group_norm(x, 4); }, {"group_norm", "num_groups 4", "divide the 6 channels", "[2, 6, 3]"});
+  check_error([&] { F::group_norm(x, 0); }, {"group_norm", "num_groups 0", "positive"});
+  check_error([&] { F::group_norm(input({6}), 2); }, {"group_norm", "[6]", "[N, C"});
+  check_error([&] { F::group_norm(cr::ones({2, 6}, cr::int64), 2); }, {"group_norm", "int64"});
+  check_error([&] { F::group_norm(x, 2, cr::ones({3}, cr::float64)); }, {"group_norm", "weight", "[3]", "[6]"});
+  check_error([&] { F::group_norm(x, 2, {}, cr::ones({6}, cr::float32)); }, {"group_norm", "bias", "float32", "float64"});
+}
+
+TEST_CASE("nn::GroupNorm: weight 1 and bias 0 to start, learnable; the same statistics in training and eval") {
+  cr::nn::GroupNorm norm(2, 4, {.dtype = cr::float64});
+  CHECK(values(norm.weight) == std::vector<double>(4, 1.0));
+  CHECK(values(norm.bias) == std::vector<double>(4, 0.0));
+  CHECK(norm.named_parameters().size() == 2);
+  CHECK(norm.named_buffers().empty());
+  CHECK(norm.repr() == "GroupNorm(2, 4, eps=1e-05, affine=true)");
+  const cr::Tensor x = input({1, 4, 5}, -2, 2, 57);  // a batch of one, which BatchNorm refuses in training
+  const cr::Tensor y = norm(x);
+  check_close(values(y), values(F::group_norm(x, 2)));
+  norm.eval();
+  check_close(values(norm(x)), values(y));
+  cr::sum(norm(x) * x).backward();
+  CHECK(norm.weight.grad().defined());
+  CHECK(norm.bias.grad().defined());
+  cr::nn::GroupNorm plain(4, 4, {.eps = 0.5, .affine = false});
+  CHECK(plain.parameters().empty());
+  CHECK(plain.repr() == "GroupNorm(4, 4, eps=0.5, affine=false)");
+  check_close(values(plain(x)), values(F::group_norm(x, 4, {}, {}, 0.5)));
+  check_error([] { cr::nn::GroupNorm(3, 4); }, {"GroupNorm", "num_groups 3", "num_channels 4"});
+  check_error([] { cr::nn::GroupNorm(0, 4); }, {"GroupNorm", "num_groups 0"});
+  check_error([&] { (void)norm(input({2, 6, 3})); }, {"GroupNorm", "[2, 6, 3]", "C = 4", "GroupNorm(2, 4"});
+  check_error([&] { (void)norm(input({4})); }, {"GroupNorm", "[4]", "[N, C, ...]"});
+}
+
 TEST_CASE("nn::BatchNorm2d: per-channel statistics over N, H, W of [N, C, H, W] images") {
   cr::nn::BatchNorm2d bn(3, {.dtype = cr::float64});
   CHECK(bn.repr() == "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=true, track_running_stats=true)");

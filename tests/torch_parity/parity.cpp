@@ -238,6 +238,10 @@ void ops() {
   point("layer_norm_affine", [&](auto& x) { return F::layer_norm(x.reshape({3, 4}), {4}, w4n, b4n); });
   point("layer_norm_2d_eps0.1", [](auto& x) { return F::layer_norm(x.reshape({2, 2, 3}), {2, 3}, {}, {}, 0.1); });
   point("layer_norm_weight_bias_of_x", [](auto& x) { return F::layer_norm(x.reshape({3, 4}), {4}, x.narrow(0, 0, 4), x.narrow(0, 4, 4)); });
+  point("group_norm", [](auto& x) { return F::group_norm(x.reshape({1, 4, 3}), 2); });
+  point("group_norm_affine_eps1e-3", [&](auto& x) { return F::group_norm(x.reshape({2, 2, 3}), 2, f64({0.5, 2}), f64({0.1, -1}), 1e-3); });
+  point("group_norm_instance_4d", [](auto& x) { return F::group_norm(x.reshape({1, 3, 2, 2}), 3); });
+  point("group_norm_weight_of_x", [](auto& x) { return F::group_norm(x.reshape({2, 6}), 2, x.narrow(0, 0, 6)); });
   point("batch_norm_train", [](auto& x) { return F::batch_norm(x.reshape({4, 3}), {}, {}, {}, {}, true); });
   point("batch_norm_train_3d_affine", [&](auto& x) {
     return F::batch_norm(x.reshape({2, 2, 3}), {}, {}, f64({0.5, 2}), f64({0.1, -1}), true, 0.1, 1e-3);
@@ -293,6 +297,16 @@ void ops() {
   point("avg_pool1d", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 3, 4}), 2, 1, 1); });
   point("adaptive_avg_pool2d", [](auto& x) { return F::adaptive_avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
   point("adaptive_avg_pool1d", [](auto& x) { return F::adaptive_avg_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 4); });
+
+  const auto sq = [](const cr::Tensor& x, const cr::Shape& shape) { return (x * x).reshape(shape); };
+  using Pad = F::PadMode;
+  point("pad_constant", [&](auto& x) { return F::pad(sq(x, {3, 4}), {1, 2, 0, 1}, Pad::constant, 0.5); });
+  point("pad_constant_negative", [&](auto& x) { return F::pad(sq(x, {3, 4}), {-1, 1, 1, -1}); });
+  point("pad_reflect", [&](auto& x) { return F::pad(sq(x, {1, 3, 4}), {2, 3}, Pad::reflect); });
+  point("pad_reflect_2d", [&](auto& x) { return F::pad(sq(x, {1, 1, 3, 4}), {1, 2, 2, 1}, Pad::reflect); });
+  point("pad_replicate", [&](auto& x) { return F::pad(sq(x, {1, 3, 4}), {2, 1}, Pad::replicate); });
+  point("pad_replicate_2d", [&](auto& x) { return F::pad(sq(x, {1, 1, 3, 4}), {1, 0, 2, 2}, Pad::replicate); });
+  point("pad_circular", [&](auto& x) { return F::pad(sq(x, {1, 3, 4}), {3, 2}, Pad::circular); });
 
   // sorting and selection: q = x^2 + 0.3 x has no ties at kX, |x| has (sort is stable, as torch's
   // stable=True; torch's topk, kthvalue and median(dim) pick among ties as they please)

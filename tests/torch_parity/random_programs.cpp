@@ -75,6 +75,9 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        return F::conv2d(x, k, {}, {1, 1}, {1, 1}, {1, 1}, x.size(-3));
      }},
     {"max_pool1d", [](V x) { return F::max_pool1d(x, 2, 1, 1); }},
+    {"pad_reflect", [](V x) { return F::pad(x, {1, 2}, F::PadMode::reflect); }},
+    {"pad_replicate", [](V x) { return F::pad(x, {1, 2, 1, 0}, F::PadMode::replicate); }},
+    {"pad_circular", [](V x) { return F::pad(x, {2, 1}, F::PadMode::circular); }},
     {"adaptive_avg_pool2d", [](V x) { return F::adaptive_avg_pool2d(x, {2, 3}); }},
     {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
     {"avg_pool2d", [](V x) { return F::avg_pool2d(x, {2, 2}, F::Size2{1, 2}, {1, 0}); }},
@@ -293,6 +296,11 @@ Tensor shape_op(const std::string& op, V x, const std::vector<int64_t>& a) {
     const Tensor ar = cr::arange(0, static_cast<double>(shape.numel()), 1, x.dtype()).reshape(shape);
     return a[1] ? F::layer_norm(x, shape, ar * 0.25 + 0.5, ar * 0.1) : F::layer_norm(x, shape);
   }
+  if (op == "group_norm") {
+    const Tensor ar = cr::arange(0, static_cast<double>(x.size(1)), 1, x.dtype());
+    return a[1] ? F::group_norm(x, a[0], ar * 0.25 + 0.5, ar * 0.1) : F::group_norm(x, a[0]);
+  }
+  if (op == "pad") return F::pad(x, {a.begin() + 1, a.end()}, F::PadMode::constant, 0.5);
   if (op == "batch_norm") {
     const Tensor ar = cr::arange(0, static_cast<double>(x.size(1)), 1, x.dtype());
     return F::batch_norm(x, ar * 0.1, ar * 0.5 + 1.0, a[1] ? ar * 0.25 + 0.5 : Tensor(), a[1] ? ar * 0.1 : Tensor(), a[0] != 0);

@@ -19,7 +19,8 @@ second derivative is 0 here, NaN in PyTorch, whose double backward divides by th
 and a norm over a slice of zeros (gradient 0 in both; second derivative 0 here, NaN in PyTorch).
 The rounding ops (floor, ceil, round, trunc, frac) are left to parity.py: they jump where a value
 is a whole number, and values that are whole in exact arithmetic (a layer_norm of one element is
-0) come out of either library a rounding error to one side or the other.
+0) come out of either library a rounding error to one side or the other. For the same reason
+group_norm is drawn only over groups of 3 or more values.
 """
 import math
 import os
@@ -78,6 +79,13 @@ UNARY = {
     "avg_pool2d": lambda x: F.avg_pool2d(x, (2, 2), (1, 2), (1, 0))
     if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
     "prelu": lambda x: F.prelu(x, torch.tensor([0.3], dtype=x.dtype)) if x.is_floating_point() else None,
+    # where PyTorch 1.13 has these modes (reflect: 2-d or 3-d input, replicate 4-d, circular 3-d)
+    "pad_reflect": lambda x: F.pad(x, (1, 2), mode="reflect") if x.dim() in (2, 3) and x.shape[-1] > 2
+    and x.numel() > 0 and x.is_floating_point() else None,
+    "pad_replicate": lambda x: F.pad(x, (1, 2, 1, 0), mode="replicate") if x.dim() == 4 and x.numel() > 0
+    and x.is_floating_point() else None,
+    "pad_circular": lambda x: F.pad(x, (2, 1), mode="circular") if x.dim() == 3 and x.shape[-1] > 1
+    and x.numel() > 0 and x.is_floating_point() else None,
     "erf": torch.erf,
     "expm1": lambda x: torch.expm1(x * 0.3),
     "log1p": lambda x: torch.log1p(torch.abs(x)),
@@ -296,7 +304,7 @@ def shape_op(r, x):
     """A random shape, indexing or loss op on x: (name, int arguments, result) or None."""
     nd, op = x.dim(), r.choice(["reshape", "transpose", "permute", "unsqueeze", "squeeze", "expand", "narrow", "slice",
                                 "select", "flatten", "t", "gather", "index_select", "cross_entropy", "nll_loss",
-                                "layer_norm", "batch_norm"])
+                                "layer_norm", "batch_norm", "group_norm", "pad"])
     if op == "reshape":
         n, dims = x.numel(), []
         while n > 1:
@@ -380,6 +388,20 @@ def shape_op(r, x):
         ar = torch.arange(math.prod(shape), dtype=x.dtype).reshape(shape)
         w, b = (0.5 + 0.25 * ar, 0.1 * ar) if affine else (None, None)
         return op, [k, affine], F.layer_norm(x, shape, w, b)
+    if op == "group_norm" and nd >= 2 and x.shape[1] > 0 and x.numel() > 0 and x.is_floating_point():
+        c = x.shape[1]
+        groups, affine = r.choice([g for g in range(1, c + 1) if c % g == 0]), r.randrange(2)
+        if x.numel() // x.shape[0] // groups < 3:  # not over 1 or 2 values (see the docstring)
+            return None
+        ar = torch.arange(c, dtype=x.dtype)
+        w, b = (0.5 + 0.25 * ar, 0.1 * ar) if affine else (None, None)
+        return op, [groups, affine], F.group_norm(x, groups, w, b)
+    if op == "pad":  # constant padding (value 0.5) of the last k dims, some amounts negative
+        amounts = []
+        for s in reversed(x.shape[nd - r.randint(1, nd):]):
+            before = r.randint(-min(s, 1), 2)
+            amounts += [before, r.randint(-min(s + before, 1), 2)]
+        return op, [len(amounts)] + amounts, F.pad(x, amounts, value=0.5)
     if op == "batch_norm" and nd >= 2 and x.shape[1] > 0 and x.numel() // x.shape[1] > 1 and x.is_floating_point():
         training, affine = r.randrange(2), r.randrange(2)  # fixed running statistics when not training
         ar = torch.arange(x.shape[1], dtype=x.dtype)
