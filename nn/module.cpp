@@ -8,6 +8,8 @@
 #include <cmath>
 #include <set>
 
+#include <fmt/ranges.h>
+
 namespace chainrule::nn {
 
 // ---------------------------------------------------------------- Module
@@ -251,6 +253,22 @@ std::string Pool<Size>::repr() const {
 }
 template class Pool<int64_t>;
 template class Pool<functional::Size2>;
+
+Pad::Pad(const char* name, std::vector<int64_t> padding, functional::PadMode mode, double value)
+    : padding(std::move(padding)), mode(mode), value(value), name_(name) {}
+
+Tensor Pad::forward(const Tensor& x) {
+  const auto dims = static_cast<int64_t>(padding.size() / 2);
+  if (x.dim() != dims + 1 && x.dim() != dims + 2)
+    fail("{}: input {} must be {} ({})", name_, describe(x), dims == 1 ? "[C, L] or [N, C, L]" : "[C, H, W] or [N, C, H, W]",
+         repr());
+  return functional::pad(x, padding, mode, value);
+}
+
+std::string Pad::repr() const {
+  return mode == functional::PadMode::constant ? fmt::format("{}(padding={}, value={})", name_, padding, value)
+                                                : fmt::format("{}(padding={})", name_, padding);
+}
 
 std::string AdaptiveAvgPool1d::repr() const { return fmt::format("AdaptiveAvgPool1d(output_size={})", output_size); }
 std::string AdaptiveAvgPool2d::repr() const {

@@ -1,7 +1,7 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, BatchNorm1d/2d,
-/// Conv1d/2d, the pooling modules, Sequential and MLP are defined here; activations (Identity
+/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, GroupNorm, BatchNorm1d/2d,
+/// Conv1d/2d, the padding and pooling modules, Sequential and MLP are defined here; activations (Identity
 /// among them) in activation.hpp.
 #pragma once
 
@@ -290,6 +290,77 @@ class AdaptiveAvgPool2d : public Module {
   std::string repr() const override;  ///< "AdaptiveAvgPool2d(output_size=[1, 1])"
 
   functional::Size2 output_size;  ///< the output's height and width
+};
+
+/// What the padding modules share: functional::pad with fixed amounts, mode and fill, of inputs
+/// [C, ...] or [N, C, ...] with padding.size() / 2 padded dimensions after C.
+class Pad : public Module {
+ public:
+  /// functional::pad(x, padding, mode, value)
+  Tensor forward(const Tensor& x) override;
+  /// "ReflectionPad2d(padding=[1, 1, 2, 0])"; the constant ones (ZeroPad2d too) add the value:
+  /// "ConstantPad1d(padding=[1, 2], value=0.5)"
+  std::string repr() const override;
+
+  std::vector<int64_t> padding;  ///< (before, after) for the last dimension, then the one before it
+  functional::PadMode mode;  ///< how the new positions are filled
+  double value;  ///< the fill of the constant mode
+
+ protected:
+  /// `name` for printouts and errors; padding.size() / 2 dimensions are padded.
+  Pad(const char* name, std::vector<int64_t> padding, functional::PadMode mode, double value);
+
+ private:
+  const char* name_;
+};
+
+/// The padding module of `Mode` over the last `Dims` dimensions (1: [C, L] or [N, C, L]; 2:
+/// [C, H, W] or [N, C, H, W]), as PyTorch's ReflectionPad1d and its kin. Amounts are given
+/// as one for every side or as (before, after) pairs, the last dimension's first.
+template <functional::PadMode Mode, int Dims>
+class PadNd : public Pad {
+ public:
+  using Amounts = std::array<int64_t, 2 * Dims>;  ///< (left, right) or (left, right, top, bottom)
+  /// `padding` on every side
+  explicit PadNd(int64_t padding) requires(Mode != functional::PadMode::constant) : PadNd(same(padding)) {}
+  /// (before, after) pairs, the last dimension's first
+  explicit PadNd(Amounts padding) requires(Mode != functional::PadMode::constant) : PadNd(name(), padding, 0.0) {}
+  /// `padding` on every side, filled with value
+  PadNd(int64_t padding, double value) requires(Mode == functional::PadMode::constant)
+      : PadNd(same(padding), value) {}
+  /// (before, after) pairs, filled with value
+  PadNd(Amounts padding, double value) requires(Mode == functional::PadMode::constant)
+      : PadNd(name(), padding, value) {}
+
+ protected:
+  PadNd(const char* name, Amounts padding, double value) : Pad(name, {padding.begin(), padding.end()}, Mode, value) {}
+  static Amounts same(int64_t padding) {
+    Amounts amounts;
+    amounts.fill(padding);
+    return amounts;
+  }
+
+ private:
+  static constexpr const char* name() {
+    constexpr const char* names[][2] = {{"ConstantPad1d", "ConstantPad2d"}, {"ReflectionPad1d", "ReflectionPad2d"},
+                                        {"ReplicationPad1d", "ReplicationPad2d"}, {"CircularPad1d", "CircularPad2d"}};
+    return names[static_cast<int>(Mode)][Dims - 1];
+  }
+};
+using ConstantPad1d = PadNd<functional::PadMode::constant, 1>;  ///< pads [C, L] or [N, C, L] with a value
+using ConstantPad2d = PadNd<functional::PadMode::constant, 2>;  ///< pads [C, H, W] or [N, C, H, W] with a value
+using ReflectionPad1d = PadNd<functional::PadMode::reflect, 1>;  ///< mirrors [C, L] or [N, C, L] at its ends
+using ReflectionPad2d = PadNd<functional::PadMode::reflect, 2>;  ///< mirrors [C, H, W] or [N, C, H, W] at its edges
+using ReplicationPad1d = PadNd<functional::PadMode::replicate, 1>;  ///< repeats the end elements of [C, L] or [N, C, L]
+using ReplicationPad2d = PadNd<functional::PadMode::replicate, 2>;  ///< repeats the edges of [C, H, W] or [N, C, H, W]
+using CircularPad1d = PadNd<functional::PadMode::circular, 1>;  ///< wraps [C, L] or [N, C, L] around
+using CircularPad2d = PadNd<functional::PadMode::circular, 2>;  ///< wraps [C, H, W] or [N, C, H, W] around
+
+/// ConstantPad2d with zeros.
+class ZeroPad2d : public PadNd<functional::PadMode::constant, 2> {
+ public:
+  explicit ZeroPad2d(int64_t padding) : PadNd("ZeroPad2d", same(padding), 0.0) {}  ///< on every side
+  explicit ZeroPad2d(Amounts padding) : PadNd("ZeroPad2d", padding, 0.0) {}  ///< (left, right, top, bottom)
 };
 
 /// functional::max_pool2d as a module.

@@ -205,6 +205,46 @@ TEST_CASE("pad: constant, reflect, replicate and circular, by hand (the values t
   check_error([] { (void)F::pad(cr::zeros({2, 0}), {1, 0}, M::circular); }, {"pad (circular mode)", "empty"});
 }
 
+TEST_CASE("padding modules: functional::pad with their mode, amounts and value; ranks checked") {
+  const cr::Tensor seq = input({2, 3, 5}, -1, 1, 42), img = input({2, 3, 4, 5}, -1, 1, 43);
+  using M = F::PadMode;
+  cr::nn::ReflectionPad1d reflect1(2);
+  CHECK(reflect1.padding == std::vector<int64_t>{2, 2});
+  CHECK(values(reflect1(seq)) == values(F::pad(seq, {2, 2}, M::reflect)));
+  CHECK(values(reflect1(seq.select(0, 1))) == values(F::pad(seq.select(0, 1), {2, 2}, M::reflect)));  // [C, L]
+  CHECK(reflect1.repr() == "ReflectionPad1d(padding=[2, 2])");
+  cr::nn::ReflectionPad2d reflect2({1, 0, 2, 3});
+  CHECK(values(reflect2(img)) == values(F::pad(img, {1, 0, 2, 3}, M::reflect)));
+  CHECK(reflect2.repr() == "ReflectionPad2d(padding=[1, 0, 2, 3])");
+  cr::nn::ReplicationPad1d replicate1({3, 1});
+  CHECK(values(replicate1(seq)) == values(F::pad(seq, {3, 1}, M::replicate)));
+  cr::nn::ReplicationPad2d replicate2(1);
+  CHECK(values(replicate2(img)) == values(F::pad(img, {1, 1, 1, 1}, M::replicate)));
+  CHECK(replicate2.repr() == "ReplicationPad2d(padding=[1, 1, 1, 1])");
+  cr::nn::CircularPad1d circular1({1, 2});
+  CHECK(values(circular1(seq)) == values(F::pad(seq, {1, 2}, M::circular)));
+  cr::nn::CircularPad2d circular2(2);
+  CHECK(values(circular2(img)) == values(F::pad(img, {2, 2, 2, 2}, M::circular)));
+  cr::nn::ConstantPad1d constant1({1, -1}, 0.5);
+  CHECK(values(constant1(seq)) == values(F::pad(seq, {1, -1}, M::constant, 0.5)));
+  CHECK(constant1.repr() == "ConstantPad1d(padding=[1, -1], value=0.5)");
+  cr::nn::ConstantPad2d constant2(1, -3);
+  CHECK(values(constant2(img.select(0, 0))) == values(F::pad(img.select(0, 0), {1, 1, 1, 1}, M::constant, -3)));
+  cr::nn::ZeroPad2d zero({0, 1, 2, 0});
+  CHECK(values(zero(img)) == values(F::pad(img, {0, 1, 2, 0})));
+  CHECK(zero.repr() == "ZeroPad2d(padding=[0, 1, 2, 0], value=0)");
+  CHECK(zero.parameters().empty());
+  // in a Sequential, with gradients through it
+  cr::nn::Sequential net({std::make_shared<cr::nn::ReflectionPad2d>(1), std::make_shared<cr::nn::Flatten>()});
+  cr::Tensor x = img.detach().requires_grad_();
+  cr::sum(net(x)).backward();
+  CHECK(x.grad().shape() == img.shape());
+  CHECK(cr::sum(x.grad()).item<double>() == doctest::Approx(2.0 * 3 * 6 * 7));  // every output position is one input
+  check_error([&] { (void)reflect1(img); }, {"ReflectionPad1d", "[2, 3, 4, 5]", "[C, L] or [N, C, L]", "padding=[2, 2]"});
+  check_error([&] { (void)zero(seq.select(0, 0)); }, {"ZeroPad2d", "[3, 5]", "[C, H, W] or [N, C, H, W]"});
+  check_error([&] { (void)cr::nn::ReflectionPad1d(5)(seq); }, {"pad (reflect mode)", "(5, 5)"});
+}
+
 TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)") {
   const cr::Tensor x = input({2, 2, 4, 5}, -1, 1, 21), w = input({3, 2, 2, 3}, -1, 1, 22), b = input({3}, -1, 1, 23);
   check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2]); }, {x, w, b});
