@@ -1,5 +1,5 @@
 /// \file
-/// The nn layer: modules, activations (and their registry), losses, initialisers, checkpoints.
+/// The nn layer: modules (recurrent ones in rnn.hpp), activations (and their registry), losses, initialisers, checkpoints.
 #pragma once
 
 #include "activation.hpp"
@@ -8,3 +8,4 @@
 #include "functional.hpp"
 #include "init.hpp"
 #include "module.hpp"
+#include "rnn.hpp"

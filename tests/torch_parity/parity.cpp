@@ -308,6 +308,43 @@ void ops() {
   point("pad_replicate_2d", [&](auto& x) { return F::pad(sq(x, {1, 1, 3, 4}), {1, 0, 2, 2}, Pad::replicate); });
   point("pad_circular", [&](auto& x) { return F::pad(sq(x, {1, 3, 4}), {3, 2}, Pad::circular); });
 
+  // recurrent cells with their weights from x, and modules (2 layers, bidirectional, batch_first,
+  // unbatched) whose parameters are 0.5 sin(1 + 0.7 j + 1.3 i), element j of parameter i
+  const cr::Tensor in2 = f64({0.5, -1, 1.5, 0.25}).reshape({2, 2}), h1 = f64({0.3, -0.2}).reshape({2, 1}),
+                   c1 = f64({0.1, 0.7}).reshape({2, 1}), in3 = f64({0.5, -1, 0.2, 1.5, 0.25, -0.4}).reshape({2, 3});
+  point("lstm_cell_weights_of_x", [&](auto& x) {
+    const cr::Tensor w = x * 0.1;
+    const auto [h, c] = F::lstm_cell(in2, h1, c1, w.narrow(0, 0, 8).reshape({4, 2}), w.narrow(0, 8, 4).reshape({4, 1}));
+    return cr::cat({h, c}, 1);
+  });
+  point("gru_cell_weights_of_x", [&](auto& x) {
+    const cr::Tensor w = x * 0.1;
+    return F::gru_cell(in3, h1, w.narrow(0, 0, 9).reshape({3, 3}), w.narrow(0, 9, 3).reshape({3, 1}), f64({0.1, -0.2, 0.3}));
+  });
+  const auto fill = [](cr::nn::Module& m) {
+    int64_t i = 0;
+    for (cr::Tensor p : m.parameters()) {
+      std::vector<double> v;
+      for (int64_t j = 0; j < p.numel(); ++j) v.push_back(0.5 * std::sin(1 + 0.7 * double(j) + 1.3 * double(i)));
+      p.set_data(cr::tensor(v, p.shape(), cr::float64));
+      ++i;
+    }
+  };
+  auto lstm = std::make_shared<cr::nn::LSTM>(2, 2, cr::nn::RNNOptions{.num_layers = 2, .bidirectional = true, .dtype = cr::float64});
+  auto gru = std::make_shared<cr::nn::GRU>(2, 3, cr::nn::RNNOptions{.batch_first = true, .dtype = cr::float64});
+  auto rnn = std::make_shared<cr::nn::RNN>(3, 2, cr::nn::RNNOptions{.num_layers = 2, .relu = true, .dtype = cr::float64});
+  fill(*lstm), fill(*gru), fill(*rnn);
+  point("lstm_2_layers_bidirectional", [=](auto& x) {
+    const cr::nn::RNNOutput o = lstm->forward(x.reshape({3, 2, 2}) * 0.1, cr::Tensor());
+    return cr::cat({o.output.reshape({-1}), o.h_n.reshape({-1}), o.c_n.reshape({-1})});
+  });
+  point("gru_batch_first_h0", [=](auto& x) {
+    const cr::Tensor h0 = f64({0.1, -0.3, 0.5, 0.2, 0, -0.1}).reshape({1, 2, 3});
+    const cr::nn::RNNOutput o = gru->forward(x.reshape({2, 3, 2}) * 0.1, h0);
+    return cr::cat({o.output.reshape({-1}), o.h_n.reshape({-1})});
+  });
+  point("rnn_relu_2_layers_unbatched", [=](auto& x) { return (*rnn)(x.reshape({4, 3}) * 0.1 + 0.2); });
+
   // sorting and selection: q = x^2 + 0.3 x has no ties at kX, |x| has (sort is stable, as torch's
   // stable=True; torch's topk, kthvalue and median(dim) pick among ties as they please)
   const auto q = [](const cr::Tensor& x) { return x * x + x * 0.3; };

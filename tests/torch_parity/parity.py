@@ -272,6 +272,36 @@ def ops():
     pt("avg_pool1d", lambda x: F.avg_pool1d((x * x).reshape(1, 3, 4), 2, 1, 1))
     pt("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
     pt("adaptive_avg_pool1d", lambda x: F.adaptive_avg_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 4))
+    in2, h1, c1 = f64([0.5, -1, 1.5, 0.25]).reshape(2, 2), f64([0.3, -0.2]).reshape(2, 1), f64([0.1, 0.7]).reshape(2, 1)
+    in3 = f64([0.5, -1, 0.2, 1.5, 0.25, -0.4]).reshape(2, 3)
+
+    def lstm_cell(x):
+        w = x * 0.1
+        return torch.cat(torch.lstm_cell(in2, (h1, c1), w[:8].reshape(4, 2), w[8:].reshape(4, 1)), 1)
+    pt("lstm_cell_weights_of_x", lstm_cell)
+    pt("gru_cell_weights_of_x",
+       lambda x: torch.gru_cell(in3, h1, (x * 0.1)[:9].reshape(3, 3), (x * 0.1)[9:].reshape(3, 1), f64([0.1, -0.2, 0.3])))
+
+    def filled(m):
+        with torch.no_grad():
+            for i, p in enumerate(m.parameters()):
+                j = torch.arange(p.numel(), dtype=torch.float64)
+                p.copy_((0.5 * torch.sin(1 + 0.7 * j + 1.3 * i)).reshape(p.shape))
+        return m
+    lstm = filled(torch.nn.LSTM(2, 2, num_layers=2, bidirectional=True, dtype=torch.float64))
+    gru = filled(torch.nn.GRU(2, 3, batch_first=True, dtype=torch.float64))
+    rnn = filled(torch.nn.RNN(3, 2, num_layers=2, nonlinearity="relu", dtype=torch.float64))
+
+    def lstm_run(x):
+        out, (h, c) = lstm(x.reshape(3, 2, 2) * 0.1)
+        return torch.cat([out.reshape(-1), h.reshape(-1), c.reshape(-1)])
+
+    def gru_run(x):
+        out, h = gru(x.reshape(2, 3, 2) * 0.1, f64([0.1, -0.3, 0.5, 0.2, 0, -0.1]).reshape(1, 2, 3))
+        return torch.cat([out.reshape(-1), h.reshape(-1)])
+    pt("lstm_2_layers_bidirectional", lstm_run)
+    pt("gru_batch_first_h0", gru_run)
+    pt("rnn_relu_2_layers_unbatched", lambda x: rnn(x.reshape(4, 3) * 0.1 + 0.2)[0])
     sq = lambda x, *shape: (x * x).reshape(*shape)
     pt("pad_constant", lambda x: F.pad(sq(x, 3, 4), (1, 2, 0, 1), value=0.5))
     pt("pad_constant_negative", lambda x: F.pad(sq(x, 3, 4), (-1, 1, 1, -1)))
