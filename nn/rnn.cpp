@@ -203,4 +203,58 @@ std::pair<Tensor, Tensor> GRU::step(const Tensor& xw, const Tensor& hw, const Te
   return {gru_rule(xw, hw, h), Tensor()};
 }
 
+RNNCellBase::RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size,
+                         RNNCellOptions options)
+    : input_size(input_size), hidden_size(hidden_size), options(options), name_(name) {
+  if (input_size <= 0 || hidden_size <= 0)
+    fail("{}: input_size ({}) and hidden_size ({}) must be positive", name, input_size, hidden_size);
+  if (options.relu && gates != 1) fail("{}: relu is an option of RNNCell; {}'s gates are fixed", name, name);
+  const Dtype dtype = options.dtype.value_or(default_dtype());
+  weight_ih = register_parameter("weight_ih", empty({gates * hidden_size, input_size}, dtype));
+  weight_hh = register_parameter("weight_hh", empty({gates * hidden_size, hidden_size}, dtype));
+  if (options.bias) {
+    bias_ih = register_parameter("bias_ih", empty({gates * hidden_size}, dtype));
+    bias_hh = register_parameter("bias_hh", empty({gates * hidden_size}, dtype));
+  }
+  reset_parameters();
+}
+
+void RNNCellBase::reset_parameters() {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
+  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, options.generator);
+}
+
+Tensor RNNCellBase::or_zeros(const Tensor& state, const Tensor& x) const {
+  if (state.defined()) return state;
+  return zeros(x.dim() == 2 ? Shape{x.size(0), hidden_size} : Shape{hidden_size}, weight_hh.dtype());
+}
+
+std::string RNNCellBase::repr() const {
+  return fmt::format("{}({}, {}{}{})", name_, input_size, hidden_size, options.relu ? ", nonlinearity=relu" : "",
+                     options.bias ? "" : ", bias=false");
+}
+
+RNNCell::RNNCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options)
+    : RNNCellBase("RNNCell", 1, input_size, hidden_size, options) {}
+
+Tensor RNNCell::forward(const Tensor& x, const Tensor& h) {
+  const auto cell = options.relu ? functional::rnn_relu_cell : functional::rnn_tanh_cell;
+  return cell(x, or_zeros(h, x), weight_ih, weight_hh, bias_ih, bias_hh);
+}
+
+LSTMCell::LSTMCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options)
+    : RNNCellBase("LSTMCell", 4, input_size, hidden_size, options) {}
+
+std::pair<Tensor, Tensor> LSTMCell::forward(const Tensor& x, const Tensor& h, const Tensor& c) {
+  if (h.defined() != c.defined()) fail("LSTMCell: h and c must be given together (input {})", describe(x));
+  return functional::lstm_cell(x, or_zeros(h, x), or_zeros(c, x), weight_ih, weight_hh, bias_ih, bias_hh);
+}
+
+GRUCell::GRUCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options)
+    : RNNCellBase("GRUCell", 3, input_size, hidden_size, options) {}
+
+Tensor GRUCell::forward(const Tensor& x, const Tensor& h) {
+  return functional::gru_cell(x, or_zeros(h, x), weight_ih, weight_hh, bias_ih, bias_hh);
+}
+
 }  // namespace chainrule::nn

@@ -1,7 +1,8 @@
 /// \file
 /// Recurrent layers as PyTorch's: RNN (tanh or relu), LSTM and GRU, stacked, optionally
 /// bidirectional and batch-first, with PyTorch's parameter names, shapes, gate order and
-/// initialisation. Each step is written with autograd ops (one matmul per step for the hidden
+/// initialisation; the single steps as functions (functional::lstm_cell, ...) and as modules
+/// (LSTMCell, ...). Each step is written with autograd ops (one matmul per step for the hidden
 /// state; the input's projection is one matmul for the whole sequence), so backpropagation
 /// through time and every higher derivative follow.
 #pragma once
@@ -121,6 +122,70 @@ class GRU : public RNNBase {
 
  private:
   std::pair<Tensor, Tensor> step(const Tensor& xw, const Tensor& hw, const Tensor& h, const Tensor& c) const override;
+};
+
+/// RNNCell's, LSTMCell's and GRUCell's options.
+struct RNNCellOptions {
+  bool bias = true;  ///< learn bias_ih and bias_hh
+  bool relu = false;  ///< RNNCell only: relu in place of tanh
+  std::optional<Dtype> dtype = {};  ///< parameter dtype (default: the default dtype)
+  Generator* generator = nullptr;  ///< initialisation randomness (default: the global generator)
+};
+
+/// What RNNCell, LSTMCell and GRUCell share: one step's parameters weight_ih [G H, input_size],
+/// weight_hh [G H, H], bias_ih and bias_hh [G H], drawn from U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's.
+/// For loops a recurrent layer does not cover (a decoder feeding back its own output).
+class RNNCellBase : public Module {
+ public:
+  std::string repr() const override;  ///< "LSTMCell(3, 4)", with ", bias=false" and RNNCell's ", nonlinearity=relu"
+  void reset_parameters() override;  ///< every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
+
+  Tensor weight_ih;  ///< [G H, input_size]
+  Tensor weight_hh;  ///< [G H, hidden_size]
+  Tensor bias_ih;  ///< [G H]; undefined without bias
+  Tensor bias_hh;  ///< [G H]; undefined without bias
+  int64_t input_size;  ///< the input's features
+  int64_t hidden_size;  ///< H
+  RNNCellOptions options;  ///< as constructed
+
+ protected:
+  /// `gates` blocks of hidden_size rows in each weight; `name` for printouts and errors.
+  RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, RNNCellOptions options);
+  /// `state` itself, or zeros [N, H] ([H]) for x [N, in] ([in]) where it is undefined.
+  Tensor or_zeros(const Tensor& state, const Tensor& x) const;
+
+ private:
+  const char* name_;
+};
+
+/// functional::rnn_tanh_cell (rnn_relu_cell with RNNCellOptions::relu) with its own parameters.
+class RNNCell : public RNNCellBase {
+ public:
+  /// input_size and hidden_size positive
+  RNNCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options = {});
+  Tensor forward(const Tensor& x) override { return forward(x, Tensor()); }  ///< from h = 0
+  /// The next hidden state from x [N, input_size] (or [input_size]) and h [N, H] (zeros if undefined).
+  Tensor forward(const Tensor& x, const Tensor& h);
+};
+
+/// functional::lstm_cell with its own parameters.
+class LSTMCell : public RNNCellBase {
+ public:
+  /// input_size and hidden_size positive
+  LSTMCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options = {});
+  Tensor forward(const Tensor& x) override { return forward(x, Tensor(), Tensor()).first; }  ///< h' from h = c = 0
+  /// The next (h, c) from x [N, input_size] (or [input_size]), h and c [N, H] (given together; zeros if undefined).
+  std::pair<Tensor, Tensor> forward(const Tensor& x, const Tensor& h, const Tensor& c);
+};
+
+/// functional::gru_cell with its own parameters.
+class GRUCell : public RNNCellBase {
+ public:
+  /// input_size and hidden_size positive
+  GRUCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options = {});
+  Tensor forward(const Tensor& x) override { return forward(x, Tensor()); }  ///< from h = 0
+  /// The next hidden state from x [N, input_size] (or [input_size]) and h [N, H] (zeros if undefined).
+  Tensor forward(const Tensor& x, const Tensor& h);
 };
 
 }  // namespace chainrule::nn

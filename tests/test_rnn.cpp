@@ -1,7 +1,7 @@
 // Recurrent layers: the functional cells against their definitions in plain loops (and by
 // gradcheck, every operand), the RNN, LSTM and GRU modules against loops of those cells over
 // layers, directions and steps (batch_first, unbatched, initial states, dropout between layers),
-// PyTorch's parameter names and initialisation, and errors. Values and derivatives of the modules
+// the cell modules against the functions, PyTorch's parameter names and initialisation, and errors. Values and derivatives of the modules
 // are also compared against torch.nn.LSTM, GRU and RNN by tests/torch_parity.
 #include "helpers.hpp"
 
@@ -245,6 +245,55 @@ TEST_CASE("recurrent layers: gradcheck and gradgradcheck through the steps (inpu
                   {input({2, 3, 2}, -1, 1, 104), input({1, 2, 3}, -1, 1, 105)});
   cr::nn::RNN rnn(2, 3, {.num_layers = 2, .dtype = cr::float64, .generator = &gen});
   check_gradients([&](V v) { return rnn(v[0]); }, {input({4, 2}, -1, 1, 106)});  // unbatched
+}
+
+TEST_CASE("RNNCell, LSTMCell and GRUCell: the functional cells with their own parameters; a decoder loop") {
+  cr::Generator gen(6);
+  cr::nn::LSTMCell lstm(3, 2, {.dtype = cr::float64, .generator = &gen});
+  const auto named = lstm.named_parameters();
+  REQUIRE(named.size() == 4);
+  CHECK(named[0].first == "weight_ih");
+  CHECK(named[1].first == "weight_hh");
+  CHECK(named[2].first == "bias_ih");
+  CHECK(named[3].first == "bias_hh");
+  CHECK(lstm.weight_ih.shape() == cr::Shape{8, 3});
+  CHECK(lstm.weight_hh.shape() == cr::Shape{8, 2});
+  for (const cr::Tensor& p : lstm.parameters()) CHECK(cr::max(cr::abs(p)).item<double>() <= 1 / std::sqrt(2.0));
+  CHECK(lstm.repr() == "LSTMCell(3, 2)");
+  const cr::Tensor x = input({4, 3}, -1, 1, 111), h = input({4, 2}, -1, 1, 112), c = input({4, 2}, -1, 1, 113);
+  const auto [h2, c2] = lstm.forward(x, h, c);
+  const auto [fh, fc] = F::lstm_cell(x, h, c, lstm.weight_ih, lstm.weight_hh, lstm.bias_ih, lstm.bias_hh);
+  check_close(values(h2), values(fh));
+  check_close(values(c2), values(fc));
+  const cr::Tensor zero = cr::zeros({4, 2}, cr::float64);  // zero states where none are given
+  check_close(values(lstm(x)), values(F::lstm_cell(x, zero, zero, lstm.weight_ih, lstm.weight_hh, lstm.bias_ih,
+                                                   lstm.bias_hh).first));
+  CHECK(lstm(x.select(0, 2)).shape() == cr::Shape{2});  // unbatched
+  cr::nn::GRUCell gru(3, 2, {.bias = false, .dtype = cr::float64, .generator = &gen});
+  CHECK(gru.parameters().size() == 2);
+  CHECK(gru.repr() == "GRUCell(3, 2, bias=false)");
+  check_close(values(gru.forward(x, h)), values(F::gru_cell(x, h, gru.weight_ih, gru.weight_hh)));
+  check_close(values(gru(x)), values(F::gru_cell(x, zero, gru.weight_ih, gru.weight_hh)));
+  cr::nn::RNNCell rnn(3, 2, {.relu = true, .dtype = cr::float64, .generator = &gen});
+  CHECK(rnn.repr() == "RNNCell(3, 2, nonlinearity=relu)");
+  check_close(values(rnn.forward(x, h)), values(F::rnn_relu_cell(x, h, rnn.weight_ih, rnn.weight_hh, rnn.bias_ih, rnn.bias_hh)));
+  cr::nn::RNNCell elman(3, 2, {.dtype = cr::float64, .generator = &gen});
+  check_close(values(elman.forward(x, h)),
+              values(F::rnn_tanh_cell(x, h, elman.weight_ih, elman.weight_hh, elman.bias_ih, elman.bias_hh)));
+  // a decoder feeding its own output back: an LSTMCell of 2 features and hidden size 2, 5 steps
+  cr::nn::LSTMCell decoder(2, 2, {.dtype = cr::float64, .generator = &gen});
+  cr::Tensor y = input({1, 2}, -1, 1, 114).detach(), hd, cd, total = cr::zeros({}, cr::float64);
+  for (int t = 0; t < 5; ++t) {
+    std::tie(hd, cd) = decoder.forward(y, hd, cd);
+    y = hd;
+    total = total + cr::sum(y);
+  }
+  total.backward();
+  for (const cr::Tensor& p : decoder.parameters()) CHECK(cr::sum(cr::abs(p.grad())).item<double>() > 0);
+  check_error([&] { (void)lstm.forward(x, h, cr::Tensor()); }, {"LSTMCell", "together", "[4, 3]"});
+  check_error([&] { (void)gru.forward(input({4, 5}), h); }, {"gru_cell", "w_ih", "[6, 5]", "[6, 3]"});
+  check_error([] { cr::nn::GRUCell(3, 2, {.relu = true}); }, {"GRUCell", "relu", "RNNCell"});
+  check_error([] { cr::nn::RNNCell(0, 2); }, {"RNNCell", "input_size (0)"});
 }
 
 TEST_CASE("recurrent layers and cells: errors name the op, the shapes and the dtypes") {
