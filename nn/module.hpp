@@ -333,7 +333,9 @@ class PadNd : public Pad {
       : PadNd(name(), padding, value) {}
 
  protected:
+  /// A module printed as `name` (ZeroPad2d's)
   PadNd(const char* name, Amounts padding, double value) : Pad(name, {padding.begin(), padding.end()}, Mode, value) {}
+  /// `padding` for every side
   static Amounts same(int64_t padding) {
     Amounts amounts;
     amounts.fill(padding);
