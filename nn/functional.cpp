@@ -671,8 +671,10 @@ struct Call {
 };
 
 // The output's height and width for a kernel of (dilated) extent over x's padded height and width,
-// checking the arguments (all ops here go through it).
-Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const Call& op) {
+// checking the arguments (all ops here go through it). ceil_mode (pooling) keeps a last window
+// that overhangs the padded input, if it starts inside the input or its first padding (PyTorch's).
+Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, const Call& op,
+             bool ceil_mode = false) {
   if (x.dim() != 4) fail("{}: expected a 4-d input [N, C, H, W], got {}", op.name, describe(op.input));
   if (!is_floating(x.dtype())) fail("{}: expected a floating input, got {}", op.name, describe(op.input));
   for (const auto& [name, v, lo] : {std::tuple{"kernel_size", kernel, 1}, std::tuple{"dilation", dilation, 1},
@@ -686,23 +688,26 @@ Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2
     if (extent > room[k])
       fail("{}: the kernel {} (dilation {}) does not fit the input {} padded by {} to {}", op.name,
            op.size(kernel), op.size(dilation), describe(op.input), op.size(padding), op.size(room));
-    out[k] = (room[k] - extent) / stride[k] + 1;
+    out[k] = (room[k] - extent + (ceil_mode ? stride[k] - 1 : 0)) / stride[k] + 1;
+    if (ceil_mode && (out[k] - 1) * stride[k] >= x.size(2 + k) + padding[k]) --out[k];
   }
   return out;
 }
 
 // unfold's columns [N, C kh kw, L] and the output's height and width (L = their product). The
-// padded positions read one extra element, the padding's value (0, or -inf for max pooling),
-// appended to each example's flattened input, so a single index_select does it all.
+// padded positions (and ceil_mode's overhang) read one extra element, the padding's value (0, or
+// -inf for max pooling), appended to each example's flattened input, so a single index_select
+// does it all.
 struct Unfolded {
   Tensor cols;
   Size2 out;
 };
 Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
-                     const Call& op) {
-  const Size2 out = blocks(x, kernel, dilation, padding, stride, op);
+                     const Call& op, bool ceil_mode = false) {
+  const Size2 out = blocks(x, kernel, dilation, padding, stride, op, ceil_mode);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), outside = c * h * w;
   std::vector<double> index;
+  bool outside_read = false;
   index.reserve(static_cast<size_t>(c * kernel[0] * kernel[1] * out[0] * out[1]));
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t i = 0; i < kernel[0]; ++i)
@@ -713,9 +718,10 @@ Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 paddin
             const int64_t q = xx * stride[1] + j * dilation[1] - padding[1];
             const bool inside = r >= 0 && r < h && q >= 0 && q < w;
             index.push_back(static_cast<double>(inside ? (ci * h + r) * w + q : outside));
+            outside_read = outside_read || !inside;
           }
   Tensor flat = x.reshape({n, outside});
-  if (padding[0] > 0 || padding[1] > 0) flat = cat({flat, full({n, 1}, pad_value, x.dtype())}, 1);
+  if (outside_read) flat = cat({flat, full({n, 1}, pad_value, x.dtype())}, 1);
   const Tensor cols = index_select(flat, 1, tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
   return {cols.reshape({n, c * kernel[0] * kernel[1], out[0] * out[1]}), out};
 }
@@ -760,21 +766,51 @@ Tensor conv(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 str
   });
 }
 
-// Pooling: the windows of each channel, [N, C, kh kw, H' W'], reduced over dim 2 by reduce.
-template <class R>
-Tensor pool(const Tensor& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, double pad_value, const Call& op,
-            R&& reduce) {
-  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
-    fail("{}: padding {} must be at most half the kernel_size {}", op.name, op.size(padding), op.size(kernel));
+// A pooling's arguments, as the caller gave them (1-d ones over a height of 1).
+struct Pooling {
+  Size2 kernel;
+  std::optional<Size2> stride;  // the kernel when not given
+  Size2 padding;
+  bool ceil_mode;
+  bool count_include_pad = true;  // average pooling: padded positions count in a window's size
+};
+
+// Max pooling (average with `average`): the windows of each channel, [N, C, kh kw, H' W'],
+// reduced over dim 2. An average divides each window's sum by its size as PyTorch's: its
+// positions in the padded input (count_include_pad) or in the input alone, never ceil_mode's
+// overhang past the padding.
+Tensor pool(const Tensor& x, const Pooling& p, bool average, const Call& op) {
+  if (p.padding[0] > p.kernel[0] / 2 || p.padding[1] > p.kernel[1] / 2)
+    fail("{}: padding {} must be at most half the kernel_size {}", op.name, op.size(p.padding), op.size(p.kernel));
+  const Size2 stride = p.stride.value_or(p.kernel);
   return batched(x, op, [&](const Tensor& xb) {
     const int64_t n = xb.size(0), c = xb.size(1);
-    const auto [cols, out] = unfold_with(xb, kernel, {1, 1}, padding, stride.value_or(kernel), pad_value, op);
-    return reduce(cols.reshape({n, c, kernel[0] * kernel[1], -1})).reshape({n, c, out[0], out[1]});
+    const auto [cols, out] =
+        unfold_with(xb, p.kernel, {1, 1}, p.padding, stride, average ? 0.0 : -INFINITY, op, p.ceil_mode);
+    const Tensor windows = cols.reshape({n, c, p.kernel[0] * p.kernel[1], -1});
+    if (!average) return max(windows, 2).values.reshape({n, c, out[0], out[1]});
+    std::vector<double> sizes;
+    for (int64_t i = 0; i < out[0] * out[1]; ++i) {
+      double size = 1;
+      for (int k = 0; k < 2; ++k) {
+        const int64_t in = xb.size(2 + k), start = (k == 0 ? i / out[1] : i % out[1]) * stride[k] - p.padding[k];
+        const int64_t end = std::min(start + p.kernel[k], in + p.padding[k]);
+        size *= static_cast<double>(p.count_include_pad ? end - start : std::min(end, in) - std::max<int64_t>(start, 0));
+      }
+      sizes.push_back(size);
+    }
+    return (sum(windows, Shape{2}) / tensor(sizes, {out[0] * out[1]}, xb.dtype())).reshape({n, c, out[0], out[1]});
   });
 }
 
-Tensor max_of_windows(const Tensor& w) { return max(w, 2).values; }
-Tensor mean_of_windows(const Tensor& w) { return mean(w, 2); }
+// A 1-d pooling: the 2-d one over a height of 1.
+Tensor pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding, bool ceil_mode,
+              bool count_include_pad, bool average, const Call& op) {
+  return over_height_1(x, op, [&](const Tensor& x2) {
+    return pool(x2, {{1, kernel_size}, Size2{1, stride.value_or(kernel_size)}, {0, padding}, ceil_mode, count_include_pad},
+                average, op);
+  });
+}
 
 }  // namespace
 
@@ -797,28 +833,22 @@ Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   });
 }
 
-Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
-  return pool(x, kernel_size, stride, padding, -INFINITY, {"max_pool2d", x}, max_of_windows);
+Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding, bool ceil_mode) {
+  return pool(x, {kernel_size, stride, padding, ceil_mode}, false, {"max_pool2d", x});
 }
 
-Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding) {
-  return pool(x, kernel_size, stride, padding, 0.0, {"avg_pool2d", x}, mean_of_windows);
+Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding, bool ceil_mode,
+                  bool count_include_pad) {
+  return pool(x, {kernel_size, stride, padding, ceil_mode, count_include_pad}, true, {"avg_pool2d", x});
 }
 
-Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding) {
-  const Call op{"max_pool1d", x, true};
-  return over_height_1(x, op, [&](const Tensor& x2) {
-    return pool(x2, {1, kernel_size}, Size2{1, stride.value_or(kernel_size)}, {0, padding}, -INFINITY, op,
-                max_of_windows);
-  });
+Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding, bool ceil_mode) {
+  return pool1d(x, kernel_size, stride, padding, ceil_mode, true, false, {"max_pool1d", x, true});
 }
 
-Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding) {
-  const Call op{"avg_pool1d", x, true};
-  return over_height_1(x, op, [&](const Tensor& x2) {
-    return pool(x2, {1, kernel_size}, Size2{1, stride.value_or(kernel_size)}, {0, padding}, 0.0, op,
-                mean_of_windows);
-  });
+Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride, int64_t padding, bool ceil_mode,
+                  bool count_include_pad) {
+  return pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, true, {"avg_pool1d", x, true});
 }
 
 namespace {

@@ -210,19 +210,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), int64_t stride = 1,
               int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);
 /// The largest element of each kernel_size window of x [N, C, H, W] (or [C, H, W]); stride is
-/// kernel_size when not given; padding (at most half the kernel) counts as -inf. The gradient
-/// goes to the first maximum of a window, as PyTorch's.
+/// kernel_size when not given; padding (at most half the kernel) counts as -inf. The output has
+/// floor((H + 2 p - k) / s) + 1 rows; with ceil_mode, ceil(...) + 1, keeping a last window that
+/// overhangs the input as long as it starts inside the input or its first padding (PyTorch's
+/// rule). The gradient goes to the first maximum of a window, as PyTorch's.
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt,
-                  Size2 padding = {0, 0});
-/// The mean of each window, the padding's zeros counted (PyTorch's count_include_pad default).
+                  Size2 padding = {0, 0}, bool ceil_mode = false);
+/// The mean of each window (ceil_mode as max_pool2d's): its sum divided by its positions in the
+/// padded input (count_include_pad, PyTorch's default: the padding's zeros count) or in the
+/// input alone; ceil_mode's overhang past the padding never counts.
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt,
-                  Size2 padding = {0, 0});
+                  Size2 padding = {0, 0}, bool ceil_mode = false, bool count_include_pad = true);
 /// max_pool2d along the last dim of x [N, C, L] (or [C, L]).
 Tensor max_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride = std::nullopt,
-                  int64_t padding = 0);
+                  int64_t padding = 0, bool ceil_mode = false);
 /// avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
 Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> stride = std::nullopt,
-                  int64_t padding = 0);
+                  int64_t padding = 0, bool ceil_mode = false, bool count_include_pad = true);
 /// The means of output_size windows over the height and width of x [N, C, H, W] (or [C, H, W]),
 /// as torch.nn.functional.adaptive_avg_pool2d: output row i averages input rows floor(i H / oh)
 /// to ceil((i + 1) H / oh) - 1 (likewise columns). {1, 1} is global average pooling.

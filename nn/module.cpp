@@ -248,8 +248,8 @@ std::string show(functional::Size2 s) { return to_string(s); }
 
 template <class Size>
 std::string Pool<Size>::repr() const {
-  return fmt::format("{}(kernel_size={}, stride={}, padding={})", name_, show(kernel_size), show(stride),
-                     show(padding));
+  return fmt::format("{}(kernel_size={}, stride={}, padding={}{}{})", name_, show(kernel_size), show(stride),
+                     show(padding), ceil_mode ? ", ceil_mode=true" : "", count_include_pad ? "" : ", count_include_pad=false");
 }
 template class Pool<int64_t>;
 template class Pool<functional::Size2>;

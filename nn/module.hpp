@@ -228,18 +228,24 @@ class Conv2d : public Conv {
 };
 
 /// What the pooling modules share (no parameters): the window's size, stride and padding, each
-/// an int64_t for the 1-d ones and a Size2 (height, width) for the 2-d ones.
+/// an int64_t for the 1-d ones and a Size2 (height, width) for the 2-d ones, and the options.
 template <class Size>
 class Pool : public Module {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
-  Pool(const char* name, Size kernel_size, std::optional<Size> stride, Size padding)
-      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding), name_(name) {}
-  std::string repr() const override;  ///< "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])"
+  Pool(const char* name, Size kernel_size, std::optional<Size> stride, Size padding, bool ceil_mode,
+       bool count_include_pad = true)
+      : kernel_size(kernel_size), stride(stride.value_or(kernel_size)), padding(padding), ceil_mode(ceil_mode),
+        count_include_pad(count_include_pad), name_(name) {}
+  /// "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0])", with ", ceil_mode=true" and
+  /// ", count_include_pad=false" where set
+  std::string repr() const override;
 
   Size kernel_size;  ///< the window
   Size stride;  ///< steps between windows
-  Size padding;  ///< added on each side (-inf for max, zeros counted in the mean for avg)
+  Size padding;  ///< added on each side (-inf for max, zeros for avg)
+  bool ceil_mode;  ///< keep a last window that overhangs the input (functional::max_pool2d)
+  bool count_include_pad;  ///< average pooling: the padding counts in a window's size (max pooling: always true)
 
  private:
   const char* name_;
@@ -253,20 +259,26 @@ extern template class Pool<functional::Size2>;
 class MaxPool1d : public Pool1d {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
-  explicit MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0)
-      : Pool1d("MaxPool1d", kernel_size, stride, padding) {}
-  /// functional::max_pool1d(x, kernel_size, stride, padding)
-  Tensor forward(const Tensor& x) override { return functional::max_pool1d(x, kernel_size, stride, padding); }
+  explicit MaxPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0,
+                     bool ceil_mode = false)
+      : Pool1d("MaxPool1d", kernel_size, stride, padding, ceil_mode) {}
+  /// functional::max_pool1d(x, kernel_size, stride, padding, ceil_mode)
+  Tensor forward(const Tensor& x) override {
+    return functional::max_pool1d(x, kernel_size, stride, padding, ceil_mode);
+  }
 };
 
 /// functional::avg_pool1d as a module.
 class AvgPool1d : public Pool1d {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
-  explicit AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0)
-      : Pool1d("AvgPool1d", kernel_size, stride, padding) {}
-  /// functional::avg_pool1d(x, kernel_size, stride, padding)
-  Tensor forward(const Tensor& x) override { return functional::avg_pool1d(x, kernel_size, stride, padding); }
+  explicit AvgPool1d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0,
+                     bool ceil_mode = false, bool count_include_pad = true)
+      : Pool1d("AvgPool1d", kernel_size, stride, padding, ceil_mode, count_include_pad) {}
+  /// functional::avg_pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
+  Tensor forward(const Tensor& x) override {
+    return functional::avg_pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad);
+  }
 };
 
 /// functional::adaptive_avg_pool1d as a module.
@@ -370,10 +382,12 @@ class MaxPool2d : public Pool2d {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
   explicit MaxPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
-                     functional::Size2 padding = {0, 0})
-      : Pool2d("MaxPool2d", kernel_size, stride, padding) {}
-  /// functional::max_pool2d(x, kernel_size, stride, padding)
-  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, kernel_size, stride, padding); }
+                     functional::Size2 padding = {0, 0}, bool ceil_mode = false)
+      : Pool2d("MaxPool2d", kernel_size, stride, padding, ceil_mode) {}
+  /// functional::max_pool2d(x, kernel_size, stride, padding, ceil_mode)
+  Tensor forward(const Tensor& x) override {
+    return functional::max_pool2d(x, kernel_size, stride, padding, ceil_mode);
+  }
 };
 
 /// functional::avg_pool2d as a module.
@@ -381,10 +395,12 @@ class AvgPool2d : public Pool2d {
  public:
   /// Windows of kernel_size, stride kernel_size unless given, padding at most half the kernel.
   explicit AvgPool2d(functional::Size2 kernel_size, std::optional<functional::Size2> stride = std::nullopt,
-                     functional::Size2 padding = {0, 0})
-      : Pool2d("AvgPool2d", kernel_size, stride, padding) {}
-  /// functional::avg_pool2d(x, kernel_size, stride, padding)
-  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, kernel_size, stride, padding); }
+                     functional::Size2 padding = {0, 0}, bool ceil_mode = false, bool count_include_pad = true)
+      : Pool2d("AvgPool2d", kernel_size, stride, padding, ceil_mode, count_include_pad) {}
+  /// functional::avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
+  Tensor forward(const Tensor& x) override {
+    return functional::avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad);
+  }
 };
 
 // ---------------------------------------------------------------- Embedding

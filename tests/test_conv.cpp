@@ -126,6 +126,47 @@ TEST_CASE("max_pool2d and avg_pool2d by hand") {
   CHECK(values(t.grad()) == std::vector<double>{0.25, 0.25, 0.25, 0.25});
 }
 
+TEST_CASE("pooling with ceil_mode and count_include_pad=false: the values torch 1.13 gives") {
+  const cr::Tensor x = cr::arange(1.0, 21.0, 1.0, cr::float64).reshape({1, 1, 4, 5});
+  // ceil_mode: a last window that overhangs the input is kept (the overhang adds nothing)
+  CHECK(values(F::max_pool2d(x, {2, 2}, std::nullopt, {0, 0}, true)) == std::vector<double>{7, 9, 10, 17, 19, 20});
+  CHECK(values(F::avg_pool2d(x, {2, 2}, std::nullopt, {0, 0}, true)) == std::vector<double>{4, 6, 7.5, 14, 16, 17.5});
+  CHECK(F::max_pool2d(x, {2, 2}).shape() == cr::Shape{1, 1, 2, 2});  // floor without it
+  // count_include_pad=false divides by the window's positions inside the input
+  CHECK(values(F::avg_pool2d(x, {3, 3}, F::Size2{2, 2}, {1, 1}, false, false)) ==
+        std::vector<double>{4, 5.5, 7, 11.5, 13, 14.5});
+  // both: the padding counts (count_include_pad) but not the overhang past it
+  const cr::Tensor both = F::avg_pool2d(x, {3, 3}, F::Size2{2, 2}, {1, 1}, true);
+  CHECK(both.shape() == cr::Shape{1, 1, 3, 3});
+  const std::vector<double> want{16 / 9.0, 33 / 9.0, 28 / 9.0, 69 / 9.0, 13, 87 / 9.0, 33 / 6.0, 54 / 6.0, 39 / 6.0};
+  for (size_t i = 0; i < want.size(); ++i) CHECK(values(both)[i] == doctest::Approx(want[i]).epsilon(1e-14));
+  CHECK(values(F::avg_pool2d(x, {3, 3}, F::Size2{2, 2}, {1, 1}, true, false)) ==
+        std::vector<double>{4, 5.5, 7, 11.5, 13, 14.5, 16.5, 18, 19.5});
+  // 1-d; a window may not start past the input and its left padding (5 into windows of 3, stride 3)
+  const cr::Tensor line = cr::arange(1.0, 6.0, 1.0, cr::float64).reshape({1, 1, 5});
+  CHECK(values(F::max_pool1d(line, 2, std::nullopt, 0, true)) == std::vector<double>{2, 4, 5});
+  CHECK(values(F::avg_pool1d(line, 2, std::nullopt, 0, true)) == std::vector<double>{1.5, 3.5, 5});
+  CHECK(values(F::avg_pool1d(line, 3, 3, 1, true)) == std::vector<double>{1, 4});
+  CHECK(values(F::avg_pool1d(line, 3, 3, 1, false, false)) == std::vector<double>{1.5, 4});
+  // gradients: the overhang and the uncounted padding pass none
+  check_gradients([](V v) { return F::max_pool2d(v[0], {2, 2}, F::Size2{2, 2}, {1, 1}, true); }, {input({1, 2, 4, 5}, -1, 1, 44)});
+  check_gradients([](V v) { return F::avg_pool2d(v[0] * v[0], {3, 2}, F::Size2{2, 2}, {1, 1}, true, false); },
+                  {input({2, 1, 5, 4}, -1, 1, 45)});
+  check_gradients([](V v) { return F::avg_pool1d(v[0] * v[0], 2, 2, 1, true); }, {input({2, 6}, -1, 1, 46)});
+  // the modules
+  cr::nn::MaxPool2d maxpool({2, 2}, std::nullopt, {0, 0}, true);
+  CHECK(values(maxpool(x)) == values(F::max_pool2d(x, {2, 2}, std::nullopt, {0, 0}, true)));
+  CHECK(maxpool.repr() == "MaxPool2d(kernel_size=[2, 2], stride=[2, 2], padding=[0, 0], ceil_mode=true)");
+  cr::nn::AvgPool2d avgpool({3, 3}, F::Size2{2, 2}, {1, 1}, true, false);
+  CHECK(values(avgpool(x)) == values(F::avg_pool2d(x, {3, 3}, F::Size2{2, 2}, {1, 1}, true, false)));
+  CHECK(avgpool.repr() == "AvgPool2d(kernel_size=[3, 3], stride=[2, 2], padding=[1, 1], ceil_mode=true, count_include_pad=false)");
+  cr::nn::AvgPool1d avg1(3, 3, 1, false, false);
+  CHECK(values(avg1(line)) == std::vector<double>{1.5, 4});
+  CHECK(avg1.repr() == "AvgPool1d(kernel_size=3, stride=3, padding=1, count_include_pad=false)");
+  cr::nn::MaxPool1d max1(2, std::nullopt, 0, true);
+  CHECK(values(max1(line)) == std::vector<double>{2, 4, 5});
+}
+
 TEST_CASE("adaptive_avg_pool2d and adaptive_avg_pool1d: PyTorch's windows, by hand") {
   // 5 rows into 3: rows 0-1, 1-3, 3-4 (start floor(i 5 / 3), end ceil((i + 1) 5 / 3)); 4 columns into 2
   const cr::Tensor x = cr::arange(0.0, 20.0, 1.0, cr::float64).reshape({1, 1, 5, 4});

@@ -295,6 +295,14 @@ void ops() {
   point("conv1d_groups", [&](auto& x) { return F::conv1d(x.reshape({1, 4, 3}), w2.reshape({2, 2, 2}), {}, 1, 1, 2, 2); });
   point("max_pool1d", [](auto& x) { return F::max_pool1d(x.reshape({2, 6}), 3, 2, 1); });
   point("avg_pool1d", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 3, 4}), 2, 1, 1); });
+  const auto qq = [](const cr::Tensor& x, const cr::Shape& shape) { return (x * x + x * 0.3).reshape(shape); };
+  point("max_pool2d_ceil_mode", [&](auto& x) { return F::max_pool2d(qq(x, {1, 1, 3, 4}), {2, 2}, std::nullopt, {0, 0}, true); });
+  point("max_pool1d_ceil_mode", [&](auto& x) { return F::max_pool1d(qq(x, {1, 2, 6}), 4, 3, 0, true); });
+  point("avg_pool2d_ceil_mode_padding", [](auto& x) { return F::avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 2}, F::Size2{2, 2}, {1, 1}, true); });
+  point("avg_pool2d_ceil_mode_exclude_pad", [](auto& x) {
+    return F::avg_pool2d((x * x).reshape({1, 1, 3, 4}), {3, 3}, F::Size2{2, 2}, {1, 1}, true, false);
+  });
+  point("avg_pool1d_exclude_pad", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 2, 6}), 3, 2, 1, false, false); });
   point("adaptive_avg_pool2d", [](auto& x) { return F::adaptive_avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
   point("adaptive_avg_pool1d", [](auto& x) { return F::adaptive_avg_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 4); });
 

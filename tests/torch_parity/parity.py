@@ -270,6 +270,13 @@ def ops():
     pt("conv1d_groups", lambda x: F.conv1d(x.reshape(1, 4, 3), w2.reshape(2, 2, 2), None, 1, 1, 2, 2))
     pt("max_pool1d", lambda x: F.max_pool1d(x.reshape(2, 6), 3, 2, 1))
     pt("avg_pool1d", lambda x: F.avg_pool1d((x * x).reshape(1, 3, 4), 2, 1, 1))
+    qq = lambda x, *shape: (x * x + x * 0.3).reshape(*shape)
+    pt("max_pool2d_ceil_mode", lambda x: F.max_pool2d(qq(x, 1, 1, 3, 4), 2, 2, ceil_mode=True))
+    pt("max_pool1d_ceil_mode", lambda x: F.max_pool1d(qq(x, 1, 2, 6), 4, 3, ceil_mode=True))
+    pt("avg_pool2d_ceil_mode_padding", lambda x: F.avg_pool2d((x * x).reshape(1, 1, 3, 4), 2, 2, 1, ceil_mode=True))
+    pt("avg_pool2d_ceil_mode_exclude_pad",
+       lambda x: F.avg_pool2d((x * x).reshape(1, 1, 3, 4), 3, 2, 1, ceil_mode=True, count_include_pad=False))
+    pt("avg_pool1d_exclude_pad", lambda x: F.avg_pool1d((x * x).reshape(1, 2, 6), 3, 2, 1, count_include_pad=False))
     pt("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
     pt("adaptive_avg_pool1d", lambda x: F.adaptive_avg_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 4))
     in2, h1, c1 = f64([0.5, -1, 1.5, 0.25]).reshape(2, 2), f64([0.3, -0.2]).reshape(2, 1), f64([0.1, 0.7]).reshape(2, 1)
