@@ -234,4 +234,29 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
 /// adaptive_avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
 Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size);
 
+
+// ---------------------------------------------------------------- interpolation
+
+/// How interpolate computes a new position.
+enum class InterpolateMode {
+  nearest,   ///< copies the input element at floor(i s), s = 1 / scale_factor when given, else in / out
+  linear,    ///< [N, C, L] only: mixes the two input elements around the new position
+  bilinear,  ///< [N, C, H, W] only: linear along the height, then along the width
+};
+/// interpolate's and Upsample's arguments: exactly one of size and scale_factor, each one value
+/// for every resized dimension or one per dimension.
+struct InterpolateOptions {
+  std::vector<int64_t> size = {};  ///< the output's length, or height and width
+  std::vector<double> scale_factor = {};  ///< the output's length is floor(length * scale_factor)
+  InterpolateMode mode = InterpolateMode::nearest;  ///< how new positions are computed
+  /// Linear modes only: the corner elements of input and output are aligned, so the new
+  /// positions are i (in - 1) / (out - 1); otherwise pixel centres are, as PyTorch's default.
+  bool align_corners = false;
+};
+/// x [N, C, L] or [N, C, H, W] resized along its last one or two dimensions, as
+/// torch.nn.functional.interpolate (with PyTorch's source positions: a scale_factor sets the step
+/// between them, not in / out). Each resize is a fixed linear map, so the op is one or two
+/// matmuls (every order of derivative).
+Tensor interpolate(const Tensor& x, const InterpolateOptions& options);
+
 }  // namespace chainrule::nn::functional

@@ -270,6 +270,14 @@ std::string Pad::repr() const {
                                                 : fmt::format("{}(padding={})", name_, padding);
 }
 
+std::string Upsample::repr() const {
+  constexpr const char* modes[] = {"nearest", "linear", "bilinear"};
+  const std::string size = options.size.empty() ? fmt::format("scale_factor={}", options.scale_factor)
+                                                 : fmt::format("size={}", options.size);
+  return fmt::format("Upsample({}, mode={}{})", size, modes[static_cast<int>(options.mode)],
+                     options.align_corners ? ", align_corners=true" : "");
+}
+
 std::string AdaptiveAvgPool1d::repr() const { return fmt::format("AdaptiveAvgPool1d(output_size={})", output_size); }
 std::string AdaptiveAvgPool2d::repr() const {
   return fmt::format("AdaptiveAvgPool2d(output_size={})", show(output_size));

@@ -377,6 +377,18 @@ class ZeroPad2d : public PadNd<functional::PadMode::constant, 2> {
   explicit ZeroPad2d(Amounts padding) : PadNd("ZeroPad2d", padding, 0.0) {}  ///< (left, right, top, bottom)
 };
 
+/// functional::interpolate as a module: Upsample({.scale_factor = {2}}) doubles the length of
+/// [N, C, L] or the height and width of [N, C, H, W] (nearest), or with mode bilinear interpolates.
+class Upsample : public Module {
+ public:
+  explicit Upsample(functional::InterpolateOptions options) : options(std::move(options)) {}  ///< the resize
+  Tensor forward(const Tensor& x) override { return functional::interpolate(x, options); }  ///< interpolate(x, options)
+  /// "Upsample(scale_factor=[2], mode=nearest)"; "Upsample(size=[3, 4], mode=bilinear, align_corners=true)"
+  std::string repr() const override;
+
+  functional::InterpolateOptions options;  ///< the output's size or scale factor, the mode
+};
+
 /// functional::max_pool2d as a module.
 class MaxPool2d : public Pool2d {
  public:

@@ -286,6 +286,57 @@ TEST_CASE("padding modules: functional::pad with their mode, amounts and value; 
   check_error([&] { (void)cr::nn::ReflectionPad1d(5)(seq); }, {"pad (reflect mode)", "(5, 5)"});
 }
 
+TEST_CASE("interpolate and Upsample: nearest, linear and bilinear, the values torch 1.13 gives") {
+  const cr::Tensor x = cr::tensor({1.0, 2, 4, 3, 5, 9}, {1, 1, 2, 3}, cr::float64);
+  using M = F::InterpolateMode;
+  const auto close = [](const cr::Tensor& got, const std::vector<double>& want) {
+    REQUIRE(got.numel() == static_cast<int64_t>(want.size()));
+    for (size_t i = 0; i < want.size(); ++i) CHECK(values(got)[i] == doctest::Approx(want[i]).epsilon(1e-14));
+  };
+  close(F::interpolate(x, {.scale_factor = {2}}), {1, 1, 2, 2, 4, 4, 1, 1, 2, 2, 4, 4, 3, 3, 5, 5, 9, 9, 3, 3, 5, 5, 9, 9});
+  close(F::interpolate(x, {.size = {3, 4}}), {1, 1, 2, 4, 1, 1, 2, 4, 3, 3, 5, 9});
+  close(F::interpolate(x, {.size = {3, 4}, .mode = M::bilinear}),
+        {1, 1.625, 2.75, 4, 2, 2.9375, 4.625, 6.5, 3, 4.25, 6.5, 9});
+  close(F::interpolate(x, {.size = {3, 4}, .mode = M::bilinear, .align_corners = true}),
+        {1, 5 / 3.0, 8 / 3.0, 4, 2, 3, 4.5, 6.5, 3, 13 / 3.0, 19 / 3.0, 9});
+  // a scale_factor sets the step between source positions (1 / 1.5), not in / out
+  const cr::Tensor scaled = F::interpolate(x, {.scale_factor = {1.5, 1.5}, .mode = M::bilinear});
+  CHECK(scaled.shape() == cr::Shape{1, 1, 3, 4});
+  close(scaled, {1, 1.5, 7 / 3.0, 11 / 3.0, 2, 2.75, 4, 6, 3, 4, 17 / 3.0, 25 / 3.0});
+  const cr::Tensor line = cr::tensor({1.0, 2, 4, 8}, {1, 1, 4}, cr::float64);
+  close(F::interpolate(line, {.size = {6}, .mode = M::linear}), {1, 1.5, 7 / 3.0, 11 / 3.0, 6, 8});
+  close(F::interpolate(line, {.scale_factor = {0.5}, .mode = M::linear}), {1.5, 6});
+  close(F::interpolate(line, {.size = {3}}), {1, 2, 4});
+  close(F::interpolate(line, {.scale_factor = {1.7}}), {1, 1, 2, 2, 4, 4});
+  CHECK(F::interpolate(x.to(cr::float32), {.scale_factor = {2}}).dtype() == cr::float32);
+  // gradients (a position copied twice adds both), first and second order
+  cr::Tensor v = line.detach().requires_grad_();
+  cr::sum(F::interpolate(v, {.scale_factor = {2}})).backward();
+  CHECK(values(v.grad()) == std::vector<double>{2, 2, 2, 2});
+  check_gradients([](V v) { return F::interpolate(v[0] * v[0], {.size = {3, 5}, .mode = F::InterpolateMode::bilinear}); },
+                  {input({1, 2, 2, 3}, -1, 1, 47)});
+  check_gradients([](V v) {
+    return F::interpolate(v[0] * v[0], {.scale_factor = {1.5}, .mode = F::InterpolateMode::linear, .align_corners = true});
+  }, {input({2, 1, 4}, -1, 1, 48)});
+  check_gradients([](V v) { return F::interpolate(v[0] * v[0], {.size = {5, 2}}); }, {input({1, 1, 3, 3}, -1, 1, 49)});
+  // the module
+  cr::nn::Upsample up({.scale_factor = {2}, .mode = M::bilinear});
+  CHECK(values(up(x)) == values(F::interpolate(x, {.scale_factor = {2}, .mode = M::bilinear})));
+  CHECK(up.repr() == "Upsample(scale_factor=[2], mode=bilinear)");
+  CHECK(cr::nn::Upsample({.size = {3, 4}, .mode = M::bilinear, .align_corners = true}).repr() ==
+        "Upsample(size=[3, 4], mode=bilinear, align_corners=true)");
+  // errors
+  check_error([&] { (void)F::interpolate(x, {}); }, {"interpolate", "either size or scale_factor", "[1, 1, 2, 3]"});
+  check_error([&] { (void)F::interpolate(x, {.size = {3, 4}, .scale_factor = {2}}); }, {"interpolate", "either"});
+  check_error([&] { (void)F::interpolate(x, {.size = {3, 4, 5}}); }, {"interpolate", "one per resized dimension"});
+  check_error([&] { (void)F::interpolate(x, {.size = {4}, .mode = M::linear}); }, {"interpolate", "mode linear", "[N, C, L]"});
+  check_error([&] { (void)F::interpolate(line, {.size = {4}, .mode = M::bilinear}); }, {"interpolate", "bilinear"});
+  check_error([&] { (void)F::interpolate(x, {.size = {4}, .align_corners = true}); }, {"interpolate", "align_corners", "nearest"});
+  check_error([&] { (void)F::interpolate(x, {.scale_factor = {-1}}); }, {"interpolate", "scale_factor [-1]", "positive"});
+  check_error([&] { (void)F::interpolate(line, {.scale_factor = {0.1}}); }, {"interpolate", "dimension 2", "[1, 1, 4]", "0 elements"});
+  check_error([&] { (void)F::interpolate(line.select(0, 0), {.size = {2}}); }, {"interpolate", "[1, 4]", "[N, C, L]"});
+}
+
 TEST_CASE("convolution and pooling gradients (gradcheck, first and second order)") {
   const cr::Tensor x = input({2, 2, 4, 5}, -1, 1, 21), w = input({3, 2, 2, 3}, -1, 1, 22), b = input({3}, -1, 1, 23);
   check_gradients([](V v) { return F::conv2d(v[0], v[1], v[2]); }, {x, w, b});

@@ -303,6 +303,13 @@ void ops() {
     return F::avg_pool2d((x * x).reshape({1, 1, 3, 4}), {3, 3}, F::Size2{2, 2}, {1, 1}, true, false);
   });
   point("avg_pool1d_exclude_pad", [](auto& x) { return F::avg_pool1d((x * x).reshape({1, 2, 6}), 3, 2, 1, false, false); });
+  using Resize = F::InterpolateMode;
+  point("interpolate_nearest_size", [&](auto& x) { return F::interpolate(qq(x, {1, 1, 3, 4}), {.size = {4, 6}}); });
+  point("interpolate_bilinear", [&](auto& x) { return F::interpolate(qq(x, {1, 1, 3, 4}), {.size = {4, 5}, .mode = Resize::bilinear}); });
+  point("interpolate_bilinear_align_corners_scale", [&](auto& x) {
+    return F::interpolate(qq(x, {1, 1, 3, 4}), {.scale_factor = {1.5}, .mode = Resize::bilinear, .align_corners = true});
+  });
+  point("interpolate_linear_scale0.75", [&](auto& x) { return F::interpolate(qq(x, {1, 2, 6}), {.scale_factor = {0.75}, .mode = Resize::linear}); });
   point("adaptive_avg_pool2d", [](auto& x) { return F::adaptive_avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
   point("adaptive_avg_pool1d", [](auto& x) { return F::adaptive_avg_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 4); });
 

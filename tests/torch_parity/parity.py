@@ -277,6 +277,11 @@ def ops():
     pt("avg_pool2d_ceil_mode_exclude_pad",
        lambda x: F.avg_pool2d((x * x).reshape(1, 1, 3, 4), 3, 2, 1, ceil_mode=True, count_include_pad=False))
     pt("avg_pool1d_exclude_pad", lambda x: F.avg_pool1d((x * x).reshape(1, 2, 6), 3, 2, 1, count_include_pad=False))
+    pt("interpolate_nearest_size", lambda x: F.interpolate(qq(x, 1, 1, 3, 4), size=(4, 6)))
+    pt("interpolate_bilinear", lambda x: F.interpolate(qq(x, 1, 1, 3, 4), size=(4, 5), mode="bilinear"))
+    pt("interpolate_bilinear_align_corners_scale",
+       lambda x: F.interpolate(qq(x, 1, 1, 3, 4), scale_factor=1.5, mode="bilinear", align_corners=True))
+    pt("interpolate_linear_scale0.75", lambda x: F.interpolate(qq(x, 1, 2, 6), scale_factor=0.75, mode="linear"))
     pt("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
     pt("adaptive_avg_pool1d", lambda x: F.adaptive_avg_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 4))
     in2, h1, c1 = f64([0.5, -1, 1.5, 0.25]).reshape(2, 2), f64([0.3, -0.2]).reshape(2, 1), f64([0.1, 0.7]).reshape(2, 1)

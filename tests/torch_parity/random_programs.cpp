@@ -75,6 +75,11 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
        return F::conv2d(x, k, {}, {1, 1}, {1, 1}, {1, 1}, x.size(-3));
      }},
     {"max_pool1d", [](V x) { return F::max_pool1d(x, 2, 1, 1); }},
+    {"upsample_nearest", [](V x) { return F::interpolate(x, {.scale_factor = {2.0}}); }},
+    {"interpolate_bilinear", [](V x) { return F::interpolate(x, {.size = {3, 2}, .mode = F::InterpolateMode::bilinear}); }},
+    {"interpolate_linear", [](V x) {
+       return F::interpolate(x, {.size = {5}, .mode = F::InterpolateMode::linear, .align_corners = true});
+     }},
     {"pad_reflect", [](V x) { return F::pad(x, {1, 2}, F::PadMode::reflect); }},
     {"pad_replicate", [](V x) { return F::pad(x, {1, 2, 1, 0}, F::PadMode::replicate); }},
     {"pad_circular", [](V x) { return F::pad(x, {2, 1}, F::PadMode::circular); }},

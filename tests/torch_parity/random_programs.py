@@ -79,6 +79,12 @@ UNARY = {
     "avg_pool2d": lambda x: F.avg_pool2d(x, (2, 2), (1, 2), (1, 0))
     if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
     "prelu": lambda x: F.prelu(x, torch.tensor([0.3], dtype=x.dtype)) if x.is_floating_point() else None,
+    "upsample_nearest": lambda x: F.interpolate(x, scale_factor=2.0) if x.dim() in (3, 4) and x.numel() > 0
+    and x.is_floating_point() else None,
+    "interpolate_bilinear": lambda x: F.interpolate(x, size=(3, 2), mode="bilinear") if x.dim() == 4 and x.numel() > 0
+    and x.is_floating_point() else None,
+    "interpolate_linear": lambda x: F.interpolate(x, size=5, mode="linear", align_corners=True) if x.dim() == 3
+    and x.numel() > 0 and x.is_floating_point() else None,
     # where PyTorch 1.13 has these modes (reflect: 2-d or 3-d input, replicate 4-d, circular 3-d)
     "pad_reflect": lambda x: F.pad(x, (1, 2), mode="reflect") if x.dim() in (2, 3) and x.shape[-1] > 2
     and x.numel() > 0 and x.is_floating_point() else None,
