@@ -873,53 +873,55 @@ void check_adaptive(const Tensor& x, int64_t lo, Size2 output, const Call& op) {
   if (x.size(-1) == 0 || (lo == 3 && x.size(-2) == 0))
     fail("{}: cannot pool the empty input {}", op.name, describe(x));
 }
-
-// x [..., L] through the map A [L', L], or x [..., H, W] through maps [H', H] and [W', W]:
-// x A^T or A_h x A_w^T, matmuls (every order of derivative). Adaptive pooling and interpolation
-// are such maps.
-Tensor map_last_dims(const Tensor& x, const std::vector<Tensor>& maps) {
-  return maps.size() == 1 ? matmul(x, maps[0].t()) : matmul(matmul(maps[0], x), maps[1].t());
-}
 }  // namespace
 
+// Averages over windows are linear maps: y = A_h x A_w^T, two matmuls (every order of derivative).
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size) {
   check_adaptive(x, 3, output_size, {"adaptive_avg_pool2d", x});
-  return map_last_dims(x, {adaptive_weights(x.size(-2), output_size[0], x.dtype()),
-                           adaptive_weights(x.size(-1), output_size[1], x.dtype())});
+  const Tensor rows = adaptive_weights(x.size(-2), output_size[0], x.dtype());
+  const Tensor cols = adaptive_weights(x.size(-1), output_size[1], x.dtype());
+  return matmul(matmul(rows, x), cols.t());
 }
 
 Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size) {
   check_adaptive(x, 2, {1, output_size}, {"adaptive_avg_pool1d", x, true});
-  return map_last_dims(x, {adaptive_weights(x.size(-1), output_size, x.dtype())});
+  return matmul(x, adaptive_weights(x.size(-1), output_size, x.dtype()).t());
 }
 
 // ---------------------------------------------------------------- interpolation
 
 namespace {
-// One dimension's interpolation from `in` positions to `out` as a matrix [out, in], PyTorch's
-// source positions: with a step s (1 / scale_factor when given, else in / out; (in - 1) /
-// (out - 1) with align_corners), nearest copies input min(floor(i s), in - 1); linear mixes
-// the inputs on either side of s (i + 0.5) - 0.5 (at least 0), or of s i with align_corners.
-Tensor interpolation_weights(int64_t in, int64_t out, const InterpolateOptions& o, std::optional<double> scale_factor,
-                             Dtype dtype) {
+// x resized along dim from `in` positions to `out`, PyTorch's source positions: with a step s
+// (1 / scale_factor when given, else in / out; (in - 1) / (out - 1) with align_corners),
+// nearest copies input min(floor(i s), in - 1); linear mixes the inputs on either side of
+// s (i + 0.5) - 0.5 (at least 0), or of s i with align_corners. index_select and a weighted
+// sum, so every order of derivative follows and the cost is the output's size.
+Tensor resize(const Tensor& x, int64_t dim, int64_t out, const InterpolateOptions& o, std::optional<double> scale_factor) {
+  const int64_t in = x.size(dim);
   const double step = o.align_corners ? (out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0)
                       : scale_factor  ? 1.0 / *scale_factor
                                       : static_cast<double>(in) / static_cast<double>(out);
-  std::vector<double> a(static_cast<size_t>(out * in), 0.0);
-  for (int64_t i = 0; i < out; ++i) {
-    double* row = a.data() + i * in;
+  std::vector<double> low(static_cast<size_t>(out)), high(low.size()), weight(low.size());  // weight: of high
+  for (size_t i = 0; i < low.size(); ++i) {
     const auto index = static_cast<double>(i);
     if (o.mode == InterpolateMode::nearest) {
-      row[std::min(static_cast<int64_t>(std::floor(index * step)), in - 1)] = 1;
+      low[i] = static_cast<double>(std::min(static_cast<int64_t>(std::floor(index * step)), in - 1));
       continue;
     }
     const double source = o.align_corners ? step * index : std::max(step * (index + 0.5) - 0.5, 0.0);
-    const auto low = std::min(static_cast<int64_t>(source), in - 1);
-    const double weight = source - static_cast<double>(low);  // of the next input
-    row[low] += 1 - weight;
-    row[low < in - 1 ? low + 1 : low] += weight;
+    const auto below = std::min(static_cast<int64_t>(source), in - 1);
+    low[i] = static_cast<double>(below);
+    high[i] = static_cast<double>(below < in - 1 ? below + 1 : below);
+    weight[i] = source - static_cast<double>(below);
   }
-  return tensor(a, {out, in}, dtype);
+  const auto positions = [&](const std::vector<double>& v) { return tensor(v, {out}, Dtype::int64); };
+  const Tensor near = index_select(x, dim, positions(low));
+  if (o.mode == InterpolateMode::nearest) return near;
+  Shape along;  // the weights broadcast along dim
+  along.resize(static_cast<size_t>(x.dim() - dim), 1);
+  along[0] = out;
+  const Tensor w = tensor(weight, along, x.dtype());
+  return near * (1.0 - w) + index_select(x, dim, positions(high)) * w;
 }
 }  // namespace
 
@@ -938,7 +940,7 @@ Tensor interpolate(const Tensor& x, const InterpolateOptions& o) {
   if (o.size.empty() == o.scale_factor.empty() || (given != 1 && given != static_cast<size_t>(dims)))
     fail("interpolate: give either size or scale_factor, one value or one per resized dimension (size {}, "
          "scale_factor {}, input {})", o.size, o.scale_factor, describe(x));
-  std::vector<Tensor> maps;
+  Tensor y = x;
   for (int64_t k = 0; k < dims; ++k) {
     const size_t i = given == 1 ? 0 : static_cast<size_t>(k);
     const int64_t in = x.size(2 + k);
@@ -949,9 +951,9 @@ Tensor interpolate(const Tensor& x, const InterpolateOptions& o) {
     const double out = scale ? std::floor(static_cast<double>(in) * *scale) : static_cast<double>(o.size[i]);
     if (in == 0 || !(out >= 1 && out < 0x1p40))
       fail("interpolate: cannot resize dimension {} of input {} to {} elements", 2 + k, describe(x), out);
-    maps.push_back(interpolation_weights(in, static_cast<int64_t>(out), o, scale, x.dtype()));
+    y = resize(y, 2 + k, static_cast<int64_t>(out), o, scale);
   }
-  return map_last_dims(x, maps);
+  return y;
 }
 
 }  // namespace chainrule::nn::functional
