@@ -1,8 +1,8 @@
 /// \file
 /// Modules: named parameters and submodules, train/eval, dtype conversion, and a readable
-/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, GroupNorm, BatchNorm1d/2d,
-/// Conv1d/2d, the padding and pooling modules, Sequential and MLP are defined here; activations (Identity
-/// among them) in activation.hpp.
+/// printout of the tree. Linear, Dropout, Flatten, Embedding, LayerNorm, GroupNorm,
+/// BatchNorm1d/2d, Conv1d/2d, Upsample, the padding and pooling modules, Sequential and MLP are
+/// defined here; activations (Identity among them) in activation.hpp, recurrent layers in rnn.hpp.
 #pragma once
 
 #include "../autograd/autograd.hpp"
