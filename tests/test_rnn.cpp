@@ -1,11 +1,16 @@
 // Recurrent layers: the functional cells against their definitions in plain loops (and by
 // gradcheck, every operand), the RNN, LSTM and GRU modules against loops of those cells over
 // layers, directions and steps (batch_first, unbatched, initial states, dropout between layers),
-// the cell modules against the functions, PyTorch's parameter names and initialisation, and errors. Values and derivatives of the modules
-// are also compared against torch.nn.LSTM, GRU and RNN by tests/torch_parity.
+// the cell modules against the functions, PyTorch's parameter names and initialisation, to(dtype)
+// and checkpoints, and errors. Values and derivatives of the modules are also compared against
+// torch.nn.LSTM, GRU and RNN by tests/torch_parity.
 #include "helpers.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 
 namespace F = cr::nn::functional;
@@ -231,6 +236,24 @@ TEST_CASE("recurrent layers: batch_first, unbatched input, dropout between layer
   CHECK(y.dtype() == cr::float32);
   cr::sum(y).backward();
   for (const cr::Tensor& p : net.parameters()) CHECK(p.grad().defined());
+}
+
+TEST_CASE("recurrent layers: to(dtype) and checkpoints reach the weights the steps read") {
+  cr::Generator gen(7);
+  cr::nn::GRU gru(3, 2, {.num_layers = 2, .generator = &gen});  // float32
+  const cr::Tensor x = input({4, 2, 3}, -1, 1, 121);
+  const std::vector<double> before = values(gru(x.to(cr::float32)));
+  gru.to(cr::float64);
+  check_close(values(gru(x)), before, 1e-6);
+  check_error([&] { (void)gru(x.to(cr::float32)); }, {"GRU", "float32", "float64"});
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("chainrule-rnn-" + std::to_string(::getpid()) + ".bin")).string();
+  cr::nn::save(gru, path);
+  cr::nn::GRU other(3, 2, {.num_layers = 2, .dtype = cr::float64});
+  CHECK(values(other(x)) != values(gru(x)));
+  cr::nn::load(other, path);
+  std::remove(path.c_str());
+  check_close(values(other(x)), values(gru(x)));
 }
 
 TEST_CASE("recurrent layers: gradcheck and gradgradcheck through the steps (input, h0, c0)") {
