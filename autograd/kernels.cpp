@@ -103,6 +103,74 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   });
 }
 
+namespace {
+// x itself if contiguous, else a row-major copy (no graph).
+Tensor dense(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  Tensor out = empty(x.shape(), x.dtype());
+  copy_into(out, x);
+  return out;
+}
+
+// A tensor of `shape` as [outer, shape[dim], inner] (a 0-d one as [1, 1, 1]).
+struct AroundDim {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+AroundDim around(const Shape& shape, int64_t dim) {
+  AroundDim a;
+  for (int64_t k = 0; k < static_cast<int64_t>(shape.size()); ++k)
+    (k < dim ? a.outer : k == dim ? a.n : a.inner) *= shape[static_cast<size_t>(k)];
+  return a;
+}
+}  // namespace
+
+void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& index) {
+  const Tensor src = dense(x);
+  const AroundDim a = around(x.shape(), dim);
+  // a 0-d x is one element along its one dimension, out too: every index copies it there
+  const auto m = static_cast<int64_t>(x.dim() == 0 ? std::min<size_t>(index.size(), 1) : index.size());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* in = ptr<T>(src);
+    T* o = ptr<T>(out);
+    parallel_for(
+        a.outer * m,
+        [&](int64_t begin, int64_t end) {
+          int64_t q = begin / m, i = begin % m;  // row r of out is (q, i)
+          for (int64_t r = begin; r < end; ++r) {
+            const T* from = in + (q * a.n + index[static_cast<size_t>(i)]) * a.inner;
+            if (a.inner == 1)
+              o[r] = *from;
+            else
+              std::copy_n(from, a.inner, o + r * a.inner);
+            if (++i == m) i = 0, ++q;
+          }
+        },
+        a.inner);
+  });
+}
+
+void index_add_into(const Tensor& out, int64_t dim, const std::vector<int64_t>& index, const Tensor& source) {
+  const Tensor src = dense(source);
+  const AroundDim a = around(out.shape(), dim);
+  const auto m = static_cast<int64_t>(index.size());
+  const int64_t step = out.dim() == 0 ? 0 : a.inner;  // a 0-d source is one row that every index adds
+  dispatch(out.dtype(), [&]<class T>() {
+    T* o = ptr<T>(out);
+    const T* s = ptr<T>(src);
+    parallel_for(
+        a.outer,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t q = begin; q < end; ++q)
+            for (int64_t i = 0; i < m; ++i) {
+              T* to = o + (q * a.n + index[static_cast<size_t>(i)]) * a.inner;
+              const T* from = s + (q * m + i) * step;
+              for (int64_t k = 0; k < a.inner; ++k) to[k] += from[k];
+            }
+        },
+        m * a.inner);
+  });
+}
+
 Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
   Shape out_shape = x.shape();
   for (size_t d = 0; d < reduce.size(); ++d)

@@ -160,6 +160,17 @@ Tensor alias(const Tensor& x, const Shape& shape, const Shape& strides, int64_t 
 /// Copies `src` (broadcast to dst's shape, cast to dst's dtype) into `dst`, any layouts.
 void copy_into(const Tensor& dst, const Tensor& src);
 
+/// out = x's slices at `index` along dim (index_select's loop; the indices checked by the
+/// caller): x seen as [outer, n, inner] (a row-major copy first if it is not contiguous), out
+/// (fresh, contiguous) as [outer, index.size(), inner], a row of `inner` elements copied per
+/// (outer, index) pair, the pairs split between threads.
+void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& index);
+
+/// out (contiguous) += source's slices added at `index` along dim (index_add's loop, the
+/// adjoint of index_select_into): for every outer position, the rows in the order of `index`,
+/// so a repeated index adds its rows in order; outer positions split between threads.
+void index_add_into(const Tensor& out, int64_t dim, const std::vector<int64_t>& index, const Tensor& source);
+
 /// Which dimensions a reduction reduces: one bit per dimension, held by value (a reduction's
 /// backward rule captures it; a std::vector<bool> cost a malloc per sum).
 class DimFlags {

@@ -89,22 +89,9 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const auto idx = index.to_vector<int64_t>();
   Shape shape = x.shape();
   if (x.dim() > 0) shape[d] = static_cast<int64_t>(idx.size());
+  for (const int64_t v : idx) check_range(v, x.dim() == 0 ? 1 : x.shape()[d], "index_select", x, d, index);
   Tensor out = kernels::empty(shape, x.dtype());
-  for (size_t i = 0; i < idx.size(); ++i) {
-    check_range(idx[i], x.dim() == 0 ? 1 : x.shape()[d], "index_select", x, d, index);
-    if (x.dim() == 0) {
-      kernels::copy_into(out, x);
-      continue;
-    }
-    Shape sub = x.shape();
-    sub.erase(d);
-    Shape xs = x.strides(), os = out.strides();
-    const int64_t xstep = xs[d], ostep = os[d];
-    xs.erase(d);
-    os.erase(d);
-    kernels::copy_into(kernels::alias(out, sub, os, static_cast<int64_t>(i) * ostep),
-                       kernels::alias(x, sub, xs, x.storage_offset() + idx[i] * xstep));
-  }
+  kernels::index_select_into(out, x, d, idx);
   return record(out, "index_select", {x}, {}, [d, index](const Tensor& g, const BackwardContext& c) -> Grads {
     return {index_add(zeros(c.shape(0), g.dtype()), d, index, g)};  // adjoint of index_select
   });
@@ -121,24 +108,8 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
          describe(x), idx.size());
   Tensor out = kernels::empty(x.shape(), x.dtype());
   kernels::copy_into(out, x);
-  dispatch(x.dtype(), [&]<class T>() {
-    Shape sub = x.shape();
-    Shape os = out.strides(), ss = source.strides();
-    const int64_t ostep = x.dim() ? os[d] : 0, sstep = x.dim() ? ss[d] : 0;
-    if (x.dim()) {
-      sub.erase(d);
-      os.erase(d);
-      ss.erase(d);
-    }
-    T* po = kernels::ptr<T>(out);
-    const T* ps = kernels::ptr<T>(source);
-    for (size_t i = 0; i < idx.size(); ++i) {
-      check_range(idx[i], x.dim() ? x.shape()[d] : 1, "index_add", x, d, index);
-      T* dst = po + idx[i] * ostep;
-      const T* src = ps + static_cast<int64_t>(i) * sstep;
-      kernels::for_each_offset<2>(sub, {&os, &ss}, [&](const auto& o) { dst[o[0]] += src[o[1]]; });
-    }
-  });
+  for (const int64_t v : idx) check_range(v, x.dim() ? x.shape()[d] : 1, "index_add", x, d, index);
+  kernels::index_add_into(out, d, idx, source);
   return record(out, "index_add", {x, source}, {}, [d, index](const Tensor& g, const BackwardContext& c) -> Grads {
     return {g, c.needs(1) ? index_select(g, d, index) : Tensor()};
   });

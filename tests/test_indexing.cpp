@@ -72,3 +72,48 @@ TEST_CASE("gather and scatter_add on a 0-d input: one element along dim 0 (index
   CHECK(cr::index_select(s, 0, cr::tensor({0, 0}, cr::int64)).item<double>() == 3);
   check_error([&] { (void)cr::index_select(s, 0, cr::tensor({1}, cr::int64)); }, {"index_select", "index 1", "size 1"});
 }
+
+TEST_CASE("index_select and index_add along every dim of a non-contiguous 4-d tensor, against plain loops") {
+  // The kernels see x as [outer, n, inner] rows (a copy first when x is a view), split between
+  // threads when large: every dim, a transposed input and source, repeated and empty index lists,
+  // int64 and float32, and a size past the threads' grain, checked element by element.
+  const cr::Tensor base = cr::arange(2 * 3 * 4 * 5500, cr::float64).reshape({2, 3, 4, 5500});
+  for (const cr::Tensor& x : {base, base.transpose(1, 3), base.to(cr::int64).transpose(0, 2), base.to(cr::float32)})
+    for (int64_t d = 0; d < 4; ++d)
+      for (const std::vector<double>& picks : {std::vector<double>{1, 0, 1, 1}, std::vector<double>{}}) {
+        CAPTURE(d);
+        CAPTURE(cr::describe(x));
+        const cr::Tensor idx = cr::tensor(picks, {static_cast<int64_t>(picks.size())}, cr::int64);
+        const cr::Tensor y = cr::index_select(x, d, idx);
+        cr::Shape shape = x.shape();
+        shape[static_cast<size_t>(d)] = static_cast<int64_t>(picks.size());
+        REQUIRE(y.shape() == shape);
+        REQUIRE(y.dtype() == x.dtype());
+        const std::vector<double> xs = values(x), ys = values(y);
+        // the element of y at (a, b, c, e) is x's with the d-th coordinate replaced by picks[...]
+        const auto at = [](const cr::Shape& s, std::array<int64_t, 4> i) {
+          return ((i[0] * s[1] + i[1]) * s[2] + i[2]) * s[3] + i[3];
+        };
+        // index_add of a transposed source of y's shape onto zeros: each x position gets the
+        // sum of the source rows picked for it
+        const cr::Tensor src = (cr::arange(static_cast<double>(y.numel()), x.dtype()).reshape(
+                                    {shape[3], shape[2], shape[1], shape[0]}) + 1.0)
+                                   .to(x.dtype())
+                                   .permute({3, 2, 1, 0});
+        const std::vector<double> added = values(cr::index_add(cr::zeros(x.shape(), x.dtype()), d, idx, src));
+        const std::vector<double> ss = values(src);
+        std::vector<double> expected(xs.size(), 0.0);
+        bool same = true;
+        for (int64_t a = 0; a < shape[0]; ++a)
+          for (int64_t b = 0; b < shape[1]; ++b)
+            for (int64_t c = 0; c < shape[2]; ++c)
+              for (int64_t e = 0; e < shape[3]; ++e) {
+                std::array<int64_t, 4> i{a, b, c, e}, from = i;
+                from[static_cast<size_t>(d)] = static_cast<int64_t>(picks[static_cast<size_t>(i[static_cast<size_t>(d)])]);
+                same = same && ys[static_cast<size_t>(at(shape, i))] == xs[static_cast<size_t>(at(x.shape(), from))];
+                expected[static_cast<size_t>(at(x.shape(), from))] += ss[static_cast<size_t>(at(shape, i))];
+              }
+        CHECK(same);
+        CHECK(added == expected);
+      }
+}
