@@ -99,10 +99,32 @@ void zip_into(const Tensor& a, const Tensor& b, const Shape& shape, R* out, F&& 
     parallel_for(n, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) out[i] = f(s, pb[i]);
     });
-  } else {
+  } else {  // (a 0-d shape took the first branch: both operands are 0-d then)
+    // Row by row along the last dim. A row beside a value broadcast along it (a [N, 1] column,
+    // a per-row weight) gets a loop of its own, which the compiler vectorises; the strided loop
+    // is already vectorised for two unit strides (a separate loop for those measured slower).
     const Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
-    int64_t i = 0;
-    for_each_offset<2>(shape, {&sa, &sb}, [&](const auto& o) { out[i++] = f(pa[o[0]], pb[o[1]]); });
+    Shape rows = shape;
+    const size_t last = shape.size() - 1;
+    const int64_t inner = shape[last], ia = sa[last], ib = sb[last];
+    rows[last] = 1;
+    R* next = out;
+    for_each_offset<2>(rows, {&sa, &sb}, [&](const auto& o) {
+      const T* ra = pa + o[0];
+      const T* rb = pb + o[1];
+      R* y = next;  // locals, so that the loops below keep them in registers
+      const int64_t len = inner, sta = ia, stb = ib;
+      if (sta == 1 && stb == 0) {
+        const T s = rb[0];
+        for (int64_t j = 0; j < len; ++j) y[j] = f(ra[j], s);
+      } else if (sta == 0 && stb == 1) {
+        const T s = ra[0];
+        for (int64_t j = 0; j < len; ++j) y[j] = f(s, rb[j]);
+      } else {
+        for (int64_t j = 0; j < len; ++j) y[j] = f(ra[j * sta], rb[j * stb]);
+      }
+      next += len;
+    });
   }
 }
 
