@@ -86,34 +86,44 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
 }
 }  // namespace functional
 
-RNNBase::RNNBase(const char* name, int64_t gates, bool cell, int64_t input_size, int64_t hidden_size, RNNOptions options)
-    : input_size(input_size), hidden_size(hidden_size), options(options), cell_(cell), name_(name) {
+RecurrentBase::RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu,
+                             Generator* generator)
+    : input_size(input_size), hidden_size(hidden_size), name_(name), gates_(gates), generator_(generator) {
   if (input_size <= 0 || hidden_size <= 0)
     fail("{}: input_size ({}) and hidden_size ({}) must be positive", name, input_size, hidden_size);
+  if (relu && gates != 1) fail("{}: relu is an option of RNN and RNNCell; {}'s gates are fixed", name, name);
+}
+
+RecurrentBase::StepWeights RecurrentBase::add_step_weights(const std::string& suffix, int64_t in, bool bias,
+                                                            Dtype dtype) {
+  const int64_t rows = gates_ * hidden_size;
+  StepWeights w;
+  w.w_ih = register_parameter("weight_ih" + suffix, empty({rows, in}, dtype));
+  w.w_hh = register_parameter("weight_hh" + suffix, empty({rows, hidden_size}, dtype));
+  if (bias) {
+    w.b_ih = register_parameter("bias_ih" + suffix, empty({rows}, dtype));
+    w.b_hh = register_parameter("bias_hh" + suffix, empty({rows}, dtype));
+  }
+  return w;
+}
+
+void RecurrentBase::reset_parameters() {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
+  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, generator_);
+}
+
+RNNBase::RNNBase(const char* name, int64_t gates, bool cell, int64_t input_size, int64_t hidden_size, RNNOptions options)
+    : RecurrentBase(name, gates, input_size, hidden_size, options.relu, options.generator), options(options),
+      cell_(cell) {
   if (options.num_layers <= 0) fail("{}: num_layers must be positive, got {}", name, options.num_layers);
   if (!(options.dropout >= 0 && options.dropout <= 1)) fail("{}: dropout must be in [0, 1], got {}", name, options.dropout);
-  if (options.relu && gates != 1) fail("{}: relu is an option of RNN; {}'s gates are fixed", name, name);
   const Dtype dtype = options.dtype.value_or(default_dtype());
   const int64_t dirs = options.bidirectional ? 2 : 1;
   for (int64_t layer = 0; layer < options.num_layers; ++layer)
-    for (int64_t dir = 0; dir < dirs; ++dir) {
-      const std::string suffix = fmt::format("_l{}{}", layer, dir == 1 ? "_reverse" : "");
-      const int64_t in = layer == 0 ? input_size : dirs * hidden_size;
-      Weights w;
-      w.w_ih = register_parameter("weight_ih" + suffix, empty({gates * hidden_size, in}, dtype));
-      w.w_hh = register_parameter("weight_hh" + suffix, empty({gates * hidden_size, hidden_size}, dtype));
-      if (options.bias) {
-        w.b_ih = register_parameter("bias_ih" + suffix, empty({gates * hidden_size}, dtype));
-        w.b_hh = register_parameter("bias_hh" + suffix, empty({gates * hidden_size}, dtype));
-      }
-      weights_.push_back(w);
-    }
+    for (int64_t dir = 0; dir < dirs; ++dir)
+      weights_.push_back(add_step_weights(fmt::format("_l{}{}", layer, dir == 1 ? "_reverse" : ""),
+                                          layer == 0 ? input_size : dirs * hidden_size, options.bias, dtype));
   reset_parameters();
-}
-
-void RNNBase::reset_parameters() {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
-  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, options.generator);
 }
 
 RNNOutput RNNBase::forward(const Tensor& input, const Tensor& h0, const Tensor& c0) {
@@ -145,7 +155,7 @@ RNNOutput RNNBase::forward(const Tensor& input, const Tensor& h0, const Tensor& 
     std::vector<Tensor> outputs;  // one [L, N, H] per direction
     for (int64_t dir = 0; dir < dirs; ++dir) {
       const int64_t k = layer * dirs + dir;
-      const Weights& w = weights_[static_cast<size_t>(k)];
+      const StepWeights& w = weights_[static_cast<size_t>(k)];
       const Tensor xw = linear(x, w.w_ih, w.b_ih);  // the whole sequence's input projection in one matmul
       Tensor h = h_init.select(0, k), c = cell_ ? c_init.select(0, k) : Tensor();
       std::vector<Tensor> hs(static_cast<size_t>(steps));
@@ -205,23 +215,10 @@ std::pair<Tensor, Tensor> GRU::step(const Tensor& xw, const Tensor& hw, const Te
 
 RNNCellBase::RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size,
                          RNNCellOptions options)
-    : input_size(input_size), hidden_size(hidden_size), options(options), name_(name) {
-  if (input_size <= 0 || hidden_size <= 0)
-    fail("{}: input_size ({}) and hidden_size ({}) must be positive", name, input_size, hidden_size);
-  if (options.relu && gates != 1) fail("{}: relu is an option of RNNCell; {}'s gates are fixed", name, name);
-  const Dtype dtype = options.dtype.value_or(default_dtype());
-  weight_ih = register_parameter("weight_ih", empty({gates * hidden_size, input_size}, dtype));
-  weight_hh = register_parameter("weight_hh", empty({gates * hidden_size, hidden_size}, dtype));
-  if (options.bias) {
-    bias_ih = register_parameter("bias_ih", empty({gates * hidden_size}, dtype));
-    bias_hh = register_parameter("bias_hh", empty({gates * hidden_size}, dtype));
-  }
+    : RecurrentBase(name, gates, input_size, hidden_size, options.relu, options.generator), options(options) {
+  const StepWeights w = add_step_weights("", input_size, options.bias, options.dtype.value_or(default_dtype()));
+  weight_ih = w.w_ih, weight_hh = w.w_hh, bias_ih = w.b_ih, bias_hh = w.b_hh;
   reset_parameters();
-}
-
-void RNNCellBase::reset_parameters() {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
-  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, options.generator);
 }
 
 Tensor RNNCellBase::or_zeros(const Tensor& state, const Tensor& x) const {

@@ -31,6 +31,39 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
                 const Tensor& b_hh = Tensor());
 }  // namespace functional
 
+/// What the recurrent layers and cells share: their sizes, checks, step weights (PyTorch's
+/// names, shapes and gate blocks) and initialisation.
+class RecurrentBase : public Module {
+ public:
+  void reset_parameters() override;  ///< every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
+
+  int64_t input_size;  ///< the input's features
+  int64_t hidden_size;  ///< H
+
+ protected:
+  /// One step's parameters; the biases undefined without bias.
+  struct StepWeights {
+    Tensor w_ih;  ///< [G H, in]
+    Tensor w_hh;  ///< [G H, H]
+    Tensor b_ih;  ///< [G H]
+    Tensor b_hh;  ///< [G H]
+  };
+  /// `gates` blocks of hidden_size rows in each weight (G: 1 for RNN, 4 LSTM, 3 GRU); `relu`
+  /// only with one gate; `name` for printouts and errors; `generator` for reset_parameters.
+  RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu,
+                Generator* generator);
+  /// Registers weight_ih{suffix} [G H, in], weight_hh{suffix} [G H, H] and, with `bias`,
+  /// bias_ih{suffix} and bias_hh{suffix} [G H] (uninitialised: the constructor that calls it
+  /// ends with reset_parameters()).
+  StepWeights add_step_weights(const std::string& suffix, int64_t in, bool bias, Dtype dtype);
+
+  const char* name_;  ///< "LSTM", "GRUCell", ...
+
+ private:
+  int64_t gates_;
+  Generator* generator_;
+};
+
 /// The recurrent layers' options (PyTorch's RNNOptions, LSTMOptions and GRUOptions in one).
 struct RNNOptions {
   int64_t num_layers = 1;  ///< stacked layers, each reading the previous one's output sequence
@@ -58,7 +91,7 @@ struct RNNOutput {
 /// weight_ih_l{k} [G H, in] (in = input_size for k = 0, else D H), weight_hh_l{k} [G H, H],
 /// bias_ih_l{k} and bias_hh_l{k} [G H], with G = 1 (RNN), 4 (LSTM: gates i, f, g, o) or 3
 /// (GRU: r, z, n), all drawn from U(-1/sqrt(H), 1/sqrt(H)).
-class RNNBase : public Module {
+class RNNBase : public RecurrentBase {
  public:
   /// The output sequence alone (RNNOutput::output), from zero initial states: lets a recurrent
   /// layer sit in a Sequential.
@@ -69,10 +102,7 @@ class RNNBase : public Module {
   RNNOutput forward(const Tensor& x, const Tensor& h0, const Tensor& c0 = Tensor());
   /// "LSTM(10, 20, num_layers=2, bias=true, batch_first=false, dropout=0, bidirectional=false)"
   std::string repr() const override;
-  void reset_parameters() override;  ///< every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
 
-  int64_t input_size;  ///< the input's features
-  int64_t hidden_size;  ///< H
   RNNOptions options;  ///< as constructed
 
  protected:
@@ -84,12 +114,8 @@ class RNNBase : public Module {
   virtual std::pair<Tensor, Tensor> step(const Tensor& xw, const Tensor& hw, const Tensor& h, const Tensor& c) const = 0;
 
  private:
-  struct Weights {
-    Tensor w_ih, w_hh, b_ih, b_hh;
-  };
-  std::vector<Weights> weights_;  ///< per layer and direction, layer-major
+  std::vector<StepWeights> weights_;  ///< per layer and direction, layer-major
   bool cell_;
-  const char* name_;
 };
 
 /// Elman RNN: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (relu with RNNOptions::relu).
@@ -135,17 +161,14 @@ struct RNNCellOptions {
 /// What RNNCell, LSTMCell and GRUCell share: one step's parameters weight_ih [G H, input_size],
 /// weight_hh [G H, H], bias_ih and bias_hh [G H], drawn from U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's.
 /// For loops a recurrent layer does not cover (a decoder feeding back its own output).
-class RNNCellBase : public Module {
+class RNNCellBase : public RecurrentBase {
  public:
   std::string repr() const override;  ///< "LSTMCell(3, 4)", with ", bias=false" and RNNCell's ", nonlinearity=relu"
-  void reset_parameters() override;  ///< every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
 
   Tensor weight_ih;  ///< [G H, input_size]
   Tensor weight_hh;  ///< [G H, hidden_size]
   Tensor bias_ih;  ///< [G H]; undefined without bias
   Tensor bias_hh;  ///< [G H]; undefined without bias
-  int64_t input_size;  ///< the input's features
-  int64_t hidden_size;  ///< H
   RNNCellOptions options;  ///< as constructed
 
  protected:
@@ -153,9 +176,6 @@ class RNNCellBase : public Module {
   RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, RNNCellOptions options);
   /// `state` itself, or zeros [N, H] ([H]) for x [N, in] ([in]) where it is undefined.
   Tensor or_zeros(const Tensor& state, const Tensor& x) const;
-
- private:
-  const char* name_;
 };
 
 /// functional::rnn_tanh_cell (rnn_relu_cell with RNNCellOptions::relu) with its own parameters.
