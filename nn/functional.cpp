@@ -593,8 +593,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
 
 // ---------------------------------------------------------------- padding
 
-namespace {
-const char* mode_name(PadMode mode) {
+std::string to_string(PadMode mode) {
   switch (mode) {
     case PadMode::constant: return "constant";
     case PadMode::reflect: return "reflect";
@@ -604,6 +603,7 @@ const char* mode_name(PadMode mode) {
   return "unknown";
 }
 
+namespace {
 // The input position that output position i (counted from the input's first, so the padding in
 // front is -before .. -1) copies, along a dimension of n > 0 elements; -1 where there is none.
 int64_t source(PadMode mode, int64_t i, int64_t n) {
@@ -626,7 +626,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode, doubl
   for (int64_t k = 0; k < pairs; ++k) {
     const int64_t d = x.dim() - 1 - k, before = pad[2 * k], after = pad[2 * k + 1], n = x.size(d);
     const auto bad = [&](const char* why) {
-      fail("pad ({} mode): padding ({}, {}) of dimension {} of input {}: {}", mode_name(mode), before, after, d,
+      fail("pad ({} mode): padding ({}, {}) of dimension {} of input {}: {}", to_string(mode), before, after, d,
            describe(x), why);
     };
     if (before == 0 && after == 0) continue;
@@ -638,8 +638,11 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode, doubl
         shape[d] = count;
         return full(shape, value, x.dtype());
       };
-      y = y.narrow(d, start, kept);
-      if (before > 0 || after > 0) y = cat({filled(std::max<int64_t>(before, 0)), y, filled(std::max<int64_t>(after, 0))}, d);
+      std::vector<Tensor> pieces;  // only the sides that add elements
+      if (before > 0) pieces.push_back(filled(before));
+      pieces.push_back(y.narrow(d, start, kept));
+      if (after > 0) pieces.push_back(filled(after));
+      y = pieces.size() == 1 ? pieces[0] : cat(pieces, d);
       continue;
     }
     if (n == 0) bad("an empty dimension has nothing to copy");
@@ -890,6 +893,15 @@ Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size) {
 
 // ---------------------------------------------------------------- interpolation
 
+std::string to_string(InterpolateMode mode) {
+  switch (mode) {
+    case InterpolateMode::nearest: return "nearest";
+    case InterpolateMode::linear: return "linear";
+    case InterpolateMode::bilinear: return "bilinear";
+  }
+  return "unknown";
+}
+
 namespace {
 // x resized along dim from `in` positions to `out`, PyTorch's source positions: with a step s
 // (1 / scale_factor when given, else in / out; (in - 1) / (out - 1) with align_corners),
@@ -929,11 +941,9 @@ Tensor interpolate(const Tensor& x, const InterpolateOptions& o) {
   const int64_t dims = x.dim() - 2;
   if ((dims != 1 && dims != 2) || !is_floating(x.dtype()))
     fail("interpolate: input {} must be a floating [N, C, L] or [N, C, H, W] tensor", describe(x));
-  constexpr const char* modes[] = {"nearest", "linear", "bilinear"};
-  const auto mode = static_cast<int>(o.mode);
   if ((o.mode == InterpolateMode::linear && dims != 1) || (o.mode == InterpolateMode::bilinear && dims != 2))
-    fail("interpolate: mode {} takes {} inputs, got {}", modes[mode], mode == 1 ? "[N, C, L]" : "[N, C, H, W]",
-         describe(x));
+    fail("interpolate: mode {} takes {} inputs, got {}", to_string(o.mode),
+         o.mode == InterpolateMode::linear ? "[N, C, L]" : "[N, C, H, W]", describe(x));
   if (o.align_corners && o.mode == InterpolateMode::nearest)
     fail("interpolate: align_corners is for the linear and bilinear modes, not nearest (input {})", describe(x));
   const size_t given = std::max(o.size.size(), o.scale_factor.size());

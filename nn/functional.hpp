@@ -187,6 +187,8 @@ enum class PadMode {
   replicate,  ///< with the edge element: 1 1 | 1 2 3 | 3 3
   circular,   ///< as if the input repeated: 2 3 | 1 2 3 | 1 2
 };
+/// "constant", "reflect", "replicate" or "circular", as errors show a PadMode.
+std::string to_string(PadMode mode);
 /// x padded as torch.nn.functional.pad: `pad` holds (before, after) pairs for the last dimension,
 /// then the one before it, and so on (at most x.dim() pairs): {1, 2} adds one column in front
 /// and two after, {1, 1, 2, 2} also two rows above and below. A negative amount removes that
@@ -243,6 +245,8 @@ enum class InterpolateMode {
   linear,    ///< [N, C, L] only: mixes the two input elements around the new position
   bilinear,  ///< [N, C, H, W] only: linear along the height, then along the width
 };
+/// "nearest", "linear" or "bilinear", as errors and Upsample's printout show an InterpolateMode.
+std::string to_string(InterpolateMode mode);
 /// interpolate's and Upsample's arguments: exactly one of size and scale_factor, each one value
 /// for every resized dimension or one per dimension.
 struct InterpolateOptions {

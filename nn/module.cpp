@@ -249,7 +249,8 @@ std::string show(functional::Size2 s) { return to_string(s); }
 template <class Size>
 std::string Pool<Size>::repr() const {
   return fmt::format("{}(kernel_size={}, stride={}, padding={}{}{})", name_, show(kernel_size), show(stride),
-                     show(padding), ceil_mode ? ", ceil_mode=true" : "", count_include_pad ? "" : ", count_include_pad=false");
+                     show(padding), ceil_mode ? ", ceil_mode=true" : "",
+                     count_include_pad ? "" : ", count_include_pad=false");
 }
 template class Pool<int64_t>;
 template class Pool<functional::Size2>;
@@ -260,8 +261,8 @@ Pad::Pad(const char* name, std::vector<int64_t> padding, functional::PadMode mod
 Tensor Pad::forward(const Tensor& x) {
   const auto dims = static_cast<int64_t>(padding.size() / 2);
   if (x.dim() != dims + 1 && x.dim() != dims + 2)
-    fail("{}: input {} must be {} ({})", name_, describe(x), dims == 1 ? "[C, L] or [N, C, L]" : "[C, H, W] or [N, C, H, W]",
-         repr());
+    fail("{}: input {} must be {} ({})", name_, describe(x),
+         dims == 1 ? "[C, L] or [N, C, L]" : "[C, H, W] or [N, C, H, W]", repr());
   return functional::pad(x, padding, mode, value);
 }
 
@@ -271,10 +272,9 @@ std::string Pad::repr() const {
 }
 
 std::string Upsample::repr() const {
-  constexpr const char* modes[] = {"nearest", "linear", "bilinear"};
   const std::string size = options.size.empty() ? fmt::format("scale_factor={}", options.scale_factor)
                                                  : fmt::format("size={}", options.size);
-  return fmt::format("Upsample({}, mode={}{})", size, modes[static_cast<int>(options.mode)],
+  return fmt::format("Upsample({}, mode={}{})", size, functional::to_string(options.mode),
                      options.align_corners ? ", align_corners=true" : "");
 }
 
