@@ -855,12 +855,17 @@ Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> s
 }
 
 namespace {
-// Adaptive average pooling from n positions to m as a matrix [m, n]: row i averages inputs
-// floor(i n / m) to ceil((i + 1) n / m) - 1, PyTorch's windows.
+// Adaptive pooling's window i of m over n positions, PyTorch's: floor(i n / m) to
+// ceil((i + 1) n / m) - 1, as [start, end).
+std::pair<int64_t, int64_t> adaptive_window(int64_t i, int64_t n, int64_t m) {
+  return {i * n / m, ((i + 1) * n + m - 1) / m};
+}
+
+// Adaptive average pooling from n positions to m as a matrix [m, n]: row i averages window i.
 Tensor adaptive_weights(int64_t n, int64_t m, Dtype dtype) {
   std::vector<double> a(static_cast<size_t>(m * n), 0.0);
   for (int64_t i = 0; i < m; ++i) {
-    const int64_t start = i * n / m, end = ((i + 1) * n + m - 1) / m;
+    const auto [start, end] = adaptive_window(i, n, m);
     for (int64_t r = start; r < end; ++r) a[static_cast<size_t>(i * n + r)] = 1.0 / static_cast<double>(end - start);
   }
   return tensor(a, {m, n}, dtype);
@@ -889,6 +894,47 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size) {
 Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size) {
   check_adaptive(x, 2, {1, output_size}, {"adaptive_avg_pool1d", x, true});
   return matmul(x, adaptive_weights(x.size(-1), output_size, x.dtype()).t());
+}
+
+// Each window's positions in the flattened H W, row-major, gathered by one index_select, then
+// the max over each window (the gradient to its first maximum). A window smaller than the
+// largest repeats its last row and column, each repeat after the element it copies, so neither
+// the max nor which element is the first maximum changes.
+Tensor adaptive_max_pool2d(const Tensor& x, Size2 output_size) {
+  const Call op{"adaptive_max_pool2d", x};
+  check_adaptive(x, 3, output_size, op);
+  return batched(x, op, [&](const Tensor& xb) {
+    const int64_t n = xb.size(0), c = xb.size(1), h = xb.size(2), w = xb.size(3);
+    const auto [oh, ow] = output_size;
+    const auto largest = [](int64_t size, int64_t m) {
+      int64_t k = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const auto [start, end] = adaptive_window(i, size, m);
+        k = std::max(k, end - start);
+      }
+      return k;
+    };
+    const int64_t kh = largest(h, oh), kw = largest(w, ow);
+    std::vector<double> index;
+    index.reserve(static_cast<size_t>(oh * ow * kh * kw));
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const auto [r0, r1] = adaptive_window(i, h, oh);
+        const auto [c0, c1] = adaptive_window(j, w, ow);
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b)
+            index.push_back(static_cast<double>(std::min(r0 + a, r1 - 1) * w + std::min(c0 + b, c1 - 1)));
+      }
+    const Tensor windows = index_select(xb.reshape({n, c, h * w}), 2,
+                                        tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
+    return max(windows.reshape({n, c, oh, ow, kh * kw}), 4).values;
+  });
+}
+
+Tensor adaptive_max_pool1d(const Tensor& x, int64_t output_size) {
+  const Call op{"adaptive_max_pool1d", x, true};
+  check_adaptive(x, 2, {1, output_size}, op);
+  return over_height_1(x, op, [&](const Tensor& x2) { return adaptive_max_pool2d(x2, {1, output_size}); });
 }
 
 // ---------------------------------------------------------------- interpolation

@@ -235,6 +235,12 @@ Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, std::optional<int64_t> s
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
 /// adaptive_avg_pool2d along the last dim of x [N, C, L] (or [C, L]).
 Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size);
+/// The largest element of each of adaptive_avg_pool2d's windows, as
+/// torch.nn.functional.adaptive_max_pool2d; the gradient goes to a window's first maximum
+/// (row-major), as PyTorch's. {1, 1} is global max pooling.
+Tensor adaptive_max_pool2d(const Tensor& x, Size2 output_size);
+/// adaptive_max_pool2d along the last dim of x [N, C, L] (or [C, L]).
+Tensor adaptive_max_pool1d(const Tensor& x, int64_t output_size);
 
 
 // ---------------------------------------------------------------- interpolation

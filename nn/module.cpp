@@ -278,10 +278,12 @@ std::string Upsample::repr() const {
                      options.align_corners ? ", align_corners=true" : "");
 }
 
-std::string AdaptiveAvgPool1d::repr() const { return fmt::format("AdaptiveAvgPool1d(output_size={})", output_size); }
-std::string AdaptiveAvgPool2d::repr() const {
-  return fmt::format("AdaptiveAvgPool2d(output_size={})", show(output_size));
+template <class Size>
+std::string AdaptivePool<Size>::repr() const {
+  return fmt::format("{}(output_size={})", name_, show(output_size));
 }
+template class AdaptivePool<int64_t>;
+template class AdaptivePool<functional::Size2>;
 
 // ---------------------------------------------------------------- Embedding
 

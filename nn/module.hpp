@@ -281,27 +281,60 @@ class AvgPool1d : public Pool1d {
   }
 };
 
-/// functional::adaptive_avg_pool1d as a module.
-class AdaptiveAvgPool1d : public Module {
+/// What the adaptive pooling modules share (no parameters): the output's size, an int64_t
+/// length for the 1-d ones and a Size2 (height, width) for the 2-d ones.
+template <class Size>
+class AdaptivePool : public Module {
  public:
-  explicit AdaptiveAvgPool1d(int64_t output_size) : output_size(output_size) {}  ///< pools to output_size positions
+  /// "AdaptiveAvgPool2d(output_size=[1, 1])"
+  std::string repr() const override;
+
+  Size output_size;  ///< the output's length, or height and width
+
+ protected:
+  /// `name` for the printout.
+  AdaptivePool(const char* name, Size output_size) : output_size(output_size), name_(name) {}
+
+ private:
+  const char* name_;
+};
+extern template class AdaptivePool<int64_t>;
+extern template class AdaptivePool<functional::Size2>;
+
+/// functional::adaptive_avg_pool1d as a module.
+class AdaptiveAvgPool1d : public AdaptivePool<int64_t> {
+ public:
+  /// pools to output_size positions
+  explicit AdaptiveAvgPool1d(int64_t output_size) : AdaptivePool("AdaptiveAvgPool1d", output_size) {}
   /// functional::adaptive_avg_pool1d(x, output_size)
   Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool1d(x, output_size); }
-  std::string repr() const override;  ///< "AdaptiveAvgPool1d(output_size=2)"
-
-  int64_t output_size;  ///< the output's length
 };
 
 /// functional::adaptive_avg_pool2d as a module (AdaptiveAvgPool2d({1, 1}): global average pooling).
-class AdaptiveAvgPool2d : public Module {
+class AdaptiveAvgPool2d : public AdaptivePool<functional::Size2> {
  public:
   /// Pools to output_size (height, width).
-  explicit AdaptiveAvgPool2d(functional::Size2 output_size) : output_size(output_size) {}
+  explicit AdaptiveAvgPool2d(functional::Size2 output_size) : AdaptivePool("AdaptiveAvgPool2d", output_size) {}
   /// functional::adaptive_avg_pool2d(x, output_size)
   Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool2d(x, output_size); }
-  std::string repr() const override;  ///< "AdaptiveAvgPool2d(output_size=[1, 1])"
+};
 
-  functional::Size2 output_size;  ///< the output's height and width
+/// functional::adaptive_max_pool1d as a module.
+class AdaptiveMaxPool1d : public AdaptivePool<int64_t> {
+ public:
+  /// pools to output_size positions
+  explicit AdaptiveMaxPool1d(int64_t output_size) : AdaptivePool("AdaptiveMaxPool1d", output_size) {}
+  /// functional::adaptive_max_pool1d(x, output_size)
+  Tensor forward(const Tensor& x) override { return functional::adaptive_max_pool1d(x, output_size); }
+};
+
+/// functional::adaptive_max_pool2d as a module (AdaptiveMaxPool2d({1, 1}): global max pooling).
+class AdaptiveMaxPool2d : public AdaptivePool<functional::Size2> {
+ public:
+  /// Pools to output_size (height, width).
+  explicit AdaptiveMaxPool2d(functional::Size2 output_size) : AdaptivePool("AdaptiveMaxPool2d", output_size) {}
+  /// functional::adaptive_max_pool2d(x, output_size)
+  Tensor forward(const Tensor& x) override { return functional::adaptive_max_pool2d(x, output_size); }
 };
 
 /// What the padding modules share: functional::pad with fixed amounts, mode and fill, of inputs

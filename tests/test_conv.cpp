@@ -199,6 +199,48 @@ TEST_CASE("adaptive_avg_pool2d and adaptive_avg_pool1d: PyTorch's windows, by ha
   check_error([] { (void)F::adaptive_avg_pool1d(cr::zeros({2, 4}, cr::int64), 2); }, {"adaptive_avg_pool1d", "int64"});
 }
 
+TEST_CASE("adaptive_max_pool2d and adaptive_max_pool1d: the same windows' maxima, the gradient to each first maximum") {
+  using V = const std::vector<cr::Tensor>&;
+  // values and gradients from torch 1.13 (F.adaptive_max_pool2d(x, (3, 2)), .sum().backward()):
+  // uneven, overlapping windows (5 rows to 3: rows 0-1, 1-3, 3-4) and repeated maxima
+  std::vector<double> v;
+  for (int i = 0; i < 30; ++i) v.push_back(static_cast<double>((i * 7) % 11) - 5);
+  const cr::Tensor x = cr::tensor(v, {1, 2, 5, 3}, cr::float64).requires_grad_();
+  const cr::Tensor y = F::adaptive_max_pool2d(x, {3, 2});
+  CHECK(y.shape() == cr::Shape{1, 2, 3, 2});
+  CHECK(values(y) == std::vector<double>{5, 2, 5, 1, 3, 5, 1, 4, 5, 5, 5, 5});
+  y.sum().backward();
+  CHECK(values(x.grad()) == std::vector<double>{0, 1, 0, 2, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1,
+                                                1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0});
+  // 1-d: windows [0, 2), [1, 3), [3, 5), [4, 6); a tie (3, 3) sends the gradient to the first
+  const cr::Tensor t = cr::tensor({1, 3, 3, 2, 0, 3}, {1, 6}, cr::float64).requires_grad_();
+  const cr::Tensor z = F::adaptive_max_pool1d(t, 4);
+  CHECK(values(z) == std::vector<double>{3, 3, 2, 3});
+  z.sum().backward();
+  CHECK(values(t.grad()) == std::vector<double>{0, 2, 0, 1, 0, 1});
+  // against max_pool2d where the windows are a kernel's, and a global max
+  const cr::Tensor img = input({2, 3, 4, 6}, -1, 1, 37);
+  CHECK(values(F::adaptive_max_pool2d(img, {2, 3})) == values(F::max_pool2d(img, {2, 2})));
+  CHECK(values(F::adaptive_max_pool2d(img, {1, 1})) == values(cr::amax(img, cr::Shape{2, 3}, true)));
+  CHECK(F::adaptive_max_pool2d(img.select(0, 0), {3, 5}).shape() == cr::Shape{3, 3, 5});  // [C, H, W]
+  CHECK(values(F::adaptive_max_pool1d(img.select(2, 0), 3)) == values(F::max_pool1d(img.select(2, 0), 2)));
+  cr::nn::AdaptiveMaxPool2d head({1, 1});
+  CHECK(values(head(img)) == values(F::adaptive_max_pool2d(img, {1, 1})));
+  CHECK(head.repr() == "AdaptiveMaxPool2d(output_size=[1, 1])");
+  cr::nn::AdaptiveMaxPool1d seq(2);
+  CHECK(values(seq(img.select(2, 1))) == values(F::adaptive_max_pool1d(img.select(2, 1), 2)));
+  CHECK(seq.repr() == "AdaptiveMaxPool1d(output_size=2)");
+  // more outputs than inputs: windows of one position, repeated
+  CHECK(values(F::adaptive_max_pool1d(cr::tensor({1, 2}, {1, 2}, cr::float64), 3)) == std::vector<double>{1, 2, 2});
+  check_gradients([](V v) { return F::adaptive_max_pool2d(v[0] * v[0], {3, 2}); }, {input({1, 2, 5, 3}, -1, 1, 38)});
+  check_gradients([](V v) { return F::adaptive_max_pool1d(v[0] * v[0], 4); }, {input({2, 7}, -1, 1, 39)});
+  check_error([&] { (void)F::adaptive_max_pool2d(img, {0, 2}); }, {"adaptive_max_pool2d", "output_size [0, 2]"});
+  check_error([] { (void)F::adaptive_max_pool2d(cr::zeros({1, 1, 3, 0}), {1, 1}); },
+              {"adaptive_max_pool2d", "[1, 1, 3, 0]", "empty"});
+  check_error([] { (void)F::adaptive_max_pool1d(cr::zeros({2, 4}, cr::int64), 2); }, {"adaptive_max_pool1d", "int64"});
+  check_error([] { (void)F::adaptive_max_pool1d(cr::zeros({4}), 2); }, {"adaptive_max_pool1d", "[4]"});
+}
+
 TEST_CASE("pad: constant, reflect, replicate and circular, by hand (the values torch.nn.functional.pad gives)") {
   const cr::Tensor x = cr::tensor({1.0, 2, 3, 4, 5, 6}, {2, 3}, cr::float64);
   using M = F::PadMode;

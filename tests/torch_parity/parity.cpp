@@ -312,6 +312,8 @@ void ops() {
   point("interpolate_linear_scale0.75", [&](auto& x) { return F::interpolate(qq(x, {1, 2, 6}), {.scale_factor = {0.75}, .mode = Resize::linear}); });
   point("adaptive_avg_pool2d", [](auto& x) { return F::adaptive_avg_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
   point("adaptive_avg_pool1d", [](auto& x) { return F::adaptive_avg_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 4); });
+  point("adaptive_max_pool2d", [](auto& x) { return F::adaptive_max_pool2d((x * x).reshape({1, 1, 3, 4}), {2, 3}); });
+  point("adaptive_max_pool1d", [](auto& x) { return F::adaptive_max_pool1d(x.reshape({2, 6}) * x.reshape({2, 6}), 5); });
 
   const auto sq = [](const cr::Tensor& x, const cr::Shape& shape) { return (x * x).reshape(shape); };
   using Pad = F::PadMode;

@@ -284,6 +284,8 @@ def ops():
     pt("interpolate_linear_scale0.75", lambda x: F.interpolate(qq(x, 1, 2, 6), scale_factor=0.75, mode="linear"))
     pt("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
     pt("adaptive_avg_pool1d", lambda x: F.adaptive_avg_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 4))
+    pt("adaptive_max_pool2d", lambda x: F.adaptive_max_pool2d((x * x).reshape(1, 1, 3, 4), (2, 3)))
+    pt("adaptive_max_pool1d", lambda x: F.adaptive_max_pool1d(x.reshape(2, 6) * x.reshape(2, 6), 5))
     in2, h1, c1 = f64([0.5, -1, 1.5, 0.25]).reshape(2, 2), f64([0.3, -0.2]).reshape(2, 1), f64([0.1, 0.7]).reshape(2, 1)
     in3 = f64([0.5, -1, 0.2, 1.5, 0.25, -0.4]).reshape(2, 3)
 

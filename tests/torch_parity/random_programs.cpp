@@ -84,6 +84,7 @@ const std::map<std::string, std::function<Tensor(V)>> kUnary = {
     {"pad_replicate", [](V x) { return F::pad(x, {1, 2, 1, 0}, F::PadMode::replicate); }},
     {"pad_circular", [](V x) { return F::pad(x, {2, 1}, F::PadMode::circular); }},
     {"adaptive_avg_pool2d", [](V x) { return F::adaptive_avg_pool2d(x, {2, 3}); }},
+    {"adaptive_max_pool2d", [](V x) { return F::adaptive_max_pool2d(x, {2, 3}); }},
     {"max_pool2d", [](V x) { return F::max_pool2d(x, {2, 2}, F::Size2{1, 1}, {1, 1}); }},
     {"avg_pool2d", [](V x) { return F::avg_pool2d(x, {2, 2}, F::Size2{1, 2}, {1, 0}); }},
     {"prelu", [](V x) { return F::prelu(x, cr::tensor({0.3}, x.dtype())); }},

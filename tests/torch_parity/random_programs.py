@@ -74,6 +74,8 @@ UNARY = {
     "max_pool1d": lambda x: F.max_pool1d(x, 2, 1, 1) if x.dim() in (2, 3) and x.numel() > 0 and x.is_floating_point() else None,
     "adaptive_avg_pool2d": lambda x: F.adaptive_avg_pool2d(x, (2, 3))
     if x.dim() in (3, 4) and x.shape[-1] > 0 and x.shape[-2] > 0 and x.is_floating_point() else None,
+    "adaptive_max_pool2d": lambda x: F.adaptive_max_pool2d(x, (2, 3))
+    if x.dim() in (3, 4) and x.shape[-1] > 0 and x.shape[-2] > 0 and x.is_floating_point() else None,
     "max_pool2d": lambda x: F.max_pool2d(x, (2, 2), (1, 1), (1, 1))
     if x.dim() in (3, 4) and x.numel() > 0 and x.is_floating_point() else None,
     "avg_pool2d": lambda x: F.avg_pool2d(x, (2, 2), (1, 2), (1, 0))
