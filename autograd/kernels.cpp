@@ -129,6 +129,7 @@ void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const st
   const AroundDim a = around(x.shape(), dim);
   // a 0-d x is one element along its one dimension, out too: every index copies it there
   const auto m = static_cast<int64_t>(x.dim() == 0 ? std::min<size_t>(index.size(), 1) : index.size());
+  if (m == 0) return;  // out has no elements
   dispatch(x.dtype(), [&]<class T>() {
     const T* in = ptr<T>(src);
     T* o = ptr<T>(out);
