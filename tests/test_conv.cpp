@@ -361,6 +361,12 @@ TEST_CASE("interpolate and Upsample: nearest, linear and bilinear, the values to
     return F::interpolate(v[0] * v[0], {.scale_factor = {1.5}, .mode = F::InterpolateMode::linear, .align_corners = true});
   }, {input({2, 1, 4}, -1, 1, 48)});
   check_gradients([](V v) { return F::interpolate(v[0] * v[0], {.size = {5, 2}}); }, {input({1, 1, 3, 3}, -1, 1, 49)});
+  // the linear modes' one loop over the output reads a transposed or float32 input as the same values
+  const cr::Tensor wide = input({1, 2, 4, 3}, -1, 1, 50).detach();
+  const F::InterpolateOptions grow{.size = {5, 7}, .mode = M::bilinear};
+  CHECK(values(F::interpolate(wide.transpose(2, 3), grow)) == values(F::interpolate(wide.transpose(2, 3).contiguous(), grow)));
+  const auto single = values(F::interpolate(wide.to(cr::float32), grow)), twice = values(F::interpolate(wide, grow));
+  for (size_t i = 0; i < twice.size(); ++i) CHECK(single[i] == doctest::Approx(twice[i]).epsilon(1e-6));
   // the module
   cr::nn::Upsample up({.scale_factor = {2}, .mode = M::bilinear});
   CHECK(values(up(x)) == values(F::interpolate(x, {.scale_factor = {2}, .mode = M::bilinear})));
