@@ -265,9 +265,9 @@ struct InterpolateOptions {
 };
 /// x [N, C, L] or [N, C, H, W] resized along its last one or two dimensions, as
 /// torch.nn.functional.interpolate (with PyTorch's source positions: a scale_factor sets the step
-/// between them, not in / out). Each resize is index_select of the source positions (and for
-/// the linear modes a weighted sum of the two neighbours), so every order of derivative follows
-/// and the cost is the output's size.
+/// between them, not in / out). Nearest is index_select of the source positions; the linear
+/// modes mix the two neighbours in one loop whose gradient is its adjoint (index_add), itself
+/// differentiable, so every order of derivative follows; the cost is the output's size.
 Tensor interpolate(const Tensor& x, const InterpolateOptions& options);
 
 }  // namespace chainrule::nn::functional
