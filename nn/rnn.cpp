@@ -86,9 +86,8 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
 }
 }  // namespace functional
 
-RecurrentBase::RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu,
-                             Generator* generator)
-    : input_size(input_size), hidden_size(hidden_size), name_(name), gates_(gates), generator_(generator) {
+RecurrentBase::RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu)
+    : input_size(input_size), hidden_size(hidden_size), name_(name), gates_(gates) {
   if (input_size <= 0 || hidden_size <= 0)
     fail("{}: input_size ({}) and hidden_size ({}) must be positive", name, input_size, hidden_size);
   if (relu && gates != 1) fail("{}: relu is an option of RNN and RNNCell; {}'s gates are fixed", name, name);
@@ -109,12 +108,11 @@ RecurrentBase::StepWeights RecurrentBase::add_step_weights(const std::string& su
 
 void RecurrentBase::reset_parameters() {
   const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
-  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, generator_);
+  for (Tensor p : parameters()) init::uniform_(p, -bound, bound, generator());
 }
 
 RNNBase::RNNBase(const char* name, int64_t gates, bool cell, int64_t input_size, int64_t hidden_size, RNNOptions options)
-    : RecurrentBase(name, gates, input_size, hidden_size, options.relu, options.generator), options(options),
-      cell_(cell) {
+    : RecurrentBase(name, gates, input_size, hidden_size, options.relu), options(options), cell_(cell) {
   if (options.num_layers <= 0) fail("{}: num_layers must be positive, got {}", name, options.num_layers);
   if (!(options.dropout >= 0 && options.dropout <= 1)) fail("{}: dropout must be in [0, 1], got {}", name, options.dropout);
   const Dtype dtype = options.dtype.value_or(default_dtype());
@@ -215,7 +213,7 @@ std::pair<Tensor, Tensor> GRU::step(const Tensor& xw, const Tensor& hw, const Te
 
 RNNCellBase::RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size,
                          RNNCellOptions options)
-    : RecurrentBase(name, gates, input_size, hidden_size, options.relu, options.generator), options(options) {
+    : RecurrentBase(name, gates, input_size, hidden_size, options.relu), options(options) {
   const StepWeights w = add_step_weights("", input_size, options.bias, options.dtype.value_or(default_dtype()));
   weight_ih = w.w_ih, weight_hh = w.w_hh, bias_ih = w.b_ih, bias_hh = w.b_hh;
   reset_parameters();

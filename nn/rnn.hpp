@@ -49,19 +49,19 @@ class RecurrentBase : public Module {
     Tensor b_hh;  ///< [G H]
   };
   /// `gates` blocks of hidden_size rows in each weight (G: 1 for RNN, 4 LSTM, 3 GRU); `relu`
-  /// only with one gate; `name` for printouts and errors; `generator` for reset_parameters.
-  RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu,
-                Generator* generator);
+  /// only with one gate; `name` for printouts and errors.
+  RecurrentBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, bool relu);
   /// Registers weight_ih{suffix} [G H, in], weight_hh{suffix} [G H, H] and, with `bias`,
   /// bias_ih{suffix} and bias_hh{suffix} [G H] (uninitialised: the constructor that calls it
   /// ends with reset_parameters()).
   StepWeights add_step_weights(const std::string& suffix, int64_t in, bool bias, Dtype dtype);
+  /// The options' generator, read when reset_parameters() runs.
+  virtual Generator* generator() const = 0;
 
   const char* name_;  ///< "LSTM", "GRUCell", ...
 
  private:
   int64_t gates_;
-  Generator* generator_;
 };
 
 /// The recurrent layers' options (PyTorch's RNNOptions, LSTMOptions and GRUOptions in one).
@@ -114,6 +114,7 @@ class RNNBase : public RecurrentBase {
   virtual std::pair<Tensor, Tensor> step(const Tensor& xw, const Tensor& hw, const Tensor& h, const Tensor& c) const = 0;
 
  private:
+  Generator* generator() const override { return options.generator; }
   std::vector<StepWeights> weights_;  ///< per layer and direction, layer-major
   bool cell_;
 };
@@ -176,6 +177,9 @@ class RNNCellBase : public RecurrentBase {
   RNNCellBase(const char* name, int64_t gates, int64_t input_size, int64_t hidden_size, RNNCellOptions options);
   /// `state` itself, or zeros [N, H] ([H]) for x [N, in] ([in]) where it is undefined.
   Tensor or_zeros(const Tensor& state, const Tensor& x) const;
+
+ private:
+  Generator* generator() const override { return options.generator; }
 };
 
 /// functional::rnn_tanh_cell (rnn_relu_cell with RNNCellOptions::relu) with its own parameters.

@@ -344,3 +344,23 @@ TEST_CASE("recurrent layers and cells: errors name the op, the shapes and the dt
   check_error([&] { (void)F::rnn_relu_cell(xc.to(cr::int64), h, input({2, 3}), input({2, 2})); }, {"rnn_relu_cell", "floating", "int64"});
   check_error([&] { (void)F::rnn_relu_cell(xc, h.to(cr::float32), input({2, 3}), input({2, 2})); }, {"rnn_relu_cell", "h must", "float32"});
 }
+
+TEST_CASE("a recurrent layer's and cell's reset_parameters draw from the options' generator at the time of the call") {
+  // as the layers' dropout reads options.generator when it runs (and Conv's reset_parameters):
+  // a generator set after construction is the one a reset draws from
+  cr::Generator first(1), second(2), again(2);
+  cr::nn::LSTM lstm(2, 3, {.num_layers = 2, .dtype = cr::float64, .generator = &first});
+  cr::nn::GRUCell cell(2, 3, {.dtype = cr::float64, .generator = &first});
+  lstm.options.generator = &second;
+  lstm.reset_parameters();
+  cell.options.generator = &second;
+  cell.reset_parameters();
+  cr::nn::LSTM lstm_from_two(2, 3, {.num_layers = 2, .dtype = cr::float64, .generator = &again});
+  cr::nn::GRUCell cell_from_two(2, 3, {.dtype = cr::float64, .generator = &again});
+  const auto a = lstm.parameters(), b = lstm_from_two.parameters();
+  REQUIRE(a.size() == 8);
+  REQUIRE(b.size() == 8);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(values(a[i]) == values(b[i]));
+  CHECK(values(cell.weight_ih) == values(cell_from_two.weight_ih));
+  CHECK(values(cell.bias_hh) == values(cell_from_two.bias_hh));
+}
