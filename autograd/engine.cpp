@@ -220,7 +220,7 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
     const Tensor& in = get(ref);
     const bool needs = in.defined() && in.requires_grad();
     const bool scalar_constant = in.defined() && !needs && in.dim() == 0 && is_floating(in.dtype());
-    node->next.push_back({needs ? edge_of(in) : nullptr, in.impl(), scalar_constant ? in.item<double>() : NAN});
+    node->next.emplace_back(needs ? edge_of(in) : nullptr, in.impl(), scalar_constant ? in.item<double>() : NAN);
     same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
   for (const auto& e : node->next)
@@ -232,7 +232,7 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   node->saved.reserve(saved.size());
   for (const auto& ref : saved) {
     const Tensor& s = get(ref);
-    node->saved.push_back({s, s.defined() ? s.version() : 0});
+    node->saved.emplace_back(s, s.defined() ? s.version() : 0u);
   }
   node->fn = std::move(fn);
   if (save_result) {

@@ -87,10 +87,15 @@ class SmallVector {
   }
 
   /// Appends v (moving everything to the heap when the inline slots are full).
-  void push_back(T v) {
+  void push_back(T v) { emplace_back(std::move(v)); }
+  /// Appends T(args...) made in place (no temporary to move from); args must not refer to this
+  /// vector's elements, which growing moves.
+  template <class... A>
+  T& emplace_back(A&&... args) {
     if (size_ == capacity_) grow(2 * std::size_t(capacity_));
-    ::new (static_cast<void*>(data_ + size_)) T(std::move(v));
+    T* p = ::new (static_cast<void*>(data_ + size_)) T(std::forward<A>(args)...);
     ++size_;
+    return *p;
   }
   /// Removes the last element.
   void pop_back() {

@@ -708,6 +708,20 @@ TEST_CASE("SmallVector: inline up to N, spills beyond, copies, moves, and clear 
   reserved.reserve(5);
   for (int i = 0; i < 5; ++i) reserved.push_back(i);
   CHECK(std::vector<int>(reserved.begin(), reserved.end()) == std::vector<int>{0, 1, 2, 3, 4});
+  // emplace_back builds an aggregate in place from its fields, inline and past the inline slots
+  struct Pair {
+    cr::Tensor t;
+    int n;
+  };
+  cr::SmallVector<Pair, 1> pairs;
+  Pair& first = pairs.emplace_back(a, 1);
+  CHECK(&first == &pairs[0]);
+  CHECK(pairs.emplace_back(cr::Tensor(b), 2).n == 2);  // spills to the heap
+  CHECK(pairs.size() == 2);
+  CHECK(pairs[0].t.same(a));
+  CHECK(pairs[0].n == 1);
+  CHECK(pairs[1].t.same(b));
+  CHECK(a.impl_ptr().use_count() == 2);  // a and the one element holding it
 }
 
 TEST_CASE("small tensors keep their data inside their Storage, 64-byte aligned; larger ones use the pool") {
