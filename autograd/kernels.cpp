@@ -122,31 +122,79 @@ AroundDim around(const Shape& shape, int64_t dim) {
     (k < dim ? a.outer : k == dim ? a.n : a.inner) *= shape[static_cast<size_t>(k)];
   return a;
 }
+
+// fn(r, q, i) for every row r = (q, i) of an [outer, m, inner] output, the rows split between threads.
+template <class F>
+void for_rows(int64_t outer, int64_t m, int64_t inner, const F& fn) {
+  parallel_for(
+      outer * m,
+      [&](int64_t begin, int64_t end) {
+        int64_t q = begin / m, i = begin % m;
+        for (int64_t r = begin; r < end; ++r) {
+          fn(r, q, i);
+          if (++i == m) i = 0, ++q;
+        }
+      },
+      inner);
+}
 }  // namespace
 
 void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& index) {
-  const Tensor src = dense(x);
-  const AroundDim a = around(x.shape(), dim);
   // a 0-d x is one element along its one dimension, out too: every index copies it there
   const auto m = static_cast<int64_t>(x.dim() == 0 ? std::min<size_t>(index.size(), 1) : index.size());
   if (m == 0) return;  // out has no elements
+  if (!x.is_contiguous() && m < x.size(dim)) {
+    // fewer slices than x has, from a strided x: each read where it is, one walk over the
+    // other dimensions per index (not a copy of all of x first)
+    Shape rest = x.shape(), x_strides = x.strides(), out_strides = out.strides();
+    for (Shape* s : {&rest, &x_strides, &out_strides}) s->erase(static_cast<size_t>(dim));
+    const int64_t x_step = x.strides()[static_cast<size_t>(dim)], out_step = out.strides()[static_cast<size_t>(dim)];
+    dispatch(x.dtype(), [&]<class T>() {
+      const T* in = ptr<T>(x);
+      T* o = ptr<T>(out);
+      parallel_for(
+          m,
+          [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) {
+              const T* from = in + index[static_cast<size_t>(i)] * x_step;
+              T* to = o + i * out_step;
+              for_each_offset<2>(rest, {&out_strides, &x_strides}, [&](const auto& k) { to[k[0]] = from[k[1]]; });
+            }
+          },
+          rest.numel());
+    });
+    return;
+  }
+  const Tensor src = dense(x);
+  const AroundDim a = around(x.shape(), dim);
   dispatch(x.dtype(), [&]<class T>() {
     const T* in = ptr<T>(src);
     T* o = ptr<T>(out);
-    parallel_for(
-        a.outer * m,
-        [&](int64_t begin, int64_t end) {
-          int64_t q = begin / m, i = begin % m;  // row r of out is (q, i)
-          for (int64_t r = begin; r < end; ++r) {
-            const T* from = in + (q * a.n + index[static_cast<size_t>(i)]) * a.inner;
-            if (a.inner == 1)
-              o[r] = *from;
-            else
-              std::copy_n(from, a.inner, o + r * a.inner);
-            if (++i == m) i = 0, ++q;
-          }
-        },
-        a.inner);
+    for_rows(a.outer, m, a.inner, [&](int64_t r, int64_t q, int64_t i) {
+      const T* from = in + (q * a.n + index[static_cast<size_t>(i)]) * a.inner;
+      if (a.inner == 1)
+        o[r] = *from;
+      else
+        std::copy_n(from, a.inner, o + r * a.inner);
+    });
+  });
+}
+
+void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& low,
+                   const std::vector<int64_t>& high, const std::vector<double>& weight) {
+  const Tensor src = dense(x);
+  const AroundDim a = around(x.shape(), dim);
+  dispatch_floating(x.dtype(), "interpolate", [&]<class T>() {
+    const T* in = ptr<T>(src);
+    T* o = ptr<T>(out);
+    for_rows(a.outer, static_cast<int64_t>(weight.size()), a.inner, [&](int64_t r, int64_t q, int64_t i) {
+      const auto u = static_cast<size_t>(i);
+      const T w = static_cast<T>(weight[u]), v = static_cast<T>(1) - w;
+      const T* lo = in + (q * a.n + low[u]) * a.inner;
+      const T* hi = in + (q * a.n + high[u]) * a.inner;
+      T* row = o + r * a.inner;
+      for (int64_t k = 0; k < a.inner; ++k) row[k] = lo[k] * v + hi[k] * w;
+    });
   });
 }
 

@@ -185,8 +185,15 @@ void copy_into(const Tensor& dst, const Tensor& src);
 /// out = x's slices at `index` along dim (index_select's loop; the indices checked by the
 /// caller): x seen as [outer, n, inner] (a row-major copy first if it is not contiguous), out
 /// (fresh, contiguous) as [outer, index.size(), inner], a row of `inner` elements copied per
-/// (outer, index) pair, the pairs split between threads.
+/// (outer, index) pair, the pairs split between threads. A strided x with fewer indices than
+/// n rows is read in place instead, one slice per index.
 void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& index);
+
+/// out = x's rows at `low` times (1 - weight) plus its rows at `high` times weight, along dim
+/// (linear interpolation's loop, floating x; the positions checked by the caller): x and out
+/// seen as by index_select_into, out with weight.size() rows, one pass over out.
+void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& low,
+                   const std::vector<int64_t>& high, const std::vector<double>& weight);
 
 /// out (contiguous) += source's slices added at `index` along dim (index_add's loop, the
 /// adjoint of index_select_into): for every outer position, the rows in the order of `index`,

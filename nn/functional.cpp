@@ -949,44 +949,29 @@ std::string to_string(InterpolateMode mode) {
 }
 
 namespace {
+Tensor positions(const std::vector<int64_t>& v) {  // as an int64 index tensor
+  return tensor(std::vector<double>(v.begin(), v.end()), {static_cast<int64_t>(v.size())}, Dtype::int64);
+}
+
 // y[..., i, ...] = x[..., low[i], ...] (1 - w[i]) + x[..., high[i], ...] w[i] along dim, in one
-// loop over y (an index_select of each neighbour, two broadcast products and a sum made five
-// passes over tensors of y's size). Its gradient is the adjoint, index_add of g (1 - w) at low
-// and of g w at high, differentiable in turn.
-Tensor mix_neighbours(const Tensor& x, int64_t dim, const Tensor& low, const Tensor& high,
+// pass over y (kernels::mix_rows_into; an index_select of each neighbour, two broadcast
+// products and a sum made five). Its gradient is the adjoint, index_add of g (1 - w) at low and
+// of g w at high, differentiable in turn.
+Tensor mix_neighbours(const Tensor& x, int64_t dim, const std::vector<int64_t>& low, const std::vector<int64_t>& high,
                       const std::vector<double>& weight) {
-  const Tensor xc = x.detach().contiguous();
   Shape shape = x.shape();
   const auto out = static_cast<int64_t>(weight.size());
   shape[static_cast<size_t>(dim)] = out;
   const Tensor y = empty(shape, x.dtype());
-  int64_t outer = 1, inner = 1;
-  for (int64_t k = 0; k < x.dim(); ++k) {
-    if (k < dim) outer *= x.size(k);
-    if (k > dim) inner *= x.size(k);
-  }
-  const int64_t in = x.size(dim);
-  const std::vector<int64_t> lo = low.to_vector<int64_t>(), hi = high.to_vector<int64_t>();
-  dispatch_floating(x.dtype(), "interpolate", [&]<class T>() {
-    const T* src = xc.data<T>();
-    T* dst = y.data<T>();
-    for (int64_t q = 0; q < outer; ++q)
-      for (int64_t i = 0; i < out; ++i) {
-        const auto u = static_cast<size_t>(i);
-        const T w = static_cast<T>(weight[u]), v = static_cast<T>(1) - w;
-        const T* a = src + (q * in + lo[u]) * inner;
-        const T* b = src + (q * in + hi[u]) * inner;
-        T* row = dst + (q * out + i) * inner;
-        for (int64_t k = 0; k < inner; ++k) row[k] = a[k] * v + b[k] * w;
-      }
-  });
+  kernels::mix_rows_into(y, x.detach(), dim, low, high, weight);
   Shape along;  // the weights broadcast along dim
   along.resize(static_cast<size_t>(x.dim() - dim), 1);
   along[0] = out;
-  const Tensor w = tensor(weight, along, x.dtype());
-  return record(y, "interpolate", {x}, {}, [dim, low, high, w](const Tensor& g, const BackwardContext& c) -> Grads {
-    return {index_add(index_add(zeros(c.shape(0), g.dtype()), dim, low, g * (1.0 - w)), dim, high, g * w)};
-  });
+  return record(y, "interpolate", {x}, {},
+                [dim, low = positions(low), high = positions(high), w = tensor(weight, along, x.dtype())](
+                    const Tensor& g, const BackwardContext& c) -> Grads {
+                  return {index_add(index_add(zeros(c.shape(0), g.dtype()), dim, low, g * (1.0 - w)), dim, high, g * w)};
+                });
 }
 
 // x resized along dim from `in` positions to `out`, PyTorch's source positions: with a step s
@@ -999,23 +984,21 @@ Tensor resize(const Tensor& x, int64_t dim, int64_t out, const InterpolateOption
   const double step = o.align_corners ? (out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0)
                       : scale_factor  ? 1.0 / *scale_factor
                                       : static_cast<double>(in) / static_cast<double>(out);
-  std::vector<double> low(static_cast<size_t>(out)), high(low.size()), weight(low.size());  // weight: of high
+  std::vector<int64_t> low(static_cast<size_t>(out)), high(low.size());
+  std::vector<double> weight(low.size());  // of high
   for (size_t i = 0; i < low.size(); ++i) {
     const auto index = static_cast<double>(i);
     if (o.mode == InterpolateMode::nearest) {
-      low[i] = static_cast<double>(std::min(static_cast<int64_t>(std::floor(index * step)), in - 1));
+      low[i] = std::min(static_cast<int64_t>(std::floor(index * step)), in - 1);
       continue;
     }
     const double source = o.align_corners ? step * index : std::max(step * (index + 0.5) - 0.5, 0.0);
-    const auto below = std::min(static_cast<int64_t>(source), in - 1);
-    low[i] = static_cast<double>(below);
-    high[i] = static_cast<double>(below < in - 1 ? below + 1 : below);
-    weight[i] = source - static_cast<double>(below);
+    low[i] = std::min(static_cast<int64_t>(source), in - 1);
+    high[i] = low[i] < in - 1 ? low[i] + 1 : low[i];
+    weight[i] = source - static_cast<double>(low[i]);
   }
-  const auto positions = [&](const std::vector<double>& v) { return tensor(v, {out}, Dtype::int64); };
-  const Tensor low_at = positions(low);
-  if (o.mode == InterpolateMode::nearest) return index_select(x, dim, low_at);
-  return mix_neighbours(x, dim, low_at, positions(high), weight);
+  if (o.mode == InterpolateMode::nearest) return index_select(x, dim, positions(low));
+  return mix_neighbours(x, dim, low, high, weight);
 }
 }  // namespace
 

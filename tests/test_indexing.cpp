@@ -74,13 +74,15 @@ TEST_CASE("gather and scatter_add on a 0-d input: one element along dim 0 (index
 }
 
 TEST_CASE("index_select and index_add along every dim of a non-contiguous 4-d tensor, against plain loops") {
-  // The kernels see x as [outer, n, inner] rows (a copy first when x is a view), split between
-  // threads when large: every dim, a transposed input and source, repeated and empty index lists,
-  // int64 and float32, and a size past the threads' grain, checked element by element.
+  // The kernels see x as [outer, n, inner] rows (a copy first when x is a view and as many
+  // rows are picked as it has; with fewer, a view's slices are read where they are), split
+  // between threads when large: every dim, a transposed input and source, repeated, single and
+  // empty index lists, int64 and float32, and a size past the threads' grain, checked element by
+  // element.
   const cr::Tensor base = cr::arange(2 * 3 * 4 * 5500, cr::float64).reshape({2, 3, 4, 5500});
   for (const cr::Tensor& x : {base, base.transpose(1, 3), base.to(cr::int64).transpose(0, 2), base.to(cr::float32)})
     for (int64_t d = 0; d < 4; ++d)
-      for (const std::vector<double>& picks : {std::vector<double>{1, 0, 1, 1}, std::vector<double>{}}) {
+      for (const std::vector<double>& picks : {std::vector<double>{1, 0, 1, 1}, std::vector<double>{1}, std::vector<double>{}}) {
         CAPTURE(d);
         CAPTURE(cr::describe(x));
         const cr::Tensor idx = cr::tensor(picks, {static_cast<int64_t>(picks.size())}, cr::int64);
