@@ -86,6 +86,22 @@ Tensor cast(const Tensor& x, Dtype dtype) {
   return out;
 }
 
+namespace {
+constexpr int64_t kTransposeTile = 32;
+
+// The dim p (not the last) along which src (strides ss, seen in dst's shape) has unit stride,
+// when dst's last dim has unit stride and src's does not, both at least a tile long: a
+// transposing copy. -1 otherwise (smaller planes stay cached walked element by element).
+int64_t transposed_dim(const Tensor& dst, const Shape& ss) {
+  const Shape& shape = dst.shape();
+  const size_t nd = shape.size();
+  if (nd < 2 || dst.strides()[nd - 1] != 1 || ss[nd - 1] == 1 || shape[nd - 1] < kTransposeTile) return -1;
+  for (size_t p = 0; p + 1 < nd; ++p)
+    if (ss[p] == 1 && shape[p] >= kTransposeTile) return static_cast<int64_t>(p);
+  return -1;
+}
+}  // namespace
+
 void copy_into(const Tensor& dst, const Tensor& src) {
   dispatch(dst.dtype(), [&]<class D>() {
     dispatch(src.dtype(), [&]<class S>() {
@@ -97,6 +113,31 @@ void copy_into(const Tensor& dst, const Tensor& src) {
         return;
       }
       const Shape ss = broadcast_strides(src, dst.shape());
+      if (const int64_t p = transposed_dim(dst, ss); p >= 0) {
+        // A transposing copy: dst's rows are walked along the source's columns. Tile by tile
+        // over dim p (unit stride in src) and dst's last, so that each cache line read or
+        // written is used whole while it is cached (element by element, each read was a new
+        // line and often a new page).
+        constexpr int64_t kTile = kTransposeTile;
+        const size_t last = dst.shape().size() - 1, pd = static_cast<size_t>(p);
+        Shape outer = dst.shape();
+        outer[pd] = outer[last] = 1;
+        for_each_offset<2>(outer, {&dst.strides(), &ss}, [&, rows = dst.shape()[pd], cols = dst.shape()[last],
+                                                          row_step = dst.strides()[pd], col_step = ss[last]](const auto& o) {
+          // (the sizes by value: through the closure's references they were reloaded from the
+          // stack for every element, as the stores might have changed them)
+          for (int64_t i0 = 0; i0 < rows; i0 += kTile)
+            for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
+              const int64_t i_end = std::min(i0 + kTile, rows), j_end = std::min(j0 + kTile, cols);
+              for (int64_t i = i0; i < i_end; ++i) {
+                D* to = out + o[0] + i * row_step;
+                const S* from = in + o[1] + i;
+                for (int64_t j = j0; j < j_end; ++j) to[j] = convert<D>(from[j * col_step], "to");
+              }
+            }
+        });
+        return;
+      }
       for_each_offset<2>(dst.shape(), {&dst.strides(), &ss},
                          [&](const auto& o) { out[o[0]] = convert<D>(in[o[1]], "to"); });
     });

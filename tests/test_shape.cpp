@@ -380,3 +380,58 @@ TEST_CASE("split, chunk and unbind give views of the pieces, as PyTorch's") {
   check_error([&] { (void)cr::chunk(s0, 1); }, {"chunk", "0-d"});
   check_error([&] { (void)cr::unbind(s0); }, {"unbind", "0-d"});
 }
+
+TEST_CASE("copies of transposed and permuted views (tiled when both dims span a tile) match index formulas") {
+  // contiguous(), to(dtype) and copy_ of views whose unit-stride dim is not the last: sizes that
+  // leave partial tiles, dims around the two swapped ones, a conversion, a destination that is
+  // itself a view, and an expanded source (stride 0 along the last dim). Read back through the
+  // raw data of the contiguous results.
+  SUBCASE("2-d transpose, float64") {
+    const cr::Tensor y = cr::arange(40 * 70, cr::float64).reshape({40, 70}).t().contiguous();
+    REQUIRE(y.shape() == cr::Shape{70, 40});
+    const double* p = y.data<double>();
+    bool same = true;
+    for (int64_t i = 0; i < 70; ++i)
+      for (int64_t j = 0; j < 40; ++j) same = same && p[i * 40 + j] == static_cast<double>(j * 70 + i);
+    CHECK(same);
+  }
+  SUBCASE("3-d permute with a conversion from int64 to float32") {
+    const cr::Tensor y = cr::arange(3 * 40 * 50, cr::int64).reshape({3, 40, 50}).permute({0, 2, 1}).to(cr::float32);
+    REQUIRE(y.shape() == cr::Shape{3, 50, 40});
+    const float* p = y.data<float>();
+    bool same = true;
+    for (int64_t a = 0; a < 3; ++a)
+      for (int64_t i = 0; i < 50; ++i)
+        for (int64_t j = 0; j < 40; ++j)
+          same = same && p[(a * 50 + i) * 40 + j] == static_cast<float>(a * 2000 + j * 50 + i);
+    CHECK(same);
+  }
+  SUBCASE("4-d permute: the swapped dims with others between and around them") {
+    const cr::Tensor y = cr::arange(2 * 33 * 3 * 65, cr::float64).reshape({2, 33, 3, 65}).permute({0, 3, 2, 1}).contiguous();
+    REQUIRE(y.shape() == cr::Shape{2, 65, 3, 33});
+    const double* p = y.data<double>();
+    bool same = true;
+    for (int64_t a = 0; a < 2; ++a)
+      for (int64_t b = 0; b < 65; ++b)
+        for (int64_t c = 0; c < 3; ++c)
+          for (int64_t d = 0; d < 33; ++d)
+            same = same && p[((a * 65 + b) * 3 + c) * 33 + d] == static_cast<double>(((a * 33 + d) * 3 + c) * 65 + b);
+    CHECK(same);
+  }
+  SUBCASE("into a view, and from an expanded source") {
+    const cr::Tensor z = cr::zeros({70, 45}, cr::float64);
+    z.narrow(1, 2, 40).copy_(cr::arange(40 * 70, cr::float64).reshape({40, 70}).t());
+    const double* p = z.data<double>();
+    bool same = true;
+    for (int64_t i = 0; i < 70; ++i)
+      for (int64_t j = 0; j < 45; ++j)
+        same = same && p[i * 45 + j] == (j < 2 || j >= 42 ? 0.0 : static_cast<double>((j - 2) * 70 + i));
+    CHECK(same);
+    const cr::Tensor e = cr::arange(64, cr::float64).reshape({64, 1}).expand({64, 48}).contiguous();
+    const double* q = e.data<double>();
+    same = true;
+    for (int64_t i = 0; i < 64; ++i)
+      for (int64_t j = 0; j < 48; ++j) same = same && q[i * 48 + j] == static_cast<double>(i);
+    CHECK(same);
+  }
+}
