@@ -164,16 +164,17 @@ AroundDim around(const Shape& shape, int64_t dim) {
   return a;
 }
 
-// fn(r, q, i) for every row r = (q, i) of an [outer, m, inner] output, the rows split between threads.
+// fn(q, begin, end) for the rows (q, i), begin <= i < end, of an [outer, m, inner] output (row
+// q m + i), every row once, in runs within one q split between threads.
 template <class F>
 void for_rows(int64_t outer, int64_t m, int64_t inner, const F& fn) {
   parallel_for(
       outer * m,
       [&](int64_t begin, int64_t end) {
-        int64_t q = begin / m, i = begin % m;
-        for (int64_t r = begin; r < end; ++r) {
-          fn(r, q, i);
-          if (++i == m) i = 0, ++q;
+        for (int64_t r = begin; r < end;) {
+          const int64_t q = r / m, i = r - q * m, stop = std::min(m, i + (end - r));
+          fn(q, i, stop);
+          r += stop - i;
         }
       },
       inner);
@@ -211,12 +212,14 @@ void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const st
   dispatch(x.dtype(), [&]<class T>() {
     const T* in = ptr<T>(src);
     T* o = ptr<T>(out);
-    for_rows(a.outer, m, a.inner, [&](int64_t r, int64_t q, int64_t i) {
-      const T* from = in + (q * a.n + index[static_cast<size_t>(i)]) * a.inner;
-      if (a.inner == 1)
-        o[r] = *from;
-      else
-        std::copy_n(from, a.inner, o + r * a.inner);
+    for_rows(a.outer, m, a.inner, [&, n = a.n, inner = a.inner](int64_t q, int64_t begin, int64_t end) {
+      const T* rows = in + q * n * inner;
+      T* to = o + q * m * inner;
+      if (inner == 1) {  // a gather (unfold's)
+        for (int64_t i = begin; i < end; ++i) to[i] = rows[index[static_cast<size_t>(i)]];
+        return;
+      }
+      for (int64_t i = begin; i < end; ++i) std::copy_n(rows + index[static_cast<size_t>(i)] * inner, inner, to + i * inner);
     });
   });
 }
@@ -228,13 +231,17 @@ void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::v
   dispatch_floating(x.dtype(), "interpolate", [&]<class T>() {
     const T* in = ptr<T>(src);
     T* o = ptr<T>(out);
-    for_rows(a.outer, static_cast<int64_t>(weight.size()), a.inner, [&](int64_t r, int64_t q, int64_t i) {
-      const auto u = static_cast<size_t>(i);
-      const T w = static_cast<T>(weight[u]), v = static_cast<T>(1) - w;
-      const T* lo = in + (q * a.n + low[u]) * a.inner;
-      const T* hi = in + (q * a.n + high[u]) * a.inner;
-      T* row = o + r * a.inner;
-      for (int64_t k = 0; k < a.inner; ++k) row[k] = lo[k] * v + hi[k] * w;
+    const auto m = static_cast<int64_t>(weight.size());
+    for_rows(a.outer, m, a.inner, [&, n = a.n, inner = a.inner](int64_t q, int64_t begin, int64_t end) {
+      const T* rows = in + q * n * inner;
+      for (int64_t i = begin; i < end; ++i) {
+        const auto u = static_cast<size_t>(i);
+        const T w = static_cast<T>(weight[u]), v = static_cast<T>(1) - w;
+        const T* lo = rows + low[u] * inner;
+        const T* hi = rows + high[u] * inner;
+        T* row = o + (q * m + i) * inner;
+        for (int64_t k = 0; k < inner; ++k) row[k] = lo[k] * v + hi[k] * w;
+      }
     });
   });
 }
