@@ -246,6 +246,84 @@ void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::v
   });
 }
 
+namespace {
+// The outputs o in [lo, hi), within [0, out), whose position o stride + start along a dim of
+// `size` falls inside it: a window's offset `start` (kernel index times dilation, minus padding).
+std::pair<int64_t, int64_t> inside(int64_t out, int64_t size, int64_t stride, int64_t start) {
+  const auto ceil_div = [stride](int64_t a) { return a >= 0 ? (a + stride - 1) / stride : -(-a / stride); };
+  const int64_t lo = std::clamp<int64_t>(ceil_div(-start), 0, out);
+  return {lo, std::clamp<int64_t>(ceil_div(size - start), lo, out)};
+}
+
+// Where the row for kernel row i and column j of unfold's columns reads a plane: output (y, x)
+// reads position (y sy + r0, x sx + q0), inside the plane for y in [y_lo, y_hi), x in [x_lo, x_hi).
+struct WindowRow {
+  int64_t y_lo, y_hi, x_lo, x_hi, r0, q0;
+};
+WindowRow window_row(const Window2& w, int64_t h, int64_t wd, int64_t i, int64_t j) {
+  const int64_t r0 = i * w.dilation[0] - w.padding[0], q0 = j * w.dilation[1] - w.padding[1];
+  const auto [y_lo, y_hi] = inside(w.out[0], h, w.stride[0], r0);
+  const auto [x_lo, x_hi] = inside(w.out[1], wd, w.stride[1], q0);
+  return {y_lo, y_hi, x_lo, x_hi, r0, q0};
+}
+}  // namespace
+
+void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double pad_value) {
+  const Tensor src = dense(x);
+  const int64_t h = x.size(2), wd = x.size(3), kh = w.kernel[0], kw = w.kernel[1], oh = w.out[0], ow = w.out[1];
+  const int64_t sy = w.stride[0], sx = w.stride[1];
+  dispatch_floating(x.dtype(), "unfold", [&]<class T>() {
+    const T* in = ptr<T>(src);
+    T* o = ptr<T>(cols);
+    const auto pad = static_cast<T>(pad_value);
+    parallel_for(
+        x.size(0) * x.size(1) * kh * kw,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t row = begin; row < end; ++row) {
+            const WindowRow b = window_row(w, h, wd, row / kw % kh, row % kw);
+            const T* plane = in + row / (kh * kw) * h * wd;
+            T* to = o + row * oh * ow;
+            for (int64_t y = 0; y < oh; ++y, to += ow) {
+              if (y < b.y_lo || y >= b.y_hi) {
+                std::fill_n(to, ow, pad);
+                continue;
+              }
+              const T* line = plane + (y * sy + b.r0) * wd + b.q0;
+              std::fill_n(to, b.x_lo, pad);
+              for (int64_t xx = b.x_lo; xx < b.x_hi; ++xx) to[xx] = line[xx * sx];
+              std::fill_n(to + b.x_hi, ow - b.x_hi, pad);
+            }
+          }
+        },
+        oh * ow);
+  });
+}
+
+void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w) {
+  const Tensor src = dense(cols);
+  const int64_t h = x.size(2), wd = x.size(3), kh = w.kernel[0], kw = w.kernel[1], oh = w.out[0], ow = w.out[1];
+  const int64_t sy = w.stride[0], sx = w.stride[1];
+  dispatch_floating(x.dtype(), "fold", [&]<class T>() {
+    T* out = ptr<T>(x);
+    const T* in = ptr<T>(src);
+    parallel_for(  // a plane's kernel rows add to the same positions: one thread per plane
+        x.size(0) * x.size(1),
+        [&](int64_t begin, int64_t end) {
+          for (int64_t p = begin; p < end; ++p)
+            for (int64_t k = 0; k < kh * kw; ++k) {
+              const WindowRow b = window_row(w, h, wd, k / kw, k % kw);
+              const T* from = in + (p * kh * kw + k) * oh * ow;
+              for (int64_t y = b.y_lo; y < b.y_hi; ++y) {
+                T* line = out + p * h * wd + (y * sy + b.r0) * wd + b.q0;
+                const T* g = from + y * ow;
+                for (int64_t xx = b.x_lo; xx < b.x_hi; ++xx) line[xx * sx] += g[xx];
+              }
+            }
+        },
+        kh * kw * oh * ow);
+  });
+}
+
 void index_add_into(const Tensor& out, int64_t dim, const std::vector<int64_t>& index, const Tensor& source) {
   const Tensor src = dense(source);
   const AroundDim a = around(out.shape(), dim);

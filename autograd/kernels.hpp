@@ -195,6 +195,22 @@ void index_select_into(const Tensor& out, const Tensor& x, int64_t dim, const st
 void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::vector<int64_t>& low,
                    const std::vector<int64_t>& high, const std::vector<double>& weight);
 
+/// A sliding window over the last two dims of [N, C, H, W] (unfold's, so convolution's and
+/// pooling's): per dim the kernel size, dilation, padding and stride, and the output's size.
+struct Window2 {
+  std::array<int64_t, 2> kernel, dilation, padding, stride, out;
+};
+
+/// unfold's loop (im2col): cols [N, C kh kw, out h * out w] (fresh, contiguous) from floating x
+/// [N, C, H, W] (a row-major copy first if it is not contiguous); positions outside x (padding,
+/// ceil_mode's overhang) read as pad_value. A row per (n, c, kernel row, kernel column), split
+/// between threads; each row a run of strided copies between two pad fills per output line.
+void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double pad_value);
+
+/// unfold's adjoint (col2im): x [N, C, H, W] (contiguous) += every element of cols at the
+/// position unfold_into read it from (those outside x dropped); the (n, c) planes split between threads.
+void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
+
 /// out (contiguous) += source's slices added at `index` along dim (index_add's loop, the
 /// adjoint of index_select_into): for every outer position, the rows in the order of `index`,
 /// so a repeated index adds its rows in order; outer positions split between threads.

@@ -697,10 +697,24 @@ Size2 blocks(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2
   return out;
 }
 
-// unfold's columns [N, C kh kw, L] and the output's height and width (L = their product). The
-// padded positions (and ceil_mode's overhang) read one extra element, the padding's value (0, or
-// -inf for max pooling), appended to each example's flattened input, so a single index_select
-// does it all.
+// unfold's columns of x [N, C, H, W]: [N, C kh kw, L] (kernels::unfold_into, positions outside
+// x read as pad_value: 0, or -inf for max pooling). Its gradient is fold (the adjoint, col2im),
+// whose gradient is unfold again, so every order of derivative follows.
+Tensor fold(const Tensor& cols, const kernels::Window2& w, const Shape& x_shape);
+Tensor unfold_columns(const Tensor& x, const kernels::Window2& w, double pad_value) {
+  const Tensor cols = empty({x.size(0), x.size(1) * w.kernel[0] * w.kernel[1], w.out[0] * w.out[1]}, x.dtype());
+  kernels::unfold_into(cols, x, w, pad_value);
+  return record(cols, "unfold", {x}, {},
+                [w](const Tensor& g, const BackwardContext& c) -> Grads { return {fold(g, w, c.shape(0))}; });
+}
+Tensor fold(const Tensor& cols, const kernels::Window2& w, const Shape& x_shape) {
+  const Tensor x = zeros(x_shape, cols.dtype());
+  kernels::fold_add_into(x, cols, w);
+  return record(x, "fold", {cols}, {},
+                [w](const Tensor& g, const BackwardContext&) -> Grads { return {unfold_columns(g, w, 0.0)}; });
+}
+
+// unfold's columns [N, C kh kw, L] and the output's height and width (L = their product).
 struct Unfolded {
   Tensor cols;
   Size2 out;
@@ -708,25 +722,7 @@ struct Unfolded {
 Unfolded unfold_with(const Tensor& x, Size2 kernel, Size2 dilation, Size2 padding, Size2 stride, double pad_value,
                      const Call& op, bool ceil_mode = false) {
   const Size2 out = blocks(x, kernel, dilation, padding, stride, op, ceil_mode);
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), outside = c * h * w;
-  std::vector<double> index;
-  bool outside_read = false;
-  index.reserve(static_cast<size_t>(c * kernel[0] * kernel[1] * out[0] * out[1]));
-  for (int64_t ci = 0; ci < c; ++ci)
-    for (int64_t i = 0; i < kernel[0]; ++i)
-      for (int64_t j = 0; j < kernel[1]; ++j)
-        for (int64_t y = 0; y < out[0]; ++y)
-          for (int64_t xx = 0; xx < out[1]; ++xx) {
-            const int64_t r = y * stride[0] + i * dilation[0] - padding[0];
-            const int64_t q = xx * stride[1] + j * dilation[1] - padding[1];
-            const bool inside = r >= 0 && r < h && q >= 0 && q < w;
-            index.push_back(static_cast<double>(inside ? (ci * h + r) * w + q : outside));
-            outside_read = outside_read || !inside;
-          }
-  Tensor flat = x.reshape({n, outside});
-  if (outside_read) flat = cat({flat, full({n, 1}, pad_value, x.dtype())}, 1);
-  const Tensor cols = index_select(flat, 1, tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
-  return {cols.reshape({n, c * kernel[0] * kernel[1], out[0] * out[1]}), out};
+  return {unfold_columns(x, {kernel, dilation, padding, stride, out}, pad_value), out};
 }
 
 // Runs f on x as a batch of one when x is [C, H, W] (PyTorch's unbatched input), dropping it again.

@@ -199,7 +199,8 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode = PadM
 
 /// The sliding blocks of x [N, C, H, W] as columns, as torch.nn.functional.unfold (im2col):
 /// [N, C kh kw, L], a row per (channel, kernel row, kernel column), a column per block position
-/// (row-major); padding adds zeros. One index_select, so every order of derivative follows.
+/// (row-major); padding adds zeros. Its gradient is the adjoint (col2im), whose gradient is
+/// unfold again, so every order of derivative follows.
 Tensor unfold(const Tensor& x, Size2 kernel_size, Size2 dilation = {1, 1}, Size2 padding = {0, 0},
               Size2 stride = {1, 1});
 /// 2-d convolution (cross-correlation, as PyTorch's) of x [N, C, H, W] (or [C, H, W]) with weight

@@ -50,6 +50,40 @@ TEST_CASE("unfold: the sliding blocks as columns, as torch.nn.functional.unfold"
   CHECK(values(F::unfold(x, {2, 2}, {2, 2}).reshape({-1})) == std::vector<double>{1, 3, 7, 9});  // dilation 2
 }
 
+TEST_CASE("unfold and its gradient (fold) against plain loops, large enough to split between threads") {
+  // unfold_into and fold_add_into: stride, dilation and padding in both dims, positions outside
+  // the input, the rows split between threads; the gradient of sum(unfold(x) * r) is each r
+  // added at the position its column element was read from.
+  const int64_t n = 3, c = 16, h = 61, wd = 58, kh = 3, kw = 2;  // 178,560 column elements
+  const F::Size2 dil{2, 1}, pad{2, 1}, st{2, 3};
+  const int64_t oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) / st[0] + 1,
+                ow = (wd + 2 * pad[1] - dil[1] * (kw - 1) - 1) / st[1] + 1;
+  const cr::Tensor x = (cr::arange(static_cast<double>(n * c * h * wd), cr::float32).reshape({n, c, h, wd}) * 0.25)
+                           .requires_grad_();
+  const cr::Tensor cols = F::unfold(x, {kh, kw}, dil, pad, st);
+  REQUIRE(cols.shape() == cr::Shape{n, c * kh * kw, oh * ow});
+  const cr::Tensor r = cr::arange(static_cast<double>(cols.numel()), cr::float32).reshape(cols.shape()) * 0.5;
+  cr::sum(cols * r).backward();
+  const std::vector<double> xs = values(x), cs = values(cols), rs = values(r), gs = values(x.grad());
+  std::vector<double> grad(xs.size(), 0.0);
+  bool same = true;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          for (int64_t y = 0; y < oh; ++y)
+            for (int64_t xx = 0; xx < ow; ++xx) {
+              const int64_t row = (ch * kh + i) * kw + j, at = (b * c * kh * kw + row) * oh * ow + y * ow + xx;
+              const int64_t py = y * st[0] + i * dil[0] - pad[0], px = xx * st[1] + j * dil[1] - pad[1];
+              const bool in = py >= 0 && py < h && px >= 0 && px < wd;
+              const auto from = static_cast<size_t>(((b * c + ch) * h + py) * wd + px);
+              same = same && cs[static_cast<size_t>(at)] == (in ? xs[from] : 0.0);
+              if (in) grad[from] += rs[static_cast<size_t>(at)];
+            }
+  CHECK(same);
+  CHECK(gs == grad);  // sums of at most 6 products of exact halves in float32: exact
+}
+
 TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, several channels)") {
   const cr::Tensor x = input({2, 3, 5, 6}, -1, 1, 11), w = input({4, 3, 3, 2}, -1, 1, 12), b = input({4}, -1, 1, 13);
   for (const auto& [s, p, d] : std::vector<std::tuple<F::Size2, F::Size2, F::Size2>>{
