@@ -288,9 +288,9 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
                 std::fill_n(to, ow, pad);
                 continue;
               }
-              const T* line = plane + (y * sy + b.r0) * wd + b.q0;
+              const T* first = plane + (y * sy + b.r0) * wd + b.x_lo * sx + b.q0;  // output x_lo's element
               std::fill_n(to, b.x_lo, pad);
-              for (int64_t xx = b.x_lo; xx < b.x_hi; ++xx) to[xx] = line[xx * sx];
+              for (int64_t k = 0; k < b.x_hi - b.x_lo; ++k) to[b.x_lo + k] = first[k * sx];
               std::fill_n(to + b.x_hi, ow - b.x_hi, pad);
             }
           }
@@ -314,9 +314,9 @@ void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w) {
               const WindowRow b = window_row(w, h, wd, k / kw, k % kw);
               const T* from = in + (p * kh * kw + k) * oh * ow;
               for (int64_t y = b.y_lo; y < b.y_hi; ++y) {
-                T* line = out + p * h * wd + (y * sy + b.r0) * wd + b.q0;
-                const T* g = from + y * ow;
-                for (int64_t xx = b.x_lo; xx < b.x_hi; ++xx) line[xx * sx] += g[xx];
+                T* first = out + p * h * wd + (y * sy + b.r0) * wd + b.x_lo * sx + b.q0;  // output x_lo's position
+                const T* g = from + y * ow + b.x_lo;
+                for (int64_t k = 0; k < b.x_hi - b.x_lo; ++k) first[k * sx] += g[k];
               }
             }
         },
