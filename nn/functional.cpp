@@ -950,8 +950,8 @@ Tensor positions(const std::vector<int64_t>& v) {  // as an int64 index tensor
 }
 
 // y[..., i, ...] = x[..., low[i], ...] (1 - w[i]) + x[..., high[i], ...] w[i] along dim, in one
-// pass over y (kernels::mix_rows_into; an index_select of each neighbour, two broadcast
-// products and a sum made five). Its gradient is the adjoint, index_add of g (1 - w) at low and
+// pass over y (kernels::mix_rows_into), where an index_select of each neighbour, two broadcast
+// products and a sum made five. Its gradient is the adjoint, index_add of g (1 - w) at low and
 // of g w at high, differentiable in turn.
 Tensor mix_neighbours(const Tensor& x, int64_t dim, const std::vector<int64_t>& low, const std::vector<int64_t>& high,
                       const std::vector<double>& weight) {
@@ -959,7 +959,7 @@ Tensor mix_neighbours(const Tensor& x, int64_t dim, const std::vector<int64_t>& 
   const auto out = static_cast<int64_t>(weight.size());
   shape[static_cast<size_t>(dim)] = out;
   const Tensor y = empty(shape, x.dtype());
-  kernels::mix_rows_into(y, x.detach(), dim, low, high, weight);
+  kernels::mix_rows_into(y, x, dim, low, high, weight);
   Shape along;  // the weights broadcast along dim
   along.resize(static_cast<size_t>(x.dim() - dim), 1);
   along[0] = out;
