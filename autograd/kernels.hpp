@@ -198,7 +198,11 @@ void mix_rows_into(const Tensor& out, const Tensor& x, int64_t dim, const std::v
 /// A sliding window over the last two dims of [N, C, H, W] (unfold's, so convolution's and
 /// pooling's): per dim the kernel size, dilation, padding and stride, and the output's size.
 struct Window2 {
-  std::array<int64_t, 2> kernel, dilation, padding, stride, out;
+  std::array<int64_t, 2> kernel;    ///< the window's height and width
+  std::array<int64_t, 2> dilation;  ///< the step between its elements
+  std::array<int64_t, 2> padding;   ///< positions added before (and after) each dim
+  std::array<int64_t, 2> stride;    ///< the step between windows
+  std::array<int64_t, 2> out;       ///< the number of windows along each dim
 };
 
 /// unfold's loop (im2col): cols [N, C kh kw, out h * out w] (fresh, contiguous) from floating x
