@@ -88,12 +88,18 @@ class SmallVector {
 
   /// Appends v (moving everything to the heap when the inline slots are full).
   void push_back(T v) { emplace_back(std::move(v)); }
-  /// Appends T(args...) made in place (no temporary to move from); args must not refer to this
-  /// vector's elements, which growing moves.
+  /// Appends T(args...) made in place (no temporary to move from), T{args...} for an aggregate
+  /// (clang before 16 has no parenthesised aggregate initialisation); args must not refer to
+  /// this vector's elements, which growing moves.
   template <class... A>
   T& emplace_back(A&&... args) {
     if (size_ == capacity_) grow(2 * std::size_t(capacity_));
-    T* p = ::new (static_cast<void*>(data_ + size_)) T(std::forward<A>(args)...);
+    void* slot = data_ + size_;
+    T* p;
+    if constexpr (std::is_aggregate_v<T>)
+      p = ::new (slot) T{std::forward<A>(args)...};
+    else
+      p = ::new (slot) T(std::forward<A>(args)...);
     ++size_;
     return *p;
   }
