@@ -25,6 +25,14 @@ Tensor stable_softplus(const Tensor& z) {
       [](const Tensor& x, const Tensor&) { return sigmoid(x); });
 }
 
+// Indices (gather positions, classes) as a 1-d int64 tensor for index_select and its kin: the
+// one place this file makes one, from int64 values as they are (no round trip through double).
+Tensor positions(const std::vector<int64_t>& v) {
+  Tensor t = empty({static_cast<int64_t>(v.size())}, Dtype::int64);
+  std::copy(v.begin(), v.end(), t.data<int64_t>());
+  return t;
+}
+
 Tensor reduce(const Tensor& loss, Reduction reduction, const char* op) {
   switch (reduction) {
     case Reduction::mean: return mean(loss);
@@ -86,14 +94,15 @@ std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& tar
 Tensor class_loss(const Tensor& lp, const Tensor& target, const std::vector<int64_t>& targets, Reduction reduction,
                   double smoothing, const Tensor& weight, int64_t ignore_index, const char* op) {
   const int64_t n = lp.size(0), classes = lp.size(1);
-  std::vector<double> kept, safe;  // 1 / 0 per example; a class to gather from (0 for an ignored one)
+  std::vector<double> kept;  // 1 / 0 per example
+  std::vector<int64_t> safe;  // a class to gather from (0 for an ignored one)
   for (int64_t t : targets) {
     kept.push_back(t == ignore_index ? 0 : 1);
-    safe.push_back(t == ignore_index ? 0 : static_cast<double>(t));
+    safe.push_back(t == ignore_index ? 0 : t);
   }
   const bool any_ignored = std::find(kept.begin(), kept.end(), 0.0) != kept.end();
   const Tensor keep = any_ignored ? tensor(kept, {n}, lp.dtype()) : Tensor();
-  const Tensor index = any_ignored ? tensor(safe, {n}, Dtype::int64) : target;
+  const Tensor index = any_ignored ? positions(safe) : target;
   const Tensor w = weight.defined() ? weight.to(lp.dtype()) : Tensor();
   // No classes: every target is ignored (or there are none), and there is nothing to gather.
   const bool no_classes = classes == 0;
@@ -648,11 +657,11 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode, doubl
     if (n == 0) bad("an empty dimension has nothing to copy");
     const int64_t size = n + before + after;
     if (size < 0) bad("removes more elements than the dimension has");
-    std::vector<double> from(static_cast<size_t>(size));
+    std::vector<int64_t> from(static_cast<size_t>(size));
     for (int64_t i = 0; i < size; ++i)
-      if ((from[static_cast<size_t>(i)] = static_cast<double>(source(mode, i - before, n))) < 0)
+      if ((from[static_cast<size_t>(i)] = source(mode, i - before, n)) < 0)
         bad("reflect padding must be smaller than the dimension");
-    y = index_select(y, d, tensor(from, {size}, Dtype::int64));
+    y = index_select(y, d, positions(from));
   }
   return y;
 }
@@ -911,7 +920,7 @@ Tensor adaptive_max_pool2d(const Tensor& x, Size2 output_size) {
       return k;
     };
     const int64_t kh = largest(h, oh), kw = largest(w, ow);
-    std::vector<double> index;
+    std::vector<int64_t> index;
     index.reserve(static_cast<size_t>(oh * ow * kh * kw));
     for (int64_t i = 0; i < oh; ++i)
       for (int64_t j = 0; j < ow; ++j) {
@@ -919,10 +928,9 @@ Tensor adaptive_max_pool2d(const Tensor& x, Size2 output_size) {
         const auto [c0, c1] = adaptive_window(j, w, ow);
         for (int64_t a = 0; a < kh; ++a)
           for (int64_t b = 0; b < kw; ++b)
-            index.push_back(static_cast<double>(std::min(r0 + a, r1 - 1) * w + std::min(c0 + b, c1 - 1)));
+            index.push_back(std::min(r0 + a, r1 - 1) * w + std::min(c0 + b, c1 - 1));
       }
-    const Tensor windows = index_select(xb.reshape({n, c, h * w}), 2,
-                                        tensor(index, {static_cast<int64_t>(index.size())}, Dtype::int64));
+    const Tensor windows = index_select(xb.reshape({n, c, h * w}), 2, positions(index));
     return max(windows.reshape({n, c, oh, ow, kh * kw}), 4).values;
   });
 }
@@ -945,10 +953,6 @@ std::string to_string(InterpolateMode mode) {
 }
 
 namespace {
-Tensor positions(const std::vector<int64_t>& v) {  // as an int64 index tensor
-  return tensor(std::vector<double>(v.begin(), v.end()), {static_cast<int64_t>(v.size())}, Dtype::int64);
-}
-
 // y[..., i, ...] = x[..., low[i], ...] (1 - w[i]) + x[..., high[i], ...] w[i] along dim, in one
 // pass over y (kernels::mix_rows_into), where an index_select of each neighbour, two broadcast
 // products and a sum made five. Its gradient is the adjoint, index_add of g (1 - w) at low and
