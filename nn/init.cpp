@@ -1,5 +1,6 @@
 #include "init.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace chainrule::nn::init {
@@ -28,6 +29,27 @@ Tensor& assign(Tensor& t, const Tensor& values) {
   t.copy_(values);
   return t;
 }
+
+// t filled with draw(shape) of the whole tensor, computed in float64, but drawn kPiece elements
+// at a time into consecutive pieces of t (in its logical order, as one draw fills it), so that
+// no float64 tensor of t's size is made: two 8 MiB temporaries for a 1024 x 1024 float32 weight,
+// which outlived the initialisation on the pool's lists. Same generator calls in the same order,
+// same arithmetic per element: the values of one draw.
+template <class Draw>
+Tensor& fill_drawn(Tensor& t, Draw draw) {
+  constexpr int64_t kPiece = int64_t(1) << 16;  // 512 KiB of float64
+  NoGradGuard no_grad;
+  const int64_t n = t.numel();
+  if (n <= kPiece) return assign(t, draw(t.shape()));
+  // a contiguous t is filled through a flat view of it; any other through a contiguous buffer
+  Tensor flat = t.is_contiguous() ? t.reshape({n}) : empty({n}, t.dtype());
+  for (int64_t begin = 0; begin < n; begin += kPiece) {
+    const int64_t count = std::min(kPiece, n - begin);
+    flat.narrow(0, begin, count).copy_(draw(Shape{count}));
+  }
+  if (!t.is_contiguous()) t.copy_(flat.reshape(t.shape()));
+  return t;
+}
 }  // namespace
 
 namespace {
@@ -42,14 +64,14 @@ Tensor& uniform_(Tensor& t, double low, double high, Generator* gen) {
   // low > high filled (high, low] without a word (PyTorch: "expects to return a [from, to) range")
   if (!(std::isfinite(low) && std::isfinite(high) && low <= high))
     fail("init::uniform_: needs finite low <= high, got [{}, {}) for {}", low, high, describe(t));
-  return assign(t, rand(t.shape(), Dtype::float64, gen) * (high - low) + low);
+  return fill_drawn(t, [&](const Shape& shape) { return rand(shape, Dtype::float64, gen) * (high - low) + low; });
 }
 Tensor& normal_(Tensor& t, double mean, double std, Generator* gen) {
   require_floating(t, "normal_");
   if (!(std::isfinite(mean) && std::isfinite(std) && std >= 0))  // a negative std was used as is
     fail("init::normal_: needs a finite mean and a finite std >= 0, got mean {} and std {} for {}", mean, std,
          describe(t));
-  return assign(t, randn(t.shape(), Dtype::float64, gen) * std + mean);
+  return fill_drawn(t, [&](const Shape& shape) { return randn(shape, Dtype::float64, gen) * std + mean; });
 }
 Tensor& constant_(Tensor& t, double value) { return assign(t, full(t.shape(), value, t.dtype())); }
 Tensor& zeros_(Tensor& t) { return constant_(t, 0.0); }

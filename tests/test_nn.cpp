@@ -3,6 +3,7 @@
 #include "helpers.hpp"
 
 #include <cmath>
+#include <thread>
 
 TEST_CASE("Linear: shapes, PyTorch's default initialisation bounds, bias on and off") {
   cr::manual_seed(1);
@@ -225,6 +226,36 @@ TEST_CASE("init: formulas and Generator reproducibility") {
   cr::Tensor p = cr::zeros({3}).requires_grad_();
   cr::nn::init::ones_(p);  // initialisers work on parameters (under no-grad)
   CHECK(values(p) == std::vector<double>{1, 1, 1});
+}
+
+TEST_CASE("init: uniform_ and normal_ fill a large tensor piece by piece with the values of one whole draw") {
+  // The values are the float64 formula over the whole tensor (rand or randn, scaled and
+  // shifted, then rounded to the tensor's dtype), drawn without a float64 copy of the whole
+  // tensor: a 1024 x 1024 float32 Linear weight made two 8 MiB temporaries.
+  for (cr::Dtype d : {cr::float32, cr::float64}) {
+    for (bool transposed : {false, true}) {
+      CAPTURE(d);
+      CAPTURE(transposed);
+      const cr::Shape shape{300, 701};  // 210,300 elements: several pieces, the last one partial
+      cr::Tensor base = cr::zeros(transposed ? cr::Shape{701, 300} : shape, d);
+      if (!transposed) base.requires_grad_();  // a parameter
+      cr::Tensor w = transposed ? base.t() : base;  // or a view that is not contiguous
+      cr::Generator g(7), expected_g(7);
+      cr::nn::init::uniform_(w, -0.25, 0.75, &g);
+      CHECK(values(w) == values((cr::rand(shape, cr::float64, &expected_g) * 1.0 + -0.25).to(d)));
+      cr::nn::init::normal_(w, 3.0, 0.5, &g);
+      CHECK(values(w) == values((cr::randn(shape, cr::float64, &expected_g) * 0.5 + 3.0).to(d)));
+      CHECK(base.is_leaf());  // initialised under no-grad: still a leaf without history
+    }
+  }
+  std::thread([] {  // a fresh thread: its pool lists start empty
+    cr::Tensor w = cr::empty({1024, 1024}, cr::float32);
+    const size_t before = cr::pool::detail::cache.cached_bytes;
+    cr::nn::init::kaiming_uniform_(w);
+    // what the initialisation left on the lists: its 512 KiB float64 pieces, not three 8 MiB
+    // temporaries that no training step asks for again
+    CHECK(cr::pool::detail::cache.cached_bytes - before <= (size_t(2) << 20));
+  }).join();
 }
 
 TEST_CASE("embedding: rows by index, any index shape; repeated rows add gradients, the padding row gets none") {
