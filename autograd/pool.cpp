@@ -26,10 +26,13 @@ using detail::kSmallClasses;
 using detail::kSmallMax;
 using detail::cache;
 
-// Size classes: 64-byte steps up to 4 KiB (classes 1..64), then powers of two up to 4 MiB
-// (classes 65..74). Larger blocks are not cached. Caching the large classes matters as much as
+// Size classes: 64-byte steps up to 4 KiB (classes 1..64), then powers of two up to 64 MiB
+// (classes 65..78). Larger blocks are not cached. Caching the large classes matters as much as
 // the small ones: a training loop frees and re-allocates the same tensor buffers every step,
-// and handing them back to glibc lets it trim the heap and fault the pages in again.
+// and handing them back to glibc lets it trim the heap and fault the pages in again (up to
+// 4 MiB until a convolution's 14 MiB columns spent a quarter of its step in page faults). The
+// cost is memory held for blocks nobody asks for again: code that makes large one-off
+// temporaries should make them in pieces instead (nn::init draws its values 512 KiB at a time).
 //
 // Small blocks (handles, nodes, small tensors) are carved one after another from 64 KiB runs,
 // one run per class at a time, so the nodes of a graph made in sequence lie in sequence

@@ -1,6 +1,6 @@
 /// \file
 /// Pooled memory for the many short-lived blocks a graph makes (tensor data, tensor handles,
-/// nodes): thread-local free lists in size classes up to 4 MiB, so building and freeing a
+/// nodes): thread-local free lists in size classes up to 64 MiB, so building and freeing a
 /// graph, or a training step, rarely reaches the system allocator. Blocks up to 4 KiB are
 /// carved in sequence from 64 KiB runs and kept for reuse (a thread's free ones pass to the
 /// other threads when it exits); larger ones are cached up to 256 MiB per thread.
@@ -26,7 +26,7 @@ namespace detail {
 constexpr std::size_t kAlign = 64;  ///< block alignment and the small classes' step
 constexpr std::size_t kSmallClasses = 64;  ///< classes 1..64: 64-byte steps up to kSmallMax
 constexpr std::size_t kSmallMax = kAlign * kSmallClasses;  ///< the largest small block, 4 KiB
-constexpr std::size_t kLargeClasses = 10;  ///< classes 65..74: powers of two, 8 KiB .. 4 MiB
+constexpr std::size_t kLargeClasses = 14;  ///< classes 65..78: powers of two, 8 KiB .. 64 MiB
 constexpr std::size_t kClasses = kSmallClasses + kLargeClasses;  ///< the number of classes
 /// A free block: the next one on its list.
 struct FreeBlock {
