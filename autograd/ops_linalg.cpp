@@ -29,6 +29,18 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
   if (a.size(-1) != b.size(-2))
     fail("matmul: inner dimensions do not match, {} @ {} ({} vs {})", describe(a), describe(b), a.size(-1), b.size(-2));
+  if (a.dim() > 2 && b.dim() == 2) {
+    // A batch by a matrix: the batch's rows as one matrix when they are one without a copy (as
+    // PyTorch folds), so one product forward and b's gradient one product over all rows (a^T g),
+    // where a product per batch element made a gradient per element to sum afterwards.
+    const Shape& s = a.shape();
+    const Shape rows{Shape(s.begin(), s.end() - 1).numel(), s.back()};
+    if (view_strides(s, a.strides(), rows)) {
+      Shape out = s;
+      out[out.size() - 1] = b.size(1);
+      return matmul(a.reshape(rows), b).reshape(out);
+    }
+  }
   // When b is a transposed view (x @ W.t() in Linear), its gradient is produced as (G^T A)^T so
   // that, transposed back onto W, it is contiguous: accumulating it then needs no strided copy.
   const bool b_transposed = b.dim() == 2 && b.size(0) > 1 && b.size(1) > 1 && b.strides()[0] == 1 &&

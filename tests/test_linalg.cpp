@@ -87,6 +87,42 @@ TEST_CASE("matmul gradients at every rank combination") {
   check_gradients([](const std::vector<cr::Tensor>& v) { return cr::matmul(v[0], v[1]); }, {at, input({3, 4})});
 }
 
+TEST_CASE("matmul of a batch by a matrix folds the batch into rows: one product each way, as PyTorch's") {
+  // x [2, 3, 4, 5] @ w [5, 6]: the rows of all batches in one product, and w's gradient one
+  // product over all rows (x^T g), not 6 products of [5, 6] summed afterwards.
+  cr::Generator g(31);
+  const cr::Tensor x = cr::randn({2, 3, 4, 5}, cr::float64, &g).requires_grad_();
+  const cr::Tensor w = cr::randn({5, 6}, cr::float64, &g).requires_grad_();
+  const cr::Tensor y = cr::matmul(x, w);
+  CHECK(y.shape() == cr::Shape{2, 3, 4, 6});
+  CHECK(y.grad_fn()->name == std::string("reshape"));
+  const auto& product = y.grad_fn()->next[0].node;
+  REQUIRE(product);
+  CHECK(product->name == std::string("matmul"));
+  CHECK(product->shape == cr::Shape{24, 6});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j)
+      check_close(values(y.select(0, i).select(0, j)), naive_mm(x.select(0, i).select(0, j), w));
+  const cr::Tensor gy = cr::randn({2, 3, 4, 6}, cr::float64, &g);
+  y.backward(gy);
+  // against the products batch by batch: dx = g w^T, dw = sum over the batch of x^T g
+  std::vector<double> dw(30, 0.0);
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) {
+      const cr::Tensor xb = x.detach().select(0, i).select(0, j), gb = gy.select(0, i).select(0, j);
+      check_close(values(x.grad().select(0, i).select(0, j)), naive_mm(gb, w.detach().t()));
+      const std::vector<double> part = naive_mm(xb.t(), gb);
+      for (size_t k = 0; k < dw.size(); ++k) dw[k] += part[k];
+    }
+  check_close(values(w.grad()), dw);
+  // a batch whose rows cannot be one matrix without a copy (a permuted batch) is multiplied
+  // batch by batch, with the same values
+  const cr::Tensor xp = x.detach().permute({1, 0, 2, 3});
+  const cr::Tensor yp = cr::matmul(xp, w.detach());
+  CHECK(yp.shape() == cr::Shape{3, 2, 4, 6});
+  check_close(values(yp.select(0, 2).select(0, 1)), naive_mm(x.detach().select(0, 1).select(0, 2), w.detach()));
+}
+
 TEST_CASE("matmul errors name the shapes") {
   check_error([] { (void)cr::matmul(cr::zeros({2, 3}), cr::zeros({4, 2})); }, {"matmul", "inner", "[2, 3]", "[4, 2]"});
   check_error([] { (void)cr::matmul(cr::zeros({3}), cr::zeros({4})); }, {"matmul", "[3]", "[4]"});
