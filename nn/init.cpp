@@ -32,8 +32,8 @@ Tensor& assign(Tensor& t, const Tensor& values) {
 
 // t filled with draw(shape) of the whole tensor, computed in float64, but drawn kPiece elements
 // at a time into consecutive pieces of t (in its logical order, as one draw fills it), so that
-// no float64 tensor of t's size is made: two 8 MiB temporaries for a 1024 x 1024 float32 weight,
-// which outlived the initialisation on the pool's lists. Same generator calls in the same order,
+// no float64 tensor of t's size is made: three 8 MiB temporaries (the draw, scaled, shifted) for
+// a 1024 x 1024 float32 weight, which outlived the initialisation on the pool's lists. Same generator calls in the same order,
 // same arithmetic per element: the values of one draw.
 template <class Draw>
 Tensor& fill_drawn(Tensor& t, Draw draw) {
