@@ -231,7 +231,7 @@ TEST_CASE("init: formulas and Generator reproducibility") {
 TEST_CASE("init: uniform_ and normal_ fill a large tensor piece by piece with the values of one whole draw") {
   // The values are the float64 formula over the whole tensor (rand or randn, scaled and
   // shifted, then rounded to the tensor's dtype), drawn without a float64 copy of the whole
-  // tensor: a 1024 x 1024 float32 Linear weight made two 8 MiB temporaries.
+  // tensor: a 1024 x 1024 float32 Linear weight made three 8 MiB temporaries.
   for (cr::Dtype d : {cr::float32, cr::float64}) {
     for (bool transposed : {false, true}) {
       CAPTURE(d);
