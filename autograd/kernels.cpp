@@ -316,7 +316,7 @@ void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w) {
               for (int64_t y = b.y_lo; y < b.y_hi; ++y) {
                 T* first = out + p * h * wd + (y * sy + b.r0) * wd + b.x_lo * sx + b.q0;  // output x_lo's position
                 const T* g = from + y * ow + b.x_lo;
-                for (int64_t k = 0; k < b.x_hi - b.x_lo; ++k) first[k * sx] += g[k];
+                for (int64_t e = 0; e < b.x_hi - b.x_lo; ++e) first[e * sx] += g[e];
               }
             }
         },

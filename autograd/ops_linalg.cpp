@@ -14,6 +14,10 @@ Tensor product(const Tensor& x, bool tx, const Tensor& y, bool ty) {
   if (!grad_mode_enabled()) return kernels::matmul(x, y, tx, ty);
   return matmul(tx ? x.transpose(-1, -2) : x, ty ? y.transpose(-1, -2) : y);
 }
+
+// A shape's leading dims as one: [..., k] -> [rows, k], the matrix a batch of rows makes (their
+// product counted, not inferred with -1, which a last dim of 0 would leave ambiguous).
+Shape rows_shape(const Shape& s) { return {Shape(s.begin(), s.end() - 1).numel(), s.back()}; }
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -33,10 +37,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // A batch by a matrix: the batch's rows as one matrix when they are one without a copy (as
     // PyTorch folds), so one product forward and b's gradient one product over all rows (a^T g),
     // where a product per batch element made a gradient per element to sum afterwards.
-    const Shape& s = a.shape();
-    const Shape rows{Shape(s.begin(), s.end() - 1).numel(), s.back()};
-    if (view_strides(s, a.strides(), rows)) {
-      Shape out = s;
+    const Shape rows = rows_shape(a.shape());
+    if (view_strides(a.shape(), a.strides(), rows)) {
+      Shape out = a.shape();
       out[out.size() - 1] = b.size(1);
       return matmul(a.reshape(rows), b).reshape(out);
     }
@@ -67,13 +70,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     fail("linear: x, weight and bias need one dtype; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
   const int64_t out = weight.size(0);
-  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims (their
-  // product counted, not inferred with -1, which a last dim of 0 would leave ambiguous).
-  const auto rows = [](const Tensor& t) {
-    if (t.dim() == 2) return t;
-    const Shape& s = t.shape();
-    return t.reshape({Shape(s.begin(), s.end() - 1).numel(), s.back()});
-  };
+  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
+  const auto rows = [](const Tensor& t) { return t.dim() == 2 ? t : t.reshape(rows_shape(t.shape())); };
   Shape shape = x.shape();
   shape[shape.size() - 1] = out;
   Tensor y = kernels::matmul(rows(x), weight, false, true, bias);

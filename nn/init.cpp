@@ -33,8 +33,8 @@ Tensor& assign(Tensor& t, const Tensor& values) {
 // t filled with draw(shape) of the whole tensor, computed in float64, but drawn kPiece elements
 // at a time into consecutive pieces of t (in its logical order, as one draw fills it), so that
 // no float64 tensor of t's size is made: three 8 MiB temporaries (the draw, scaled, shifted) for
-// a 1024 x 1024 float32 weight, which outlived the initialisation on the pool's lists. Same generator calls in the same order,
-// same arithmetic per element: the values of one draw.
+// a 1024 x 1024 float32 weight, which outlived the initialisation on the pool's lists. Same
+// generator calls in the same order, same arithmetic per element: the values of one draw.
 template <class Draw>
 Tensor& fill_drawn(Tensor& t, Draw draw) {
   constexpr int64_t kPiece = int64_t(1) << 16;  // 512 KiB of float64
@@ -42,12 +42,13 @@ Tensor& fill_drawn(Tensor& t, Draw draw) {
   const int64_t n = t.numel();
   if (n <= kPiece) return assign(t, draw(t.shape()));
   // a contiguous t is filled through a flat view of it; any other through a contiguous buffer
-  Tensor flat = t.is_contiguous() ? t.reshape({n}) : empty({n}, t.dtype());
+  const bool contiguous = t.is_contiguous();
+  Tensor flat = contiguous ? t.reshape({n}) : empty({n}, t.dtype());
   for (int64_t begin = 0; begin < n; begin += kPiece) {
     const int64_t count = std::min(kPiece, n - begin);
     flat.narrow(0, begin, count).copy_(draw(Shape{count}));
   }
-  if (!t.is_contiguous()) t.copy_(flat.reshape(t.shape()));
+  if (!contiguous) t.copy_(flat.reshape(t.shape()));
   return t;
 }
 }  // namespace
