@@ -290,7 +290,10 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
               }
               const T* first = plane + (y * sy + b.r0) * wd + b.x_lo * sx + b.q0;  // output x_lo's element
               std::fill_n(to, b.x_lo, pad);
-              for (int64_t k = 0; k < b.x_hi - b.x_lo; ++k) to[b.x_lo + k] = first[k * sx];
+              if (sx == 1)  // a contiguous run (the common stride): one copy
+                std::copy_n(first, b.x_hi - b.x_lo, to + b.x_lo);
+              else
+                for (int64_t k = 0; k < b.x_hi - b.x_lo; ++k) to[b.x_lo + k] = first[k * sx];
               std::fill_n(to + b.x_hi, ow - b.x_hi, pad);
             }
           }
@@ -316,7 +319,10 @@ void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w) {
               for (int64_t y = b.y_lo; y < b.y_hi; ++y) {
                 T* first = out + p * h * wd + (y * sy + b.r0) * wd + b.x_lo * sx + b.q0;  // output x_lo's position
                 const T* g = from + y * ow + b.x_lo;
-                for (int64_t e = 0; e < b.x_hi - b.x_lo; ++e) first[e * sx] += g[e];
+                if (sx == 1)
+                  for (int64_t e = 0; e < b.x_hi - b.x_lo; ++e) first[e] += g[e];
+                else
+                  for (int64_t e = 0; e < b.x_hi - b.x_lo; ++e) first[e * sx] += g[e];
               }
             }
         },
@@ -688,6 +694,84 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     });
   });
   return out;
+}
+
+namespace {
+// A convolution as its GEMMs see it: per group, `og` output channels and `rows` rows of columns
+// (C / groups kh kw); `l` output positions; `plane` elements of one sample of x. The samples go
+// in blocks of `block`, whose columns take about 1 MiB per thread: one unfold (or fold) call per
+// block splits between threads, and the block is still in cache when its GEMMs read it.
+struct ConvSizes {
+  int64_t n, c, h, wd, o, groups, og, rows, l, plane, block;
+  ConvSizes(const Shape& x, const Shape& weight, const Window2& w, int64_t g, size_t element)
+      : n(x[0]), c(x[1]), h(x[2]), wd(x[3]), o(weight[0]), groups(g), og(weight[0] / g),
+        rows(weight[1] * weight[2] * weight[3]), l(w.out[0] * w.out[1]), plane(x[1] * x[2] * x[3]) {
+    const auto sample_bytes = static_cast<int64_t>(element) * groups * rows * l;
+    block = std::clamp<int64_t>((int64_t{1} << 20) * get_num_threads() / std::max<int64_t>(sample_bytes, 1), 1,
+                                std::max<int64_t>(n, 1));
+  }
+  Shape samples(int64_t b) const { return {b, c, h, wd}; }  // b samples of x
+  Shape columns(int64_t b) const { return {b, groups * rows, l}; }
+};
+}  // namespace
+
+Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int64_t groups) {
+  const Tensor x = dense(x_in), weight = dense(weight_in);
+  const ConvSizes s(x.shape(), weight.shape(), w, groups, dtype_size(x.dtype()));
+  Tensor y = empty({s.n, s.o, w.out[0], w.out[1]}, x.dtype());
+  if (y.numel() == 0) return y;
+  const Tensor buffer = empty(s.columns(s.block), x.dtype());
+  dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+    const T* pw = ptr<T>(weight);
+    for (int64_t first = 0; first < s.n; first += s.block) {
+      const int64_t b = std::min(s.block, s.n - first);
+      const Tensor cols = alias(buffer, s.columns(b), contiguous_strides(s.columns(b)), 0);
+      unfold_into(cols, alias(x, s.samples(b), x.strides(), x.storage_offset() + first * s.plane), w, 0.0);
+      for (int64_t i = 0; i < b; ++i) {
+        const T* ci = ptr<T>(cols) + i * s.groups * s.rows * s.l;
+        T* yi = ptr<T>(y) + (first + i) * s.o * s.l;
+        for (int64_t q = 0; q < s.groups; ++q)
+          gemm<T>(false, false, s.og, s.l, s.rows, pw + q * s.og * s.rows, s.rows, ci + q * s.rows * s.l, s.l,
+                  yi + q * s.og * s.l, false);
+      }
+    }
+  });
+  return y;
+}
+
+std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& weight_in,
+                                          const Shape& x_shape, const Shape& weight_shape, const Window2& w,
+                                          int64_t groups, bool need_x, bool need_w) {
+  const Tensor g = dense(g_in);
+  const Tensor x = need_w ? dense(x_in) : Tensor(), weight = need_x ? dense(weight_in) : Tensor();
+  const ConvSizes s(x_shape, weight_shape, w, groups, dtype_size(g.dtype()));
+  // x's gradient is a sum of folded columns; weight's starts as the first sample's product (zeros without samples)
+  Tensor gx = need_x ? zeros(x_shape, g.dtype()) : Tensor();
+  Tensor gw = need_w ? (s.n == 0 ? zeros(weight_shape, g.dtype()) : empty(weight_shape, g.dtype())) : Tensor();
+  const Tensor buffer = empty(s.columns(s.block), g.dtype());
+  dispatch_floating(g.dtype(), "conv2d", [&]<class T>() {
+    for (int64_t first = 0; first < s.n; first += s.block) {
+      const int64_t b = std::min(s.block, s.n - first);
+      const Tensor cols = alias(buffer, s.columns(b), contiguous_strides(s.columns(b)), 0);
+      auto sample_cols = [&](int64_t i, int64_t q) { return ptr<T>(cols) + (i * s.groups + q) * s.rows * s.l; };
+      auto sample_g = [&](int64_t i, int64_t q) { return ptr<T>(g) + ((first + i) * s.o + q * s.og) * s.l; };
+      if (need_w) {  // dW += g_i cols_i^T, per sample and group, in the samples' order
+        unfold_into(cols, alias(x, s.samples(b), x.strides(), x.storage_offset() + first * s.plane), w, 0.0);
+        for (int64_t i = 0; i < b; ++i)
+          for (int64_t q = 0; q < s.groups; ++q)
+            gemm<T>(false, true, s.og, s.rows, s.l, sample_g(i, q), s.l, sample_cols(i, q), s.l,
+                    ptr<T>(gw) + q * s.og * s.rows, first + i > 0);
+      }
+      if (need_x) {  // the columns' gradient W^T g_i, per sample and group, folded onto x's gradient
+        for (int64_t i = 0; i < b; ++i)
+          for (int64_t q = 0; q < s.groups; ++q)
+            gemm<T>(true, false, s.rows, s.l, s.og, ptr<T>(weight) + q * s.og * s.rows, s.rows, sample_g(i, q), s.l,
+                    sample_cols(i, q), false);
+        fold_add_into(alias(gx, s.samples(b), gx.strides(), first * s.plane), cols, w);
+      }
+    }
+  });
+  return {std::move(gx), std::move(gw)};
 }
 
 }  // namespace chainrule::kernels

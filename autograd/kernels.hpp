@@ -215,6 +215,21 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
 /// position unfold_into read it from (those outside x dropped); the (n, c) planes split between threads.
 void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
 
+/// A convolution's product: y [N, O, out h, out w] = weight [O, C / groups, kh, kw] applied to
+/// every window of x [N, C, H, W] (floating, one dtype), without a bias. A block of samples at a
+/// time (about 1 MiB of columns per thread) is unfolded (unfold_into) into one buffer that a GEMM
+/// per sample and group reads while it is still in cache: the batch's columns are never made.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2& w, int64_t groups);
+
+/// conv2d's gradients from g [N, O, out h, out w]: of x (shape x_shape, when need_x; weight
+/// read) and of weight (when need_w; x read), the other left undefined. Block by block, as
+/// conv2d: x's columns again, weight's gradient accumulated by a GEMM per sample onto the
+/// previous samples' (BLAS's beta = 1, in the samples' order whatever the thread count), the
+/// columns' gradient into the one buffer and folded (fold_add_into) onto the block's planes.
+std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g, const Tensor& x, const Tensor& weight, const Shape& x_shape,
+                                          const Shape& weight_shape, const Window2& w, int64_t groups, bool need_x,
+                                          bool need_w);
+
 /// out (contiguous) += source's slices added at `index` along dim (index_add's loop, the
 /// adjoint of index_select_into): for every outer position, the rows in the order of `index`,
 /// so a repeated index adds its rows in order; outer positions split between threads.

@@ -749,8 +749,27 @@ Tensor over_height_1(const Tensor& x, const Call& op, F&& f) {
   return f(x.unsqueeze(-2)).squeeze(-2);
 }
 
+// conv2d's gradients as recorded ops, so that they differentiate again (create_graph): per group,
+// x's is the fold of W^T g, and weight's the sum over the batch of g unfold(x)^T.
+Grads conv_gradients(const Tensor& g, const BackwardContext& c, const kernels::Window2& w, int64_t groups) {
+  const int64_t n = g.size(0), o = g.size(1), l = w.out[0] * w.out[1];
+  const Tensor gg = g.reshape({n, groups, o / groups, l});
+  Tensor gx, gw;
+  if (c.needs(0)) {
+    const Tensor wt = c.saved(1).reshape({groups, o / groups, -1}).transpose(-1, -2);  // [G, C/G kh kw, O/G]
+    gx = fold(matmul(wt, gg).reshape({n, -1, l}), w, c.shape(0));
+  }
+  if (c.needs(1)) {
+    const Tensor cols = unfold_columns(c.saved(0), w, 0.0).reshape({n, groups, -1, l});
+    gw = sum(matmul(gg, cols.transpose(-1, -2)), Shape{0}).reshape(c.shape(1));
+  }
+  return {std::move(gx), std::move(gw)};
+}
+
 // The convolution: groups of in_channels / groups input channels, each with its own
-// out_channels / groups filters, as one batched matmul [G, O/G, C/G kh kw] @ [N, G, C/G kh kw, L].
+// out_channels / groups filters (kernels::conv2d: a GEMM per sample and group on columns
+// [C kh kw, L] unfolded a block of samples at a time, never the batch's [N, C kh kw, L]), then
+// the bias. Backward runs the same way (kernels::conv2d_backward), or recorded for create_graph.
 Tensor conv(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding, Size2 dilation,
             int64_t groups, const Call& op) {
   return batched(x, op, [&](const Tensor& xb) {
@@ -765,12 +784,24 @@ Tensor conv(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 str
     if (bias.defined() && bias.shape() != Shape{o})
       fail("{}: bias {} must have shape [{}], one per output channel of weight {}", op.name, describe(bias), o,
            describe(shown));
+    if (weight.dtype() != xb.dtype())
+      fail("{}: input {} and weight {} need one dtype; convert one with to()", op.name, describe(op.input),
+           describe(shown));
     const Size2 kernel{weight.size(2), weight.size(3)};
-    const auto [cols, out] = unfold_with(xb, kernel, dilation, padding, stride, 0.0, op);
-    const int64_t n = xb.size(0), l = out[0] * out[1];
-    Tensor y = matmul(weight.reshape({groups, o / groups, -1}), cols.reshape({n, groups, -1, l}));
-    if (bias.defined()) y = y.reshape({n, o, l}) + bias.reshape({1, o, 1});
-    return y.reshape({n, o, out[0], out[1]});
+    const kernels::Window2 win{kernel, dilation, padding, stride, blocks(xb, kernel, dilation, padding, stride, op)};
+    Tensor y = record(kernels::conv2d(xb, weight, win, groups), "conv2d", {xb, weight},
+                      {keep_if(weight.requires_grad(), xb), keep_if(xb.requires_grad(), weight)},
+                      [win, groups](const Tensor& g, const BackwardContext& c) -> Grads {
+                        if (!grad_mode_enabled()) {
+                          auto [gx, gw] = kernels::conv2d_backward(g, c.needs(1) ? c.saved(0) : Tensor(),
+                                                                   c.needs(0) ? c.saved(1) : Tensor(), c.shape(0),
+                                                                   c.shape(1), win, groups, c.needs(0), c.needs(1));
+                          return {std::move(gx), std::move(gw)};
+                        }
+                        return conv_gradients(g, c, win, groups);  // recorded: create_graph
+                      });
+    if (bias.defined()) y = y + bias.reshape({1, o, 1, 1});
+    return y;
   });
 }
 

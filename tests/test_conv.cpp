@@ -130,6 +130,80 @@ TEST_CASE("grouped convolution (groups, depthwise) equals its definition; conv1d
         values(F::conv2d(x1.unsqueeze(2), w1.unsqueeze(2), {}, {1, 1}, {0, 1}, {1, 2}, 2).squeeze(2)));
 }
 
+TEST_CASE("conv2d is one node whose backward runs sample by sample: gradients against plain loops") {
+  // The gradients of sum(conv2d(x, w) * r): x's is each r w added at the position its product
+  // read x from, w's each r x. A batch of 3 (weight's gradient accumulated over samples), 2
+  // groups, stride, dilation and padding, GEMMs large enough for BLAS (3 x 99 x 18 per group).
+  const int64_t n = 3, c = 4, h = 9, wd = 12, o = 6, groups = 2, kh = 3, kw = 3;
+  const F::Size2 st{1, 1}, pad{1, 2}, dil{1, 2};
+  const cr::Tensor x = input({n, c, h, wd}, -1, 1, 31), w = input({o, c / groups, kh, kw}, -1, 1, 32);
+  const cr::Tensor y = F::conv2d(x, w, {}, st, pad, dil, groups);
+  CHECK(y.grad_fn()->name == std::string("conv2d"));  // not unfold's columns and a batched matmul
+  const int64_t oh = y.size(2), ow = y.size(3);
+  const cr::Tensor r = input(y.shape(), -1, 1, 33).detach();
+  cr::sum(y * r).backward();
+  const auto xv = values(x), wv = values(w), rv = values(r);
+  std::vector<double> gx(xv.size(), 0.0), gw(wv.size(), 0.0);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t oi = 0; oi < o; ++oi)
+      for (int64_t ci = 0; ci < c / groups; ++ci)
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j)
+            for (int64_t yy = 0; yy < oh; ++yy)
+              for (int64_t xx = 0; xx < ow; ++xx) {
+                const int64_t py = yy * st[0] + i * dil[0] - pad[0], px = xx * st[1] + j * dil[1] - pad[1];
+                if (py < 0 || py >= h || px < 0 || px >= wd) continue;
+                const auto at = static_cast<size_t>((((b * c) + oi / (o / groups) * (c / groups) + ci) * h + py) * wd + px);
+                const auto wi = static_cast<size_t>(((oi * (c / groups) + ci) * kh + i) * kw + j);
+                const double g = rv[static_cast<size_t>(((b * o + oi) * oh + yy) * ow + xx)];
+                gx[at] += g * wv[wi];
+                gw[wi] += g * xv[at];
+              }
+  const auto got_x = values(x.grad()), got_w = values(w.grad());
+  for (size_t i = 0; i < gx.size(); ++i) CHECK(got_x[i] == doctest::Approx(gx[i]).epsilon(1e-12));
+  for (size_t i = 0; i < gw.size(); ++i) CHECK(got_w[i] == doctest::Approx(gw[i]).epsilon(1e-12));
+  // float32, and operands that are views (a transposed input, a permuted weight): the same within rounding
+  const cr::Tensor xt = x.detach().to(cr::float32).transpose(2, 3).contiguous().transpose(2, 3).requires_grad_();
+  const cr::Tensor wt = w.detach().to(cr::float32).permute({1, 0, 2, 3}).contiguous().permute({1, 0, 2, 3}).requires_grad_();
+  REQUIRE_FALSE(xt.is_contiguous());
+  REQUIRE_FALSE(wt.is_contiguous());
+  cr::sum(F::conv2d(xt, wt, {}, st, pad, dil, groups) * r.to(cr::float32)).backward();
+  const auto got_x32 = values(xt.grad()), got_w32 = values(wt.grad());
+  for (size_t i = 0; i < gx.size(); ++i) CHECK(got_x32[i] == doctest::Approx(gx[i]).epsilon(1e-4).scale(1));
+  for (size_t i = 0; i < gw.size(); ++i) CHECK(got_w32[i] == doctest::Approx(gw[i]).epsilon(1e-4).scale(1));
+  // an empty batch: an empty output, x's gradient empty and weight's zero
+  const cr::Tensor none = cr::zeros({0, c, h, wd}, cr::float64).requires_grad_(), w0 = w.detach().clone().requires_grad_();
+  cr::sum(F::conv2d(none, w0, {}, st, pad, dil, groups)).backward();
+  CHECK(none.grad().shape() == none.shape());
+  CHECK(w0.grad().shape() == w0.shape());
+  CHECK(values(w0.grad()) == std::vector<double>(wv.size(), 0.0));
+  // one dtype for input and weight
+  check_error([&] { (void)F::conv2d(x, wt, {}, st, pad, dil, groups); }, {"conv2d", "dtype", "[3, 4, 9, 12]", "float32"});
+  // Samples whose columns take 720 KiB (4 x 9 x 2,560 float64): a block of one sample on 1
+  // thread, of two on 2 (the last block then partial), against the same convolution written as
+  // unfold and a batched matmul, values and both gradients.
+  const cr::Tensor big = input({n, c, 40, 64}, -1, 1, 34);
+  const F::Size2 one{1, 1};
+  const auto composed = [&](const cr::Tensor& xs, const cr::Tensor& ws) {
+    const cr::Tensor cols = F::unfold(xs, {kh, kw}, one, one, one).reshape({n, groups, -1, 40 * 64});
+    return cr::matmul(ws.reshape({groups, o / groups, -1}), cols).reshape({n, o, 40, 64});
+  };
+  const cr::Tensor rb = input({n, o, 40, 64}, -1, 1, 35).detach();
+  const cr::Tensor expected_y = composed(big, w);
+  const auto expected = cr::autograd::grad({cr::sum(expected_y * rb)}, {big, w});
+  const int before = cr::get_num_threads();
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    cr::set_num_threads(threads);
+    const cr::Tensor yb = F::conv2d(big, w, {}, one, one, one, groups);
+    const auto got = cr::autograd::grad({cr::sum(yb * rb)}, {big, w});
+    CHECK(cr::allclose(yb, expected_y, 1e-12, 1e-14));
+    CHECK(cr::allclose(got[0], expected[0], 1e-12, 1e-14));
+    CHECK(cr::allclose(got[1], expected[1], 1e-12, 1e-14));
+  }
+  cr::set_num_threads(before);
+}
+
 TEST_CASE("max_pool1d and avg_pool1d by hand, on [N, C, L] and [C, L]") {
   const cr::Tensor x = cr::tensor({1, 3, 2, 5, 4, 0, -1, 6}, {1, 2, 4}, cr::float64);
   CHECK(values(F::max_pool1d(x, 2)) == std::vector<double>{3, 5, 4, 6});
