@@ -153,7 +153,8 @@ TEST_CASE("conv2d is one node whose backward runs sample by sample: gradients ag
               for (int64_t xx = 0; xx < ow; ++xx) {
                 const int64_t py = yy * st[0] + i * dil[0] - pad[0], px = xx * st[1] + j * dil[1] - pad[1];
                 if (py < 0 || py >= h || px < 0 || px >= wd) continue;
-                const auto at = static_cast<size_t>((((b * c) + oi / (o / groups) * (c / groups) + ci) * h + py) * wd + px);
+                const int64_t xc = oi / (o / groups) * (c / groups) + ci;  // the input channel
+                const auto at = static_cast<size_t>(((b * c + xc) * h + py) * wd + px);
                 const auto wi = static_cast<size_t>(((oi * (c / groups) + ci) * kh + i) * kw + j);
                 const double g = rv[static_cast<size_t>(((b * o + oi) * oh + yy) * ow + xx)];
                 gx[at] += g * wv[wi];
@@ -164,7 +165,8 @@ TEST_CASE("conv2d is one node whose backward runs sample by sample: gradients ag
   for (size_t i = 0; i < gw.size(); ++i) CHECK(got_w[i] == doctest::Approx(gw[i]).epsilon(1e-12));
   // float32, and operands that are views (a transposed input, a permuted weight): the same within rounding
   const cr::Tensor xt = x.detach().to(cr::float32).transpose(2, 3).contiguous().transpose(2, 3).requires_grad_();
-  const cr::Tensor wt = w.detach().to(cr::float32).permute({1, 0, 2, 3}).contiguous().permute({1, 0, 2, 3}).requires_grad_();
+  const cr::Tensor wt =
+      w.detach().to(cr::float32).permute({1, 0, 2, 3}).contiguous().permute({1, 0, 2, 3}).requires_grad_();
   REQUIRE_FALSE(xt.is_contiguous());
   REQUIRE_FALSE(wt.is_contiguous());
   cr::sum(F::conv2d(xt, wt, {}, st, pad, dil, groups) * r.to(cr::float32)).backward();
@@ -172,13 +174,15 @@ TEST_CASE("conv2d is one node whose backward runs sample by sample: gradients ag
   for (size_t i = 0; i < gx.size(); ++i) CHECK(got_x32[i] == doctest::Approx(gx[i]).epsilon(1e-4).scale(1));
   for (size_t i = 0; i < gw.size(); ++i) CHECK(got_w32[i] == doctest::Approx(gw[i]).epsilon(1e-4).scale(1));
   // an empty batch: an empty output, x's gradient empty and weight's zero
-  const cr::Tensor none = cr::zeros({0, c, h, wd}, cr::float64).requires_grad_(), w0 = w.detach().clone().requires_grad_();
+  const cr::Tensor none = cr::zeros({0, c, h, wd}, cr::float64).requires_grad_();
+  const cr::Tensor w0 = w.detach().clone().requires_grad_();
   cr::sum(F::conv2d(none, w0, {}, st, pad, dil, groups)).backward();
   CHECK(none.grad().shape() == none.shape());
   CHECK(w0.grad().shape() == w0.shape());
   CHECK(values(w0.grad()) == std::vector<double>(wv.size(), 0.0));
   // one dtype for input and weight
-  check_error([&] { (void)F::conv2d(x, wt, {}, st, pad, dil, groups); }, {"conv2d", "dtype", "[3, 4, 9, 12]", "float32"});
+  check_error([&] { (void)F::conv2d(x, wt, {}, st, pad, dil, groups); },
+              {"conv2d", "dtype", "[3, 4, 9, 12]", "float32"});
   // Samples whose columns take 720 KiB (4 x 9 x 2,560 float64): a block of one sample on 1
   // thread, of two on 2 (the last block then partial), against the same convolution written as
   // unfold and a batched matmul, values and both gradients.
