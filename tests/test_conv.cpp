@@ -130,7 +130,7 @@ TEST_CASE("grouped convolution (groups, depthwise) equals its definition; conv1d
         values(F::conv2d(x1.unsqueeze(2), w1.unsqueeze(2), {}, {1, 1}, {0, 1}, {1, 2}, 2).squeeze(2)));
 }
 
-TEST_CASE("conv2d is one node whose backward runs sample by sample: gradients against plain loops") {
+TEST_CASE("conv2d is one node that goes block by block of samples: gradients against plain loops") {
   // The gradients of sum(conv2d(x, w) * r): x's is each r w added at the position its product
   // read x from, w's each r x. A batch of 3 (weight's gradient accumulated over samples), 2
   // groups, stride, dilation and padding, GEMMs large enough for BLAS (3 x 99 x 18 per group).
