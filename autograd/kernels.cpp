@@ -365,8 +365,14 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
     if (n_out == 1) {  // full reduction
       Acc acc = 0;
       if (x.is_contiguous()) {
-        const int64_t n = x.numel();
-        for (int64_t i = 0; i < n; ++i) acc += in[i];
+        // Eight running sums (one chain of additions ran at the adder's latency, a quarter of
+        // torch's speed), combined pairwise: the same order whatever the machine or threads.
+        const int64_t n = x.numel(), whole = n / 8 * 8;
+        Acc lanes[8] = {};
+        for (int64_t i = 0; i < whole; i += 8)
+          for (int j = 0; j < 8; ++j) lanes[j] += in[i + j];
+        acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        for (int64_t i = whole; i < n; ++i) acc += in[i];
       } else {
         for_each_offset<1>(x.shape(), {&x.strides()}, [&](const auto& off) { acc += in[off[0]]; });
       }

@@ -19,6 +19,29 @@ TEST_CASE("sum and mean: values over all dims, one dim, several dims, keepdim") 
   CHECK(cr::sum(cr::zeros({0, 3})).item<double>() == 0);
 }
 
+TEST_CASE("a whole-tensor sum counts every element, the last few past a multiple of eight too") {
+  // Sums of quarters are exact in float64 at these sizes, whatever order the elements are added
+  // in: every length from 0 to 19 (the running sums' lengths and their remainders), a
+  // million and three float32 elements, int64, and a transposed (non-contiguous) view.
+  for (int64_t n = 0; n < 20; ++n) {
+    CAPTURE(n);
+    const cr::Tensor x = cr::arange(static_cast<double>(n), cr::float64) * 0.25 + 1;
+    CHECK(cr::sum(x).item<double>() == static_cast<double>(n) * (n - 1) / 8 + static_cast<double>(n));
+  }
+  const int64_t big = 1000003;
+  std::vector<double> quarters;
+  double exact = 0;  // one element at a time, in order
+  for (int64_t i = 0; i < big; ++i) {
+    quarters.push_back(static_cast<double>(i % 7) * 0.25);
+    exact += quarters.back();
+  }
+  const cr::Tensor q = cr::tensor(quarters, {big}, cr::float64);
+  CHECK(cr::sum(q).item<double>() == exact);
+  CHECK(cr::sum(q.to(cr::float32)).item<float>() == static_cast<float>(exact));
+  CHECK(cr::sum(cr::arange(static_cast<double>(big), cr::int64)).item<int64_t>() == big * (big - 1) / 2);
+  CHECK(cr::sum(q.reshape({1000003, 1}).expand({1000003, 2}).t()).item<double>() == 2 * exact);
+}
+
 TEST_CASE("reduction gradients at several shapes, keepdim, non-contiguous") {
   const std::vector<cr::Tensor> xs = {input({5}, -2, 2, 1), input({3, 4}, -2, 2, 2),
                                       input({2, 3, 4}, -2, 2, 3).detach().permute({2, 0, 1}).requires_grad_()};
