@@ -398,10 +398,56 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
           rows);
       return;
     }
-    Shape os = contiguous_strides(out_shape);
-    for (size_t d = 0; d < reduce.size(); ++d)
-      if (reduce[d]) os[d] = 0;
-    for_each_offset<2>(x.shape(), {&x.strides(), &os}, [&](const auto& off) { acc[off[1]] += in[off[0]]; });
+    if (x.is_contiguous()) {  // runs of reduced and kept dims, the last one contiguous in memory
+      Shape sizes, reduced;  // each run's element count, and whether it is summed (1) or kept (0)
+      for (size_t d = 0; d < reduce.size(); ++d) {
+        if (x.shape()[d] == 1) continue;  // either way, nothing to add or to index
+        if (!sizes.empty() && reduced.back() == int64_t{reduce[d]}) {
+          sizes[sizes.size() - 1] *= x.shape()[d];
+        } else {
+          sizes.push_back(x.shape()[d]);
+          reduced.push_back(reduce[d]);
+        }
+      }
+      if (sizes.empty() || x.numel() == 0) {  // one element (or none) per output
+        for (int64_t i = 0; i < n_out; ++i) o[i] = x.numel() == 0 ? T(0) : in[i];
+        return;
+      }
+      const int64_t run = sizes.back(), outer = x.numel() / run;
+      const size_t blocks = sizes.size() - 1;
+      Shape index, out_step;  // each leading run's position, and its step in out
+      index.resize(blocks, 0);
+      out_step.resize(blocks, 0);
+      for (int64_t step = reduced.back() ? 1 : run, b = static_cast<int64_t>(blocks) - 1; b >= 0; --b)
+        if (!reduced[static_cast<size_t>(b)]) out_step[static_cast<size_t>(b)] = step, step *= sizes[static_cast<size_t>(b)];
+      int64_t at = 0;  // out's offset for the current leading position
+      for (int64_t r = 0; r < outer; ++r) {
+        const T* row = in + r * run;
+        if (reduced.back()) {  // a row's sum, in eight running sums as the whole-tensor sum
+          Acc lanes[8] = {};
+          const int64_t whole = run / 8 * 8;
+          for (int64_t i = 0; i < whole; i += 8)
+            for (int j = 0; j < 8; ++j) lanes[j] += row[i + j];
+          Acc total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+          for (int64_t i = whole; i < run; ++i) total += row[i];
+          acc[static_cast<size_t>(at)] += total;
+        } else {
+          Acc* to = acc.data() + at;
+          for (int64_t i = 0; i < run; ++i) to[i] += row[i];
+        }
+        for (size_t b = blocks; b-- > 0;) {  // the next leading position (an odometer)
+          at += out_step[b];
+          if (++index[b] < sizes[b]) break;
+          at -= out_step[b] * sizes[b];
+          index[b] = 0;
+        }
+      }
+    } else {
+      Shape os = contiguous_strides(out_shape);
+      for (size_t d = 0; d < reduce.size(); ++d)
+        if (reduce[d]) os[d] = 0;
+      for_each_offset<2>(x.shape(), {&x.strides(), &os}, [&](const auto& off) { acc[off[1]] += in[off[0]]; });
+    }
     for (int64_t i = 0; i < n_out; ++i) o[i] = static_cast<T>(acc[i]);
   });
   return out;

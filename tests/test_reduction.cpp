@@ -42,6 +42,41 @@ TEST_CASE("a whole-tensor sum counts every element, the last few past a multiple
   CHECK(cr::sum(q.reshape({1000003, 1}).expand({1000003, 2}).t()).item<double>() == 2 * exact);
 }
 
+TEST_CASE("sum over every set of dims equals a plain loop (runs of summed and kept dims, size-1 dims)") {
+  // Integers in float64, so every order of addition gives the same sums; float32 and int64 too,
+  // and the same sums of a transposed copy (the strided path).
+  for (const cr::Shape& shape : {cr::Shape{3, 4, 5, 6}, cr::Shape{2, 1, 7, 1, 9}, cr::Shape{5, 17}}) {
+    const int64_t rank = static_cast<int64_t>(shape.size());
+    const cr::Tensor x = cr::arange(static_cast<double>(shape.numel()), cr::float64).reshape(shape) - 50;
+    const auto xv = values(x);
+    for (int64_t mask = 1; mask < (int64_t{1} << rank); ++mask) {
+      cr::Shape dims;
+      for (int64_t d = 0; d < rank; ++d)
+        if (mask >> d & 1) dims.push_back(d);
+      CAPTURE(shape);
+      CAPTURE(dims);
+      // the plain loop: each element added to the output position of its kept indices
+      cr::Shape out_shape;
+      for (int64_t d = 0; d < rank; ++d)
+        if (!(mask >> d & 1)) out_shape.push_back(shape[static_cast<size_t>(d)]);
+      std::vector<double> expected(static_cast<size_t>(out_shape.numel()), 0.0);
+      for (int64_t e = 0; e < shape.numel(); ++e) {
+        int64_t rest = e, at = 0, scale = 1;
+        for (int64_t d = rank - 1; d >= 0; --d) {
+          const int64_t size = shape[static_cast<size_t>(d)], i = rest % size;
+          rest /= size;
+          if (!(mask >> d & 1)) at += i * scale, scale *= size;
+        }
+        expected[static_cast<size_t>(at)] += xv[static_cast<size_t>(e)];
+      }
+      CHECK(values(cr::sum(x, dims)) == expected);
+      CHECK(values(cr::sum(x.to(cr::float32), dims)) == expected);
+      CHECK(values(cr::sum(x.to(cr::int64), dims)) == expected);
+      CHECK(values(cr::sum(x.transpose(0, rank - 1).contiguous().transpose(0, rank - 1), dims)) == expected);
+    }
+  }
+}
+
 TEST_CASE("reduction gradients at several shapes, keepdim, non-contiguous") {
   const std::vector<cr::Tensor> xs = {input({5}, -2, 2, 1), input({3, 4}, -2, 2, 2),
                                       input({2, 3, 4}, -2, 2, 3).detach().permute({2, 0, 1}).requires_grad_()};
