@@ -352,6 +352,22 @@ void index_add_into(const Tensor& out, int64_t dim, const std::vector<int64_t>& 
   });
 }
 
+namespace {
+// The sum of n contiguous elements in Acc: eight running sums (one chain of additions runs at
+// the adder's latency, a quarter of torch's speed) combined pairwise, then the last n % 8, in
+// an order fixed by n alone (not by the machine or the thread count).
+template <class Acc, class T>
+Acc run_sum(const T* x, int64_t n) {
+  const int64_t whole = n / 8 * 8;
+  Acc lanes[8] = {};
+  for (int64_t i = 0; i < whole; i += 8)
+    for (int j = 0; j < 8; ++j) lanes[j] += x[i + j];
+  Acc total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+  for (int64_t i = whole; i < n; ++i) total += x[i];
+  return total;
+}
+}  // namespace
+
 Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
   Shape out_shape = x.shape();
   for (size_t d = 0; d < reduce.size(); ++d)
@@ -365,14 +381,7 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
     if (n_out == 1) {  // full reduction
       Acc acc = 0;
       if (x.is_contiguous()) {
-        // Eight running sums (one chain of additions ran at the adder's latency, a quarter of
-        // torch's speed), combined pairwise: the same order whatever the machine or threads.
-        const int64_t n = x.numel(), whole = n / 8 * 8;
-        Acc lanes[8] = {};
-        for (int64_t i = 0; i < whole; i += 8)
-          for (int j = 0; j < 8; ++j) lanes[j] += in[i + j];
-        acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-        for (int64_t i = whole; i < n; ++i) acc += in[i];
+        acc = run_sum<Acc>(in, x.numel());
       } else {
         for_each_offset<1>(x.shape(), {&x.strides()}, [&](const auto& off) { acc += in[off[0]]; });
       }
@@ -409,28 +418,20 @@ Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
           reduced.push_back(reduce[d]);
         }
       }
-      if (sizes.empty() || x.numel() == 0) {  // one element (or none) per output
-        for (int64_t i = 0; i < n_out; ++i) o[i] = x.numel() == 0 ? T(0) : in[i];
-        return;
-      }
-      const int64_t run = sizes.back(), outer = x.numel() / run;
+      // (n_out > 1, so some kept run has more than one element; with none, acc stays zeros)
+      const int64_t run = sizes.back(), outer = x.numel() == 0 ? 0 : x.numel() / run;
       const size_t blocks = sizes.size() - 1;
       Shape index, out_step;  // each leading run's position, and its step in out
       index.resize(blocks, 0);
       out_step.resize(blocks, 0);
-      for (int64_t step = reduced.back() ? 1 : run, b = static_cast<int64_t>(blocks) - 1; b >= 0; --b)
-        if (!reduced[static_cast<size_t>(b)]) out_step[static_cast<size_t>(b)] = step, step *= sizes[static_cast<size_t>(b)];
+      int64_t step = reduced.back() ? 1 : run;
+      for (size_t b = blocks; b-- > 0;)
+        if (!reduced[b]) out_step[b] = step, step *= sizes[b];
       int64_t at = 0;  // out's offset for the current leading position
       for (int64_t r = 0; r < outer; ++r) {
         const T* row = in + r * run;
-        if (reduced.back()) {  // a row's sum, in eight running sums as the whole-tensor sum
-          Acc lanes[8] = {};
-          const int64_t whole = run / 8 * 8;
-          for (int64_t i = 0; i < whole; i += 8)
-            for (int j = 0; j < 8; ++j) lanes[j] += row[i + j];
-          Acc total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-          for (int64_t i = whole; i < run; ++i) total += row[i];
-          acc[static_cast<size_t>(at)] += total;
+        if (reduced.back()) {
+          acc[static_cast<size_t>(at)] += run_sum<Acc>(row, run);
         } else {
           Acc* to = acc.data() + at;
           for (int64_t i = 0; i < run; ++i) to[i] += row[i];

@@ -75,6 +75,9 @@ TEST_CASE("sum over every set of dims equals a plain loop (runs of summed and ke
       CHECK(values(cr::sum(x.transpose(0, rank - 1).contiguous().transpose(0, rank - 1), dims)) == expected);
     }
   }
+  // summing over an empty dim gives zeros
+  CHECK(values(cr::sum(cr::zeros({3, 0}), 1)) == std::vector<double>(3, 0.0));
+  CHECK(values(cr::sum(cr::zeros({2, 0, 3}), 1)) == std::vector<double>(6, 0.0));
 }
 
 TEST_CASE("reduction gradients at several shapes, keepdim, non-contiguous") {
