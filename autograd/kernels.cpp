@@ -763,8 +763,19 @@ struct ConvSizes {
     block = std::clamp<int64_t>((int64_t{1} << 20) * get_num_threads() / std::max<int64_t>(sample_bytes, 1), 1,
                                 std::max<int64_t>(n, 1));
   }
-  Shape samples(int64_t b) const { return {b, c, h, wd}; }  // b samples of x
+  // Samples first .. first + b - 1 of t ([N, C, H, W], contiguous), and a block's columns in `buffer`.
+  Tensor samples(const Tensor& t, int64_t first, int64_t b) const {
+    return alias(t, {b, c, h, wd}, t.strides(), t.storage_offset() + first * plane);
+  }
   Shape columns(int64_t b) const { return {b, groups * rows, l}; }
+  Tensor columns(const Tensor& buffer, int64_t b) const {
+    return alias(buffer, columns(b), contiguous_strides(columns(b)), 0);
+  }
+  // Offsets of group q's part: of sample i's columns in a block, of sample n's output (or its
+  // gradient), of the weight (or its gradient).
+  int64_t cols_at(int64_t i, int64_t q) const { return (i * groups + q) * rows * l; }
+  int64_t out_at(int64_t n_, int64_t q) const { return (n_ * o + q * og) * l; }
+  int64_t weight_at(int64_t q) const { return q * og * rows; }
 };
 }  // namespace
 
@@ -775,18 +786,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int
   if (y.numel() == 0) return y;
   const Tensor buffer = empty(s.columns(s.block), x.dtype());
   dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
-    const T* pw = ptr<T>(weight);
     for (int64_t first = 0; first < s.n; first += s.block) {
       const int64_t b = std::min(s.block, s.n - first);
-      const Tensor cols = alias(buffer, s.columns(b), contiguous_strides(s.columns(b)), 0);
-      unfold_into(cols, alias(x, s.samples(b), x.strides(), x.storage_offset() + first * s.plane), w, 0.0);
-      for (int64_t i = 0; i < b; ++i) {
-        const T* ci = ptr<T>(cols) + i * s.groups * s.rows * s.l;
-        T* yi = ptr<T>(y) + (first + i) * s.o * s.l;
+      const Tensor cols = s.columns(buffer, b);
+      unfold_into(cols, s.samples(x, first, b), w, 0.0);
+      for (int64_t i = 0; i < b; ++i)
         for (int64_t q = 0; q < s.groups; ++q)
-          gemm<T>(false, false, s.og, s.l, s.rows, pw + q * s.og * s.rows, s.rows, ci + q * s.rows * s.l, s.l,
-                  yi + q * s.og * s.l, false);
-      }
+          gemm<T>(false, false, s.og, s.l, s.rows, ptr<T>(weight) + s.weight_at(q), s.rows,
+                  ptr<T>(cols) + s.cols_at(i, q), s.l, ptr<T>(y) + s.out_at(first + i, q), false);
     }
   });
   return y;
@@ -805,22 +812,20 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g_in, const Tensor& x_in
   dispatch_floating(g.dtype(), "conv2d", [&]<class T>() {
     for (int64_t first = 0; first < s.n; first += s.block) {
       const int64_t b = std::min(s.block, s.n - first);
-      const Tensor cols = alias(buffer, s.columns(b), contiguous_strides(s.columns(b)), 0);
-      auto sample_cols = [&](int64_t i, int64_t q) { return ptr<T>(cols) + (i * s.groups + q) * s.rows * s.l; };
-      auto sample_g = [&](int64_t i, int64_t q) { return ptr<T>(g) + ((first + i) * s.o + q * s.og) * s.l; };
+      const Tensor cols = s.columns(buffer, b);
       if (need_w) {  // dW += g_i cols_i^T, per sample and group, in the samples' order
-        unfold_into(cols, alias(x, s.samples(b), x.strides(), x.storage_offset() + first * s.plane), w, 0.0);
+        unfold_into(cols, s.samples(x, first, b), w, 0.0);
         for (int64_t i = 0; i < b; ++i)
           for (int64_t q = 0; q < s.groups; ++q)
-            gemm<T>(false, true, s.og, s.rows, s.l, sample_g(i, q), s.l, sample_cols(i, q), s.l,
-                    ptr<T>(gw) + q * s.og * s.rows, first + i > 0);
+            gemm<T>(false, true, s.og, s.rows, s.l, ptr<T>(g) + s.out_at(first + i, q), s.l,
+                    ptr<T>(cols) + s.cols_at(i, q), s.l, ptr<T>(gw) + s.weight_at(q), first + i > 0);
       }
       if (need_x) {  // the columns' gradient W^T g_i, per sample and group, folded onto x's gradient
         for (int64_t i = 0; i < b; ++i)
           for (int64_t q = 0; q < s.groups; ++q)
-            gemm<T>(true, false, s.rows, s.l, s.og, ptr<T>(weight) + q * s.og * s.rows, s.rows, sample_g(i, q), s.l,
-                    sample_cols(i, q), false);
-        fold_add_into(alias(gx, s.samples(b), gx.strides(), first * s.plane), cols, w);
+            gemm<T>(true, false, s.rows, s.l, s.og, ptr<T>(weight) + s.weight_at(q), s.rows,
+                    ptr<T>(g) + s.out_at(first + i, q), s.l, ptr<T>(cols) + s.cols_at(i, q), false);
+        fold_add_into(s.samples(gx, first, b), cols, w);
       }
     }
   });
