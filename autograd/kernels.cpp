@@ -5,19 +5,45 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <utility>
 #include <vector>
 
 namespace chainrule {
+namespace {
+// The thread count asked for (OpenBLAS's own at first: all cores, or OPENBLAS_NUM_THREADS), and
+// how many kernels::SerialBlas sections are running, during which OpenBLAS runs on one thread.
+std::mutex g_blas_threads;
+int g_serial_sections = 0;
+std::atomic<int>& wanted_threads() {
+  static std::atomic<int> wanted{openblas_get_num_threads()};
+  return wanted;
+}
+}  // namespace
+
 void set_num_threads(int n) {
   if (n < 1) fail("set_num_threads: need at least 1 thread, got {}", n);
-  openblas_set_num_threads(n);
+  const std::lock_guard lock(g_blas_threads);
+  wanted_threads().store(n, std::memory_order_relaxed);
+  if (g_serial_sections == 0) openblas_set_num_threads(n);
 }
-int get_num_threads() { return openblas_get_num_threads(); }
+int get_num_threads() { return wanted_threads().load(std::memory_order_relaxed); }
+
+namespace kernels {
+SerialBlas::SerialBlas() {
+  const std::lock_guard lock(g_blas_threads);
+  if (g_serial_sections++ == 0) openblas_set_num_threads(1);
+}
+SerialBlas::~SerialBlas() {
+  const std::lock_guard lock(g_blas_threads);
+  if (--g_serial_sections == 0) openblas_set_num_threads(get_num_threads());
+}
+}  // namespace kernels
 }  // namespace chainrule
 
 namespace chainrule::kernels {
@@ -751,18 +777,34 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
 
 namespace {
 // A convolution as its GEMMs see it: per group, `og` output channels and `rows` rows of columns
-// (C / groups kh kw); `l` output positions; `plane` elements of one sample of x. The samples go
-// in blocks of `block`, whose columns take about 1 MiB per thread: one unfold (or fold) call per
-// block splits between threads, and the block is still in cache when its GEMMs read it.
+// (C / groups kh kw); `l` output positions; `plane` elements of one sample of x.
+//
+// The batch is cut into `parts` runs of samples, at most 8 and as many as the samples, fewer
+// when the weight is large: a part's products accumulate its own weight gradient, and the parts'
+// gradients are added in their order, so the bits depend on the shapes only, not on the thread
+// count. When the batch is large enough (`split`), the parts are shared between threads and each
+// runs its unfolds, folds and GEMMs alone, with OpenBLAS on one thread: the products of one
+// sample ([32, 144] x [144, 784] for 16 3x3 channels on 28 x 28) are too small to share well,
+// and a part's columns stay in the cache of the core that made them. A part goes in blocks of
+// `block` samples, whose columns take about 1 MiB (per thread, when one call's unfold is shared).
 struct ConvSizes {
-  int64_t n, c, h, wd, o, groups, og, rows, l, plane, block;
+  static constexpr int64_t kMaxParts = 8;
+  static constexpr int64_t kPartialBytes = int64_t{4} << 20;  // the parts' weight gradients, at most
+  int64_t n, c, h, wd, o, groups, og, rows, l, plane, parts, block;
+  bool split;
   ConvSizes(const Shape& x, const Shape& weight, const Window2& w, int64_t g, size_t element)
       : n(x[0]), c(x[1]), h(x[2]), wd(x[3]), o(weight[0]), groups(g), og(weight[0] / g),
         rows(weight[1] * weight[2] * weight[3]), l(w.out[0] * w.out[1]), plane(x[1] * x[2] * x[3]) {
-    const auto sample_bytes = static_cast<int64_t>(element) * groups * rows * l;
-    block = std::clamp<int64_t>((int64_t{1} << 20) * get_num_threads() / std::max<int64_t>(sample_bytes, 1), 1,
-                                std::max<int64_t>(n, 1));
+    const auto bytes = static_cast<int64_t>(element);
+    parts = std::clamp<int64_t>(kPartialBytes / std::max<int64_t>(bytes * o * rows, 1), 1,
+                                std::clamp<int64_t>(n, 1, kMaxParts));
+    const int threads = get_num_threads();
+    split = threads > 1 && parts > 1 && parts * part_work() >= 2 * kParallelGrain;  // as parallel_for decides
+    block = std::clamp<int64_t>((int64_t{1} << 20) * (split ? 1 : threads) / std::max<int64_t>(bytes * groups * rows * l, 1),
+                                1, std::max<int64_t>(n, 1));
   }
+  int64_t part_begin(int64_t p) const { return p * n / parts; }  // part p: samples [part_begin(p), part_begin(p + 1))
+  int64_t part_work() const { return (n + parts - 1) / parts * groups * rows * l; }  // column elements, at most
   // Samples first .. first + b - 1 of t ([N, C, H, W], contiguous), and a block's columns in `buffer`.
   Tensor samples(const Tensor& t, int64_t first, int64_t b) const {
     return alias(t, {b, c, h, wd}, t.strides(), t.storage_offset() + first * plane);
@@ -776,6 +818,25 @@ struct ConvSizes {
   int64_t cols_at(int64_t i, int64_t q) const { return (i * groups + q) * rows * l; }
   int64_t out_at(int64_t n_, int64_t q) const { return (n_ * o + q * og) * l; }
   int64_t weight_at(int64_t q) const { return q * og * rows; }
+
+  // Calls f(part, first, b, cols) for every block of every part, the parts in order on one
+  // thread or shared between threads (split); cols is the block's columns, in a buffer of the
+  // thread's own.
+  template <class F>
+  void for_each_block(Dtype dtype, F&& f) const {
+    const auto run = [&](int64_t begin, int64_t end) {
+      const Tensor buffer = empty(columns(block), dtype);
+      for (int64_t p = begin; p < end; ++p)
+        for (int64_t first = part_begin(p), stop = part_begin(p + 1); first < stop; first += block) {
+          const int64_t b = std::min(block, stop - first);
+          f(p, first, b, columns(buffer, b));
+        }
+    };
+    if (!split) return run(0, parts);
+    const SerialBlas one_thread;
+    parallel_for(parts, run, part_work(), 1);
+  }
+
 };
 }  // namespace
 
@@ -784,17 +845,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int
   const ConvSizes s(x.shape(), weight.shape(), w, groups, dtype_size(x.dtype()));
   Tensor y = empty({s.n, s.o, w.out[0], w.out[1]}, x.dtype());
   if (y.numel() == 0) return y;
-  const Tensor buffer = empty(s.columns(s.block), x.dtype());
   dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
-    for (int64_t first = 0; first < s.n; first += s.block) {
-      const int64_t b = std::min(s.block, s.n - first);
-      const Tensor cols = s.columns(buffer, b);
+    s.for_each_block(x.dtype(), [&](int64_t, int64_t first, int64_t b, const Tensor& cols) {
       unfold_into(cols, s.samples(x, first, b), w, 0.0);
       for (int64_t i = 0; i < b; ++i)
         for (int64_t q = 0; q < s.groups; ++q)
           gemm<T>(false, false, s.og, s.l, s.rows, ptr<T>(weight) + s.weight_at(q), s.rows,
                   ptr<T>(cols) + s.cols_at(i, q), s.l, ptr<T>(y) + s.out_at(first + i, q), false);
-    }
+    });
   });
   return y;
 }
@@ -805,20 +863,22 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g_in, const Tensor& x_in
   const Tensor g = dense(g_in);
   const Tensor x = need_w ? dense(x_in) : Tensor(), weight = need_x ? dense(weight_in) : Tensor();
   const ConvSizes s(x_shape, weight_shape, w, groups, dtype_size(g.dtype()));
-  // x's gradient is a sum of folded columns; weight's starts as the first sample's product (zeros without samples)
+  // x's gradient is a sum of folded columns. weight's: part 0's products accumulate onto its
+  // first sample's (zeros without samples), each other part's in a slice of `partial`, added
+  // onto it in the parts' order at the end.
   Tensor gx = need_x ? zeros(x_shape, g.dtype()) : Tensor();
   Tensor gw = need_w ? (s.n == 0 ? zeros(weight_shape, g.dtype()) : empty(weight_shape, g.dtype())) : Tensor();
-  const Tensor buffer = empty(s.columns(s.block), g.dtype());
+  const int64_t weight_numel = weight_shape.numel();
+  const Tensor partial = need_w && s.parts > 1 ? empty({s.parts - 1, weight_numel}, g.dtype()) : Tensor();
   dispatch_floating(g.dtype(), "conv2d", [&]<class T>() {
-    for (int64_t first = 0; first < s.n; first += s.block) {
-      const int64_t b = std::min(s.block, s.n - first);
-      const Tensor cols = s.columns(buffer, b);
+    s.for_each_block(g.dtype(), [&](int64_t p, int64_t first, int64_t b, const Tensor& cols) {
       if (need_w) {  // dW += g_i cols_i^T, per sample and group, in the samples' order
+        T* into = p == 0 ? ptr<T>(gw) : ptr<T>(partial) + (p - 1) * weight_numel;
         unfold_into(cols, s.samples(x, first, b), w, 0.0);
         for (int64_t i = 0; i < b; ++i)
           for (int64_t q = 0; q < s.groups; ++q)
             gemm<T>(false, true, s.og, s.rows, s.l, ptr<T>(g) + s.out_at(first + i, q), s.l,
-                    ptr<T>(cols) + s.cols_at(i, q), s.l, ptr<T>(gw) + s.weight_at(q), first + i > 0);
+                    ptr<T>(cols) + s.cols_at(i, q), s.l, into + s.weight_at(q), first + i > s.part_begin(p));
       }
       if (need_x) {  // the columns' gradient W^T g_i, per sample and group, folded onto x's gradient
         for (int64_t i = 0; i < b; ++i)
@@ -827,6 +887,12 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g_in, const Tensor& x_in
                     ptr<T>(g) + s.out_at(first + i, q), s.l, ptr<T>(cols) + s.cols_at(i, q), false);
         fold_add_into(s.samples(gx, first, b), cols, w);
       }
+    });
+    if (partial.defined()) {
+      T* out = ptr<T>(gw);
+      const T* add = ptr<T>(partial);
+      for (int64_t p = 0; p + 1 < s.parts; ++p)
+        for (int64_t e = 0; e < weight_numel; ++e) out[e] += add[p * weight_numel + e];
     }
   });
   return {std::move(gx), std::move(gw)};

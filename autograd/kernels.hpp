@@ -215,17 +215,31 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
 /// position unfold_into read it from (those outside x dropped); the (n, c) planes split between threads.
 void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
 
+/// OpenBLAS on one thread while it lives, for threads that each run their own products
+/// (conv2d's parts of a batch); the count set_num_threads asked for comes back when the last
+/// such section ends, and set_num_threads meanwhile takes effect then. A product another thread
+/// of the program runs meanwhile runs on one thread too.
+class SerialBlas {
+ public:
+  SerialBlas();
+  ~SerialBlas();
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
 /// A convolution's product: y [N, O, out h, out w] = weight [O, C / groups, kh, kw] applied to
 /// every window of x [N, C, H, W] (floating, one dtype), without a bias. A block of samples at a
-/// time (about 1 MiB of columns per thread) is unfolded (unfold_into) into one buffer that a GEMM
-/// per sample and group reads while it is still in cache: the batch's columns are never made.
+/// time (about 1 MiB of columns) is unfolded (unfold_into) into a buffer that a GEMM per sample
+/// and group reads while it is still in cache: the batch's columns are never made. A large
+/// batch is cut into parts that threads share, each with its own buffer and one-thread GEMMs.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2& w, int64_t groups);
 
 /// conv2d's gradients from g [N, O, out h, out w]: of x (shape x_shape, when need_x; weight
-/// read) and of weight (when need_w; x read), the other left undefined. Block by block, as
-/// conv2d: x's columns again, weight's gradient accumulated by a GEMM per sample onto the
-/// previous samples' (BLAS's beta = 1, in the samples' order whatever the thread count), the
-/// columns' gradient into the one buffer and folded (fold_add_into) onto the block's planes.
+/// read) and of weight (when need_w; x read), the other left undefined. Block by block and part
+/// by part, as conv2d: x's columns again, weight's gradient accumulated by a GEMM per sample onto
+/// the part's previous samples' (BLAS's beta = 1) and the parts' sums added in their order (so
+/// the same bits whatever the thread count), the columns' gradient into the block's buffer and
+/// folded (fold_add_into) onto the block's planes.
 std::pair<Tensor, Tensor> conv2d_backward(const Tensor& g, const Tensor& x, const Tensor& weight, const Shape& x_shape,
                                           const Shape& weight_shape, const Window2& w, int64_t groups, bool need_x,
                                           bool need_w);

@@ -20,7 +20,6 @@ namespace chainrule::kernels::detail {
 
 namespace {
 
-constexpr int64_t kAlign = 64;  // elements: a piece starts on a cache line of any dtype
 constexpr int kMaxHelpers = 63;
 
 struct Pool {
@@ -87,8 +86,8 @@ Pool& pool() {
 
 }  // namespace
 
-void parallel_run(int64_t n, int64_t work, PieceFn piece, void* body) {
-  const int64_t useful = std::min(work / kParallelGrain, (n + kAlign - 1) / kAlign);
+void parallel_run(int64_t n, int64_t work, PieceFn piece, void* body, int64_t align) {
+  const int64_t useful = std::min(work / kParallelGrain, (n + align - 1) / align);
   const int threads = static_cast<int>(std::min<int64_t>({get_num_threads(), useful, kMaxHelpers + 1}));
   Pool& p = pool();
   if (threads < 2 || p.busy.exchange(true, std::memory_order_acquire)) {
@@ -112,7 +111,7 @@ void parallel_run(int64_t n, int64_t work, PieceFn piece, void* body) {
   p.body = body;
   p.n = n;
   p.parties = parties;
-  p.chunk = ((n + parties - 1) / parties + kAlign - 1) / kAlign * kAlign;
+  p.chunk = ((n + parties - 1) / parties + align - 1) / align * align;
   p.pending.store(p.helpers, std::memory_order_relaxed);
   p.epoch.fetch_add(1, std::memory_order_release);
   p.epoch.notify_all();

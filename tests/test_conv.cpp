@@ -2,6 +2,8 @@
 // 1-d and 2-d pooling by hand, gradients by gradcheck (first and second order), the modules, and errors.
 #include "helpers.hpp"
 
+#include <cblas.h>
+
 #include <cmath>
 
 namespace F = cr::nn::functional;
@@ -206,6 +208,41 @@ TEST_CASE("conv2d is one node that goes block by block of samples: gradients aga
     CHECK(cr::allclose(got[1], expected[1], 1e-12, 1e-14));
   }
   cr::set_num_threads(before);
+}
+
+TEST_CASE("conv2d shares a batch's parts between threads: the same bits on 1 and 2 threads, BLAS's threads restored") {
+  // 12 samples in 8 parts (of 1 and 2 samples), each sample's float32 columns over 512 KiB (a
+  // block of one sample, so a part of two goes in two blocks): on 2 threads the parts are shared
+  // and each runs its GEMMs on one OpenBLAS thread. Weight's gradient adds the parts' sums in
+  // their order whatever the thread count, so the bits do not change (a sum per thread would).
+  const int64_t n = 12, c = 4, o = 6, groups = 2;
+  const F::Size2 one{1, 1};
+  const cr::Tensor x = input({n, c, 64, 64}, -1, 1, 36).to(cr::float32).detach().requires_grad_();
+  const cr::Tensor w = input({o, c / groups, 3, 3}, -1, 1, 37).to(cr::float32).detach().requires_grad_();
+  const cr::Tensor r = input({n, o, 64, 64}, -1, 1, 38).to(cr::float32).detach();
+  // the reference: unfold and a batched matmul in float64
+  const cr::Tensor x64 = x.detach().to(cr::float64).requires_grad_(), w64 = w.detach().to(cr::float64).requires_grad_();
+  const cr::Tensor cols = F::unfold(x64, {3, 3}, one, one, one).reshape({n, groups, -1, 64 * 64});
+  const cr::Tensor y64 = cr::matmul(w64.reshape({groups, o / groups, -1}), cols).reshape({n, o, 64, 64});
+  const auto expected = cr::autograd::grad({cr::sum(y64 * r.to(cr::float64))}, {x64, w64});
+  const int before = cr::get_num_threads();
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    cr::set_num_threads(threads);
+    const cr::Tensor y = F::conv2d(x, w, {}, one, one, one, groups);
+    const auto got = cr::autograd::grad({cr::sum(y * r)}, {x, w});
+    CHECK(cr::get_num_threads() == threads);
+    CHECK(openblas_get_num_threads() == threads);
+    CHECK(cr::allclose(y.to(cr::float64), y64, 1e-5, 1e-5));
+    CHECK(cr::allclose(got[0].to(cr::float64), expected[0], 1e-5, 1e-5));
+    CHECK(cr::allclose(got[1].to(cr::float64), expected[1], 1e-4, 1e-2));  // sums of 49,152 products
+    for (const cr::Tensor& t : {y, got[0], got[1]}) runs.push_back(t.to_vector<float>());
+  }
+  cr::set_num_threads(before);
+  CHECK(runs[0] == runs[3]);  // y
+  CHECK(runs[1] == runs[4]);  // x's gradient
+  CHECK(runs[2] == runs[5]);  // weight's gradient
 }
 
 TEST_CASE("max_pool1d and avg_pool1d by hand, on [N, C, L] and [C, L]") {

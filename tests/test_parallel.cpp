@@ -5,9 +5,11 @@
 // plain per-element reference.
 #include "helpers.hpp"
 
+#include <cblas.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -80,6 +82,54 @@ TEST_CASE("parallel_for inside a piece, and from two threads at once, runs and c
   });
   for (int r = 0; r < 20; ++r) covered_once(n);
   other.join();
+}
+
+TEST_CASE("parallel_for with an alignment of 1: pieces of tasks (a convolution's parts of a batch)") {
+  Threads scope(2);
+  for (int64_t n : {int64_t(2), int64_t(3), int64_t(8)}) {
+    CAPTURE(n);
+    std::mutex m;
+    std::vector<std::pair<int64_t, int64_t>> pieces;
+    K::parallel_for(
+        n,
+        [&](int64_t begin, int64_t end) {
+          std::lock_guard lock(m);
+          pieces.emplace_back(begin, end);
+        },
+        K::kParallelGrain, 1);
+    std::sort(pieces.begin(), pieces.end());
+    REQUIRE(pieces.size() == 2u);  // with the default of 64, 8 tasks were one piece
+    CHECK(pieces[0] == std::pair<int64_t, int64_t>(0, (n + 1) / 2));
+    CHECK(pieces[1] == std::pair<int64_t, int64_t>((n + 1) / 2, n));
+  }
+}
+
+TEST_CASE("SerialBlas runs OpenBLAS on one thread and gives back the count asked for, nested, set meanwhile, concurrent") {
+  Threads scope(2);
+  {
+    const K::SerialBlas outer;
+    CHECK(openblas_get_num_threads() == 1);
+    CHECK(cr::get_num_threads() == 2);  // the count asked for, which parallel_for splits by
+    {
+      const K::SerialBlas inner;
+      cr::set_num_threads(3);  // takes effect when the last section ends
+      CHECK(openblas_get_num_threads() == 1);
+      CHECK(cr::get_num_threads() == 3);
+    }
+    CHECK(openblas_get_num_threads() == 1);  // outer is still running
+  }
+  CHECK(openblas_get_num_threads() == 3);
+  // Two threads entering and leaving sections over each other: restoring "the count before"
+  // per section left OpenBLAS on one thread for good.
+  cr::set_num_threads(2);
+  const auto sections = [] {
+    for (int i = 0; i < 2000; ++i) const K::SerialBlas section;
+  };
+  std::thread other(sections);
+  sections();
+  other.join();
+  CHECK(openblas_get_num_threads() == 2);
+  CHECK(cr::get_num_threads() == 2);
 }
 
 TEST_CASE("an exception in any piece reaches the caller after every piece has finished; the pool stays usable") {
