@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -592,6 +593,21 @@ void dot_products(int64_t n, int64_t m, int64_t k, const T* a, int64_t a_row, in
     }
 }
 
+// Independent products (a batch's, a convolution's parts) shared between threads, each running
+// its GEMMs on one OpenBLAS thread (SerialBlas): OpenBLAS splits a small product between its
+// threads poorly. Shared when there are two threads and two tasks, and `per_task` elements of
+// work each come to two parallel_for grains (the test parallel_for makes, so that it does split).
+bool shares_products(int64_t tasks, int64_t per_task) {
+  return get_num_threads() > 1 && tasks > 1 && tasks * per_task >= 2 * kParallelGrain;
+}
+// Calls f(begin, end) over the tasks [0, tasks): here, or in pieces on threads (shares_products).
+template <class F>
+void for_each_task(int64_t tasks, int64_t per_task, F&& f) {
+  if (!shares_products(tasks, per_task)) return f(int64_t{0}, tasks);
+  const SerialBlas one_thread;
+  parallel_for(tasks, f, per_task, 1);
+}
+
 // c = a b, or c += a b when `accumulate` (BLAS's beta = 1: a bias already in c).
 template <class T>
 void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
@@ -766,10 +782,16 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     T* pc = ptr<T>(out);
     if (!batched) return gemm<T>(la->trans, lb->trans, n, m, k, pa, la->ld, pb, lb->ld, pc, bias.defined());
     const Shape sa = batch_strides(a), sb = batch_strides(b);
-    int64_t i = 0;
-    for_each_offset<2>(batch, {&sa, &sb}, [&](const auto& off) {
-      gemm<T>(la->trans, lb->trans, n, m, k, pa + off[0], la->ld, pb + off[1], lb->ld, pc + i * n * m, bias.defined());
-      ++i;
+    std::vector<std::array<int64_t, 2>> at;  // each product's operands
+    at.reserve(static_cast<size_t>(batch.numel()));
+    for_each_offset<2>(batch, {&sa, &sb}, [&](const auto& off) { at.push_back({off[0], off[1]}); });
+    // a product's multiply-adds count 1/32 of an element each: on one thread OpenBLAS does 50-80
+    // a ns, and a copy or scale, which kParallelGrain is measured by, one or two elements
+    for_each_task(batch.numel(), std::max<int64_t>(n * m * k / 32, 1), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const auto [oa, ob] = at[static_cast<size_t>(i)];
+        gemm<T>(la->trans, lb->trans, n, m, k, pa + oa, la->ld, pb + ob, lb->ld, pc + i * n * m, bias.defined());
+      }
     });
   });
   return out;
@@ -798,10 +820,10 @@ struct ConvSizes {
     const auto bytes = static_cast<int64_t>(element);
     parts = std::clamp<int64_t>(kPartialBytes / std::max<int64_t>(bytes * o * rows, 1), 1,
                                 std::clamp<int64_t>(n, 1, kMaxParts));
-    const int threads = get_num_threads();
-    split = threads > 1 && parts > 1 && parts * part_work() >= 2 * kParallelGrain;  // as parallel_for decides
-    block = std::clamp<int64_t>((int64_t{1} << 20) * (split ? 1 : threads) / std::max<int64_t>(bytes * groups * rows * l, 1),
-                                1, std::max<int64_t>(n, 1));
+    split = shares_products(parts, part_work());
+    const int64_t sample_bytes = std::max<int64_t>(bytes * groups * rows * l, 1);
+    block = std::clamp<int64_t>((int64_t{1} << 20) * (split ? 1 : get_num_threads()) / sample_bytes, 1,
+                                std::max<int64_t>(n, 1));
   }
   int64_t part_begin(int64_t p) const { return p * n / parts; }  // part p: samples [part_begin(p), part_begin(p + 1))
   int64_t part_work() const { return (n + parts - 1) / parts * groups * rows * l; }  // column elements, at most
@@ -832,9 +854,7 @@ struct ConvSizes {
           f(p, first, b, columns(buffer, b));
         }
     };
-    if (!split) return run(0, parts);
-    const SerialBlas one_thread;
-    parallel_for(parts, run, part_work(), 1);
+    for_each_task(parts, part_work(), run);
   }
 
 };
