@@ -856,7 +856,6 @@ struct ConvSizes {
     };
     for_each_task(parts, part_work(), run);
   }
-
 };
 }  // namespace
 

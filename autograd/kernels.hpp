@@ -216,9 +216,9 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
 void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
 
 /// OpenBLAS on one thread while it lives, for threads that each run their own products
-/// (conv2d's parts of a batch); the count set_num_threads asked for comes back when the last
-/// such section ends, and set_num_threads meanwhile takes effect then. A product another thread
-/// of the program runs meanwhile runs on one thread too.
+/// (conv2d's parts of a batch, a batched matmul's products); the count set_num_threads asked
+/// for comes back when the last such section ends, and set_num_threads meanwhile takes effect
+/// then. A product another thread of the program runs meanwhile runs on one thread too.
 class SerialBlas {
  public:
   SerialBlas();

@@ -26,9 +26,10 @@ void parallel_run(int64_t n, int64_t work, PieceFn piece, void* body, int64_t al
 /// Calls f(begin, end) for pieces that cover [0, n) exactly once, in parallel when the loop
 /// has at least 2 * kParallelGrain elements, counting `per_index` elements per index (a
 /// column sum over r rows: n columns, r per index). Each piece but the last is a multiple of
-/// `align` indices long: 64 (a cache line of any dtype) unless an index is a large task of
-/// its own (a convolution's part of a batch). If f throws, the first exception is rethrown here once every piece has
-/// finished (the other pieces still run to their end).
+/// `align` indices long: 64 (a cache line of any dtype) unless an index is a large task of its
+/// own (a convolution's part of a batch, one of a batch's products). If f throws, the first
+/// exception is rethrown here once every piece has finished (the other pieces still run to
+/// their end).
 template <class F>
 void parallel_for(int64_t n, F&& f, int64_t per_index = 1, int64_t align = 64) {
   if (n * per_index < 2 * kParallelGrain) {

@@ -104,7 +104,7 @@ TEST_CASE("parallel_for with an alignment of 1: pieces of tasks (a convolution's
   }
 }
 
-TEST_CASE("SerialBlas runs OpenBLAS on one thread and gives back the count asked for, nested, set meanwhile, concurrent") {
+TEST_CASE("SerialBlas holds OpenBLAS on one thread and gives back the count asked for: nested, set, concurrent") {
   Threads scope(2);
   {
     const K::SerialBlas outer;
