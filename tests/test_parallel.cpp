@@ -1,8 +1,9 @@
 // Threads for large elementwise loops (kernels::parallel_for): every index covered exactly
-// once in aligned pieces, more than one thread used when asked, nested and concurrent loops,
-// a forked child, and the loops that use it (elementwise ops, in-place ops, the SGD momentum
-// step, sums over leading dimensions) giving the same bits on 2 threads as on 1 and as a
-// plain per-element reference.
+// once in aligned pieces (of 64 indices, or of single tasks), more than one thread used when
+// asked, nested and concurrent loops, a forked child, OpenBLAS's thread count around
+// kernels::SerialBlas sections, and the loops that use it (elementwise ops, in-place ops, the
+// SGD momentum step, sums over leading dimensions) giving the same bits on 2 threads as on 1
+// and as a plain per-element reference.
 #include "helpers.hpp"
 
 #include <cblas.h>
