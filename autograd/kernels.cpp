@@ -383,15 +383,20 @@ namespace {
 // The sum of n contiguous elements in Acc: eight running sums (one chain of additions runs at
 // the adder's latency, a quarter of torch's speed) combined pairwise, then the last n % 8, in
 // an order fixed by n alone (not by the machine or the thread count).
-template <class Acc, class T>
-Acc run_sum(const T* x, int64_t n) {
+// The terms are term(0) .. term(n - 1) (a product, a squared deviation), or x's elements.
+template <class Acc, class Term>
+Acc run_sum(int64_t n, Term&& term) {
   const int64_t whole = n / 8 * 8;
   Acc lanes[8] = {};
   for (int64_t i = 0; i < whole; i += 8)
-    for (int j = 0; j < 8; ++j) lanes[j] += x[i + j];
+    for (int j = 0; j < 8; ++j) lanes[j] += term(i + j);
   Acc total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-  for (int64_t i = whole; i < n; ++i) total += x[i];
+  for (int64_t i = whole; i < n; ++i) total += term(i);
   return total;
+}
+template <class Acc, class T>
+Acc run_sum(const T* x, int64_t n) {
+  return run_sum<Acc>(n, [x](int64_t i) { return static_cast<Acc>(x[i]); });
 }
 }  // namespace
 
@@ -795,6 +800,74 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     });
   });
   return out;
+}
+
+NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, double eps) {
+  const Tensor x = dense(x_in);
+  NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()), empty({c}, Dtype::float64)};
+  const auto count = static_cast<double>(a * b);
+  dispatch_floating(x.dtype(), "normalize", [&]<class T>() {
+    const T* px = ptr<T>(x);
+    T* py = ptr<T>(r.y);
+    parallel_for(
+        c,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t k = begin; k < end; ++k) {
+            double sum = 0, squares = 0;
+            for (int64_t i = 0; i < a; ++i) sum += run_sum<double>(px + (i * c + k) * b, b);
+            const double mean = sum / count;
+            for (int64_t i = 0; i < a; ++i) {
+              const T* row = px + (i * c + k) * b;
+              squares += run_sum<double>(b, [&](int64_t j) { return (row[j] - mean) * (row[j] - mean); });
+            }
+            const double var = squares / count, invstd = 1 / std::sqrt(var + eps);
+            ptr<T>(r.mean)[k] = static_cast<T>(mean);
+            ptr<T>(r.var)[k] = static_cast<T>(var);
+            ptr<double>(r.invstd)[k] = invstd;
+            const auto m = static_cast<T>(mean), s = static_cast<T>(invstd);
+            for (int64_t i = 0; i < a; ++i) {
+              const T* row = px + (i * c + k) * b;
+              T* out = py + (i * c + k) * b;
+              for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s;
+            }
+          }
+        },
+        a * b, 1);
+  });
+  return r;
+}
+
+Tensor normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd, int64_t a,
+                          int64_t c, int64_t b) {
+  const Tensor g = dense(g_in), x = dense(x_in);
+  Tensor gx = empty(g.shape(), g.dtype());
+  const auto count = static_cast<double>(a * b);
+  dispatch_floating(g.dtype(), "normalize", [&]<class T>() {
+    const T* pg = ptr<T>(g);
+    const T* px = ptr<T>(x);
+    T* out = ptr<T>(gx);
+    parallel_for(
+        c,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t k = begin; k < end; ++k) {
+            const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
+            const auto y = [&](int64_t at) { return (px[at] - m) * s; };  // as normalize made it
+            double sum = 0, dot = 0;  // of g, and of g y
+            for (int64_t i = 0; i < a; ++i) {
+              const int64_t at = (i * c + k) * b;
+              sum += run_sum<double>(pg + at, b);
+              dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
+            }
+            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count);
+            for (int64_t i = 0; i < a; ++i) {
+              const int64_t at = (i * c + k) * b;
+              for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] - mg - y(at + j) * mgy);
+            }
+          }
+        },
+        a * b, 1);
+  });
+  return gx;
 }
 
 namespace {

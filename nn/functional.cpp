@@ -279,12 +279,32 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int6
 
 namespace {
 struct Normalized {
-  Tensor y, mean, var;  // (x - mean) / sqrt(var + eps), and the statistics (kept dims)
+  Tensor y, mean, var;  // (x - mean) / sqrt(var + eps) in x's shape, and the statistics [c]
 };
-// Composed of autograd ops, so that every derivative order follows.
-Normalized normalize(const Tensor& x, const Shape& dims, double eps) {
-  const Tensor m = mean(x, dims, true), centred = x - m, v = mean(centred * centred, dims, true);
-  return {centred / sqrt(v + eps), m, v};
+
+// normalize's gradient as recorded ops of x, so that it differentiates again (create_graph):
+// invstd (g - mean(g) - y mean(g y)), with y and invstd made again from x.
+Tensor normalize_gradient(const Tensor& g, const Tensor& x, int64_t a, int64_t c, int64_t b, double eps) {
+  const Shape dims{0, 2};
+  const Tensor x3 = x.reshape({a, c, b}), g3 = g.reshape({a, c, b});
+  const Tensor centred = x3 - mean(x3, dims, true), invstd = rsqrt(mean(centred * centred, dims, true) + eps);
+  const Tensor y = centred * invstd;
+  return (invstd * (g3 - mean(g3, dims, true) - y * mean(g3 * y, dims, true))).reshape(x.shape());
+}
+
+// (x - mean) / sqrt(var + eps) with the statistics per c of x seen as [a, c, b], over a and b
+// (layer and group norm: a = 1; batch norm: a the batch, b the positions): one recorded op,
+// whose first-order gradient is kernels::normalize_backward (it was seven recorded ops forward,
+// backward through each).
+Normalized normalize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps) {
+  kernels::NormalizeResult r = kernels::normalize(x, a, c, b, eps);
+  Tensor y = record(std::move(r.y), "normalize", {x}, {x},
+                    [a, c, b, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
+                      if (!grad_mode_enabled())
+                        return {kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b)};
+                      return {normalize_gradient(g, ctx.saved(0), a, c, b, eps)};  // recorded: create_graph
+                    });
+  return {std::move(y), std::move(r.mean), std::move(r.var)};
 }
 
 // weight, bias, a running statistic: optional, of the given shape and x's dtype
@@ -313,9 +333,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     fail("layer_norm: input {} does not end in normalized_shape {}", describe(x), normalized_shape);
   check_per_feature(weight, normalized_shape, x, "layer_norm", "weight");
   check_per_feature(bias, normalized_shape, x, "layer_norm", "bias");
-  Shape dims;
-  for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
-  Tensor y = normalize(x, dims, eps).y;
+  const int64_t rows = Shape(x.shape().begin(), x.shape().end() - k).numel();
+  Tensor y = normalize(x, 1, rows, normalized_shape.numel(), eps).y;
   if (weight.defined()) y = y * weight;
   return bias.defined() ? y + bias : y;
 }
@@ -332,15 +351,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     fail("batch_norm: running_mean and running_var must be given together (input {})", describe(x));
   if (!training && !running_mean.defined())
     fail("batch_norm: running_mean and running_var are needed when not training (input {})", describe(x));
-  Shape dims{0}, stat_shape;  // statistics over every dimension but 1, kept as [1, C, 1, ...]
+  Shape stat_shape;  // statistics over every dimension but 1, as [1, C, 1, ...]
   stat_shape.resize(static_cast<size_t>(x.dim()), 1);
-  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
   stat_shape[1] = channels;
+  const int64_t positions = Shape(x.shape().begin() + 2, x.shape().end()).numel();
   Tensor y;
   if (training) {
     const int64_t n = channels == 0 ? 0 : x.numel() / channels;
     if (n <= 1) fail("batch_norm: expected more than 1 value per channel when training, got input {}", describe(x));
-    const Normalized batch = normalize(x, dims, eps);
+    const Normalized batch = normalize(x, x.size(0), channels, positions, eps);
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);
@@ -365,7 +384,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   check_per_feature(bias, {channels}, x, "group_norm", "bias");
   int64_t per_group = channels / num_groups;  // a group's elements in one example (without -1: N may be 0)
   for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.size(d);
-  const Tensor y = normalize(x.reshape({x.size(0), num_groups, per_group}), Shape{2}, eps).y.reshape(x.shape());
+  const Tensor y = normalize(x, 1, x.size(0) * num_groups, per_group, eps).y;
   return per_channel_affine(y, weight, bias);
 }
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 namespace F = cr::nn::functional;
 
@@ -123,6 +124,62 @@ TEST_CASE("batch_norm: gradcheck and gradgradcheck while training and not") {
   const cr::Tensor mean = cr::tensor({0.5, -1, 0}, cr::float64), var = cr::tensor({2.0, 0.5, 1}, cr::float64);
   check_gradients([&](const std::vector<cr::Tensor>& in) { return F::batch_norm(in[0], mean, var, in[1], in[2], false); },
                   {x, w, b});
+}
+
+TEST_CASE("layer, group and batch norm are one recorded op with a gradient kernel: against the composed ops, threads") {
+  // (x - mean) / sqrt(var + eps) per c of x seen as [a, c, b], written as recorded ops (what the
+  // three were before, and what create_graph records); each case has 131,072 elements, enough to
+  // split the channels between threads.
+  const double eps = 1e-5;
+  const auto composed = [&](const cr::Tensor& x3) {
+    const cr::Tensor centred = x3 - cr::mean(x3, cr::Shape{0, 2}, true);
+    return centred / cr::sqrt(cr::mean(centred * centred, cr::Shape{0, 2}, true) + eps);
+  };
+  struct Case {
+    const char* name;
+    cr::Shape shape, as;  // x's shape, and as [a, c, b]
+    std::function<cr::Tensor(const cr::Tensor&)> f;
+  };
+  const std::vector<Case> cases = {
+      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, [&](const cr::Tensor& x) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
+      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, [&](const cr::Tensor& x) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
+      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, [&](const cr::Tensor& x) { return F::group_norm(x, 4, {}, {}, eps); }}};
+  const int before = cr::get_num_threads();
+  for (const Case& k : cases) {
+    CAPTURE(k.name);
+    const cr::Tensor x = (input(k.shape, -3, 5, 41) * input(k.shape, 0.5, 2, 42)).detach().requires_grad_();
+    const cr::Tensor r = input(k.shape, -1, 1, 43).detach();
+    const cr::Tensor expected = composed(x.reshape(k.as)).reshape(k.shape);
+    const cr::Tensor expected_grad = cr::autograd::grad({cr::sum(expected * r)}, {x})[0];
+    std::vector<std::vector<float>> runs;
+    for (int threads : {1, 2}) {
+      CAPTURE(threads);
+      cr::set_num_threads(threads);
+      const cr::Tensor y = k.f(x);
+      CHECK(y.grad_fn()->name == std::string("normalize"));  // not the last of seven ops
+      const cr::Tensor gx = cr::autograd::grad({cr::sum(y * r)}, {x})[0];
+      CHECK(cr::allclose(y, expected, 1e-12, 1e-12));
+      CHECK(cr::allclose(gx, expected_grad, 1e-10, 1e-12));
+      // float32 against the float64 values, the same bits on either thread count
+      const cr::Tensor x32 = x.detach().to(cr::float32).requires_grad_();
+      const cr::Tensor y32 = k.f(x32);
+      const cr::Tensor g32 = cr::autograd::grad({cr::sum(y32 * r.to(cr::float32))}, {x32})[0];
+      CHECK(cr::allclose(y32.to(cr::float64), expected, 1e-5, 1e-5));
+      CHECK(cr::allclose(g32.to(cr::float64), expected_grad, 1e-4, 1e-4));
+      runs.push_back(y32.to_vector<float>());
+      runs.push_back(g32.to_vector<float>());
+    }
+    CHECK(runs[0] == runs[2]);
+    CHECK(runs[1] == runs[3]);
+  }
+  cr::set_num_threads(before);
+  // The output is not kept for backward: an in-place op on a batch norm without affine (a
+  // relu_ in PyTorch's networks) leaves its gradient as an out-of-place one does
+  const cr::Tensor x = input({4, 3, 5}), r = input({4, 3, 5}, -1, 1, 44).detach();
+  const cr::Tensor expected = cr::autograd::grad({cr::sum(F::batch_norm(x, {}, {}, {}, {}, true) * 2.0 * r)}, {x})[0];
+  cr::Tensor y = F::batch_norm(x, {}, {}, {}, {}, true);
+  y.mul_(2.0);
+  CHECK(values(cr::autograd::grad({cr::sum(y * r)}, {x})[0]) == values(expected));
 }
 
 TEST_CASE("batch_norm: errors name the op, the shapes and the dtypes") {
