@@ -802,8 +802,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
   return out;
 }
 
-NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, double eps) {
-  const Tensor x = dense(x_in);
+NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight_in,
+                          const Tensor& bias_in) {
+  const Tensor x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor(),
+               bias = bias_in.defined() ? dense(bias_in) : Tensor();
   NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()), empty({c}, Dtype::float64)};
   const auto count = static_cast<double>(a * b);
   dispatch_floating(x.dtype(), "normalize", [&]<class T>() {
@@ -825,10 +827,14 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
             ptr<T>(r.var)[k] = static_cast<T>(var);
             ptr<double>(r.invstd)[k] = invstd;
             const auto m = static_cast<T>(mean), s = static_cast<T>(invstd);
+            const T w = weight.defined() ? ptr<T>(weight)[k] : T(1), shift = bias.defined() ? ptr<T>(bias)[k] : T(0);
             for (int64_t i = 0; i < a; ++i) {
               const T* row = px + (i * c + k) * b;
               T* out = py + (i * c + k) * b;
-              for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s;
+              if (!weight.defined() && !bias.defined())
+                for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s;
+              else
+                for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s * w + shift;
             }
           }
         },
@@ -837,15 +843,15 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
   return r;
 }
 
-Tensor normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd, int64_t a,
-                          int64_t c, int64_t b) {
-  const Tensor g = dense(g_in), x = dense(x_in);
-  Tensor gx = empty(g.shape(), g.dtype());
+NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd,
+                                  int64_t a, int64_t c, int64_t b, const Tensor& weight_in, bool need_x, bool need_affine) {
+  const Tensor g = dense(g_in), x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor();
+  NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({c}, g.dtype()) : Tensor(),
+                   need_affine ? empty({c}, g.dtype()) : Tensor()};
   const auto count = static_cast<double>(a * b);
   dispatch_floating(g.dtype(), "normalize", [&]<class T>() {
     const T* pg = ptr<T>(g);
     const T* px = ptr<T>(x);
-    T* out = ptr<T>(gx);
     parallel_for(
         c,
         [&](int64_t begin, int64_t end) {
@@ -858,16 +864,24 @@ Tensor normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& 
               sum += run_sum<double>(pg + at, b);
               dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
             }
-            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count);
+            if (need_affine) {  // the weight's gradient is the sum of g y, the bias's of g
+              ptr<T>(r.weight)[k] = static_cast<T>(dot);
+              ptr<T>(r.bias)[k] = static_cast<T>(sum);
+            }
+            if (!need_x) continue;
+            // with y's gradient g w: w s (g - mean(g) - y mean(g y))
+            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count),
+                       sw = weight.defined() ? s * ptr<T>(weight)[k] : s;
+            T* out = ptr<T>(r.x);
             for (int64_t i = 0; i < a; ++i) {
               const int64_t at = (i * c + k) * b;
-              for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] - mg - y(at + j) * mgy);
+              for (int64_t j = 0; j < b; ++j) out[at + j] = sw * (pg[at + j] - mg - y(at + j) * mgy);
             }
           }
         },
         a * b, 1);
   });
-  return gx;
+  return r;
 }
 
 namespace {

@@ -282,27 +282,42 @@ struct Normalized {
   Tensor y, mean, var;  // (x - mean) / sqrt(var + eps) in x's shape, and the statistics [c]
 };
 
-// normalize's gradient as recorded ops of x, so that it differentiates again (create_graph):
-// invstd (g - mean(g) - y mean(g y)), with y and invstd made again from x.
-Tensor normalize_gradient(const Tensor& g, const Tensor& x, int64_t a, int64_t c, int64_t b, double eps) {
+// standardize's gradients as recorded ops, so that they differentiate again (create_graph): x's
+// w invstd (g - mean(g) - y mean(g y)) with y and invstd made again from x, weight's the sum of
+// g y and bias's of g (per c).
+Grads standardize_gradients(const Tensor& g, const BackwardContext& ctx, int64_t a, int64_t c, int64_t b,
+                            double eps) {
   const Shape dims{0, 2};
-  const Tensor x3 = x.reshape({a, c, b}), g3 = g.reshape({a, c, b});
+  const Tensor x3 = ctx.saved(0).reshape({a, c, b}), g3 = g.reshape({a, c, b});
   const Tensor centred = x3 - mean(x3, dims, true), invstd = rsqrt(mean(centred * centred, dims, true) + eps);
   const Tensor y = centred * invstd;
-  return (invstd * (g3 - mean(g3, dims, true) - y * mean(g3 * y, dims, true))).reshape(x.shape());
+  Tensor gx, gw, gb;
+  if (ctx.needs(0)) {
+    const Tensor gy = ctx.saved(1).defined() ? g3 * ctx.saved(1).reshape({1, c, 1}) : g3;
+    gx = (invstd * (gy - mean(gy, dims, true) - y * mean(gy * y, dims, true))).reshape(ctx.shape(0));
+  }
+  if (ctx.needs(1)) gw = sum(g3 * y, dims);
+  if (ctx.needs(2)) gb = sum(g3, dims);
+  return {std::move(gx), std::move(gw), std::move(gb)};
 }
 
 // (x - mean) / sqrt(var + eps) with the statistics per c of x seen as [a, c, b], over a and b
-// (layer and group norm: a = 1; batch norm: a the batch, b the positions): one recorded op,
-// whose first-order gradient is kernels::normalize_backward (it was seven recorded ops forward,
-// backward through each).
-Normalized normalize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps) {
-  kernels::NormalizeResult r = kernels::normalize(x, a, c, b, eps);
-  Tensor y = record(std::move(r.y), "normalize", {x}, {x},
+// (layer and group norm: a = 1; batch norm: a the batch, b the positions), times weight[c] plus
+// bias[c] where given (batch norm's affine; layer and group norm's weights vary within a c and
+// are applied after): one recorded op named `op`, whose first-order gradients are
+// kernels::normalize_backward. It was seven recorded ops forward (and two for the affine), and
+// backward through each.
+Normalized standardize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight,
+                       const Tensor& bias, const char* op) {
+  kernels::NormalizeResult r = kernels::normalize(x, a, c, b, eps, weight, bias);
+  Tensor y = record(std::move(r.y), op, {x, weight, bias}, {x, weight},
                     [a, c, b, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
-                      if (!grad_mode_enabled())
-                        return {kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b)};
-                      return {normalize_gradient(g, ctx.saved(0), a, c, b, eps)};  // recorded: create_graph
+                      if (grad_mode_enabled()) return standardize_gradients(g, ctx, a, c, b, eps);  // create_graph
+                      auto [gx, gw, gb] = kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b,
+                                                                      ctx.saved(1), ctx.needs(0),
+                                                                      ctx.needs(1) || ctx.needs(2));
+                      return {std::move(gx), ctx.needs(1) ? std::move(gw) : Tensor(),
+                              ctx.needs(2) ? std::move(gb) : Tensor()};
                     });
   return {std::move(y), std::move(r.mean), std::move(r.var)};
 }
@@ -334,7 +349,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   check_per_feature(weight, normalized_shape, x, "layer_norm", "weight");
   check_per_feature(bias, normalized_shape, x, "layer_norm", "bias");
   const int64_t rows = Shape(x.shape().begin(), x.shape().end() - k).numel();
-  Tensor y = normalize(x, 1, rows, normalized_shape.numel(), eps).y;
+  Tensor y = standardize(x, 1, rows, normalized_shape.numel(), eps, {}, {}, "layer_norm").y;
   if (weight.defined()) y = y * weight;
   return bias.defined() ? y + bias : y;
 }
@@ -355,21 +370,19 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   stat_shape.resize(static_cast<size_t>(x.dim()), 1);
   stat_shape[1] = channels;
   const int64_t positions = Shape(x.shape().begin() + 2, x.shape().end()).numel();
-  Tensor y;
   if (training) {
     const int64_t n = channels == 0 ? 0 : x.numel() / channels;
     if (n <= 1) fail("batch_norm: expected more than 1 value per channel when training, got input {}", describe(x));
-    const Normalized batch = normalize(x, x.size(0), channels, positions, eps);
+    const Normalized batch = standardize(x, x.size(0), channels, positions, eps, weight, bias, "batch_norm");
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);
       const Tensor unbiased = batch.var.reshape({channels}) * (double(n) / double(n - 1));
       Tensor(running_var).mul_(1 - momentum).add_(unbiased, momentum);
     }
-    y = batch.y;
-  } else {
-    y = (x - running_mean.reshape(stat_shape)) / sqrt(running_var.reshape(stat_shape) + eps);
+    return batch.y;  // with the affine
   }
+  const Tensor y = (x - running_mean.reshape(stat_shape)) / sqrt(running_var.reshape(stat_shape) + eps);
   return per_channel_affine(y, weight, bias);
 }
 
@@ -384,7 +397,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   check_per_feature(bias, {channels}, x, "group_norm", "bias");
   int64_t per_group = channels / num_groups;  // a group's elements in one example (without -1: N may be 0)
   for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.size(d);
-  const Tensor y = normalize(x, 1, x.size(0) * num_groups, per_group, eps).y;
+  const Tensor y = standardize(x, 1, x.size(0) * num_groups, per_group, eps, {}, {}, "group_norm").y;
   return per_channel_affine(y, weight, bias);
 }
 

@@ -128,49 +128,63 @@ TEST_CASE("batch_norm: gradcheck and gradgradcheck while training and not") {
 
 TEST_CASE("layer, group and batch norm are one recorded op with a gradient kernel: against the composed ops, threads") {
   // (x - mean) / sqrt(var + eps) per c of x seen as [a, c, b], written as recorded ops (what the
-  // three were before, and what create_graph records); each case has 131,072 elements, enough to
-  // split the channels between threads.
+  // three were before, and what create_graph records), times w plus b per c for batch norm's
+  // affine; each case has 131,072 elements, enough to split the channels between threads.
   const double eps = 1e-5;
   const auto composed = [&](const cr::Tensor& x3) {
     const cr::Tensor centred = x3 - cr::mean(x3, cr::Shape{0, 2}, true);
     return centred / cr::sqrt(cr::mean(centred * centred, cr::Shape{0, 2}, true) + eps);
   };
+  const cr::Tensor w = input({8}, 0.5, 2, 45), b = input({8}, -1, 1, 46);
   struct Case {
     const char* name;
     cr::Shape shape, as;  // x's shape, and as [a, c, b]
-    std::function<cr::Tensor(const cr::Tensor&)> f;
+    bool affine;          // batch norm's w and b, applied in the op
+    std::function<cr::Tensor(const cr::Tensor&, const cr::Tensor&, const cr::Tensor&)> f;
   };
   const std::vector<Case> cases = {
-      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, [&](const cr::Tensor& x) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
-      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, [&](const cr::Tensor& x) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
-      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, [&](const cr::Tensor& x) { return F::group_norm(x, 4, {}, {}, eps); }}};
+      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, false,
+       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
+      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, true,
+       [&](const cr::Tensor& x, const cr::Tensor& ws, const cr::Tensor& bs) { return F::batch_norm(x, {}, {}, ws, bs, true, 0.1, eps); }},
+      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, false,
+       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
+      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, false,
+       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::group_norm(x, 4, {}, {}, eps); }}};
   const int before = cr::get_num_threads();
   for (const Case& k : cases) {
     CAPTURE(k.name);
+    CAPTURE(k.affine);
     const cr::Tensor x = (input(k.shape, -3, 5, 41) * input(k.shape, 0.5, 2, 42)).detach().requires_grad_();
     const cr::Tensor r = input(k.shape, -1, 1, 43).detach();
-    const cr::Tensor expected = composed(x.reshape(k.as)).reshape(k.shape);
-    const cr::Tensor expected_grad = cr::autograd::grad({cr::sum(expected * r)}, {x})[0];
+    const std::vector<cr::Tensor> wrt = k.affine ? std::vector{x, w, b} : std::vector{x};
+    cr::Tensor expected = composed(x.reshape(k.as));
+    if (k.affine) expected = expected * w.reshape({1, 8, 1}) + b.reshape({1, 8, 1});
+    expected = expected.reshape(k.shape);
+    const auto expected_grads = cr::autograd::grad({cr::sum(expected * r)}, wrt);
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2}) {
       CAPTURE(threads);
       cr::set_num_threads(threads);
-      const cr::Tensor y = k.f(x);
-      CHECK(y.grad_fn()->name == std::string("normalize"));  // not the last of seven ops
-      const cr::Tensor gx = cr::autograd::grad({cr::sum(y * r)}, {x})[0];
+      const cr::Tensor y = k.f(x, w, b);
+      CHECK(y.grad_fn()->name == std::string(k.name));  // not the last of seven ops (or nine)
+      const auto grads = cr::autograd::grad({cr::sum(y * r)}, wrt);
       CHECK(cr::allclose(y, expected, 1e-12, 1e-12));
-      CHECK(cr::allclose(gx, expected_grad, 1e-10, 1e-12));
+      for (size_t i = 0; i < wrt.size(); ++i) CHECK(cr::allclose(grads[i], expected_grads[i], 1e-10, 1e-10));
       // float32 against the float64 values, the same bits on either thread count
-      const cr::Tensor x32 = x.detach().to(cr::float32).requires_grad_();
-      const cr::Tensor y32 = k.f(x32);
-      const cr::Tensor g32 = cr::autograd::grad({cr::sum(y32 * r.to(cr::float32))}, {x32})[0];
+      std::vector<cr::Tensor> wrt32;
+      for (const cr::Tensor& t : wrt) wrt32.push_back(t.detach().to(cr::float32).requires_grad_());
+      const cr::Tensor y32 = k.f(wrt32[0], k.affine ? wrt32[1] : cr::Tensor(), k.affine ? wrt32[2] : cr::Tensor());
+      const auto grads32 = cr::autograd::grad({cr::sum(y32 * r.to(cr::float32))}, wrt32);
       CHECK(cr::allclose(y32.to(cr::float64), expected, 1e-5, 1e-5));
-      CHECK(cr::allclose(g32.to(cr::float64), expected_grad, 1e-4, 1e-4));
       runs.push_back(y32.to_vector<float>());
-      runs.push_back(g32.to_vector<float>());
+      for (size_t i = 0; i < wrt.size(); ++i) {
+        // the affine's gradients are sums over 16,384 elements
+        CHECK(cr::allclose(grads32[i].to(cr::float64), expected_grads[i], 1e-4, i == 0 ? 1e-4 : 1e-2));
+        runs.push_back(grads32[i].to_vector<float>());
+      }
     }
-    CHECK(runs[0] == runs[2]);
-    CHECK(runs[1] == runs[3]);
+    for (size_t i = 0; i < runs.size() / 2; ++i) CHECK(runs[i] == runs[i + runs.size() / 2]);
   }
   cr::set_num_threads(before);
   // The output is not kept for backward: an in-place op on a batch norm without affine (a
