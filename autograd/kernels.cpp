@@ -806,7 +806,8 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
                           const Tensor& bias_in) {
   const Tensor x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor(),
                bias = bias_in.defined() ? dense(bias_in) : Tensor();
-  NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()), empty({c}, Dtype::float64)};
+  NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()),
+                    empty({c}, Dtype::float64)};
   const auto count = static_cast<double>(a * b);
   dispatch_floating(x.dtype(), "normalize", [&]<class T>() {
     const T* px = ptr<T>(x);
@@ -844,7 +845,8 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
 }
 
 NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd,
-                                  int64_t a, int64_t c, int64_t b, const Tensor& weight_in, bool need_x, bool need_affine) {
+                                  int64_t a, int64_t c, int64_t b, const Tensor& weight_in, bool need_x,
+                                  bool need_affine) {
   const Tensor g = dense(g_in), x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor();
   NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({c}, g.dtype()) : Tensor(),
                    need_affine ? empty({c}, g.dtype()) : Tensor()};

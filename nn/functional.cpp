@@ -310,15 +310,13 @@ Grads standardize_gradients(const Tensor& g, const BackwardContext& ctx, int64_t
 Normalized standardize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight,
                        const Tensor& bias, const char* op) {
   kernels::NormalizeResult r = kernels::normalize(x, a, c, b, eps, weight, bias);
-  Tensor y = record(std::move(r.y), op, {x, weight, bias}, {x, weight},
-                    [a, c, b, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
-                      if (grad_mode_enabled()) return standardize_gradients(g, ctx, a, c, b, eps);  // create_graph
-                      auto [gx, gw, gb] = kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b,
-                                                                      ctx.saved(1), ctx.needs(0),
-                                                                      ctx.needs(1) || ctx.needs(2));
-                      return {std::move(gx), ctx.needs(1) ? std::move(gw) : Tensor(),
-                              ctx.needs(2) ? std::move(gb) : Tensor()};
-                    });
+  auto rule = [a, c, b, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
+    if (grad_mode_enabled()) return standardize_gradients(g, ctx, a, c, b, eps);  // create_graph
+    auto [gx, gw, gb] = kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b, ctx.saved(1),
+                                                    ctx.needs(0), ctx.needs(1) || ctx.needs(2));
+    return {std::move(gx), ctx.needs(1) ? std::move(gw) : Tensor(), ctx.needs(2) ? std::move(gb) : Tensor()};
+  };
+  Tensor y = record(std::move(r.y), op, {x, weight, bias}, {x, weight}, std::move(rule));
   return {std::move(y), std::move(r.mean), std::move(r.var)};
 }
 

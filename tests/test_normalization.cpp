@@ -142,15 +142,16 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
     bool affine;          // batch norm's w and b, applied in the op
     std::function<cr::Tensor(const cr::Tensor&, const cr::Tensor&, const cr::Tensor&)> f;
   };
+  using T = const cr::Tensor&;
   const std::vector<Case> cases = {
       {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, false,
-       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
+       [&](T x, T, T) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
       {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, true,
-       [&](const cr::Tensor& x, const cr::Tensor& ws, const cr::Tensor& bs) { return F::batch_norm(x, {}, {}, ws, bs, true, 0.1, eps); }},
+       [&](T x, T ws, T bs) { return F::batch_norm(x, {}, {}, ws, bs, true, 0.1, eps); }},
       {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, false,
-       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
+       [&](T x, T, T) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
       {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, false,
-       [&](const cr::Tensor& x, const cr::Tensor&, const cr::Tensor&) { return F::group_norm(x, 4, {}, {}, eps); }}};
+       [&](T x, T, T) { return F::group_norm(x, 4, {}, {}, eps); }}};
   const int before = cr::get_num_threads();
   for (const Case& k : cases) {
     CAPTURE(k.name);
