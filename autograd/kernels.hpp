@@ -215,24 +215,29 @@ void unfold_into(const Tensor& cols, const Tensor& x, const Window2& w, double p
 /// position unfold_into read it from (those outside x dropped); the (n, c) planes split between threads.
 void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
 
+/// What normalize returns.
+struct NormalizeResult {
+  Tensor y;       ///< the output, in x's shape
+  Tensor mean;    ///< per c, in x's dtype
+  Tensor var;     ///< per c, biased, in x's dtype
+  Tensor invstd;  ///< 1 / sqrt(var + eps) per c, float64 (for normalize_backward)
+};
 /// Layer, group and batch normalisation's statistics and output: x (floating) seen as
 /// [a, c, b] (contiguous), per c the mean and biased variance over a and b, and y = (x - mean) /
 /// sqrt(var + eps) in x's shape, times weight[c] plus bias[c] where given (batch norm's affine).
 /// Sums in double (eight running sums per contiguous run of b), the channels split between threads.
-struct NormalizeResult {
-  Tensor y, mean, var;  ///< y; mean and var [c] in x's dtype
-  Tensor invstd;        ///< 1 / sqrt(var + eps) [c], float64 (for normalize_backward)
-};
 NormalizeResult normalize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight = {},
                           const Tensor& bias = {});
 
-/// normalize's gradients from g (of its output), its x and weight, and the statistics it returned.
+/// What normalize_backward returns.
 struct NormalizeGrads {
-  Tensor x;             ///< w invstd (g - mean(g) - y mean(g y)), the means per c over a and b (when need_x)
-  Tensor weight, bias;  ///< [c]: the sums of g y and of g (when need_affine)
+  Tensor x;       ///< w invstd (g - mean(g) - y mean(g y)), the means per c over a and b (when need_x)
+  Tensor weight;  ///< [c]: the sums of g y (when need_affine)
+  Tensor bias;    ///< [c]: the sums of g (when need_affine)
 };
-/// y is made again from x as normalize made it (its output is not kept: an in-place op on it, a
-/// relu_ after a batch norm, leaves the gradient as it was).
+/// normalize's gradients from g (of its output), its x and weight, and the statistics it
+/// returned. y is made again from x as normalize made it (its output is not kept: an in-place
+/// op on it, a relu_ after a batch norm, leaves the gradient as it was).
 NormalizeGrads normalize_backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd, int64_t a,
                                   int64_t c, int64_t b, const Tensor& weight, bool need_x, bool need_affine);
 
