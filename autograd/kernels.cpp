@@ -802,6 +802,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
   return out;
 }
 
+namespace {
+// y as normalize makes it and normalize_backward makes it again: one expression, so the same bits.
+template <class T>
+T standardized(T v, T mean, T invstd) {
+  return (v - mean) * invstd;
+}
+}  // namespace
+
 NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight_in,
                           const Tensor& bias_in) {
   const Tensor x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor(),
@@ -833,9 +841,9 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
               const T* row = px + (i * c + k) * b;
               T* out = py + (i * c + k) * b;
               if (!weight.defined() && !bias.defined())
-                for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s;
+                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s);
               else
-                for (int64_t j = 0; j < b; ++j) out[j] = (row[j] - m) * s * w + shift;
+                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s) * w + shift;
             }
           }
         },
@@ -859,7 +867,7 @@ NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const 
         [&](int64_t begin, int64_t end) {
           for (int64_t k = begin; k < end; ++k) {
             const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
-            const auto y = [&](int64_t at) { return (px[at] - m) * s; };  // as normalize made it
+            const auto y = [&](int64_t at) { return standardized(px[at], m, s); };
             double sum = 0, dot = 0;  // of g, and of g y
             for (int64_t i = 0; i < a; ++i) {
               const int64_t at = (i * c + k) * b;
