@@ -37,6 +37,15 @@ std::vector<double> direct_conv(const cr::Tensor& x, const cr::Tensor& w, const 
         }
   return out;
 }
+
+// conv2d with stride 1 and padding 1 written as unfold and a batched matmul per group: the
+// reference for the tests of blocks and parts of a batch.
+cr::Tensor conv_by_unfold(const cr::Tensor& x, const cr::Tensor& w, int64_t groups) {
+  const F::Size2 one{1, 1};
+  const int64_t n = x.size(0), o = w.size(0), oh = x.size(2) + 3 - w.size(2), ow = x.size(3) + 3 - w.size(3);
+  const cr::Tensor cols = F::unfold(x, {w.size(2), w.size(3)}, one, one, one).reshape({n, groups, -1, oh * ow});
+  return cr::matmul(w.reshape({groups, o / groups, -1}), cols).reshape({n, o, oh, ow});
+}
 }  // namespace
 
 TEST_CASE("unfold: the sliding blocks as columns, as torch.nn.functional.unfold") {
@@ -190,12 +199,8 @@ TEST_CASE("conv2d is one node that goes block by block of samples: gradients aga
   // unfold and a batched matmul, values and both gradients.
   const cr::Tensor big = input({n, c, 40, 64}, -1, 1, 34);
   const F::Size2 one{1, 1};
-  const auto composed = [&](const cr::Tensor& xs, const cr::Tensor& ws) {
-    const cr::Tensor cols = F::unfold(xs, {kh, kw}, one, one, one).reshape({n, groups, -1, 40 * 64});
-    return cr::matmul(ws.reshape({groups, o / groups, -1}), cols).reshape({n, o, 40, 64});
-  };
   const cr::Tensor rb = input({n, o, 40, 64}, -1, 1, 35).detach();
-  const cr::Tensor expected_y = composed(big, w);
+  const cr::Tensor expected_y = conv_by_unfold(big, w, groups);
   const auto expected = cr::autograd::grad({cr::sum(expected_y * rb)}, {big, w});
   const int before = cr::get_num_threads();
   for (int threads : {1, 2}) {
@@ -222,8 +227,7 @@ TEST_CASE("conv2d shares a batch's parts between threads: the same bits on 1 and
   const cr::Tensor r = input({n, o, 64, 64}, -1, 1, 38).to(cr::float32).detach();
   // the reference: unfold and a batched matmul in float64
   const cr::Tensor x64 = x.detach().to(cr::float64).requires_grad_(), w64 = w.detach().to(cr::float64).requires_grad_();
-  const cr::Tensor cols = F::unfold(x64, {3, 3}, one, one, one).reshape({n, groups, -1, 64 * 64});
-  const cr::Tensor y64 = cr::matmul(w64.reshape({groups, o / groups, -1}), cols).reshape({n, o, 64, 64});
+  const cr::Tensor y64 = conv_by_unfold(x64, w64, groups);
   const auto expected = cr::autograd::grad({cr::sum(y64 * r.to(cr::float64))}, {x64, w64});
   const int before = cr::get_num_threads();
   std::vector<std::vector<float>> runs;
