@@ -810,10 +810,20 @@ T standardized(T v, T mean, T invstd) {
 }
 }  // namespace
 
-NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight_in,
+namespace {
+// weight and bias for normalize's affine, both or neither: a missing one as 1 or 0
+std::pair<Tensor, Tensor> affine_pair(const Tensor& weight, const Tensor& bias, const NormLayout& l, Dtype dtype) {
+  if (!weight.defined() && !bias.defined()) return {};
+  const Shape shape{l.groups * l.per_group};
+  return {weight.defined() ? dense(weight) : full(shape, 1.0, dtype), bias.defined() ? dense(bias) : zeros(shape, dtype)};
+}
+}  // namespace
+
+NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, const Tensor& weight_in,
                           const Tensor& bias_in) {
-  const Tensor x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor(),
-               bias = bias_in.defined() ? dense(bias_in) : Tensor();
+  const Tensor x = dense(x_in);
+  const auto [weight, bias] = affine_pair(weight_in, bias_in, l, x.dtype());
+  const int64_t a = l.a, c = l.c, b = l.b, run = l.run();
   NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()),
                     empty({c}, Dtype::float64)};
   const auto count = static_cast<double>(a * b);
@@ -836,14 +846,20 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
             ptr<T>(r.var)[k] = static_cast<T>(var);
             ptr<double>(r.invstd)[k] = invstd;
             const auto m = static_cast<T>(mean), s = static_cast<T>(invstd);
-            const T w = weight.defined() ? ptr<T>(weight)[k] : T(1), shift = bias.defined() ? ptr<T>(bias)[k] : T(0);
+            const T* w = weight.defined() ? ptr<T>(weight) + k % l.groups * l.per_group : nullptr;
+            const T* shift = bias.defined() ? ptr<T>(bias) + k % l.groups * l.per_group : nullptr;
             for (int64_t i = 0; i < a; ++i) {
               const T* row = px + (i * c + k) * b;
               T* out = py + (i * c + k) * b;
-              if (!weight.defined() && !bias.defined())
+              if (!w)
                 for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s);
-              else
-                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s) * w + shift;
+              else if (run == 1)  // a weight per position (layer norm)
+                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s) * w[j] + shift[j];
+              else  // runs of positions sharing a weight (batch and group norm)
+                for (int64_t q = 0; q < l.per_group; ++q) {
+                  const T wq = w[q], sq = shift[q];  // held, so that out (which might alias them) can be vectorised
+                  for (int64_t j = q * run; j < (q + 1) * run; ++j) out[j] = standardized(row[j], m, s) * wq + sq;
+                }
             }
           }
         },
@@ -853,12 +869,18 @@ NormalizeResult normalize(const Tensor& x_in, int64_t a, int64_t c, int64_t b, d
 }
 
 NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd,
-                                  int64_t a, int64_t c, int64_t b, const Tensor& weight_in, bool need_x,
-                                  bool need_affine) {
+                                  const NormLayout& l, const Tensor& weight_in, bool need_x, bool need_affine) {
   const Tensor g = dense(g_in), x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor();
-  NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({c}, g.dtype()) : Tensor(),
-                   need_affine ? empty({c}, g.dtype()) : Tensor()};
+  const int64_t a = l.a, c = l.c, b = l.b, run = l.run(), weights = l.groups * l.per_group;
+  NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({weights}, g.dtype()) : Tensor(),
+                   need_affine ? empty({weights}, g.dtype()) : Tensor()};
   const auto count = static_cast<double>(a * b);
+  // The per-channel pass sums g and g y over each run of positions sharing a weight; the
+  // affine's gradients add those of the channels sharing the weights, in the channels' order
+  // (not the threads'). With a weight per position (layer norm) they are sums down the columns
+  // of positions instead, a pass of their own.
+  const bool per_position = run == 1;
+  std::vector<double> run_sums(need_affine && !per_position ? 2 * static_cast<size_t>(c * l.per_group) : 0);
   dispatch_floating(g.dtype(), "normalize", [&]<class T>() {
     const T* pg = ptr<T>(g);
     const T* px = ptr<T>(x);
@@ -868,28 +890,91 @@ NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const 
           for (int64_t k = begin; k < end; ++k) {
             const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
             const auto y = [&](int64_t at) { return standardized(px[at], m, s); };
-            double sum = 0, dot = 0;  // of g, and of g y
-            for (int64_t i = 0; i < a; ++i) {
-              const int64_t at = (i * c + k) * b;
-              sum += run_sum<double>(pg + at, b);
-              dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
-            }
-            if (need_affine) {  // the weight's gradient is the sum of g y, the bias's of g
-              ptr<T>(r.weight)[k] = static_cast<T>(dot);
-              ptr<T>(r.bias)[k] = static_cast<T>(sum);
+            const T* w = weight.defined() ? ptr<T>(weight) + k % l.groups * l.per_group : nullptr;
+            double sum = 0, dot = 0;  // of y's gradient g w, and of g w y
+            if (w && per_position) {
+              for (int64_t i = 0; i < a; ++i) {
+                const int64_t at = (i * c + k) * b;
+                sum += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]); });
+                dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]) * y(at + j); });
+              }
+            } else {  // runs of positions sharing a weight (without one, the channel's positions are one run)
+              const int64_t runs = (w && !per_position) || !run_sums.empty() ? l.per_group : 1;
+              const int64_t span = runs == 1 ? b : run;
+              for (int64_t q = 0; q < runs; ++q) {
+                double run_g = 0, run_gy = 0;
+                for (int64_t i = 0; i < a; ++i) {
+                  const int64_t at = (i * c + k) * b + q * span;
+                  run_g += run_sum<double>(pg + at, span);
+                  run_gy += run_sum<double>(span, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
+                }
+                if (!run_sums.empty()) {
+                  run_sums[static_cast<size_t>(2 * (k * l.per_group + q))] = run_gy;
+                  run_sums[static_cast<size_t>(2 * (k * l.per_group + q) + 1)] = run_g;
+                }
+                const double wq = w ? static_cast<double>(w[q]) : 1;
+                sum += wq * run_g;
+                dot += wq * run_gy;
+              }
             }
             if (!need_x) continue;
-            // with y's gradient g w: w s (g - mean(g) - y mean(g y))
-            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count),
-                       sw = weight.defined() ? s * ptr<T>(weight)[k] : s;
+            // y's gradient is g w: s (g w - mean(g w) - y mean(g w y))
+            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count);
             T* out = ptr<T>(r.x);
             for (int64_t i = 0; i < a; ++i) {
               const int64_t at = (i * c + k) * b;
-              for (int64_t j = 0; j < b; ++j) out[at + j] = sw * (pg[at + j] - mg - y(at + j) * mgy);
+              if (!w)
+                for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] - mg - y(at + j) * mgy);
+              else if (per_position)
+                for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] * w[j] - mg - y(at + j) * mgy);
+              else
+                for (int64_t q = 0; q < l.per_group; ++q) {
+                  const T wq = w[q];
+                  for (int64_t j = q * run; j < (q + 1) * run; ++j) out[at + j] = s * (pg[at + j] * wq - mg - y(at + j) * mgy);
+                }
             }
           }
         },
         a * b, 1);
+    if (!need_affine) return;
+    T* gw = ptr<T>(r.weight);
+    T* gb = ptr<T>(r.bias);
+    if (!per_position) {  // weight n's gradient: the sums of g y of its runs, channel by channel
+      for (int64_t n = 0; n < weights; ++n) {
+        double dot = 0, sum = 0;
+        for (int64_t k = n / l.per_group; k < c; k += l.groups) {
+          dot += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group))];
+          sum += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group) + 1)];
+        }
+        gw[n] = static_cast<T>(dot);
+        gb[n] = static_cast<T>(sum);
+      }
+      return;
+    }
+    // a weight per position: the positions split between threads, each summing down its columns
+    parallel_for(
+        weights,
+        [&](int64_t begin, int64_t end) {
+          std::vector<double> dots(static_cast<size_t>(end - begin)), sums(dots.size());
+          for (int64_t group = begin / b; group * b < end; ++group) {
+            const int64_t from = std::max(begin, group * b), to = std::min(end, (group + 1) * b);
+            for (int64_t i = 0; i < a; ++i)
+              for (int64_t k = group; k < c; k += l.groups) {
+                const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
+                const T* gr = pg + (i * c + k) * b - group * b;
+                const T* xr = px + (i * c + k) * b - group * b;
+                for (int64_t n = from; n < to; ++n) {
+                  dots[static_cast<size_t>(n - begin)] += static_cast<double>(gr[n]) * standardized(xr[n], m, s);
+                  sums[static_cast<size_t>(n - begin)] += gr[n];
+                }
+              }
+          }
+          for (int64_t n = begin; n < end; ++n) {
+            gw[n] = static_cast<T>(dots[static_cast<size_t>(n - begin)]);
+            gb[n] = static_cast<T>(sums[static_cast<size_t>(n - begin)]);
+          }
+        },
+        a * c / std::max<int64_t>(l.groups, 1), 8);
   });
   return r;
 }

@@ -222,24 +222,38 @@ struct NormalizeResult {
   Tensor var;     ///< per c, biased, in x's dtype
   Tensor invstd;  ///< 1 / sqrt(var + eps) per c, float64 (for normalize_backward)
 };
-/// Layer, group and batch normalisation's statistics and output: x (floating) seen as
-/// [a, c, b] (contiguous), per c the mean and biased variance over a and b, and y = (x - mean) /
-/// sqrt(var + eps) in x's shape, times weight[c] plus bias[c] where given (batch norm's affine).
-/// Sums in double (eight running sums per contiguous run of b), the channels split between threads.
-NormalizeResult normalize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight = {},
+/// How normalize sees x, and where its affine applies: x is [a, c, b] (contiguous) with the
+/// statistics per c, over a and b; channel k's weights are the `per_group` from (k % groups)
+/// per_group on, each for a run of b / per_group consecutive positions. Batch norm: groups c,
+/// per_group 1; layer norm: groups 1, per_group b; group norm: the group count, and a group's channels.
+struct NormLayout {
+  int64_t a;          ///< the dims before the channels
+  int64_t c;          ///< the channels: one mean and variance each
+  int64_t b;          ///< the positions of a channel
+  int64_t groups;     ///< channels k and k + groups share their weights
+  int64_t per_group;  ///< weights of a channel (dividing b)
+  /// The positions that share a weight.
+  int64_t run() const { return per_group > 0 ? b / per_group : 0; }
+};
+/// Layer, group and batch normalisation's statistics and output: per c the mean and biased
+/// variance, and y = (x - mean) / sqrt(var + eps) in x's shape, times weight plus bias where
+/// given (groups x per_group each). Sums in double (eight running sums per contiguous run of b),
+/// the channels split between threads.
+NormalizeResult normalize(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight = {},
                           const Tensor& bias = {});
 
 /// What normalize_backward returns.
 struct NormalizeGrads {
-  Tensor x;       ///< w invstd (g - mean(g) - y mean(g y)), the means per c over a and b (when need_x)
-  Tensor weight;  ///< [c]: the sums of g y (when need_affine)
-  Tensor bias;    ///< [c]: the sums of g (when need_affine)
+  Tensor x;       ///< s (g w - mean(g w) - y mean(g w y)), the means per c over a and b (when need_x)
+  Tensor weight;  ///< [groups per_group]: the sums of g y at each weight (when need_affine)
+  Tensor bias;    ///< [groups per_group]: the sums of g (when need_affine)
 };
 /// normalize's gradients from g (of its output), its x and weight, and the statistics it
 /// returned. y is made again from x as normalize made it (its output is not kept: an in-place
-/// op on it, a relu_ after a batch norm, leaves the gradient as it was).
-NormalizeGrads normalize_backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd, int64_t a,
-                                  int64_t c, int64_t b, const Tensor& weight, bool need_x, bool need_affine);
+/// op on it, a relu_ after a batch norm, leaves the gradient as it was). The affine's are the
+/// same bits on any thread count.
+NormalizeGrads normalize_backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                  const NormLayout& layout, const Tensor& weight, bool need_x, bool need_affine);
 
 /// OpenBLAS on one thread while it lives, for threads that each run their own products
 /// (conv2d's parts of a batch, a batched matmul's products); the count set_num_threads asked

@@ -282,39 +282,38 @@ struct Normalized {
   Tensor y, mean, var;  // (x - mean) / sqrt(var + eps) in x's shape, and the statistics [c]
 };
 
-// standardize's gradients as recorded ops, so that they differentiate again (create_graph): x's
-// w invstd (g - mean(g) - y mean(g y)) with y and invstd made again from x, weight's the sum of
-// g y and bias's of g (per c).
-Grads standardize_gradients(const Tensor& g, const BackwardContext& ctx, int64_t a, int64_t c, int64_t b,
-                            double eps) {
-  const Shape dims{0, 2};
-  const Tensor x3 = ctx.saved(0).reshape({a, c, b}), g3 = g.reshape({a, c, b});
-  const Tensor centred = x3 - mean(x3, dims, true), invstd = rsqrt(mean(centred * centred, dims, true) + eps);
+// standardize's gradients as recorded ops, so that they differentiate again (create_graph),
+// with x seen as [a, c / groups, groups, per_group, run] (the statistics per c are over dims 0, 3
+// and 4, each weight's sums over 0, 1 and 4): x's s (g w - mean(g w) - y mean(g w y)) with y and
+// s made again from x, the weight's the sums of g y and the bias's of g.
+Grads standardize_gradients(const Tensor& g, const BackwardContext& ctx, const kernels::NormLayout& l, double eps) {
+  const Shape as{l.a, l.groups ? l.c / l.groups : 0, l.groups, l.per_group, l.run()}, stats{0, 3, 4}, affine{0, 1, 4};
+  const Tensor x5 = ctx.saved(0).reshape(as), g5 = g.reshape(as);
+  const Tensor centred = x5 - mean(x5, stats, true), invstd = rsqrt(mean(centred * centred, stats, true) + eps);
   const Tensor y = centred * invstd;
   Tensor gx, gw, gb;
   if (ctx.needs(0)) {
-    const Tensor gy = ctx.saved(1).defined() ? g3 * ctx.saved(1).reshape({1, c, 1}) : g3;
-    gx = (invstd * (gy - mean(gy, dims, true) - y * mean(gy * y, dims, true))).reshape(ctx.shape(0));
+    const Tensor gy = ctx.saved(1).defined() ? g5 * ctx.saved(1).reshape({1, 1, l.groups, l.per_group, 1}) : g5;
+    gx = (invstd * (gy - mean(gy, stats, true) - y * mean(gy * y, stats, true))).reshape(ctx.shape(0));
   }
-  if (ctx.needs(1)) gw = sum(g3 * y, dims);
-  if (ctx.needs(2)) gb = sum(g3, dims);
+  if (ctx.needs(1)) gw = sum(g5 * y, affine).reshape(ctx.shape(1));
+  if (ctx.needs(2)) gb = sum(g5, affine).reshape(ctx.shape(2));
   return {std::move(gx), std::move(gw), std::move(gb)};
 }
 
-// (x - mean) / sqrt(var + eps) with the statistics per c of x seen as [a, c, b], over a and b
-// (layer and group norm: a = 1; batch norm: a the batch, b the positions), times weight[c] plus
-// bias[c] where given (batch norm's affine; layer and group norm's weights vary within a c and
-// are applied after): one recorded op named `op`, whose first-order gradients are
-// kernels::normalize_backward. It was seven recorded ops forward (and two for the affine), and
-// backward through each.
-Normalized standardize(const Tensor& x, int64_t a, int64_t c, int64_t b, double eps, const Tensor& weight,
+// (x - mean) / sqrt(var + eps) with the statistics per c of x seen as [a, c, b] (layer and
+// group norm: a = 1; batch norm: a the batch, b the positions), times weight plus bias where
+// given, as the layout places them: one recorded op named `op`, whose first-order gradients are
+// kernels::normalize_backward. It was seven recorded ops forward, and two more for the affine.
+Normalized standardize(const Tensor& x, const kernels::NormLayout& layout, double eps, const Tensor& weight,
                        const Tensor& bias, const char* op) {
-  kernels::NormalizeResult r = kernels::normalize(x, a, c, b, eps, weight, bias);
-  auto rule = [a, c, b, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
-    if (grad_mode_enabled()) return standardize_gradients(g, ctx, a, c, b, eps);  // create_graph
-    auto [gx, gw, gb] = kernels::normalize_backward(g, ctx.saved(0), mean, invstd, a, c, b, ctx.saved(1),
-                                                    ctx.needs(0), ctx.needs(1) || ctx.needs(2));
-    return {std::move(gx), ctx.needs(1) ? std::move(gw) : Tensor(), ctx.needs(2) ? std::move(gb) : Tensor()};
+  kernels::NormalizeResult r = kernels::normalize(x, layout, eps, weight, bias);
+  auto rule = [layout, eps, mean = r.mean, invstd = r.invstd](const Tensor& g, const BackwardContext& ctx) -> Grads {
+    if (grad_mode_enabled()) return standardize_gradients(g, ctx, layout, eps);  // create_graph
+    auto [gx, gw, gb] = kernels::normalize_backward(g, ctx.saved(0), mean, invstd, layout, ctx.saved(1), ctx.needs(0),
+                                                    ctx.needs(1) || ctx.needs(2));
+    return {std::move(gx), ctx.needs(1) ? gw.reshape(ctx.shape(1)) : Tensor(),
+            ctx.needs(2) ? gb.reshape(ctx.shape(2)) : Tensor()};
   };
   Tensor y = record(std::move(r.y), op, {x, weight, bias}, {x, weight}, std::move(rule));
   return {std::move(y), std::move(r.mean), std::move(r.var)};
@@ -347,9 +346,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   check_per_feature(weight, normalized_shape, x, "layer_norm", "weight");
   check_per_feature(bias, normalized_shape, x, "layer_norm", "bias");
   const int64_t rows = Shape(x.shape().begin(), x.shape().end() - k).numel();
-  Tensor y = standardize(x, 1, rows, normalized_shape.numel(), eps, {}, {}, "layer_norm").y;
-  if (weight.defined()) y = y * weight;
-  return bias.defined() ? y + bias : y;
+  const int64_t positions = normalized_shape.numel();
+  return standardize(x, {1, rows, positions, 1, positions}, eps, weight, bias, "layer_norm").y;
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -371,7 +369,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (training) {
     const int64_t n = channels == 0 ? 0 : x.numel() / channels;
     if (n <= 1) fail("batch_norm: expected more than 1 value per channel when training, got input {}", describe(x));
-    const Normalized batch = standardize(x, x.size(0), channels, positions, eps, weight, bias, "batch_norm");
+    const Normalized batch = standardize(x, {x.size(0), channels, positions, channels, 1}, eps, weight, bias, "batch_norm");
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);
@@ -395,8 +393,9 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   check_per_feature(bias, {channels}, x, "group_norm", "bias");
   int64_t per_group = channels / num_groups;  // a group's elements in one example (without -1: N may be 0)
   for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.size(d);
-  const Tensor y = standardize(x, 1, x.size(0) * num_groups, per_group, eps, {}, {}, "group_norm").y;
-  return per_channel_affine(y, weight, bias);
+  return standardize(x, {1, x.size(0) * num_groups, per_group, num_groups, channels / num_groups}, eps, weight, bias,
+                     "group_norm")
+      .y;
 }
 
 // ---------------------------------------------------------------- losses

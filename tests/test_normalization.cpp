@@ -128,40 +128,42 @@ TEST_CASE("batch_norm: gradcheck and gradgradcheck while training and not") {
 
 TEST_CASE("layer, group and batch norm are one recorded op with a gradient kernel: against the composed ops, threads") {
   // (x - mean) / sqrt(var + eps) per c of x seen as [a, c, b], written as recorded ops (what the
-  // three were before, and what create_graph records), times w plus b per c for batch norm's
-  // affine; each case has 131,072 elements, enough to split the channels between threads.
+  // three were before, and what create_graph records), then times w plus b in x's shape (per
+  // channel for batch and group norm, per position of normalized_shape for layer norm), each
+  // applied in the op; each case has 131,072 elements, enough to split the channels between threads.
   const double eps = 1e-5;
   const auto composed = [&](const cr::Tensor& x3) {
     const cr::Tensor centred = x3 - cr::mean(x3, cr::Shape{0, 2}, true);
     return centred / cr::sqrt(cr::mean(centred * centred, cr::Shape{0, 2}, true) + eps);
   };
-  const cr::Tensor w = input({8}, 0.5, 2, 45), b = input({8}, -1, 1, 46);
   struct Case {
     const char* name;
-    cr::Shape shape, as;  // x's shape, and as [a, c, b]
-    bool affine;          // batch norm's w and b, applied in the op
+    cr::Shape shape, as;   // x's shape, and as [a, c, b]
+    cr::Shape w, w_view;   // the weight's and bias's shape (empty: no affine), and as broadcast to x
     std::function<cr::Tensor(const cr::Tensor&, const cr::Tensor&, const cr::Tensor&)> f;
   };
   using T = const cr::Tensor&;
+  const auto batch_norm = [&](T x, T ws, T bs) { return F::batch_norm(x, {}, {}, ws, bs, true, 0.1, eps); };
+  const auto layer_norm = [&](T x, T ws, T bs) { return F::layer_norm(x, {2048}, ws, bs, eps); };
+  const auto group_norm = [&](T x, T ws, T bs) { return F::group_norm(x, 4, ws, bs, eps); };
   const std::vector<Case> cases = {
-      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, false,
-       [&](T x, T, T) { return F::batch_norm(x, {}, {}, {}, {}, true, 0.1, eps); }},
-      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, true,
-       [&](T x, T ws, T bs) { return F::batch_norm(x, {}, {}, ws, bs, true, 0.1, eps); }},
-      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, false,
-       [&](T x, T, T) { return F::layer_norm(x, {2048}, {}, {}, eps); }},
-      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, false,
-       [&](T x, T, T) { return F::group_norm(x, 4, {}, {}, eps); }}};
+      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, {}, {}, batch_norm},
+      {"batch_norm", {16, 8, 32, 32}, {16, 8, 1024}, {8}, {1, 8, 1, 1}, batch_norm},
+      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, {}, {}, layer_norm},
+      {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, {2048}, {2048}, layer_norm},
+      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, {}, {}, group_norm},
+      {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, {16}, {1, 16, 1, 1}, group_norm}};
   const int before = cr::get_num_threads();
   for (const Case& k : cases) {
+    const bool affine = !k.w.empty();
     CAPTURE(k.name);
-    CAPTURE(k.affine);
+    CAPTURE(affine);
     const cr::Tensor x = (input(k.shape, -3, 5, 41) * input(k.shape, 0.5, 2, 42)).detach().requires_grad_();
     const cr::Tensor r = input(k.shape, -1, 1, 43).detach();
-    const std::vector<cr::Tensor> wrt = k.affine ? std::vector{x, w, b} : std::vector{x};
-    cr::Tensor expected = composed(x.reshape(k.as));
-    if (k.affine) expected = expected * w.reshape({1, 8, 1}) + b.reshape({1, 8, 1});
-    expected = expected.reshape(k.shape);
+    const cr::Tensor w = affine ? input(k.w, 0.5, 2, 45) : cr::Tensor(), b = affine ? input(k.w, -1, 1, 46) : cr::Tensor();
+    const std::vector<cr::Tensor> wrt = affine ? std::vector{x, w, b} : std::vector{x};
+    cr::Tensor expected = composed(x.reshape(k.as)).reshape(k.shape);
+    if (affine) expected = expected * w.reshape(k.w_view) + b.reshape(k.w_view);
     const auto expected_grads = cr::autograd::grad({cr::sum(expected * r)}, wrt);
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2}) {
@@ -175,12 +177,12 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
       // float32 against the float64 values, the same bits on either thread count
       std::vector<cr::Tensor> wrt32;
       for (const cr::Tensor& t : wrt) wrt32.push_back(t.detach().to(cr::float32).requires_grad_());
-      const cr::Tensor y32 = k.f(wrt32[0], k.affine ? wrt32[1] : cr::Tensor(), k.affine ? wrt32[2] : cr::Tensor());
+      const cr::Tensor y32 = k.f(wrt32[0], affine ? wrt32[1] : cr::Tensor(), affine ? wrt32[2] : cr::Tensor());
       const auto grads32 = cr::autograd::grad({cr::sum(y32 * r.to(cr::float32))}, wrt32);
       CHECK(cr::allclose(y32.to(cr::float64), expected, 1e-5, 1e-5));
       runs.push_back(y32.to_vector<float>());
       for (size_t i = 0; i < wrt.size(); ++i) {
-        // the affine's gradients are sums over 16,384 elements
+        // the affine's gradients are sums over 64 (layer norm) to 16,384 elements
         CHECK(cr::allclose(grads32[i].to(cr::float64), expected_grads[i], 1e-4, i == 0 ? 1e-4 : 1e-2));
         runs.push_back(grads32[i].to_vector<float>());
       }
