@@ -385,7 +385,7 @@ namespace {
 // an order fixed by n alone (not by the machine or the thread count).
 // The terms are term(0) .. term(n - 1) (a product, a squared deviation), or x's elements.
 template <class Acc, class Term>
-Acc run_sum(int64_t n, Term&& term) {
+[[gnu::always_inline]] inline Acc run_sum(int64_t n, Term&& term) {
   const int64_t whole = n / 8 * 8;
   Acc lanes[8] = {};
   for (int64_t i = 0; i < whole; i += 8)
@@ -395,7 +395,7 @@ Acc run_sum(int64_t n, Term&& term) {
   return total;
 }
 template <class Acc, class T>
-Acc run_sum(const T* x, int64_t n) {
+[[gnu::always_inline]] inline Acc run_sum(const T* x, int64_t n) {
   return run_sum<Acc>(n, [x](int64_t i) { return static_cast<Acc>(x[i]); });
 }
 }  // namespace
@@ -805,65 +805,194 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
 namespace {
 // y as normalize makes it and normalize_backward makes it again: one expression, so the same bits.
 template <class T>
-T standardized(T v, T mean, T invstd) {
+[[gnu::always_inline]] inline T standardized(T v, T mean, T invstd) {
   return (v - mean) * invstd;
 }
-}  // namespace
 
-namespace {
 // weight and bias for normalize's affine, both or neither: a missing one as 1 or 0
 std::pair<Tensor, Tensor> affine_pair(const Tensor& weight, const Tensor& bias, const NormLayout& l, Dtype dtype) {
   if (!weight.defined() && !bias.defined()) return {};
   const Shape shape{l.groups * l.per_group};
   return {weight.defined() ? dense(weight) : full(shape, 1.0, dtype), bias.defined() ? dense(bias) : zeros(shape, dtype)};
 }
+
+// What the normalisation loops read and write (null where a pass has none).
+template <class T>
+struct NormJob {
+  NormLayout l;
+  double eps;
+  const T* x;
+  const T* g;          // backward: the output's gradient
+  const T* w;          // weight and shift (bias): both or neither
+  const T* shift;
+  T* out;              // y, or x's gradient (null: not needed)
+  T* mean;             // per c: written forward, read backward
+  T* var;
+  double* invstd;
+  double* run_sums;    // backward, per (c, weight) when runs share a weight: the sums of g y and of g
+  T* gw;               // the column pass's weight and bias gradients
+  T* gb;
+};
+
+// Channels [begin, end): their statistics and output.
+template <class T>
+[[gnu::always_inline]] inline void normalize_loop(const NormJob<T>& job, int64_t begin, int64_t end) {
+  const auto& l = job.l;
+  const int64_t a = l.a, c = l.c, b = l.b, run = l.run();
+  const auto count = static_cast<double>(a * b);
+  for (int64_t k = begin; k < end; ++k) {
+    double sum = 0, squares = 0;
+    for (int64_t i = 0; i < a; ++i) sum += run_sum<double>(job.x + (i * c + k) * b, b);
+    const double mean = sum / count;
+    for (int64_t i = 0; i < a; ++i) {
+      const T* row = job.x + (i * c + k) * b;
+      squares += run_sum<double>(b, [&](int64_t j) { return (row[j] - mean) * (row[j] - mean); });
+    }
+    const double var = squares / count, invstd = 1 / std::sqrt(var + job.eps);
+    job.mean[k] = static_cast<T>(mean);
+    job.var[k] = static_cast<T>(var);
+    job.invstd[k] = invstd;
+    const auto m = static_cast<T>(mean), s = static_cast<T>(invstd);
+    const T* w = job.w ? job.w + k % l.groups * l.per_group : nullptr;
+    const T* shift = job.w ? job.shift + k % l.groups * l.per_group : nullptr;
+    for (int64_t i = 0; i < a; ++i) {
+      const T* row = job.x + (i * c + k) * b;
+      T* out = job.out + (i * c + k) * b;
+      if (!w)
+        for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s);
+      else if (run == 1)  // a weight per position (layer norm)
+        for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s) * w[j] + shift[j];
+      else  // runs of positions sharing a weight (batch and group norm)
+        for (int64_t q = 0; q < l.per_group; ++q) {
+          const T wq = w[q], sq = shift[q];  // held, so that out (which might alias them) can be vectorised
+          for (int64_t j = q * run; j < (q + 1) * run; ++j) out[j] = standardized(row[j], m, s) * wq + sq;
+        }
+    }
+  }
+}
+
+// Channels [begin, end) backward: y's gradient is g w, and x's s (g w - mean(g w) - y mean(g w y)).
+// Where runs of positions share a weight, the sums of g and g y per run go to run_sums.
+template <class T>
+[[gnu::always_inline]] inline void normalize_backward_loop(const NormJob<T>& job, int64_t begin, int64_t end) {
+  const auto& l = job.l;
+  const int64_t a = l.a, c = l.c, b = l.b, run = l.run();
+  const auto count = static_cast<double>(a * b);
+  const T* pg = job.g;
+  const T* px = job.x;
+  for (int64_t k = begin; k < end; ++k) {
+    const T m = job.mean[k], s = static_cast<T>(job.invstd[k]);
+    const auto y = [&](int64_t at) { return standardized(px[at], m, s); };
+    const T* w = job.w ? job.w + k % l.groups * l.per_group : nullptr;
+    double sum = 0, dot = 0;  // of g w, and of g w y
+    if (w && run == 1) {
+      for (int64_t i = 0; i < a; ++i) {
+        const int64_t at = (i * c + k) * b;
+        sum += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]); });
+        dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]) * y(at + j); });
+      }
+    } else {  // runs of positions sharing a weight (without one, the channel's positions are one run)
+      const int64_t runs = (w && run != 1) || job.run_sums ? l.per_group : 1;
+      const int64_t span = runs == 1 ? b : run;
+      for (int64_t q = 0; q < runs; ++q) {
+        double run_g = 0, run_gy = 0;
+        for (int64_t i = 0; i < a; ++i) {
+          const int64_t at = (i * c + k) * b + q * span;
+          run_g += run_sum<double>(pg + at, span);
+          run_gy += run_sum<double>(span, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
+        }
+        if (job.run_sums) {
+          job.run_sums[2 * (k * l.per_group + q)] = run_gy;
+          job.run_sums[2 * (k * l.per_group + q) + 1] = run_g;
+        }
+        const double wq = w ? static_cast<double>(w[q]) : 1;
+        sum += wq * run_g;
+        dot += wq * run_gy;
+      }
+    }
+    if (!job.out) continue;
+    const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count);
+    for (int64_t i = 0; i < a; ++i) {
+      const int64_t at = (i * c + k) * b;
+      T* out = job.out + at;
+      if (!w)
+        for (int64_t j = 0; j < b; ++j) out[j] = s * (pg[at + j] - mg - y(at + j) * mgy);
+      else if (run == 1)
+        for (int64_t j = 0; j < b; ++j) out[j] = s * (pg[at + j] * w[j] - mg - y(at + j) * mgy);
+      else
+        for (int64_t q = 0; q < l.per_group; ++q) {
+          const T wq = w[q];
+          for (int64_t j = q * run; j < (q + 1) * run; ++j) out[j] = s * (pg[at + j] * wq - mg - y(at + j) * mgy);
+        }
+    }
+  }
+}
+
+// Weights [begin, end) of a weight per position (layer norm): the sums of g y and of g down
+// their columns, channel by channel.
+template <class T>
+[[gnu::always_inline]] inline void normalize_columns_loop(const NormJob<T>& job, int64_t begin, int64_t end) {
+  const auto& l = job.l;
+  const int64_t a = l.a, c = l.c, b = l.b;
+  std::vector<double> dots(static_cast<size_t>(end - begin)), sums(dots.size());
+  for (int64_t group = begin / b; group * b < end; ++group) {
+    const int64_t from = std::max(begin, group * b), to = std::min(end, (group + 1) * b);
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t k = group; k < c; k += l.groups) {
+        const T m = job.mean[k], s = static_cast<T>(job.invstd[k]);
+        const T* gr = job.g + (i * c + k) * b - group * b;
+        const T* xr = job.x + (i * c + k) * b - group * b;
+        double* dot = dots.data() - begin;
+        double* sum = sums.data() - begin;
+        for (int64_t n = from; n < to; ++n) {
+          dot[n] += static_cast<double>(gr[n]) * standardized(xr[n], m, s);
+          sum[n] += gr[n];
+        }
+      }
+  }
+  for (int64_t n = begin; n < end; ++n) {
+    job.gw[n] = static_cast<T>(dots[static_cast<size_t>(n - begin)]);
+    job.gb[n] = static_cast<T>(sums[static_cast<size_t>(n - begin)]);
+  }
+}
+
+// Each loop twice, for AVX2 and for any x86-64, chosen when the library is loaded (as tanh's,
+// above). Without FMA, so that nothing is contracted: the same bits either way.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define CHAINRULE_VERSIONS(name, T)                                                                   \
+  [[gnu::target("avx2")]] void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) {    \
+    name##_loop(job, begin, end);                                                                     \
+  }                                                                                                   \
+  [[gnu::target("default")]] void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) { \
+    name##_loop(job, begin, end);                                                                     \
+  }
+#else
+#define CHAINRULE_VERSIONS(name, T) \
+  void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) { name##_loop(job, begin, end); }
+#endif
+CHAINRULE_VERSIONS(normalize, float)
+CHAINRULE_VERSIONS(normalize, double)
+CHAINRULE_VERSIONS(normalize_backward, float)
+CHAINRULE_VERSIONS(normalize_backward, double)
+CHAINRULE_VERSIONS(normalize_columns, float)
+CHAINRULE_VERSIONS(normalize_columns, double)
+#undef CHAINRULE_VERSIONS
 }  // namespace
 
 NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, const Tensor& weight_in,
                           const Tensor& bias_in) {
   const Tensor x = dense(x_in);
-  const auto [weight, bias] = affine_pair(weight_in, bias_in, l, x.dtype());
-  const int64_t a = l.a, c = l.c, b = l.b, run = l.run();
-  NormalizeResult r{empty(x.shape(), x.dtype()), empty({c}, x.dtype()), empty({c}, x.dtype()),
-                    empty({c}, Dtype::float64)};
-  const auto count = static_cast<double>(a * b);
+  const std::pair<Tensor, Tensor> affine = affine_pair(weight_in, bias_in, l, x.dtype());
+  const Tensor &weight = affine.first, &bias = affine.second;  // (not a structured binding: clang's lambdas cannot capture one)
+  NormalizeResult r{empty(x.shape(), x.dtype()), empty({l.c}, x.dtype()), empty({l.c}, x.dtype()),
+                    empty({l.c}, Dtype::float64)};
   dispatch_floating(x.dtype(), "normalize", [&]<class T>() {
-    const T* px = ptr<T>(x);
-    T* py = ptr<T>(r.y);
-    parallel_for(
-        c,
-        [&](int64_t begin, int64_t end) {
-          for (int64_t k = begin; k < end; ++k) {
-            double sum = 0, squares = 0;
-            for (int64_t i = 0; i < a; ++i) sum += run_sum<double>(px + (i * c + k) * b, b);
-            const double mean = sum / count;
-            for (int64_t i = 0; i < a; ++i) {
-              const T* row = px + (i * c + k) * b;
-              squares += run_sum<double>(b, [&](int64_t j) { return (row[j] - mean) * (row[j] - mean); });
-            }
-            const double var = squares / count, invstd = 1 / std::sqrt(var + eps);
-            ptr<T>(r.mean)[k] = static_cast<T>(mean);
-            ptr<T>(r.var)[k] = static_cast<T>(var);
-            ptr<double>(r.invstd)[k] = invstd;
-            const auto m = static_cast<T>(mean), s = static_cast<T>(invstd);
-            const T* w = weight.defined() ? ptr<T>(weight) + k % l.groups * l.per_group : nullptr;
-            const T* shift = bias.defined() ? ptr<T>(bias) + k % l.groups * l.per_group : nullptr;
-            for (int64_t i = 0; i < a; ++i) {
-              const T* row = px + (i * c + k) * b;
-              T* out = py + (i * c + k) * b;
-              if (!w)
-                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s);
-              else if (run == 1)  // a weight per position (layer norm)
-                for (int64_t j = 0; j < b; ++j) out[j] = standardized(row[j], m, s) * w[j] + shift[j];
-              else  // runs of positions sharing a weight (batch and group norm)
-                for (int64_t q = 0; q < l.per_group; ++q) {
-                  const T wq = w[q], sq = shift[q];  // held, so that out (which might alias them) can be vectorised
-                  for (int64_t j = q * run; j < (q + 1) * run; ++j) out[j] = standardized(row[j], m, s) * wq + sq;
-                }
-            }
-          }
-        },
-        a * b, 1);
+    const NormJob<T> job{.l = l, .eps = eps, .x = ptr<T>(x), .g = nullptr,
+                         .w = weight.defined() ? ptr<T>(weight) : nullptr,
+                         .shift = bias.defined() ? ptr<T>(bias) : nullptr, .out = ptr<T>(r.y),
+                         .mean = ptr<T>(r.mean), .var = ptr<T>(r.var), .invstd = ptr<double>(r.invstd),
+                         .run_sums = nullptr, .gw = nullptr, .gb = nullptr};
+    parallel_for(l.c, [&](int64_t begin, int64_t end) { normalize_version(job, begin, end); }, l.a * l.b, 1);
   });
   return r;
 }
@@ -871,110 +1000,37 @@ NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, c
 NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const Tensor& mean, const Tensor& invstd,
                                   const NormLayout& l, const Tensor& weight_in, bool need_x, bool need_affine) {
   const Tensor g = dense(g_in), x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor();
-  const int64_t a = l.a, c = l.c, b = l.b, run = l.run(), weights = l.groups * l.per_group;
+  const int64_t weights = l.groups * l.per_group;
   NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({weights}, g.dtype()) : Tensor(),
                    need_affine ? empty({weights}, g.dtype()) : Tensor()};
-  const auto count = static_cast<double>(a * b);
-  // The per-channel pass sums g and g y over each run of positions sharing a weight; the
-  // affine's gradients add those of the channels sharing the weights, in the channels' order
-  // (not the threads'). With a weight per position (layer norm) they are sums down the columns
-  // of positions instead, a pass of their own.
-  const bool per_position = run == 1;
-  std::vector<double> run_sums(need_affine && !per_position ? 2 * static_cast<size_t>(c * l.per_group) : 0);
+  // The affine's gradients: where runs of positions share a weight, the channel pass keeps each
+  // run's sums, added here channel by channel (in the channels' order, not the threads'); with a
+  // weight per position (layer norm), sums down the columns of positions, a pass of their own.
+  const bool per_position = l.run() == 1;
+  std::vector<double> run_sums(need_affine && !per_position ? 2 * static_cast<size_t>(l.c * l.per_group) : 0);
   dispatch_floating(g.dtype(), "normalize", [&]<class T>() {
-    const T* pg = ptr<T>(g);
-    const T* px = ptr<T>(x);
-    parallel_for(
-        c,
-        [&](int64_t begin, int64_t end) {
-          for (int64_t k = begin; k < end; ++k) {
-            const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
-            const auto y = [&](int64_t at) { return standardized(px[at], m, s); };
-            const T* w = weight.defined() ? ptr<T>(weight) + k % l.groups * l.per_group : nullptr;
-            double sum = 0, dot = 0;  // of y's gradient g w, and of g w y
-            if (w && per_position) {
-              for (int64_t i = 0; i < a; ++i) {
-                const int64_t at = (i * c + k) * b;
-                sum += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]); });
-                dot += run_sum<double>(b, [&](int64_t j) { return static_cast<double>(pg[at + j] * w[j]) * y(at + j); });
-              }
-            } else {  // runs of positions sharing a weight (without one, the channel's positions are one run)
-              const int64_t runs = (w && !per_position) || !run_sums.empty() ? l.per_group : 1;
-              const int64_t span = runs == 1 ? b : run;
-              for (int64_t q = 0; q < runs; ++q) {
-                double run_g = 0, run_gy = 0;
-                for (int64_t i = 0; i < a; ++i) {
-                  const int64_t at = (i * c + k) * b + q * span;
-                  run_g += run_sum<double>(pg + at, span);
-                  run_gy += run_sum<double>(span, [&](int64_t j) { return static_cast<double>(pg[at + j]) * y(at + j); });
-                }
-                if (!run_sums.empty()) {
-                  run_sums[static_cast<size_t>(2 * (k * l.per_group + q))] = run_gy;
-                  run_sums[static_cast<size_t>(2 * (k * l.per_group + q) + 1)] = run_g;
-                }
-                const double wq = w ? static_cast<double>(w[q]) : 1;
-                sum += wq * run_g;
-                dot += wq * run_gy;
-              }
-            }
-            if (!need_x) continue;
-            // y's gradient is g w: s (g w - mean(g w) - y mean(g w y))
-            const auto mg = static_cast<T>(sum / count), mgy = static_cast<T>(dot / count);
-            T* out = ptr<T>(r.x);
-            for (int64_t i = 0; i < a; ++i) {
-              const int64_t at = (i * c + k) * b;
-              if (!w)
-                for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] - mg - y(at + j) * mgy);
-              else if (per_position)
-                for (int64_t j = 0; j < b; ++j) out[at + j] = s * (pg[at + j] * w[j] - mg - y(at + j) * mgy);
-              else
-                for (int64_t q = 0; q < l.per_group; ++q) {
-                  const T wq = w[q];
-                  for (int64_t j = q * run; j < (q + 1) * run; ++j) out[at + j] = s * (pg[at + j] * wq - mg - y(at + j) * mgy);
-                }
-            }
-          }
-        },
-        a * b, 1);
+    const NormJob<T> job{.l = l, .eps = 0, .x = ptr<T>(x), .g = ptr<T>(g),
+                         .w = weight.defined() ? ptr<T>(weight) : nullptr, .shift = nullptr,
+                         .out = need_x ? ptr<T>(r.x) : nullptr, .mean = ptr<T>(mean), .var = nullptr,
+                         .invstd = ptr<double>(invstd),
+                         .run_sums = run_sums.empty() ? nullptr : run_sums.data(),
+                         .gw = need_affine ? ptr<T>(r.weight) : nullptr, .gb = need_affine ? ptr<T>(r.bias) : nullptr};
+    parallel_for(l.c, [&](int64_t begin, int64_t end) { normalize_backward_version(job, begin, end); }, l.a * l.b, 1);
     if (!need_affine) return;
-    T* gw = ptr<T>(r.weight);
-    T* gb = ptr<T>(r.bias);
-    if (!per_position) {  // weight n's gradient: the sums of g y of its runs, channel by channel
-      for (int64_t n = 0; n < weights; ++n) {
-        double dot = 0, sum = 0;
-        for (int64_t k = n / l.per_group; k < c; k += l.groups) {
-          dot += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group))];
-          sum += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group) + 1)];
-        }
-        gw[n] = static_cast<T>(dot);
-        gb[n] = static_cast<T>(sum);
-      }
+    if (per_position) {  // the positions split between threads
+      parallel_for(weights, [&](int64_t begin, int64_t end) { normalize_columns_version(job, begin, end); },
+                   l.a * l.c / std::max<int64_t>(l.groups, 1), 8);
       return;
     }
-    // a weight per position: the positions split between threads, each summing down its columns
-    parallel_for(
-        weights,
-        [&](int64_t begin, int64_t end) {
-          std::vector<double> dots(static_cast<size_t>(end - begin)), sums(dots.size());
-          for (int64_t group = begin / b; group * b < end; ++group) {
-            const int64_t from = std::max(begin, group * b), to = std::min(end, (group + 1) * b);
-            for (int64_t i = 0; i < a; ++i)
-              for (int64_t k = group; k < c; k += l.groups) {
-                const T m = ptr<T>(mean)[k], s = static_cast<T>(ptr<double>(invstd)[k]);
-                const T* gr = pg + (i * c + k) * b - group * b;
-                const T* xr = px + (i * c + k) * b - group * b;
-                for (int64_t n = from; n < to; ++n) {
-                  dots[static_cast<size_t>(n - begin)] += static_cast<double>(gr[n]) * standardized(xr[n], m, s);
-                  sums[static_cast<size_t>(n - begin)] += gr[n];
-                }
-              }
-          }
-          for (int64_t n = begin; n < end; ++n) {
-            gw[n] = static_cast<T>(dots[static_cast<size_t>(n - begin)]);
-            gb[n] = static_cast<T>(sums[static_cast<size_t>(n - begin)]);
-          }
-        },
-        a * c / std::max<int64_t>(l.groups, 1), 8);
+    for (int64_t n = 0; n < weights; ++n) {  // weight n's runs, channel by channel
+      double dot = 0, sum = 0;
+      for (int64_t k = n / l.per_group; k < l.c; k += l.groups) {
+        dot += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group))];
+        sum += run_sums[static_cast<size_t>(2 * (k * l.per_group + n % l.per_group) + 1)];
+      }
+      job.gw[n] = static_cast<T>(dot);
+      job.gb[n] = static_cast<T>(sum);
+    }
   });
   return r;
 }
