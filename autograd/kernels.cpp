@@ -813,7 +813,8 @@ template <class T>
 std::pair<Tensor, Tensor> affine_pair(const Tensor& weight, const Tensor& bias, const NormLayout& l, Dtype dtype) {
   if (!weight.defined() && !bias.defined()) return {};
   const Shape shape{l.groups * l.per_group};
-  return {weight.defined() ? dense(weight) : full(shape, 1.0, dtype), bias.defined() ? dense(bias) : zeros(shape, dtype)};
+  return {weight.defined() ? dense(weight) : full(shape, 1.0, dtype),
+          bias.defined() ? dense(bias) : zeros(shape, dtype)};
 }
 
 // What the normalisation loops read and write (null where a pass has none).
@@ -983,7 +984,7 @@ NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, c
                           const Tensor& bias_in) {
   const Tensor x = dense(x_in);
   const std::pair<Tensor, Tensor> affine = affine_pair(weight_in, bias_in, l, x.dtype());
-  const Tensor &weight = affine.first, &bias = affine.second;  // (not a structured binding: clang's lambdas cannot capture one)
+  const Tensor &weight = affine.first, &bias = affine.second;  // (clang's lambdas cannot capture a structured binding)
   NormalizeResult r{empty(x.shape(), x.dtype()), empty({l.c}, x.dtype()), empty({l.c}, x.dtype()),
                     empty({l.c}, Dtype::float64)};
   dispatch_floating(x.dtype(), "normalize", [&]<class T>() {
@@ -1001,7 +1002,8 @@ NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const 
                                   const NormLayout& l, const Tensor& weight_in, bool need_x, bool need_affine) {
   const Tensor g = dense(g_in), x = dense(x_in), weight = weight_in.defined() ? dense(weight_in) : Tensor();
   const int64_t weights = l.groups * l.per_group;
-  NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(), need_affine ? empty({weights}, g.dtype()) : Tensor(),
+  NormalizeGrads r{need_x ? empty(g.shape(), g.dtype()) : Tensor(),
+                   need_affine ? empty({weights}, g.dtype()) : Tensor(),
                    need_affine ? empty({weights}, g.dtype()) : Tensor()};
   // The affine's gradients: where runs of positions share a weight, the channel pass keeps each
   // run's sums, added here channel by channel (in the channels' order, not the threads'); with a

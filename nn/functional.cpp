@@ -369,7 +369,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (training) {
     const int64_t n = channels == 0 ? 0 : x.numel() / channels;
     if (n <= 1) fail("batch_norm: expected more than 1 value per channel when training, got input {}", describe(x));
-    const Normalized batch = standardize(x, {x.size(0), channels, positions, channels, 1}, eps, weight, bias, "batch_norm");
+    const Normalized batch =
+        standardize(x, {x.size(0), channels, positions, channels, 1}, eps, weight, bias, "batch_norm");
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       Tensor(running_mean).mul_(1 - momentum).add_(batch.mean.reshape({channels}), momentum);

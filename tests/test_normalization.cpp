@@ -160,7 +160,8 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
     CAPTURE(affine);
     const cr::Tensor x = (input(k.shape, -3, 5, 41) * input(k.shape, 0.5, 2, 42)).detach().requires_grad_();
     const cr::Tensor r = input(k.shape, -1, 1, 43).detach();
-    const cr::Tensor w = affine ? input(k.w, 0.5, 2, 45) : cr::Tensor(), b = affine ? input(k.w, -1, 1, 46) : cr::Tensor();
+    const cr::Tensor w = affine ? input(k.w, 0.5, 2, 45) : cr::Tensor();
+    const cr::Tensor b = affine ? input(k.w, -1, 1, 46) : cr::Tensor();
     const std::vector<cr::Tensor> wrt = affine ? std::vector{x, w, b} : std::vector{x};
     cr::Tensor expected = composed(x.reshape(k.as)).reshape(k.shape);
     if (affine) expected = expected * w.reshape(k.w_view) + b.reshape(k.w_view);
