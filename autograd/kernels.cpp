@@ -803,6 +803,82 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
 }
 
 namespace {
+// max_pool2d_indices' step: element v at position `at` replaces the window's best so far when it
+// is larger or NaN (a later NaN too, as PyTorch's). Masks rather than branches: the data decide,
+// so a branch would be mispredicted about half the time.
+template <class T>
+[[gnu::always_inline]] inline void take_if_larger(T v, int64_t at, T& best, int64_t& best_at) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;  // T's bits
+  const uint64_t take = -static_cast<uint64_t>((v > best) | (v != v));
+  const auto bits = static_cast<U>(take);
+  best = std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(v) & bits) | (std::bit_cast<U>(best) & ~bits)));
+  best_at = static_cast<int64_t>((static_cast<uint64_t>(at) & take) | (static_cast<uint64_t>(best_at) & ~take));
+}
+}  // namespace
+
+Tensor max_pool2d_indices(const Tensor& x_in, const Window2& w) {
+  const Tensor x = dense(x_in);
+  const int64_t planes = x.size(0) * x.size(1), l = w.out[0] * w.out[1], width = x.size(3);
+  const std::array<int64_t, 2> extent{x.size(2), width};
+  // Per dim and window: its first element's position (maybe in the padding) and the range of
+  // its elements inside x, [first, last), the same for every plane.
+  struct Span {
+    int64_t start, first, last;
+  };
+  std::array<std::vector<Span>, 2> spans;
+  for (int k = 0; k < 2; ++k)
+    for (int64_t o = 0; o < w.out[k]; ++o) {
+      const int64_t start = o * w.stride[k] - w.padding[k], d = w.dilation[k];
+      spans[k].push_back({start, start < 0 ? (-start + d - 1) / d : 0,
+                          std::min(w.kernel[k], (extent[k] - start + d - 1) / d)});
+    }
+  // The windows whose columns are all inside x, [inner, outer): a row of them goes through its
+  // elements column by column for all of them at once (independent steps, not one chain).
+  int64_t inner = 0, outer = w.out[1];
+  while (inner < outer && spans[1][inner].first > 0) ++inner;
+  while (outer > inner && spans[1][outer - 1].last < w.kernel[1]) --outer;
+  Tensor indices = empty({x.size(0), x.size(1), l}, Dtype::int64);
+  dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
+    parallel_for(
+        planes,
+        [&](int64_t begin, int64_t end) {
+          std::vector<T> best(static_cast<size_t>(w.out[1]));
+          for (int64_t p = begin; p < end; ++p) {
+            const T* plane = ptr<T>(x) + p * extent[0] * width;
+            int64_t* out = ptr<int64_t>(indices) + p * l;
+            for (const Span& r : spans[0]) {
+              const auto row_of = [&](int64_t ky) { return (r.start + ky * w.dilation[0]) * width; };
+              for (int64_t o = 0; o < w.out[1]; ++o) {
+                const Span& c = spans[1][static_cast<size_t>(o)];
+                best[static_cast<size_t>(o)] = -std::numeric_limits<T>::infinity();
+                out[o] = row_of(r.first) + c.start + c.first * w.dilation[1];  // a window of -inf: its first
+              }
+              for (int64_t ky = r.first; ky < r.last; ++ky)
+                for (int64_t kx = 0; kx < w.kernel[1]; ++kx)
+                  for (int64_t o = inner; o < outer; ++o) {
+                    const int64_t at = row_of(ky) + o * w.stride[1] - w.padding[1] + kx * w.dilation[1];
+                    take_if_larger(plane[at], at, best[static_cast<size_t>(o)], out[o]);
+                  }
+              for (int64_t o = 0; o < w.out[1]; ++o) {  // the windows at the edges, one at a time
+                if (o == inner) o = std::max(outer, inner);
+                if (o >= w.out[1]) break;
+                const Span& c = spans[1][static_cast<size_t>(o)];
+                for (int64_t ky = r.first; ky < r.last; ++ky)
+                  for (int64_t kx = c.first; kx < c.last; ++kx) {
+                    const int64_t at = row_of(ky) + c.start + kx * w.dilation[1];
+                    take_if_larger(plane[at], at, best[static_cast<size_t>(o)], out[o]);
+                  }
+              }
+              out += w.out[1];
+            }
+          }
+        },
+        l * w.kernel[0] * w.kernel[1], 1);
+  });
+  return indices;
+}
+
+namespace {
 // y as normalize makes it and normalize_backward makes it again: one expression, so the same bits.
 template <class T>
 [[gnu::always_inline]] inline T standardized(T v, T mean, T invstd) {

@@ -12,10 +12,14 @@ void check_index_tensor(const Tensor& index, const char* op) {
   if (index.dtype() != Dtype::int64) fail("{}: index must be int64, got {}", op, describe(index));
 }
 
-void check_range(int64_t v, int64_t n, const char* op, const Tensor& x, int64_t dim, const Tensor& index) {
-  if (v < 0 || v >= n)
-    fail("{}: index {} is out of range for dimension {} of size {} (input {}, index {})", op, v, dim, n, describe(x),
-         describe(index));
+[[noreturn, gnu::cold]] void out_of_range(int64_t v, int64_t n, const char* op, const Tensor& x, int64_t dim,
+                                          const Tensor& index) {
+  fail("{}: index {} is out of range for dimension {} of size {} (input {}, index {})", op, v, dim, n, describe(x),
+       describe(index));
+}
+inline void check_range(int64_t v, int64_t n, const char* op, const Tensor& x, int64_t dim, const Tensor& index) {
+  if (v < 0 || v >= n) [[unlikely]]
+    out_of_range(v, n, op, x, dim, index);
 }
 
 // Checks gather/scatter shapes: same rank, index no larger than x outside `dim`.
@@ -47,6 +51,16 @@ void for_each_gathered(const Tensor& x, int64_t dim, const Tensor& index, const 
   });
 }
 
+// out (contiguous, not shared) += src at the positions index names along dim: scatter_add's loop.
+void add_at(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, const char* op) {
+  const Tensor s = src.contiguous();
+  dispatch(out.dtype(), [&]<class T>() {
+    const T* ps = kernels::ptr<T>(s);
+    T* po = kernels::ptr<T>(out);
+    for_each_gathered(out, dim, index, op, [&](int64_t off, int64_t pos) { po[off] += ps[pos]; });
+  });
+}
+
 }  // namespace
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -59,7 +73,10 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     for_each_gathered(x, d, index, "gather", [&](int64_t off, int64_t pos) { po[pos] = px[off]; });
   });
   return record(out, "gather", {x}, {}, [d, index](const Tensor& g, const BackwardContext& c) -> Grads {
-    return {scatter_add(zeros(c.shape(0), g.dtype()), d, index, g)};  // adjoint of gather
+    Tensor zero = zeros(c.shape(0), g.dtype());  // the adjoint of gather: g added where it was read
+    if (grad_mode_enabled()) return {scatter_add(zero, d, index, g)};  // recorded (create_graph)
+    add_at(zero, d, index, g, "scatter_add");  // in place: no copy of the zeros, no node
+    return {std::move(zero)};
   });
 }
 
@@ -71,12 +88,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   if (src.dtype() != x.dtype()) fail("scatter_add: src {} and input {} differ in dtype", describe(src), describe(x));
   Tensor out = kernels::empty(x.shape(), x.dtype());
   kernels::copy_into(out, x);
-  const Tensor s = src.contiguous();
-  dispatch(x.dtype(), [&]<class T>() {
-    const T* ps = kernels::ptr<T>(s);
-    T* po = kernels::ptr<T>(out);
-    for_each_gathered(out, d, index, "scatter_add", [&](int64_t off, int64_t pos) { po[off] += ps[pos]; });
-  });
+  add_at(out, d, index, src, "scatter_add");
   return record(out, "scatter_add", {x, src}, {}, [d, index](const Tensor& g, const BackwardContext& c) -> Grads {
     return {g, c.needs(1) ? gather(g, d, index) : Tensor()};
   });

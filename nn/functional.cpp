@@ -854,10 +854,13 @@ Tensor pool(const Tensor& x, const Pooling& p, bool average, const Call& op) {
   const Size2 stride = p.stride.value_or(p.kernel);
   return batched(x, op, [&](const Tensor& xb) {
     const int64_t n = xb.size(0), c = xb.size(1);
-    const auto [cols, out] =
-        unfold_with(xb, p.kernel, {1, 1}, p.padding, stride, average ? 0.0 : -INFINITY, op, p.ceil_mode);
+    if (!average) {  // each window's maximum, gathered from where a kernel found it (gather's gradients follow)
+      const Size2 out = blocks(xb, p.kernel, {1, 1}, p.padding, stride, op, p.ceil_mode);
+      const Tensor at = kernels::max_pool2d_indices(xb, {p.kernel, {1, 1}, p.padding, stride, out});
+      return gather(xb.reshape({n, c, -1}), 2, at).reshape({n, c, out[0], out[1]});
+    }
+    const auto [cols, out] = unfold_with(xb, p.kernel, {1, 1}, p.padding, stride, 0.0, op, p.ceil_mode);
     const Tensor windows = cols.reshape({n, c, p.kernel[0] * p.kernel[1], -1});
-    if (!average) return max(windows, 2).values.reshape({n, c, out[0], out[1]});
     std::vector<double> sizes;
     for (int64_t i = 0; i < out[0] * out[1]; ++i) {
       double size = 1;

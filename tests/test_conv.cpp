@@ -279,6 +279,48 @@ TEST_CASE("max_pool2d and avg_pool2d by hand") {
   CHECK(values(t.grad()) == std::vector<double>{0.25, 0.25, 0.25, 0.25});
 }
 
+TEST_CASE("max_pool2d finds each window's maximum as PyTorch does and gathers it: NaN, -inf windows, threads") {
+  // values and gradients from torch 1.13: F.max_pool2d(x, 2) and F.max_pool2d(x, 2, 2, 1), then
+  // backward of g = [1 .. 4] and [1 .. 9]. A NaN wins over any number and a later NaN over an
+  // earlier one; a window of -inf passes its gradient to its first position inside x (before,
+  // the second window gave it to the first NaN, and the padded -inf windows to the padding).
+  const double nan = std::nan(""), inf = INFINITY;
+  const cr::Tensor x =
+      cr::tensor({nan, 1, 2, nan, nan, 0, -1, 5, -inf, -inf, 4, 4, -inf, -inf, 4, 1}, {1, 1, 4, 4}, cr::float64)
+          .requires_grad_();
+  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK((got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))));
+  };
+  const cr::Tensor y = F::max_pool2d(x, {2, 2});
+  same(values(y), {nan, nan, -inf, 4});
+  const cr::Tensor g4 = cr::arange(1.0, 5.0, 1.0, cr::float64).reshape({1, 1, 2, 2});
+  CHECK(values(cr::autograd::grad({cr::sum(y * g4)}, {x})[0]) ==
+        std::vector<double>{0, 0, 0, 2, 1, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 0});
+  const cr::Tensor padded = F::max_pool2d(x, {2, 2}, F::Size2{2, 2}, {1, 1});
+  same(values(padded), {nan, 2, nan, nan, 4, 5, -inf, 4, 1});
+  const cr::Tensor g9 = cr::arange(1.0, 10.0, 1.0, cr::float64).reshape({1, 1, 3, 3});
+  CHECK(values(cr::autograd::grad({cr::sum(padded * g9)}, {x})[0]) ==
+        std::vector<double>{1, 0, 2, 3, 4, 0, 0, 6, 0, 0, 5, 0, 7, 0, 8, 9});
+  // Planes split between threads: the same values and gradients as the maxima of unfold's
+  // windows (distinct values, so no ties), on 1 and 2 threads; a transposed (non-contiguous) input
+  const cr::Tensor big = input({8, 16, 30, 30}, -1, 1, 47), r = input({8, 16, 15, 15}, -1, 1, 48).detach();
+  const cr::Tensor windows = F::unfold(big, {2, 2}, {1, 1}, {0, 0}, {2, 2}).reshape({8, 16, 4, -1});
+  const cr::Tensor expected = cr::max(windows, 2).values.reshape({8, 16, 15, 15});
+  const cr::Tensor expected_grad = cr::autograd::grad({cr::sum(expected * r)}, {big})[0];
+  const int before = cr::get_num_threads();
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    cr::set_num_threads(threads);
+    const cr::Tensor got = F::max_pool2d(big, {2, 2});
+    CHECK(values(got) == values(expected));
+    CHECK(values(cr::autograd::grad({cr::sum(got * r)}, {big})[0]) == values(expected_grad));
+    const cr::Tensor t = big.transpose(2, 3);
+    CHECK(values(F::max_pool2d(t, {2, 2})) == values(F::max_pool2d(t.contiguous(), {2, 2})));
+  }
+  cr::set_num_threads(before);
+}
+
 TEST_CASE("pooling with ceil_mode and count_include_pad=false: the values torch 1.13 gives") {
   const cr::Tensor x = cr::arange(1.0, 21.0, 1.0, cr::float64).reshape({1, 1, 4, 5});
   // ceil_mode: a last window that overhangs the input is kept (the overhang adds nothing)
