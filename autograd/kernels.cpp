@@ -803,77 +803,122 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
 }
 
 namespace {
-// max_pool2d_indices' step: element v at position `at` replaces the window's best so far when it
-// is larger or NaN (a later NaN too, as PyTorch's). Masks rather than branches: the data decide,
-// so a branch would be mispredicted about half the time.
+// A loop compiled twice, for AVX2 and for any x86-64, chosen when the library is loaded (as
+// tanh's, above): name##_version(job, begin, end) runs name##_loop. Without FMA, so that nothing
+// is contracted: the same bits either way.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define CHAINRULE_AVX2_VERSIONS(name, Job)                                                       \
+  [[gnu::target("avx2")]] void name##_version(const Job& job, int64_t begin, int64_t end) {    \
+    name##_loop(job, begin, end);                                                              \
+  }                                                                                            \
+  [[gnu::target("default")]] void name##_version(const Job& job, int64_t begin, int64_t end) { \
+    name##_loop(job, begin, end);                                                              \
+  }
+#else
+#define CHAINRULE_AVX2_VERSIONS(name, Job) \
+  void name##_version(const Job& job, int64_t begin, int64_t end) { name##_loop(job, begin, end); }
+#endif
+
+// A pooling window along one dim: its first element's position (maybe in the padding) and the
+// range of its elements inside x, [first, last).
+struct Span {
+  int64_t start, first, last;
+};
+
 template <class T>
-[[gnu::always_inline]] inline void take_if_larger(T v, int64_t at, T& best, int64_t& best_at) {
+struct MaxPoolJob {
+  const T* x;
+  int64_t* indices;
+  Window2 w;
+  int64_t height, width;
+  std::array<std::vector<Span>, 2> spans;  // the windows along each dim
+  int64_t inner, outer;  // the windows whose columns are all inside x
+};
+
+// Planes [begin, end) of max_pool2d_indices. A row of windows whose columns are all inside x
+// goes through its elements column by column for all of them at once: independent steps, not
+// one chain per window, each window's choice kept as an offset from its start in T's width
+// (vectorised). Masks rather than branches: the data decide, so a branch would be mispredicted
+// about half the time. The windows at the edges go one at a time.
+template <class T>
+[[gnu::always_inline]] inline void max_pool_loop(const MaxPoolJob<T>& job, int64_t begin, int64_t end) {
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;  // T's bits
-  const uint64_t take = -static_cast<uint64_t>((v > best) | (v != v));
-  const auto bits = static_cast<U>(take);
-  best = std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(v) & bits) | (std::bit_cast<U>(best) & ~bits)));
-  best_at = static_cast<int64_t>((static_cast<uint64_t>(at) & take) | (static_cast<uint64_t>(best_at) & ~take));
+  const Window2& w = job.w;
+  const int64_t width = job.width, l = w.out[0] * w.out[1];
+  std::vector<T> best(static_cast<size_t>(w.out[1]));
+  std::vector<U> rel(best.size());
+  T* b = best.data();
+  U* r_at = rel.data();
+  for (int64_t p = begin; p < end; ++p) {
+    const T* plane = job.x + p * job.height * width;
+    int64_t* out = job.indices + p * l;
+    for (const Span& r : job.spans[0]) {
+      const int64_t start = r.start * width - w.padding[1];  // where window 0 of the row starts
+      for (int64_t o = 0; o < w.out[1]; ++o) {
+        b[o] = -std::numeric_limits<T>::infinity();
+        const int64_t first_column = job.spans[1][static_cast<size_t>(o)].first;
+        r_at[o] = static_cast<U>(r.first * w.dilation[0] * width + first_column * w.dilation[1]);
+      }
+      // the windows' step along a row: 2 (the usual 2x2 pooling) as a constant, which lets the
+      // compiler vectorise its loads, else as it is
+      const auto inner_windows = [&]<int64_t Step>(int64_t step) {
+        const int64_t stride = Step ? Step : step;
+        for (int64_t ky = r.first; ky < r.last; ++ky)
+          for (int64_t kx = 0; kx < w.kernel[1]; ++kx) {
+            const int64_t offset = ky * w.dilation[0] * width + kx * w.dilation[1];
+            const T* from = plane + start + offset;
+            for (int64_t o = job.inner; o < job.outer; ++o) {
+              const T v = from[o * stride];
+              const U take = -static_cast<U>((v > b[o]) | (v != v));  // larger, or NaN (a later NaN too)
+              b[o] = std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(v) & take) | (std::bit_cast<U>(b[o]) & ~take)));
+              r_at[o] = static_cast<U>((static_cast<U>(offset) & take) | (r_at[o] & ~take));
+            }
+          }
+      };
+      if (w.stride[1] == 2)
+        inner_windows.template operator()<2>(2);
+      else
+        inner_windows.template operator()<0>(w.stride[1]);
+      for (int64_t o = 0; o < w.out[1]; ++o) {
+        if (o == job.inner) o = std::max(job.outer, job.inner);
+        if (o >= w.out[1]) break;
+        const Span& c = job.spans[1][static_cast<size_t>(o)];
+        for (int64_t ky = r.first; ky < r.last; ++ky)
+          for (int64_t kx = c.first; kx < c.last; ++kx) {
+            const int64_t offset = ky * w.dilation[0] * width + kx * w.dilation[1];
+            const T v = plane[start + o * w.stride[1] + offset];
+            const bool take = v > b[o] || v != v;
+            b[o] = take ? v : b[o];
+            r_at[o] = take ? static_cast<U>(offset) : r_at[o];
+          }
+      }
+      for (int64_t o = 0; o < w.out[1]; ++o) out[o] = start + o * w.stride[1] + static_cast<int64_t>(r_at[o]);
+      out += w.out[1];
+    }
+  }
 }
+CHAINRULE_AVX2_VERSIONS(max_pool, MaxPoolJob<float>)
+CHAINRULE_AVX2_VERSIONS(max_pool, MaxPoolJob<double>)
 }  // namespace
 
 Tensor max_pool2d_indices(const Tensor& x_in, const Window2& w) {
   const Tensor x = dense(x_in);
-  const int64_t planes = x.size(0) * x.size(1), l = w.out[0] * w.out[1], width = x.size(3);
-  const std::array<int64_t, 2> extent{x.size(2), width};
-  // Per dim and window: its first element's position (maybe in the padding) and the range of
-  // its elements inside x, [first, last), the same for every plane.
-  struct Span {
-    int64_t start, first, last;
-  };
-  std::array<std::vector<Span>, 2> spans;
-  for (int k = 0; k < 2; ++k)
-    for (int64_t o = 0; o < w.out[k]; ++o) {
-      const int64_t start = o * w.stride[k] - w.padding[k], d = w.dilation[k];
-      spans[k].push_back({start, start < 0 ? (-start + d - 1) / d : 0,
-                          std::min(w.kernel[k], (extent[k] - start + d - 1) / d)});
-    }
-  // The windows whose columns are all inside x, [inner, outer): a row of them goes through its
-  // elements column by column for all of them at once (independent steps, not one chain).
-  int64_t inner = 0, outer = w.out[1];
-  while (inner < outer && spans[1][inner].first > 0) ++inner;
-  while (outer > inner && spans[1][outer - 1].last < w.kernel[1]) --outer;
-  Tensor indices = empty({x.size(0), x.size(1), l}, Dtype::int64);
+  Tensor indices = empty({x.size(0), x.size(1), w.out[0] * w.out[1]}, Dtype::int64);
   dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
+    MaxPoolJob<T> job{ptr<T>(x), ptr<int64_t>(indices), w, x.size(2), x.size(3), {}, 0, w.out[1]};
+    for (int k = 0; k < 2; ++k)
+      for (int64_t o = 0; o < w.out[k]; ++o) {
+        const int64_t start = o * w.stride[k] - w.padding[k], d = w.dilation[k];
+        job.spans[k].push_back({start, start < 0 ? (-start + d - 1) / d : 0,
+                                std::min(w.kernel[k], (x.size(2 + k) - start + d - 1) / d)});
+      }
+    while (job.inner < job.outer && job.spans[1][static_cast<size_t>(job.inner)].first > 0) ++job.inner;
+    while (job.outer > job.inner && job.spans[1][static_cast<size_t>(job.outer - 1)].last < w.kernel[1]) --job.outer;
+    // offsets within a window kept in T's width: a float32 plane of 2^31 elements or more goes window by window
+    if (sizeof(T) == 4 && x.size(2) * x.size(3) >= int64_t{1} << 31) job.inner = job.outer = 0;
     parallel_for(
-        planes,
-        [&](int64_t begin, int64_t end) {
-          std::vector<T> best(static_cast<size_t>(w.out[1]));
-          for (int64_t p = begin; p < end; ++p) {
-            const T* plane = ptr<T>(x) + p * extent[0] * width;
-            int64_t* out = ptr<int64_t>(indices) + p * l;
-            for (const Span& r : spans[0]) {
-              const auto row_of = [&](int64_t ky) { return (r.start + ky * w.dilation[0]) * width; };
-              for (int64_t o = 0; o < w.out[1]; ++o) {
-                const Span& c = spans[1][static_cast<size_t>(o)];
-                best[static_cast<size_t>(o)] = -std::numeric_limits<T>::infinity();
-                out[o] = row_of(r.first) + c.start + c.first * w.dilation[1];  // a window of -inf: its first
-              }
-              for (int64_t ky = r.first; ky < r.last; ++ky)
-                for (int64_t kx = 0; kx < w.kernel[1]; ++kx)
-                  for (int64_t o = inner; o < outer; ++o) {
-                    const int64_t at = row_of(ky) + o * w.stride[1] - w.padding[1] + kx * w.dilation[1];
-                    take_if_larger(plane[at], at, best[static_cast<size_t>(o)], out[o]);
-                  }
-              for (int64_t o = 0; o < w.out[1]; ++o) {  // the windows at the edges, one at a time
-                if (o == inner) o = std::max(outer, inner);
-                if (o >= w.out[1]) break;
-                const Span& c = spans[1][static_cast<size_t>(o)];
-                for (int64_t ky = r.first; ky < r.last; ++ky)
-                  for (int64_t kx = c.first; kx < c.last; ++kx) {
-                    const int64_t at = row_of(ky) + c.start + kx * w.dilation[1];
-                    take_if_larger(plane[at], at, best[static_cast<size_t>(o)], out[o]);
-                  }
-              }
-              out += w.out[1];
-            }
-          }
-        },
-        l * w.kernel[0] * w.kernel[1], 1);
+        x.size(0) * x.size(1), [&](int64_t begin, int64_t end) { max_pool_version(job, begin, end); },
+        w.out[0] * w.out[1] * w.kernel[0] * w.kernel[1], 1);
   });
   return indices;
 }
@@ -1033,27 +1078,13 @@ template <class T>
   }
 }
 
-// Each loop twice, for AVX2 and for any x86-64, chosen when the library is loaded (as tanh's,
-// above). Without FMA, so that nothing is contracted: the same bits either way.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#define CHAINRULE_VERSIONS(name, T)                                                                   \
-  [[gnu::target("avx2")]] void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) {    \
-    name##_loop(job, begin, end);                                                                     \
-  }                                                                                                   \
-  [[gnu::target("default")]] void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) { \
-    name##_loop(job, begin, end);                                                                     \
-  }
-#else
-#define CHAINRULE_VERSIONS(name, T) \
-  void name##_version(const NormJob<T>& job, int64_t begin, int64_t end) { name##_loop(job, begin, end); }
-#endif
-CHAINRULE_VERSIONS(normalize, float)
-CHAINRULE_VERSIONS(normalize, double)
-CHAINRULE_VERSIONS(normalize_backward, float)
-CHAINRULE_VERSIONS(normalize_backward, double)
-CHAINRULE_VERSIONS(normalize_columns, float)
-CHAINRULE_VERSIONS(normalize_columns, double)
-#undef CHAINRULE_VERSIONS
+CHAINRULE_AVX2_VERSIONS(normalize, NormJob<float>)
+CHAINRULE_AVX2_VERSIONS(normalize, NormJob<double>)
+CHAINRULE_AVX2_VERSIONS(normalize_backward, NormJob<float>)
+CHAINRULE_AVX2_VERSIONS(normalize_backward, NormJob<double>)
+CHAINRULE_AVX2_VERSIONS(normalize_columns, NormJob<float>)
+CHAINRULE_AVX2_VERSIONS(normalize_columns, NormJob<double>)
+#undef CHAINRULE_AVX2_VERSIONS
 }  // namespace
 
 NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, const Tensor& weight_in,
