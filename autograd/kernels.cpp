@@ -1206,8 +1206,8 @@ struct ConvSizes {
 };
 }  // namespace
 
-Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int64_t groups) {
-  const Tensor x = dense(x_in), weight = dense(weight_in);
+Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int64_t groups, const Tensor& bias_in) {
+  const Tensor x = dense(x_in), weight = dense(weight_in), bias = bias_in.defined() ? dense(bias_in) : Tensor();
   const ConvSizes s(x.shape(), weight.shape(), w, groups, dtype_size(x.dtype()));
   Tensor y = empty({s.n, s.o, w.out[0], w.out[1]}, x.dtype());
   if (y.numel() == 0) return y;
@@ -1215,9 +1215,13 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Window2& w, int
     s.for_each_block(x.dtype(), [&](int64_t, int64_t first, int64_t b, const Tensor& cols) {
       unfold_into(cols, s.samples(x, first, b), w, 0.0);
       for (int64_t i = 0; i < b; ++i)
-        for (int64_t q = 0; q < s.groups; ++q)
+        for (int64_t q = 0; q < s.groups; ++q) {
+          T* out = ptr<T>(y) + s.out_at(first + i, q);
+          if (bias.defined())  // the group's channels' biases, which the product then adds onto
+            for (int64_t r = 0; r < s.og; ++r) std::fill_n(out + r * s.l, s.l, ptr<T>(bias)[q * s.og + r]);
           gemm<T>(false, false, s.og, s.l, s.rows, ptr<T>(weight) + s.weight_at(q), s.rows,
-                  ptr<T>(cols) + s.cols_at(i, q), s.l, ptr<T>(y) + s.out_at(first + i, q), false);
+                  ptr<T>(cols) + s.cols_at(i, q), s.l, out, bias.defined());
+        }
     });
   });
   return y;

@@ -274,11 +274,12 @@ class SerialBlas {
 };
 
 /// A convolution's product: y [N, O, out h, out w] = weight [O, C / groups, kh, kw] applied to
-/// every window of x [N, C, H, W] (floating, one dtype), without a bias. A block of samples at a
+/// every window of x [N, C, H, W] (floating, one dtype), plus bias [O] where given (written
+/// into y first, the GEMM adding onto it). A block of samples at a
 /// time (about 1 MiB of columns) is unfolded (unfold_into) into a buffer that a GEMM per sample
 /// and group reads while it is still in cache: the batch's columns are never made. A large
 /// batch is cut into parts that threads share, each with its own buffer and one-thread GEMMs.
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2& w, int64_t groups);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2& w, int64_t groups, const Tensor& bias = {});
 
 /// conv2d's gradients from g [N, O, out h, out w]: of x (shape x_shape, when need_x; weight
 /// read) and of weight (when need_w; x read), the other left undefined. Block by block and part

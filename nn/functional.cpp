@@ -819,19 +819,20 @@ Tensor conv(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 str
            describe(shown));
     const Size2 kernel{weight.size(2), weight.size(3)};
     const kernels::Window2 win{kernel, dilation, padding, stride, blocks(xb, kernel, dilation, padding, stride, op)};
-    Tensor y = record(kernels::conv2d(xb, weight, win, groups), "conv2d", {xb, weight},
-                      {keep_if(weight.requires_grad(), xb), keep_if(xb.requires_grad(), weight)},
-                      [win, groups](const Tensor& g, const BackwardContext& c) -> Grads {
-                        if (!grad_mode_enabled()) {
-                          auto [gx, gw] = kernels::conv2d_backward(g, c.needs(1) ? c.saved(0) : Tensor(),
-                                                                   c.needs(0) ? c.saved(1) : Tensor(), c.shape(0),
-                                                                   c.shape(1), win, groups, c.needs(0), c.needs(1));
-                          return {std::move(gx), std::move(gw)};
-                        }
-                        return conv_gradients(g, c, win, groups);  // recorded: create_graph
-                      });
-    if (bias.defined()) y = y + bias.reshape({1, o, 1, 1});
-    return y;
+    // the bias inside the op; its gradient is g summed over all but the channels (recorded under create_graph)
+    return record(kernels::conv2d(xb, weight, win, groups, bias), "conv2d", {xb, weight, bias},
+                  {keep_if(weight.requires_grad(), xb), keep_if(xb.requires_grad(), weight)},
+                  [win, groups](const Tensor& g, const BackwardContext& c) -> Grads {
+                    Tensor gb = c.needs(2) ? sum(g, Shape{0, 2, 3}) : Tensor();
+                    if (!grad_mode_enabled()) {
+                      auto [gx, gw] = kernels::conv2d_backward(g, c.needs(1) ? c.saved(0) : Tensor(),
+                                                               c.needs(0) ? c.saved(1) : Tensor(), c.shape(0),
+                                                               c.shape(1), win, groups, c.needs(0), c.needs(1));
+                      return {std::move(gx), std::move(gw), std::move(gb)};
+                    }
+                    Grads grads = conv_gradients(g, c, win, groups);  // recorded: create_graph
+                    return {std::move(grads[0]), std::move(grads[1]), std::move(gb)};
+                  });
   });
 }
 

@@ -109,7 +109,13 @@ TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, severa
     for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(expected[i]).epsilon(1e-12));
   }
   CHECK(F::conv2d(x, w, {}, {2, 1}, {1, 2}).shape() == cr::Shape{2, 4, 3, 9});
-  CHECK(values(F::conv2d(x, w) + b.reshape({1, 4, 1, 1})) == values(F::conv2d(x, w, b)));  // the bias added last
+  // the bias is written into the output before the product adds onto it, in the one recorded op
+  // (it was an add after): the same values here, and the bias's gradient is g summed over N, H, W
+  const cr::Tensor yb = F::conv2d(x, w, b);
+  CHECK(values(F::conv2d(x, w) + b.reshape({1, 4, 1, 1})) == values(yb));
+  CHECK(yb.grad_fn()->name == std::string("conv2d"));
+  const cr::Tensor gy = input(yb.shape(), -1, 1, 16).detach();
+  CHECK(cr::allclose(cr::autograd::grad({cr::sum(yb * gy)}, {b})[0], cr::sum(gy, cr::Shape{0, 2, 3}), 1e-14, 1e-14));
   // an unbatched [C, H, W] input gives [O, H', W'], as PyTorch's
   CHECK(values(F::conv2d(x.select(0, 1), w, b)) == values(F::conv2d(x, w, b).select(0, 1)));
   // conv1d is conv2d over a height of 1
