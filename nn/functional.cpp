@@ -845,10 +845,10 @@ struct Pooling {
   bool count_include_pad = true;  // average pooling: padded positions count in a window's size
 };
 
-// Max pooling (average with `average`): the windows of each channel, [N, C, kh kw, H' W'],
-// reduced over dim 2. An average divides each window's sum by its size as PyTorch's: its
-// positions in the padded input (count_include_pad) or in the input alone, never ceil_mode's
-// overhang past the padding.
+// Max pooling: each window's maximum, where kernels::max_pool2d_indices finds it, taken by
+// gather. Average pooling (`average`): the windows of each channel, [N, C, kh kw, H' W'], summed
+// over dim 2, each sum divided by its window's size as PyTorch's: its positions in the padded
+// input (count_include_pad) or in the input alone, never ceil_mode's overhang past the padding.
 Tensor pool(const Tensor& x, const Pooling& p, bool average, const Call& op) {
   if (p.padding[0] > p.kernel[0] / 2 || p.padding[1] > p.kernel[1] / 2)
     fail("{}: padding {} must be at most half the kernel_size {}", op.name, op.size(p.padding), op.size(p.kernel));
