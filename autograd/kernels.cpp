@@ -825,14 +825,20 @@ struct Span {
   int64_t start, first, last;
 };
 
+// The versioned loops below take plain pointers and make no containers: clang (the fuzz
+// build's compiler) left the library templates a multiversioned function instantiates
+// undefined at link time.
 template <class T>
 struct MaxPoolJob {
   const T* x;
   int64_t* indices;
   Window2 w;
   int64_t height, width;
-  std::array<std::vector<Span>, 2> spans;  // the windows along each dim
+  const Span* rows;     // the windows along each dim: w.out[0] and w.out[1] of them
+  const Span* columns;
   int64_t inner, outer;  // the windows whose columns are all inside x
+  T* best;               // scratch for a row of windows, w.out[1] each (one piece's own)
+  std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>* rel;
 };
 
 // Planes [begin, end) of max_pool2d_indices. A row of windows whose columns are all inside x
@@ -845,18 +851,17 @@ template <class T>
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;  // T's bits
   const Window2& w = job.w;
   const int64_t width = job.width, l = w.out[0] * w.out[1];
-  std::vector<T> best(static_cast<size_t>(w.out[1]));
-  std::vector<U> rel(best.size());
-  T* b = best.data();
-  U* r_at = rel.data();
+  T* b = job.best;
+  U* r_at = job.rel;
   for (int64_t p = begin; p < end; ++p) {
     const T* plane = job.x + p * job.height * width;
     int64_t* out = job.indices + p * l;
-    for (const Span& r : job.spans[0]) {
+    for (int64_t row = 0; row < w.out[0]; ++row) {
+      const Span& r = job.rows[row];
       const int64_t start = r.start * width - w.padding[1];  // where window 0 of the row starts
       for (int64_t o = 0; o < w.out[1]; ++o) {
         b[o] = -std::numeric_limits<T>::infinity();
-        const int64_t first_column = job.spans[1][static_cast<size_t>(o)].first;
+        const int64_t first_column = job.columns[o].first;
         r_at[o] = static_cast<U>(r.first * w.dilation[0] * width + first_column * w.dilation[1]);
       }
       // the windows' step along a row: 2 (the usual 2x2 pooling) as a constant, which lets the
@@ -882,7 +887,7 @@ template <class T>
       for (int64_t o = 0; o < w.out[1]; ++o) {
         if (o == job.inner) o = std::max(job.outer, job.inner);
         if (o >= w.out[1]) break;
-        const Span& c = job.spans[1][static_cast<size_t>(o)];
+        const Span& c = job.columns[o];
         for (int64_t ky = r.first; ky < r.last; ++ky)
           for (int64_t kx = c.first; kx < c.last; ++kx) {
             const int64_t offset = ky * w.dilation[0] * width + kx * w.dilation[1];
@@ -904,20 +909,32 @@ CHAINRULE_AVX2_VERSIONS(max_pool, MaxPoolJob<double>)
 Tensor max_pool2d_indices(const Tensor& x_in, const Window2& w) {
   const Tensor x = dense(x_in);
   Tensor indices = empty({x.size(0), x.size(1), w.out[0] * w.out[1]}, Dtype::int64);
+  std::array<std::vector<Span>, 2> spans;  // the windows along each dim
+  for (int k = 0; k < 2; ++k)
+    for (int64_t o = 0; o < w.out[k]; ++o) {
+      const int64_t start = o * w.stride[k] - w.padding[k], d = w.dilation[k];
+      spans[k].push_back({start, start < 0 ? (-start + d - 1) / d : 0,
+                          std::min(w.kernel[k], (x.size(2 + k) - start + d - 1) / d)});
+    }
+  int64_t inner = 0, outer = w.out[1];
+  while (inner < outer && spans[1][static_cast<size_t>(inner)].first > 0) ++inner;
+  while (outer > inner && spans[1][static_cast<size_t>(outer - 1)].last < w.kernel[1]) --outer;
   dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
-    MaxPoolJob<T> job{ptr<T>(x), ptr<int64_t>(indices), w, x.size(2), x.size(3), {}, 0, w.out[1]};
-    for (int k = 0; k < 2; ++k)
-      for (int64_t o = 0; o < w.out[k]; ++o) {
-        const int64_t start = o * w.stride[k] - w.padding[k], d = w.dilation[k];
-        job.spans[k].push_back({start, start < 0 ? (-start + d - 1) / d : 0,
-                                std::min(w.kernel[k], (x.size(2 + k) - start + d - 1) / d)});
-      }
-    while (job.inner < job.outer && job.spans[1][static_cast<size_t>(job.inner)].first > 0) ++job.inner;
-    while (job.outer > job.inner && job.spans[1][static_cast<size_t>(job.outer - 1)].last < w.kernel[1]) --job.outer;
+    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
     // offsets within a window kept in T's width: a float32 plane of 2^31 elements or more goes window by window
-    if (sizeof(T) == 4 && x.size(2) * x.size(3) >= int64_t{1} << 31) job.inner = job.outer = 0;
+    const bool narrow = sizeof(T) == 4 && x.size(2) * x.size(3) >= int64_t{1} << 31;
+    const MaxPoolJob<T> job{ptr<T>(x), ptr<int64_t>(indices), w, x.size(2), x.size(3), spans[0].data(),
+                            spans[1].data(), narrow ? 0 : inner, narrow ? 0 : outer, nullptr, nullptr};
     parallel_for(
-        x.size(0) * x.size(1), [&](int64_t begin, int64_t end) { max_pool_version(job, begin, end); },
+        x.size(0) * x.size(1),
+        [&](int64_t begin, int64_t end) {
+          std::vector<T> best(static_cast<size_t>(w.out[1]));
+          std::vector<U> rel(best.size());
+          MaxPoolJob<T> own = job;
+          own.best = best.data();
+          own.rel = rel.data();
+          max_pool_version(own, begin, end);
+        },
         w.out[0] * w.out[1] * w.kernel[0] * w.kernel[1], 1);
   });
   return indices;
@@ -954,6 +971,8 @@ struct NormJob {
   double* run_sums;    // backward, per (c, weight) when runs share a weight: the sums of g y and of g
   T* gw;               // the column pass's weight and bias gradients
   T* gb;
+  double* dots;        // the column pass's scratch: a piece's own sums, one per weight of the piece
+  double* sums;
 };
 
 // Channels [begin, end): their statistics and output.
@@ -1056,7 +1075,6 @@ template <class T>
 [[gnu::always_inline]] inline void normalize_columns_loop(const NormJob<T>& job, int64_t begin, int64_t end) {
   const auto& l = job.l;
   const int64_t a = l.a, c = l.c, b = l.b;
-  std::vector<double> dots(static_cast<size_t>(end - begin)), sums(dots.size());
   for (int64_t group = begin / b; group * b < end; ++group) {
     const int64_t from = std::max(begin, group * b), to = std::min(end, (group + 1) * b);
     for (int64_t i = 0; i < a; ++i)
@@ -1064,8 +1082,8 @@ template <class T>
         const T m = job.mean[k], s = static_cast<T>(job.invstd[k]);
         const T* gr = job.g + (i * c + k) * b - group * b;
         const T* xr = job.x + (i * c + k) * b - group * b;
-        double* dot = dots.data() - begin;
-        double* sum = sums.data() - begin;
+        double* dot = job.dots - begin;
+        double* sum = job.sums - begin;
         for (int64_t n = from; n < to; ++n) {
           dot[n] += static_cast<double>(gr[n]) * standardized(xr[n], m, s);
           sum[n] += gr[n];
@@ -1073,8 +1091,8 @@ template <class T>
       }
   }
   for (int64_t n = begin; n < end; ++n) {
-    job.gw[n] = static_cast<T>(dots[static_cast<size_t>(n - begin)]);
-    job.gb[n] = static_cast<T>(sums[static_cast<size_t>(n - begin)]);
+    job.gw[n] = static_cast<T>(job.dots[n - begin]);
+    job.gb[n] = static_cast<T>(job.sums[n - begin]);
   }
 }
 
@@ -1099,7 +1117,7 @@ NormalizeResult normalize(const Tensor& x_in, const NormLayout& l, double eps, c
                          .w = weight.defined() ? ptr<T>(weight) : nullptr,
                          .shift = bias.defined() ? ptr<T>(bias) : nullptr, .out = ptr<T>(r.y),
                          .mean = ptr<T>(r.mean), .var = ptr<T>(r.var), .invstd = ptr<double>(r.invstd),
-                         .run_sums = nullptr, .gw = nullptr, .gb = nullptr};
+                         .run_sums = nullptr, .gw = nullptr, .gb = nullptr, .dots = nullptr, .sums = nullptr};
     parallel_for(l.c, [&](int64_t begin, int64_t end) { normalize_version(job, begin, end); }, l.a * l.b, 1);
   });
   return r;
@@ -1123,12 +1141,21 @@ NormalizeGrads normalize_backward(const Tensor& g_in, const Tensor& x_in, const 
                          .out = need_x ? ptr<T>(r.x) : nullptr, .mean = ptr<T>(mean), .var = nullptr,
                          .invstd = ptr<double>(invstd),
                          .run_sums = run_sums.empty() ? nullptr : run_sums.data(),
-                         .gw = need_affine ? ptr<T>(r.weight) : nullptr, .gb = need_affine ? ptr<T>(r.bias) : nullptr};
+                         .gw = need_affine ? ptr<T>(r.weight) : nullptr, .gb = need_affine ? ptr<T>(r.bias) : nullptr,
+                         .dots = nullptr, .sums = nullptr};
     parallel_for(l.c, [&](int64_t begin, int64_t end) { normalize_backward_version(job, begin, end); }, l.a * l.b, 1);
     if (!need_affine) return;
     if (per_position) {  // the positions split between threads
-      parallel_for(weights, [&](int64_t begin, int64_t end) { normalize_columns_version(job, begin, end); },
-                   l.a * l.c / std::max<int64_t>(l.groups, 1), 8);
+      parallel_for(
+          weights,
+          [&](int64_t begin, int64_t end) {
+            std::vector<double> dots(static_cast<size_t>(end - begin)), sums(dots.size());
+            NormJob<T> own = job;
+            own.dots = dots.data();
+            own.sums = sums.data();
+            normalize_columns_version(own, begin, end);
+          },
+          l.a * l.c / std::max<int64_t>(l.groups, 1), 8);
       return;
     }
     for (int64_t n = 0; n < weights; ++n) {  // weight n's runs, channel by channel
