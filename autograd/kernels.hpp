@@ -217,8 +217,9 @@ void fold_add_into(const Tensor& x, const Tensor& cols, const Window2& w);
 
 /// Max pooling's choices: for each window of x [N, C, H, W] (floating; a row-major copy first
 /// if it is not contiguous), the position of its maximum in its (n, c) plane of H W, as PyTorch's:
-/// the first of equal maxima in row-major window order, a NaN over any number, the first
-/// position inside x for a window of -inf. int64 [N, C, out h * out w]; the planes split between threads.
+/// the first of equal maxima in row-major window order, a NaN over any number (and over an
+/// earlier NaN), the first position inside x for a window of -inf. int64 [N, C, out h * out w];
+/// the planes split between threads.
 Tensor max_pool2d_indices(const Tensor& x, const Window2& w);
 
 /// What normalize returns.
