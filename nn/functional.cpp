@@ -857,8 +857,9 @@ Tensor pool(const Tensor& x, const Pooling& p, bool average, const Call& op) {
     const int64_t n = xb.size(0), c = xb.size(1);
     if (!average) {  // each window's maximum, gathered from where a kernel found it (gather's gradients follow)
       const Size2 out = blocks(xb, p.kernel, {1, 1}, p.padding, stride, op, p.ceil_mode);
-      const Tensor at = kernels::max_pool2d_indices(xb, {p.kernel, {1, 1}, p.padding, stride, out});
-      return gather(xb.reshape({n, c, -1}), 2, at).reshape({n, c, out[0], out[1]});
+      const Tensor xc = xb.contiguous();  // once: the kernel reads it, and its reshape is then a view
+      const Tensor at = kernels::max_pool2d_indices(xc, {p.kernel, {1, 1}, p.padding, stride, out});
+      return gather(xc.reshape({n, c, -1}), 2, at).reshape({n, c, out[0], out[1]});
     }
     const auto [cols, out] = unfold_with(xb, p.kernel, {1, 1}, p.padding, stride, 0.0, op, p.ceil_mode);
     const Tensor windows = cols.reshape({n, c, p.kernel[0] * p.kernel[1], -1});
