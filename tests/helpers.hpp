@@ -4,6 +4,7 @@
 #include <chainrule.hpp>
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 
 namespace cr = chainrule;
@@ -44,3 +45,11 @@ void check_error(F&& body, std::initializer_list<std::string> fragments) {
 }
 
 inline std::vector<double> values(const cr::Tensor& t) { return t.to_vector<double>(); }
+
+// a and b hold the same values, NaN counting as equal to NaN.
+inline bool same_values(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+  return true;
+}

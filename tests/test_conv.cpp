@@ -294,17 +294,13 @@ TEST_CASE("max_pool2d finds each window's maximum as PyTorch does and gathers it
   const cr::Tensor x =
       cr::tensor({nan, 1, 2, nan, nan, 0, -1, 5, -inf, -inf, 4, 4, -inf, -inf, 4, 1}, {1, 1, 4, 4}, cr::float64)
           .requires_grad_();
-  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) CHECK((got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))));
-  };
   const cr::Tensor y = F::max_pool2d(x, {2, 2});
-  same(values(y), {nan, nan, -inf, 4});
+  CHECK(same_values(values(y), {nan, nan, -inf, 4}));
   const cr::Tensor g4 = cr::arange(1.0, 5.0, 1.0, cr::float64).reshape({1, 1, 2, 2});
   CHECK(values(cr::autograd::grad({cr::sum(y * g4)}, {x})[0]) ==
         std::vector<double>{0, 0, 0, 2, 1, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 0});
   const cr::Tensor padded = F::max_pool2d(x, {2, 2}, F::Size2{2, 2}, {1, 1});
-  same(values(padded), {nan, 2, nan, nan, 4, 5, -inf, 4, 1});
+  CHECK(same_values(values(padded), {nan, 2, nan, nan, 4, 5, -inf, 4, 1}));
   const cr::Tensor g9 = cr::arange(1.0, 10.0, 1.0, cr::float64).reshape({1, 1, 3, 3});
   CHECK(values(cr::autograd::grad({cr::sum(padded * g9)}, {x})[0]) ==
         std::vector<double>{1, 0, 2, 3, 4, 0, 0, 6, 0, 0, 5, 0, 7, 0, 8, 9});

@@ -371,30 +371,25 @@ TEST_CASE("a NaN input: the gradient goes where PyTorch's goes (checked against 
     cr::sum(y * cr::tensor(std::vector<double>(w.begin(), w.begin() + y.numel()), y.shape(), cr::float64)).backward();
     return values(x.grad());
   };
-  auto same = [](const std::vector<double>& a, const std::vector<double>& b) {  // NaN equals NaN here
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-      if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
-    return true;
-  };
   // relu and hardtanh pass the gradient through a NaN (PyTorch: zero only where x <= the bound);
   // they gave 0, as if a NaN were clipped
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::relu(x); }, {1, NAN, -3, 0}), {1, 2, 0, 0}));
-  CHECK(same(grad_of([](const cr::Tensor& x) { return F::hardtanh(x); }, {0.5, NAN, -3, 1}), {1, 2, 0, 0}));
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return cr::relu(x); }, {1, NAN, -3, 0}), {1, 2, 0, 0}));
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return F::hardtanh(x); }, {0.5, NAN, -3, 1}), {1, 2, 0, 0}));
   // clamp stops it (PyTorch's: the gradient passes where min <= x <= max, false for a NaN)
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::clamp(x, -1.0, 1.0); }, {0.5, NAN, -3, 1}), {1, 0, 0, 4}));
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return cr::clamp(x, -1.0, 1.0); }, {0.5, NAN, -3, 1}),
+                    {1, 0, 0, 4}));
   // maximum/minimum give a NaN position's gradient to both inputs (PyTorch's), not to neither
   const cr::Tensor other = cr::tensor({NAN, 0.0, 5.0, 2.0}, cr::float64);
-  CHECK(same(grad_of([&](const cr::Tensor& x) { return cr::maximum(x, other); }, {1, NAN, 3, 2}), {1, 2, 0, 2}));
-  CHECK(same(grad_of([&](const cr::Tensor& x) { return cr::minimum(x, other); }, {1, NAN, 3, 2}), {1, 2, 3, 2}));
-  CHECK(same(grad_of([&](const cr::Tensor& x) { return cr::maximum(other, x); }, {1, NAN, 3, 2}), {1, 2, 0, 2}));
+  CHECK(same_values(grad_of([&](const cr::Tensor& x) { return cr::maximum(x, other); }, {1, NAN, 3, 2}), {1, 2, 0, 2}));
+  CHECK(same_values(grad_of([&](const cr::Tensor& x) { return cr::minimum(x, other); }, {1, NAN, 3, 2}), {1, 2, 3, 2}));
+  CHECK(same_values(grad_of([&](const cr::Tensor& x) { return cr::maximum(other, x); }, {1, NAN, 3, 2}), {1, 2, 0, 2}));
   // max(x) of a tensor holding a NaN is NaN, and the gradient goes to the NaN (PyTorch's); it was
   // NaN for every element (0 / 0: no element equals a NaN), poisoning every weight upstream
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::max(x); }, {1, NAN, 3, 2}), {0, 1, 0, 0}));
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::min(x); }, {1, NAN, 3, NAN}), {0, 0.5, 0, 0.5}));
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::amax(x.reshape({2, 2}), cr::Shape{1}); }, {1, NAN, 3, 2}),
-             {0, 1, 2, 0}));
-  CHECK(same(grad_of([](const cr::Tensor& x) { return cr::max(x.reshape({2, 2}), 1).values; }, {1, NAN, 3, 2}),
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return cr::max(x); }, {1, NAN, 3, 2}), {0, 1, 0, 0}));
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return cr::min(x); }, {1, NAN, 3, NAN}), {0, 0.5, 0, 0.5}));
+  const auto amax_rows = [](const cr::Tensor& x) { return cr::amax(x.reshape({2, 2}), cr::Shape{1}); };
+  CHECK(same_values(grad_of(amax_rows, {1, NAN, 3, 2}), {0, 1, 2, 0}));
+  CHECK(same_values(grad_of([](const cr::Tensor& x) { return cr::max(x.reshape({2, 2}), 1).values; }, {1, NAN, 3, 2}),
              {0, 1, 2, 0}));
 }
 
