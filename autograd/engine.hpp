@@ -247,6 +247,14 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
 /// PyTorch's masked_fill does, instead of inf * 0 = NaN. Recorded (where), for higher orders.
 Tensor zero_where(const Tensor& blocked, const Tensor& g);
 
+/// relu, sigmoid or tanh (`activation`) applied in place to y, contiguous and held by nobody
+/// else, with their own ops' kernels (so with their bits).
+void activate_in_place(LinearActivation activation, const Tensor& y);
+/// g times the derivative of `activation`, written with its output y: the backward rule of relu,
+/// sigmoid and tanh, and of linear with one of them. Fused into g's buffer in a first-order
+/// backward, recorded ops with create_graph (fused_backward).
+Tensor activation_backward(LinearActivation activation, Tensor g, const Tensor& y);
+
 /// True when an op on `inputs` should be recorded.
 bool should_record(std::span<const Tensor> inputs);
 

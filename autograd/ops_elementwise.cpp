@@ -66,23 +66,34 @@ Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& e
   return g;
 }
 
+using FloatKernel = void (*)(const float*, float*, int64_t);
+using DoubleKernel = void (*)(const double*, double*, int64_t);
+
+// The dtype's vectorised kernel over n contiguous elements (`in` may be `out`), split over
+// threads when large.
+template <class T>
+void run_vectorised(const T* in, T* out, int64_t n, FloatKernel float_kernel, DoubleKernel double_kernel) {
+  kernels::parallel_for(n, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<T, float>) float_kernel(in + begin, out + begin, end - begin);
+    else double_kernel(in + begin, out + begin, end - begin);
+  });
+}
+
 // Through the dtype's vectorised kernel (for every layout, so every layout gets the same
-// bits), split over threads when large; int64 in the default dtype (as_floating).
-Tensor vectorised(const Tensor& x, const char* op, void (*float_kernel)(const float*, float*, int64_t),
-                  void (*double_kernel)(const double*, double*, int64_t)) {
+// bits); int64 in the default dtype (as_floating).
+Tensor vectorised(const Tensor& x, const char* op, FloatKernel float_kernel, DoubleKernel double_kernel) {
   if (!is_floating(x.dtype())) return vectorised(kernels::as_floating(x), op, float_kernel, double_kernel);
   return dispatch_floating(x.dtype(), op, [&]<class T>() {
     const Tensor in = x.contiguous();
     Tensor y = kernels::empty(x.shape(), x.dtype());
-    const T* pin = kernels::ptr<T>(in);
-    T* py = kernels::ptr<T>(y);
-    kernels::parallel_for(x.numel(), [&](int64_t begin, int64_t end) {
-      if constexpr (std::is_same_v<T, float>) float_kernel(pin + begin, py + begin, end - begin);
-      else double_kernel(pin + begin, py + begin, end - begin);
-    });
+    run_vectorised<T>(kernels::ptr<T>(in), kernels::ptr<T>(y), x.numel(), float_kernel, double_kernel);
     return y;
   });
 }
+
+// relu of one value: a NaN passes through, as in PyTorch (`v > 0 ? v : 0` made it 0, hiding a
+// diverged input from everything after the relu).
+constexpr auto relu_value = [](auto v) { return v > 0 || v != v ? v : decltype(v)(0); };
 
 }  // namespace
 
@@ -405,40 +416,61 @@ Tensor atan2(const Tensor& a, const Tensor& b) {
                 });
 }
 
+void activate_in_place(LinearActivation activation, const Tensor& y) {
+  dispatch(y.dtype(), [&]<class T>() {
+    T* p = kernels::ptr<T>(y);
+    if constexpr (std::is_floating_point_v<T>) {
+      if (activation == LinearActivation::sigmoid)
+        return run_vectorised<T>(p, p, y.numel(), kernels::sigmoid_float, kernels::sigmoid_double);
+      if (activation == LinearActivation::tanh)
+        return run_vectorised<T>(p, p, y.numel(), kernels::tanh_float, kernels::tanh_double);
+    }
+    if (activation == LinearActivation::relu) kernels::map_into<T>(y, p, [](T v) { return static_cast<T>(relu_value(v)); });
+  });
+}
+
+Tensor activation_backward(LinearActivation activation, Tensor g, const Tensor& y) {
+  switch (activation) {
+    case LinearActivation::relu:  // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so
+                                  // that a NaN passes it (PyTorch's)
+      return fused_backward(
+          std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
+          [&](const Tensor& g) { return zero_where(le(y, scalar_like(0, g)), g); });
+    case LinearActivation::sigmoid:  // d sigmoid = y (1 - y)
+      return fused_backward(
+          std::move(g), y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
+          [&](const Tensor& g) { return g * y * (1.0 - y); });
+    case LinearActivation::tanh:  // d tanh = 1 - y^2
+      return fused_backward(
+          std::move(g), y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
+          [&](const Tensor& g) { return g * (1.0 - y * y); });
+    case LinearActivation::none:
+      break;
+  }
+  return g;
+}
+
+namespace {
+// The rule of an activation op y = f(x) whose derivative activation_backward writes with y.
+template <LinearActivation A>
+constexpr auto activation_rule = [](Tensor g, const BackwardContext& c) -> Grads {
+  return {activation_backward(A, std::move(g), c.result())};
+};
+}  // namespace
+
 Tensor tanh(const Tensor& x) {
   return record(vectorised(x, "tanh", kernels::tanh_float, kernels::tanh_double), "tanh", {x}, {},
-                [](Tensor g, const BackwardContext& c) -> Grads {
-                  const Tensor y = c.result();
-                  return {fused_backward(  // d tanh = 1 - y^2
-                      std::move(g), y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
-                      [&](const Tensor& g) { return g * (1.0 - y * y); })};
-                },
-                true);
+                activation_rule<LinearActivation::tanh>, true);
 }
 
 Tensor sigmoid(const Tensor& x) {
   return record(vectorised(x, "sigmoid", kernels::sigmoid_float, kernels::sigmoid_double), "sigmoid", {x}, {},
-                [](Tensor g, const BackwardContext& c) -> Grads {
-                  const Tensor y = c.result();
-                  return {fused_backward(  // d sigmoid = y (1 - y)
-                      std::move(g), y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
-                      [&](const Tensor& g) { return g * y * (1.0 - y); })};
-                },
-                true);
+                activation_rule<LinearActivation::sigmoid>, true);
 }
 
-// A NaN passes through, as in PyTorch (`v > 0 ? v : 0` made it 0, hiding a diverged input
-// from everything after the relu); its gradient is [x > 0], 0 at NaN.
+// Its gradient is [x > 0], 0 at NaN.
 Tensor relu(const Tensor& x) {
-  return record(kernels::map_any(x, [](auto v) { return v > 0 || v != v ? v : decltype(v)(0); }), "relu", {x}, {},
-                [](Tensor g, const BackwardContext& c) -> Grads {
-                  const Tensor y = c.result();
-                  // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so that a NaN passes it (PyTorch's)
-                  return {fused_backward(
-                      std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
-                      [&](const Tensor& g) { return zero_where(le(y, scalar_like(0, g)), g); })};
-                },
-                true);
+  return record(kernels::map_any(x, relu_value), "relu", {x}, {}, activation_rule<LinearActivation::relu>, true);
 }
 
 // Gradient passes where min <= x <= max (boundaries included, as PyTorch).

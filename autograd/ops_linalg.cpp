@@ -62,6 +62,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear(x, weight, bias, LinearActivation::none);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearActivation activation) {
   if (x.dim() == 0 || weight.dim() != 2 || x.size(-1) != weight.size(1) ||
       (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
     fail("linear: expected x [..., in], weight [out, in], bias [out]; got x {}, weight {}, bias {}", describe(x),
@@ -69,18 +73,26 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()))
     fail("linear: x, weight and bias need one dtype; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
+  if (activation != LinearActivation::none && !is_floating(x.dtype())) {  // an int64 product: the ops' own promotion
+    const Tensor z = linear(x, weight, bias);
+    return activation == LinearActivation::relu ? relu(z) : activation == LinearActivation::sigmoid ? sigmoid(z) : tanh(z);
+  }
+  static constexpr const char* kNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
   const int64_t out = weight.size(0);
   // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
   const auto rows = [](const Tensor& t) { return t.dim() == 2 ? t : t.reshape(rows_shape(t.shape())); };
   Shape shape = x.shape();
   shape[shape.size() - 1] = out;
   Tensor y = kernels::matmul(rows(x), weight, false, true, bias);
+  if (activation != LinearActivation::none) activate_in_place(activation, y);
   if (x.dim() != 2) y = y.reshape(shape);
-  return record(std::move(y), "linear", {x, weight, bias},
+  return record(std::move(y), kNames[static_cast<int>(activation)], {x, weight, bias},
                 {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                [rows](const Tensor& g, const BackwardContext& c) -> Grads {
-                  // d/dx = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the
-                  // engine sums it over the rows, broadcasting's adjoint).
+                [rows, activation](Tensor g, const BackwardContext& c) -> Grads {
+                  // The activation's derivative first (from the output), then the product's: d/dx
+                  // = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine
+                  // sums it over the rows, broadcasting's adjoint).
+                  if (activation != LinearActivation::none) g = activation_backward(activation, std::move(g), c.result());
                   const Tensor g2 = rows(g);
                   Tensor gx, gw;
                   if (c.needs(0)) {
@@ -88,8 +100,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                     if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
                   }
                   if (c.needs(1)) gw = product(g2, true, rows(c.saved(0)), false);
-                  return {std::move(gx), std::move(gw), c.needs(2) ? g : Tensor()};
-                });
+                  return {std::move(gx), std::move(gw), c.needs(2) ? std::move(g) : Tensor()};
+                },
+                activation != LinearActivation::none);
 }
 
 }  // namespace chainrule

@@ -452,6 +452,14 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 /// x @ weight^T + bias, as torch.nn.functional.linear: x [..., in], weight [out, in], bias [out]
 /// (optional); one BLAS call with the bias as its beta = 1 term (no separate add pass).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+/// The activations linear can apply inside its own op: those whose derivative is written with
+/// their output.
+enum class LinearActivation { none, relu, sigmoid, tanh };
+/// activation(x @ weight^T + bias) as one op: one node ("linear_relu", ...) and one output, the
+/// activation applied in place to the product. The same values and gradients, bit for bit, as
+/// linear followed by relu, sigmoid or tanh; nn::Sequential (and so nn::MLP) uses it for a Linear
+/// followed by one of those activation modules.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearActivation activation);
 
 // ---------------------------------------------------------------- shape and indexing
 Tensor reshape(const Tensor& x, const Shape& shape);  ///< x.reshape(shape)

@@ -46,6 +46,15 @@ void check_error(F&& body, std::initializer_list<std::string> fragments) {
 
 inline std::vector<double> values(const cr::Tensor& t) { return t.to_vector<double>(); }
 
+// Sets the thread count for a scope.
+struct Threads {
+  int before = cr::get_num_threads();
+  explicit Threads(int n) { cr::set_num_threads(n); }
+  ~Threads() { cr::set_num_threads(before); }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+};
+
 // a and b hold the same values, NaN counting as equal to NaN.
 inline bool same_values(const std::vector<double>& a, const std::vector<double>& b) {
   if (a.size() != b.size()) return false;

@@ -240,3 +240,63 @@ TEST_CASE("linear: x W^T + b in one GEMM (bias as BLAS's beta term), any leading
   check_error([&] { (void)cr::linear(cr::tensor({1, 2}, {1, 2}, cr::int64), cr::randn({3, 2})); },
               {"linear", "int64", "float32"});
 }
+
+TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then the activation, and of its gradients") {
+  using A = cr::LinearActivation;
+  struct Case {
+    A activation;
+    cr::Tensor (*op)(const cr::Tensor&);
+    const char* name;
+  };
+  const Case cases[] = {{A::relu, cr::relu, "linear_relu"},
+                        {A::sigmoid, cr::sigmoid, "linear_sigmoid"},
+                        {A::tanh, cr::tanh, "linear_tanh"}};
+  cr::Generator gen(31);
+  for (const Case& c : cases) {
+    INFO(c.name);
+    // Against the two ops one after the other, with a gradient from above: x 1-d to 3-d (and
+    // 2-d large enough that the activation's loops split between threads), with and without
+    // bias, float32 and float64, on 1 and 2 threads.
+    for (int threads : {1, 2}) {
+      const Threads scope(threads);
+      for (auto dtype : {cr::float32, cr::float64})
+        for (const cr::Shape& xs : {cr::Shape{5}, cr::Shape{6, 5}, cr::Shape{2, 3, 5}, cr::Shape{512, 5}})
+          for (bool with_bias : {true, false}) {
+            const int64_t out = xs.numel() >= 512 ? 300 : 4;
+            const cr::Tensor x = cr::randn(xs, dtype, &gen).requires_grad_(),
+                             w = cr::randn({out, 5}, dtype, &gen).requires_grad_(),
+                             b = with_bias ? cr::randn({out}, dtype, &gen).requires_grad_() : cr::Tensor();
+            const cr::Tensor fused = cr::linear(x, w, b, c.activation), composed = c.op(cr::linear(x, w, b));
+            REQUIRE(fused.shape() == composed.shape());
+            CHECK(same_values(values(fused), values(composed)));
+            REQUIRE(fused.grad_fn() != nullptr);
+            CHECK(std::string(fused.grad_fn()->name) == c.name);
+            CHECK(fused.grad_fn()->next.size() == 3);  // x, weight, bias: no node for the activation
+            const cr::Tensor up = cr::randn(fused.shape(), dtype, &gen);
+            std::vector<cr::Tensor> wrt{x, w};
+            if (with_bias) wrt.push_back(b);
+            const auto gf = cr::autograd::grad({fused}, wrt, {up}), gc = cr::autograd::grad({composed}, wrt, {up});
+            for (size_t i = 0; i < wrt.size(); ++i) CHECK(same_values(values(gf[i]), values(gc[i])));
+            CHECK(same_values(values(up), values(up.clone())));  // the caller's gradient left as it was
+          }
+    }
+    // A NaN product passes the activation as it passes the op alone (relu keeps it).
+    const cr::Tensor xn = cr::tensor({1.0, NAN}, {1, 2}, cr::float64), wn = cr::tensor({1.0, 0.0, -1.0, 0.0}, {2, 2}, cr::float64);
+    CHECK(same_values(values(cr::linear(xn, wn, {}, c.activation)), values(c.op(cr::linear(xn, wn)))));
+    // int64 operands: the exact product, then the op's own dtype rule (relu int64, the others float)
+    const cr::Tensor xi = cr::tensor({1, -2}, {1, 2}, cr::int64), wi = cr::tensor({3, 4, -1, 0}, {2, 2}, cr::int64);
+    const cr::Tensor yi = cr::linear(xi, wi, {}, c.activation), want_i = c.op(cr::linear(xi, wi));
+    CHECK(yi.dtype() == want_i.dtype());
+    CHECK(same_values(values(yi), values(want_i)));
+    // first and second derivatives against finite differences (float64), bias or none, 1-d to 3-d x
+    const cr::Tensor W = input({3, 4}, -2.0, 2.0, 41), B = input({3}, -2.0, 2.0, 42);
+    const A a = c.activation;
+    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); }, {input({5, 4}, -2.0, 2.0, 43), W, B});
+    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], {}, a); }, {input({2, 2, 4}, -2.0, 2.0, 44), W});
+    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); }, {input({4}, -2.0, 2.0, 45), W, B});
+    check_error([&] { (void)cr::linear(cr::randn({2, 5}), cr::randn({3, 4}), {}, a); }, {"linear", "[2, 5]", "[3, 4]"});
+  }
+  // none is linear itself
+  const cr::Tensor x = cr::randn({2, 3}).requires_grad_(), w = cr::randn({4, 3});
+  CHECK(std::string(cr::linear(x, w, {}, A::none).grad_fn()->name) == "linear");
+}

@@ -22,13 +22,6 @@ namespace K = cr::kernels;
 
 namespace {
 
-// Sets the thread count for a scope.
-struct Threads {
-  int before = cr::get_num_threads();
-  explicit Threads(int n) { cr::set_num_threads(n); }
-  ~Threads() { cr::set_num_threads(before); }
-};
-
 // Runs parallel_for over n and checks that the pieces cover [0, n) once, each starting at a
 // multiple of 64; returns the ids of the threads that ran pieces.
 std::set<std::thread::id> covered_once(int64_t n) {
