@@ -10,9 +10,15 @@ namespace chainrule::nn {
 namespace F = functional;
 
 ModulePtr Identity() { return std::make_shared<Activation>("Identity", [](const Tensor& x) { return x; }); }
-ModulePtr Sigmoid() { return std::make_shared<Activation>("Sigmoid", [](const Tensor& x) { return sigmoid(x); }); }
-ModulePtr Tanh() { return std::make_shared<Activation>("Tanh", [](const Tensor& x) { return tanh(x); }); }
-ModulePtr ReLU() { return std::make_shared<Activation>("ReLU", [](const Tensor& x) { return relu(x); }); }
+ModulePtr Sigmoid() {
+  return std::make_shared<Activation>("Sigmoid", [](const Tensor& x) { return sigmoid(x); }, LinearActivation::sigmoid);
+}
+ModulePtr Tanh() {
+  return std::make_shared<Activation>("Tanh", [](const Tensor& x) { return tanh(x); }, LinearActivation::tanh);
+}
+ModulePtr ReLU() {
+  return std::make_shared<Activation>("ReLU", [](const Tensor& x) { return relu(x); }, LinearActivation::relu);
+}
 ModulePtr LeakyReLU(double s) {
   return std::make_shared<Activation>(fmt::format("LeakyReLU(negative_slope={:g})", s),
                                       [s](const Tensor& x) { return F::leaky_relu(x, s); });

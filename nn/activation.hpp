@@ -9,16 +9,21 @@ namespace chainrule::nn {
 /// A parameter-free module applying `fn`; prints as its display name ("ReLU()").
 class Activation : public Module {
  public:
-  /// A module printing as display_name and applying fn.
-  Activation(std::string display_name, std::function<Tensor(const Tensor&)> fn)
-      : name_(std::move(display_name)), fn_(std::move(fn)) {}
+  /// A module printing as display_name and applying fn; `fused` says that fn is that activation,
+  /// which a Linear before it in a Sequential then applies inside its own op.
+  Activation(std::string display_name, std::function<Tensor(const Tensor&)> fn,
+             LinearActivation fused = LinearActivation::none)
+      : name_(std::move(display_name)), fn_(std::move(fn)), fused_(fused) {}
   Tensor forward(const Tensor& x) override { return fn_(x); }  ///< fn(x)
   /// The display name, with "()" when it has no arguments.
   std::string repr() const override { return name_.find('(') == std::string::npos ? name_ + "()" : name_; }
+  /// The activation linear can apply for it (ReLU, Sigmoid, Tanh), or none.
+  LinearActivation fused() const { return fused_; }
 
  private:
   std::string name_;
   std::function<Tensor(const Tensor&)> fn_;
+  LinearActivation fused_;
 };
 
 using ActivationFactory = std::function<ModulePtr()>;  ///< makes a fresh activation module (the registry stores these)

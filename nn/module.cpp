@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <typeinfo>
 
 #include <fmt/ranges.h>
 
@@ -157,10 +158,12 @@ void Linear::reset_parameters() {
   }
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward(const Tensor& x) { return forward(x, LinearActivation::none); }
+
+Tensor Linear::forward(const Tensor& x, LinearActivation activation) {
   if (x.dim() == 0 || x.size(-1) != in_features)
     fail("Linear: input {} does not end in in_features={} ({})", describe(x), in_features, repr());
-  return linear(x, weight, bias);
+  return linear(x, weight, bias, activation);
 }
 
 std::string Linear::repr() const {
@@ -438,8 +441,23 @@ void Sequential::push_back(ModulePtr m) {
 }
 
 Tensor Sequential::forward(const Tensor& x) {
+  // The classes exactly: a subclass may override forward.
+  const auto linear_at = [&](size_t i) {
+    Module& m = *modules_[i];
+    return typeid(m) == typeid(Linear) ? static_cast<Linear*>(&m) : nullptr;
+  };
+  const auto fused_at = [&](size_t i) {
+    if (i == modules_.size()) return LinearActivation::none;
+    const Module& m = *modules_[i];
+    return typeid(m) == typeid(Activation) ? static_cast<const Activation&>(m).fused() : LinearActivation::none;
+  };
   Tensor h = x;
-  for (auto& m : modules_) h = m->forward(h);
+  for (size_t i = 0; i < modules_.size(); ++i) {
+    Linear* l = linear_at(i);
+    const LinearActivation a = l ? fused_at(i + 1) : LinearActivation::none;
+    h = a != LinearActivation::none ? l->forward(h, a) : modules_[i]->forward(h);
+    i += a != LinearActivation::none;  // the activation ran inside the Linear's op
+  }
   return h;
 }
 

@@ -108,6 +108,9 @@ class Linear : public Module {
   /// A layer from in_features to out_features, PyTorch-initialised.
   Linear(int64_t in_features, int64_t out_features, LinearOptions options = {});
   Tensor forward(const Tensor& x) override;  ///< x W^T + b for x of shape [..., in_features]
+  /// activation(x W^T + b) in one op (cr::linear with the activation): Sequential's call for a
+  /// Linear followed by ReLU, Sigmoid or Tanh.
+  Tensor forward(const Tensor& x, LinearActivation activation);
   std::string repr() const override;  ///< "Linear(in=3, out=4, bias=true)"
   void reset_parameters() override;  ///< re-draws W and b from PyTorch's default initialisation
 
@@ -595,7 +598,9 @@ class Sequential : public Module {
   Sequential() = default;  ///< empty; add modules with push_back
   explicit Sequential(std::vector<ModulePtr> modules);  ///< the modules in order (registered as "0", "1", ...)
   void push_back(ModulePtr m);  ///< appends a module (registered under its index)
-  Tensor forward(const Tensor& x) override;  ///< each module applied to the previous one's output
+  /// Each module applied to the previous one's output; a Linear followed by ReLU, Sigmoid or Tanh
+  /// (those classes exactly, not subclasses) as one op, Linear::forward(x, activation).
+  Tensor forward(const Tensor& x) override;
   std::string repr() const override { return "Sequential"; }  ///< "Sequential"
   size_t size() const { return modules_.size(); }  ///< the number of modules
   const ModulePtr& operator[](size_t i) const { return modules_.at(i); }  ///< the i-th module

@@ -77,6 +77,59 @@ TEST_CASE("MLP: structure, names, printout, options") {
   check_error([] { cr::nn::MLP bad({3, 2}, {.output_activation = std::string("sigmod")}); }, {"sigmod"});
 }
 
+TEST_CASE("Sequential runs a Linear and the ReLU, Sigmoid or Tanh after it as one op, with the bits of the two") {
+  namespace nn = cr::nn;
+  // Each layer one node: the seed's network, a relu MLP with a tanh output, and Linear layers
+  // followed by another activation, a plain function or nothing, which stay modules of their own.
+  const auto chain = [](const cr::Tensor& y) {  // the node names from the output down the first inputs
+    std::vector<std::string> names;
+    for (const cr::Node* n = y.grad_fn().get(); n != nullptr && !n->is_accumulator;
+         n = n->next.empty() ? nullptr : n->next[0].node.get())
+      names.emplace_back(n->name);
+    return names;
+  };
+  cr::manual_seed(3);
+  nn::MLP seed({3, 4, 1}, {.activation = std::string("sigmoid"), .output_activation = std::string("sigmoid"),
+                           .bias = false, .dtype = cr::float64});
+  nn::MLP relu_tanh({3, 8, 8, 2}, {.output_activation = std::string("tanh"), .dtype = cr::float64});
+  nn::MLP gelu({3, 8, 2}, {.activation = std::string("gelu"), .dtype = cr::float64});
+  nn::Sequential mixed({std::make_shared<nn::Linear>(3, 5, nn::LinearOptions{.dtype = cr::float64}),
+                        std::make_shared<nn::Activation>("Double", [](const cr::Tensor& t) { return t * 2.0; }),
+                        std::make_shared<nn::Linear>(5, 2, nn::LinearOptions{.dtype = cr::float64})});
+  const cr::Tensor x = cr::randn({6, 3}, cr::float64);
+  CHECK(chain(seed(x)) == std::vector<std::string>{"linear_sigmoid", "linear_sigmoid"});
+  CHECK(chain(relu_tanh(x)) == std::vector<std::string>{"linear_tanh", "linear_relu", "linear_relu"});
+  const std::vector<std::string> with_gelu = chain(gelu(x));  // gelu is x Phi(x): several nodes
+  CHECK(with_gelu.size() > 2);
+  CHECK(with_gelu.front() == "linear");
+  CHECK(with_gelu.back() == "linear");
+  CHECK(chain(mixed(x)) == std::vector<std::string>{"linear", "mul", "linear"});
+  // The same values and gradients as the modules one by one.
+  for (nn::Module* m : std::initializer_list<nn::Module*>{&seed, &relu_tanh}) {
+    const nn::Sequential& layers = *dynamic_cast<nn::MLP&>(*m).layers;
+    const cr::Tensor xg = x.detach().requires_grad_();
+    cr::Tensor h = xg;
+    for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h);
+    const cr::Tensor fused = (*m)(xg);
+    CHECK(same_values(values(fused), values(h)));
+    std::vector<cr::Tensor> wrt = m->parameters();
+    wrt.push_back(xg);
+    const auto gf = cr::autograd::grad({cr::sum(fused * fused)}, wrt), gm = cr::autograd::grad({cr::sum(h * h)}, wrt);
+    for (size_t i = 0; i < wrt.size(); ++i) CHECK(same_values(values(gf[i]), values(gm[i])));
+  }
+  // A subclass of Linear keeps its own forward (here: the product doubled).
+  struct Doubled : nn::Linear {
+    using nn::Linear::Linear;
+    cr::Tensor forward(const cr::Tensor& t) override { return nn::Linear::forward(t) * 2.0; }
+  };
+  auto doubled = std::make_shared<Doubled>(3, 2, nn::LinearOptions{.dtype = cr::float64});
+  nn::Sequential sub({doubled, nn::Sigmoid()});
+  CHECK(chain(sub(x)) == std::vector<std::string>{"sigmoid", "mul", "linear"});
+  CHECK(same_values(values(sub(x)), values(cr::sigmoid(cr::linear(x, doubled->weight, doubled->bias) * 2.0))));
+  // A Linear given the wrong width still names itself.
+  check_error([&] { (void)seed(cr::randn({2, 5}, cr::float64)); }, {"Linear", "in_features=3"});
+}
+
 TEST_CASE("MLP with an initialiser, reset_parameters, gradients through the whole model") {
   cr::manual_seed(3);
   cr::nn::MLP mlp({3, 5, 2}, {.activation = std::string("tanh"),
