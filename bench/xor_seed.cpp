@@ -1,6 +1,7 @@
 // Target 1: the seed's XOR training (3-4-1 sigmoid, float64, 10,000 steps, EMA momentum,
-// alpha 0.5, beta 0.5) with autodiff gradients, against a hand-written fused C++ loop (the
-// floor) and, when built with -Dtorch=enabled, libtorch's C++ frontend at 1 thread.
+// alpha 0.5, beta 0.5) with autodiff gradients, written as the seed's expression and as an
+// nn::MLP, against a hand-written fused C++ loop (the floor) and, when built with
+// -Dtorch=enabled, libtorch's C++ frontend at 1 thread (the seed's expression).
 #include "common.hpp"
 
 #include <chainrule.hpp>
@@ -65,6 +66,31 @@ double chainrule_run(int copies = 1) {
     net.sgd.zero_grad();
     l.backward();
     net.sgd.step();
+    loss = l.item<double>();
+  }
+  return loss;
+}
+
+// The same network as the nn API builds it: MLP({3, 4, 1}) with sigmoids and no biases, whose
+// Sequential runs each Linear and its Sigmoid as one op (linear with LinearActivation::sigmoid);
+// the weights are the seed's, transposed into Linear's [out, in] layout.
+double mlp_run() {
+  cr::nn::MLP mlp({3, 4, 1}, {.activation = std::string("sigmoid"), .output_activation = std::string("sigmoid"),
+                              .bias = false, .dtype = cr::float64});
+  {
+    const cr::NoGradGuard no_grad;  // writing into leaves that require grad
+    mlp.linears[0]->weight.copy_(cr::tensor(std::vector<double>(kW1, kW1 + 12), {3, 4}, cr::float64).t());
+    mlp.linears[1]->weight.copy_(cr::tensor(std::vector<double>(kW2, kW2 + 4), {4, 1}, cr::float64).t());
+  }
+  const cr::Tensor X = cr::tensor(std::vector<double>(kX, kX + 12), {4, 3}, cr::float64),
+                   y = cr::tensor(std::vector<double>(kY, kY + 4), {4, 1}, cr::float64);
+  cr::optim::SGD sgd(mlp.parameters(), {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema});
+  double loss = 0;
+  for (int s = 0; s < kSteps; ++s) {
+    cr::Tensor l = cr::sum(cr::pow(y - mlp(X), 2));
+    sgd.zero_grad();
+    l.backward();
+    sgd.step();
     loss = l.item<double>();
   }
   return loss;
@@ -189,9 +215,10 @@ int main() {
   // straddles both, one of 25 ms often falls in one, so windows of equal length give each side
   // the same chance of a quick one.
   constexpr int kRounds = 20;
-  double l_cr = 0, l_hand = 0;
-  std::vector<std::function<void()>> sides{[&] { l_hand = hand_run(); }, [&] { l_cr = chainrule_run(); }};
-  std::vector<int> window{kSteps, kSteps};
+  double l_cr = 0, l_hand = 0, l_mlp = 0;
+  std::vector<std::function<void()>> sides{[&] { l_hand = hand_run(); }, [&] { l_cr = chainrule_run(); },
+                                           [&] { l_mlp = mlp_run(); }};
+  std::vector<int> window{kSteps, kSteps, kSteps};
 #ifdef CHAINRULE_BENCH_TORCH
   constexpr int kTorchWindow = 300;  // about 25 ms
   torch::set_num_threads(1);
@@ -204,17 +231,20 @@ int main() {
   std::vector<double> t;  // each side's time for the seed's 10,000 steps, from its best window
   for (size_t i = 0; i < best.size(); ++i) t.push_back(best[i] / window[i] * kSteps);
   std::vector<bench::Row> rows;
-  const double t_hand = t[0], t_cr = t[1];
+  const double t_hand = t[0], t_cr = t[1], t_mlp = t[2];
   rows.push_back({"hand-written fused loop", t_hand, fmt::format("{:.2f} us/step", t_hand * 1e6 / kSteps)});
   rows.push_back({"chainrule (autodiff)", t_cr, fmt::format("{:.2f} us/step", t_cr * 1e6 / kSteps)});
+  rows.push_back({"chainrule, as nn::MLP", t_mlp, fmt::format("{:.2f} us/step", t_mlp * 1e6 / kSteps)});
 #ifdef CHAINRULE_BENCH_TORCH
-  const double t_torch = t[2];
+  const double t_torch = t[3];
   rows.push_back({"libtorch (autograd, 1 thread)", t_torch, fmt::format("{:.2f} us/step", t_torch * 1e6 / kSteps)});
 #endif
   bench::print_table("Target 1: the seed's XOR, 10,000 steps, float64", rows, "hand-written fused loop");
-  fmt::print("final losses: chainrule {:.10f}, hand {:.10f}", l_cr, l_hand);
+  fmt::print("final losses: chainrule {:.10f}, as nn::MLP {:.10f}, hand {:.10f}", l_cr, l_mlp, l_hand);
 #ifdef CHAINRULE_BENCH_TORCH
-  fmt::print(", libtorch {:.10f}\nchainrule is {:.1f}x faster than libtorch", l_torch, t_torch / t_cr);
+  fmt::print(", libtorch {:.10f}\nchainrule is {:.1f}x faster than libtorch ({:.1f}x as nn::MLP; libtorch's side runs "
+             "the seed's expression)",
+             l_torch, t_torch / t_cr, t_torch / t_mlp);
 #endif
   fmt::print("\n");
   double l_two = 0;
@@ -222,5 +252,5 @@ int main() {
   fmt::print("chainrule with two networks a step: {:.2f} us/step, {:.2f}x one network's time\n", t_two * 1e6 / kSteps,
              t_two / t_cr);
   print_phases();
-  return std::abs(l_cr - l_hand) < 1e-9 && l_two == 2 * l_cr ? 0 : 1;
+  return std::abs(l_cr - l_hand) < 1e-9 && std::abs(l_mlp - l_hand) < 1e-9 && l_two == 2 * l_cr ? 0 : 1;
 }
