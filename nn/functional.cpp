@@ -403,8 +403,26 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "mse_loss");
-  const Tensor d = input - target;
-  return reduce(d * d, reduction, "mse_loss");
+  if (reduction == Reduction::none) {
+    const Tensor d = input - target;
+    return d * d;
+  }
+  // Reduced: one recorded op, as PyTorch's (MseLossBackward), the squares summed under no-grad.
+  // Its gradient 2 (input - target) g, g divided by the count first for the mean, gives the bits
+  // of the three ops it replaces (the mean's g / n, then twice its product with the difference).
+  Tensor loss;
+  {
+    NoGradGuard no_grad;
+    const Tensor d = input - target;
+    loss = reduce(d * d, reduction, "mse_loss");
+  }
+  const double count = static_cast<double>(input.numel());
+  const bool mean = reduction == Reduction::mean;
+  return record(loss, "mse_loss", {input, target}, {input, target},
+                [count, mean](const Tensor& g, const BackwardContext& c) -> Grads {
+                  const Tensor gd = (c.saved(0) - c.saved(1)) * ((mean ? g / count : g) * 2.0);
+                  return {c.needs(0) ? gd : Tensor(), c.needs(1) ? -gd : Tensor()};
+                });
 }
 
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

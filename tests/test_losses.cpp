@@ -21,6 +21,38 @@ TEST_CASE("regression losses: values and reductions") {
         std::vector<double>{0.125, 4.0});
 }
 
+TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, with the composed formula's bits") {
+  cr::Generator gen(5);
+  for (auto dtype : {cr::float32, cr::float64})
+    for (R r : {R::mean, R::sum})
+      for (const cr::Shape& shape : {cr::Shape{}, cr::Shape{4, 1}, cr::Shape{3, 5}}) {
+        const cr::Tensor x = cr::randn(shape, dtype, &gen).requires_grad_(), y = cr::randn(shape, dtype, &gen).requires_grad_();
+        const cr::Tensor loss = F::mse_loss(x, y, r);
+        const cr::Tensor d = x - y, composed = r == R::mean ? cr::mean(d * d) : cr::sum(d * d);
+        REQUIRE(loss.grad_fn() != nullptr);
+        CHECK(std::string(loss.grad_fn()->name) == "mse_loss");
+        CHECK(loss.grad_fn()->next.size() == 2);  // straight to x's and y's accumulators
+        CHECK(loss.grad_fn()->next[0].node->is_accumulator);
+        CHECK(same_values(values(loss), values(composed)));
+        const auto g = cr::autograd::grad({loss}, {x, y}), gc = cr::autograd::grad({composed}, {x, y});
+        CHECK(same_values(values(g[0]), values(gc[0])));
+        CHECK(same_values(values(g[1]), values(gc[1])));
+      }
+  // none stays elementwise; a target that needs no gradient gets none; first and second
+  // derivatives of both inputs against finite differences.
+  CHECK(F::mse_loss(cr::ones({2}).requires_grad_(), cr::zeros({2}), R::none).shape() == cr::Shape{2});
+  const cr::Tensor x = input({3, 4}, -2, 2, 11), y = input({3, 4}, -2, 2, 12);
+  CHECK(cr::autograd::grad({F::mse_loss(x, y.detach(), R::sum)}, {x})[0].shape() == cr::Shape{3, 4});
+  using V = const std::vector<cr::Tensor>&;
+  check_gradients([](V v) { return F::mse_loss(v[0], v[1], R::sum); }, {x, y});
+  check_gradients([](V v) { return F::mse_loss(v[0], v[1], R::mean); }, {x, y});
+  // mixed dtypes promote, and the gradient comes back in each input's own dtype
+  const cr::Tensor x32 = cr::randn({3}, cr::float32, &gen).requires_grad_(), y64 = cr::randn({3}, cr::float64, &gen);
+  const cr::Tensor l = F::mse_loss(x32, y64, R::sum);
+  CHECK(l.dtype() == cr::float64);
+  CHECK(cr::autograd::grad({l}, {x32})[0].dtype() == cr::float32);
+}
+
 TEST_CASE("smooth_l1 and huber keep their curvature where input == target (checked against PyTorch)") {
   // Both were written in |d|, whose second derivative (d * d through abs) is 0 at d = 0: a
   // Hessian-vector product at an exact fit read 0 where the quadratic piece has 1/beta (delta 1).
