@@ -1,7 +1,8 @@
 // Target 1: the seed's XOR training (3-4-1 sigmoid, float64, 10,000 steps, EMA momentum,
 // alpha 0.5, beta 0.5) with autodiff gradients, written as the seed's expression and as an
-// nn::MLP, against a hand-written fused C++ loop (the floor) and, when built with
-// -Dtorch=enabled, libtorch's C++ frontend at 1 thread (the seed's expression).
+// nn::MLP with mse_loss, against a hand-written fused C++ loop (the floor) and, when built with
+// -Dtorch=enabled, libtorch's C++ frontend at 1 thread (the seed's expression, and its nn modules
+// with mse_loss).
 #include "common.hpp"
 
 #include <chainrule.hpp>
@@ -71,9 +72,10 @@ double chainrule_run(int copies = 1) {
   return loss;
 }
 
-// The same network as the nn API builds it: MLP({3, 4, 1}) with sigmoids and no biases, whose
-// Sequential runs each Linear and its Sigmoid as one op (linear with LinearActivation::sigmoid);
-// the weights are the seed's, transposed into Linear's [out, in] layout.
+// The same network and loss as the nn API writes them: MLP({3, 4, 1}) with sigmoids and no
+// biases, whose Sequential runs each Linear and its Sigmoid as one op (linear with
+// LinearActivation::sigmoid), and mse_loss(sum), one op too; the weights are the seed's,
+// transposed into Linear's [out, in] layout.
 double mlp_run() {
   cr::nn::MLP mlp({3, 4, 1}, {.activation = std::string("sigmoid"), .output_activation = std::string("sigmoid"),
                               .bias = false, .dtype = cr::float64});
@@ -87,7 +89,7 @@ double mlp_run() {
   cr::optim::SGD sgd(mlp.parameters(), {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema});
   double loss = 0;
   for (int s = 0; s < kSteps; ++s) {
-    cr::Tensor l = cr::sum(cr::pow(y - mlp(X), 2));
+    cr::Tensor l = cr::nn::functional::mse_loss(mlp(X), y, cr::nn::functional::Reduction::sum);
     sgd.zero_grad();
     l.backward();
     sgd.step();
@@ -172,30 +174,47 @@ double hand_run() {
 
 #ifdef CHAINRULE_BENCH_TORCH
 // The seed's network in libtorch, trained `steps` more steps each call (the same weights and
-// updates as the other two sides).
+// updates as the other sides): the seed's expression, or (as_nn) torch::nn::Sequential's Linear
+// and Sigmoid modules with mse_loss(sum), as the chainrule nn::MLP side.
 struct TorchSeed {
   torch::TensorOptions opts = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor X = from(kX, {4, 3}), y = from(kY, {4, 1});
   torch::Tensor W1 = from(kW1, {3, 4}).requires_grad_(), W2 = from(kW2, {4, 1}).requires_grad_();
-  torch::Tensor b1 = torch::zeros({3, 4}, opts), b2 = torch::zeros({4, 1}, opts);
+  bool as_nn;
+  torch::nn::Sequential net;
+  std::vector<torch::Tensor> w, buf;  // the trained weights and their momentum buffers
+
+  explicit TorchSeed(bool nn = false) : as_nn(nn) {
+    if (as_nn) {
+      net = torch::nn::Sequential(torch::nn::Linear(torch::nn::LinearOptions(3, 4).bias(false)), torch::nn::Sigmoid(),
+                                  torch::nn::Linear(torch::nn::LinearOptions(4, 1).bias(false)), torch::nn::Sigmoid());
+      net->to(torch::kFloat64);
+      w = net->parameters();
+      torch::NoGradGuard g;
+      w[0].copy_(W1.t());
+      w[1].copy_(W2.t());
+    } else {
+      w = {W1, W2};
+    }
+    for (const auto& t : w) buf.push_back(torch::zeros_like(t));
+  }
   torch::Tensor from(const double* p, std::vector<int64_t> shape) const {
     return torch::from_blob(const_cast<double*>(p), shape, opts).clone();
   }
   double steps(int n) {
     double loss = 0;
     for (int s = 0; s < n; ++s) {
-      auto l = torch::sum(torch::pow(y - torch::sigmoid(torch::matmul(torch::sigmoid(torch::matmul(X, W1)), W2)), 2));
-      if (W1.grad().defined()) {
-        W1.mutable_grad().zero_();
-        W2.mutable_grad().zero_();
-      }
+      auto l = as_nn ? torch::mse_loss(net->forward(X), y, at::Reduction::Sum)
+                     : torch::sum(torch::pow(y - torch::sigmoid(torch::matmul(torch::sigmoid(torch::matmul(X, W1)), W2)), 2));
+      if (w[0].grad().defined())
+        for (auto& t : w) t.mutable_grad().zero_();
       l.backward();
       {
         torch::NoGradGuard g;
-        b1.mul_(0.5).add_(W1.grad(), 0.5);
-        b2.mul_(0.5).add_(W2.grad(), 0.5);
-        W1.sub_(b1, 0.5);
-        W2.sub_(b2, 0.5);
+        for (size_t i = 0; i < w.size(); ++i) {
+          buf[i].mul_(0.5).add_(w[i].grad(), 0.5);
+          w[i].sub_(buf[i], 0.5);
+        }
       }
       loss = l.item<double>();
     }
@@ -223,8 +242,11 @@ int main() {
   constexpr int kTorchWindow = 300;  // about 25 ms
   torch::set_num_threads(1);
   const double l_torch = TorchSeed().steps(kSteps);  // the seed's 10,000 steps, for the final loss
-  TorchSeed torch_net;  // trained on from window to window (a step's work does not change)
+  const double l_torch_nn = TorchSeed(true).steps(kSteps);
+  TorchSeed torch_net, torch_nn(true);  // trained on from window to window (a step's work does not change)
   sides.push_back([&] { (void)torch_net.steps(kTorchWindow); });
+  sides.push_back([&] { (void)torch_nn.steps(kTorchWindow); });
+  window.push_back(kTorchWindow);
   window.push_back(kTorchWindow);
 #endif
   const std::vector<double> best = bench::best_of_each(kRounds, sides);
@@ -236,15 +258,16 @@ int main() {
   rows.push_back({"chainrule (autodiff)", t_cr, fmt::format("{:.2f} us/step", t_cr * 1e6 / kSteps)});
   rows.push_back({"chainrule, as nn::MLP", t_mlp, fmt::format("{:.2f} us/step", t_mlp * 1e6 / kSteps)});
 #ifdef CHAINRULE_BENCH_TORCH
-  const double t_torch = t[3];
+  const double t_torch = t[3], t_torch_nn = t[4];
   rows.push_back({"libtorch (autograd, 1 thread)", t_torch, fmt::format("{:.2f} us/step", t_torch * 1e6 / kSteps)});
+  rows.push_back({"libtorch, as torch::nn", t_torch_nn, fmt::format("{:.2f} us/step", t_torch_nn * 1e6 / kSteps)});
 #endif
   bench::print_table("Target 1: the seed's XOR, 10,000 steps, float64", rows, "hand-written fused loop");
   fmt::print("final losses: chainrule {:.10f}, as nn::MLP {:.10f}, hand {:.10f}", l_cr, l_mlp, l_hand);
 #ifdef CHAINRULE_BENCH_TORCH
-  fmt::print(", libtorch {:.10f}\nchainrule is {:.1f}x faster than libtorch ({:.1f}x as nn::MLP; libtorch's side runs "
-             "the seed's expression)",
-             l_torch, t_torch / t_cr, t_torch / t_mlp);
+  fmt::print(", libtorch {:.10f}, as torch::nn {:.10f}\nchainrule is {:.1f}x faster than libtorch (the seed's expression "
+             "on both sides); {:.1f}x written with each one's nn API",
+             l_torch, l_torch_nn, t_torch / t_cr, t_torch_nn / t_mlp);
 #endif
   fmt::print("\n");
   double l_two = 0;
