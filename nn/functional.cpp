@@ -403,24 +403,45 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "mse_loss");
-  if (reduction == Reduction::none) {
+  const Dtype dtype = result_type(input, target);
+  if (reduction == Reduction::none || !is_floating(dtype)) {
     const Tensor d = input - target;
-    return d * d;
+    return reduce(d * d, reduction, "mse_loss");
   }
-  // Reduced: one recorded op, as PyTorch's (MseLossBackward), the squares summed under no-grad.
-  // Its gradient 2 (input - target) g, g divided by the count first for the mean, gives the bits
-  // of the three ops it replaces (the mean's g / n, then twice its product with the difference).
+  // Reduced: one recorded op, as PyTorch's (MseLossBackward). The squares in one loop, then the
+  // reduction, under no-grad; the gradient 2 (input - target) g, with g divided by the count
+  // first for the mean. Both give the bits of the three ops they replace (input - target, its
+  // square, the reduction; x * 2 is exact), the backward's loop in a first-order backward too.
   Tensor loss;
   {
     NoGradGuard no_grad;
-    const Tensor d = input - target;
-    loss = reduce(d * d, reduction, "mse_loss");
+    const Tensor a = input.to(dtype), b = target.to(dtype);
+    Tensor squares = kernels::empty(input.shape(), dtype);
+    dispatch_floating(dtype, "mse_loss", [&]<class T>() {
+      kernels::zip_into<T>(a, b, a.shape(), kernels::ptr<T>(squares), [](T x, T y) {
+        const T d = x - y;
+        return d * d;
+      });
+    });
+    loss = reduce(squares, reduction, "mse_loss");
   }
   const double count = static_cast<double>(input.numel());
   const bool mean = reduction == Reduction::mean;
   return record(loss, "mse_loss", {input, target}, {input, target},
                 [count, mean](const Tensor& g, const BackwardContext& c) -> Grads {
-                  const Tensor gd = (c.saved(0) - c.saved(1)) * ((mean ? g / count : g) * 2.0);
+                  const Tensor &x = c.saved(0), &y = c.saved(1);
+                  Tensor gd;
+                  if (!grad_mode_enabled() && x.dtype() == g.dtype() && y.dtype() == g.dtype()) {
+                    gd = kernels::empty(x.shape(), g.dtype());
+                    dispatch_floating(g.dtype(), "mse_loss backward", [&]<class T>() {
+                      const T gv = *kernels::ptr<T>(g);
+                      const T scale = (mean ? gv / static_cast<T>(count) : gv) * static_cast<T>(2);
+                      kernels::zip_into<T>(x, y, x.shape(), kernels::ptr<T>(gd),
+                                           [scale](T a, T b) { return (a - b) * scale; });
+                    });
+                  } else {
+                    gd = (x - y) * ((mean ? g / count : g) * 2.0);
+                  }
                   return {c.needs(0) ? gd : Tensor(), c.needs(1) ? -gd : Tensor()};
                 });
 }

@@ -38,6 +38,12 @@ TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, wi
         CHECK(same_values(values(g[0]), values(gc[0])));
         CHECK(same_values(values(g[1]), values(gc[1])));
       }
+  // a transposed (non-contiguous) input reads as it lies
+  const cr::Tensor xt = cr::randn({5, 3}, cr::float64, &gen).requires_grad_(), yt = cr::randn({3, 5}, cr::float64, &gen);
+  const cr::Tensor dt = xt.t() - yt;
+  CHECK(same_values(values(F::mse_loss(xt.t(), yt, R::sum)), values(cr::sum(dt * dt))));
+  CHECK(same_values(values(cr::autograd::grad({F::mse_loss(xt.t(), yt, R::mean)}, {xt})[0]),
+                    values(cr::autograd::grad({cr::mean(dt * dt)}, {xt})[0])));
   // none stays elementwise; a target that needs no gradient gets none; first and second
   // derivatives of both inputs against finite differences.
   CHECK(F::mse_loss(cr::ones({2}).requires_grad_(), cr::zeros({2}), R::none).shape() == cr::Shape{2});
