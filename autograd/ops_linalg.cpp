@@ -66,8 +66,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearActivation activation) {
-  if (x.dim() == 0 || weight.dim() != 2 || x.size(-1) != weight.size(1) ||
-      (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
+  // (sizes read from the shapes once their dims are checked: size(d) is a call that checks d)
+  if (x.dim() == 0 || weight.dim() != 2 || x.shape().back() != weight.shape()[1] ||
+      (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != weight.shape()[0])))
     fail("linear: expected x [..., in], weight [out, in], bias [out]; got x {}, weight {}, bias {}", describe(x),
          describe(weight), describe(bias));
   if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()))
@@ -78,7 +79,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
     return activation == LinearActivation::relu ? relu(z) : activation == LinearActivation::sigmoid ? sigmoid(z) : tanh(z);
   }
   static constexpr const char* kNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
-  const int64_t out = weight.size(0);
+  const int64_t out = weight.shape()[0];
   // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
   const auto rows = [](const Tensor& t) { return t.dim() == 2 ? t : t.reshape(rows_shape(t.shape())); };
   Shape shape = x.shape();

@@ -161,7 +161,7 @@ void Linear::reset_parameters() {
 Tensor Linear::forward(const Tensor& x) { return forward(x, LinearActivation::none); }
 
 Tensor Linear::forward(const Tensor& x, LinearActivation activation) {
-  if (x.dim() == 0 || x.size(-1) != in_features)
+  if (x.dim() == 0 || x.shape().back() != in_features)
     fail("Linear: input {} does not end in in_features={} ({})", describe(x), in_features, repr());
   return linear(x, weight, bias, activation);
 }
