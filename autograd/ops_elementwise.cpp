@@ -425,7 +425,8 @@ void activate_in_place(LinearActivation activation, const Tensor& y) {
       if (activation == LinearActivation::tanh)
         return run_vectorised<T>(p, p, y.numel(), kernels::tanh_float, kernels::tanh_double);
     }
-    if (activation == LinearActivation::relu) kernels::map_into<T>(y, p, [](T v) { return static_cast<T>(relu_value(v)); });
+    if (activation == LinearActivation::relu)
+      kernels::map_into<T>(y, p, [](T v) { return static_cast<T>(relu_value(v)); });
   });
 }
 

@@ -76,7 +76,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
          describe(weight), describe(bias));
   if (activation != LinearActivation::none && !is_floating(x.dtype())) {  // an int64 product: the ops' own promotion
     const Tensor z = linear(x, weight, bias);
-    return activation == LinearActivation::relu ? relu(z) : activation == LinearActivation::sigmoid ? sigmoid(z) : tanh(z);
+    return activation == LinearActivation::relu      ? relu(z)
+           : activation == LinearActivation::sigmoid ? sigmoid(z)
+                                                     : tanh(z);
   }
   static constexpr const char* kNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
   const int64_t out = weight.shape()[0];
@@ -93,7 +95,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
                   // The activation's derivative first (from the output), then the product's: d/dx
                   // = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine
                   // sums it over the rows, broadcasting's adjoint).
-                  if (activation != LinearActivation::none) g = activation_backward(activation, std::move(g), c.result());
+                  if (activation != LinearActivation::none)
+                    g = activation_backward(activation, std::move(g), c.result());
                   const Tensor g2 = rows(g);
                   Tensor gx, gw;
                   if (c.needs(0)) {

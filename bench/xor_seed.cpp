@@ -205,7 +205,8 @@ struct TorchSeed {
     double loss = 0;
     for (int s = 0; s < n; ++s) {
       auto l = as_nn ? torch::mse_loss(net->forward(X), y, at::Reduction::Sum)
-                     : torch::sum(torch::pow(y - torch::sigmoid(torch::matmul(torch::sigmoid(torch::matmul(X, W1)), W2)), 2));
+                     : torch::sum(torch::pow(
+                           y - torch::sigmoid(torch::matmul(torch::sigmoid(torch::matmul(X, W1)), W2)), 2));
       if (w[0].grad().defined())
         for (auto& t : w) t.mutable_grad().zero_();
       l.backward();
@@ -265,8 +266,8 @@ int main() {
   bench::print_table("Target 1: the seed's XOR, 10,000 steps, float64", rows, "hand-written fused loop");
   fmt::print("final losses: chainrule {:.10f}, as nn::MLP {:.10f}, hand {:.10f}", l_cr, l_mlp, l_hand);
 #ifdef CHAINRULE_BENCH_TORCH
-  fmt::print(", libtorch {:.10f}, as torch::nn {:.10f}\nchainrule is {:.1f}x faster than libtorch (the seed's expression "
-             "on both sides); {:.1f}x written with each one's nn API",
+  fmt::print(", libtorch {:.10f}, as torch::nn {:.10f}\nchainrule is {:.1f}x faster than libtorch (the seed's "
+             "expression on both sides); {:.1f}x written with each one's nn API",
              l_torch, l_torch_nn, t_torch / t_cr, t_torch_nn / t_mlp);
 #endif
   fmt::print("\n");

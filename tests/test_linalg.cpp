@@ -281,7 +281,8 @@ TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then 
           }
     }
     // A NaN product passes the activation as it passes the op alone (relu keeps it).
-    const cr::Tensor xn = cr::tensor({1.0, NAN}, {1, 2}, cr::float64), wn = cr::tensor({1.0, 0.0, -1.0, 0.0}, {2, 2}, cr::float64);
+    const cr::Tensor xn = cr::tensor({1.0, NAN}, {1, 2}, cr::float64),
+                     wn = cr::tensor({1.0, 0.0, -1.0, 0.0}, {2, 2}, cr::float64);
     CHECK(same_values(values(cr::linear(xn, wn, {}, c.activation)), values(c.op(cr::linear(xn, wn)))));
     // int64 operands: the exact product, then the op's own dtype rule (relu int64, the others float)
     const cr::Tensor xi = cr::tensor({1, -2}, {1, 2}, cr::int64), wi = cr::tensor({3, 4, -1, 0}, {2, 2}, cr::int64);
@@ -291,9 +292,11 @@ TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then 
     // first and second derivatives against finite differences (float64), bias or none, 1-d to 3-d x
     const cr::Tensor W = input({3, 4}, -2.0, 2.0, 41), B = input({3}, -2.0, 2.0, 42);
     const A a = c.activation;
-    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); }, {input({5, 4}, -2.0, 2.0, 43), W, B});
+    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); },
+                    {input({5, 4}, -2.0, 2.0, 43), W, B});
     check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], {}, a); }, {input({2, 2, 4}, -2.0, 2.0, 44), W});
-    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); }, {input({4}, -2.0, 2.0, 45), W, B});
+    check_gradients([a](const auto& t) { return cr::linear(t[0], t[1], t[2], a); },
+                    {input({4}, -2.0, 2.0, 45), W, B});
     check_error([&] { (void)cr::linear(cr::randn({2, 5}), cr::randn({3, 4}), {}, a); }, {"linear", "[2, 5]", "[3, 4]"});
   }
   // none is linear itself

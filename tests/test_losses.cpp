@@ -26,7 +26,8 @@ TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, wi
   for (auto dtype : {cr::float32, cr::float64})
     for (R r : {R::mean, R::sum})
       for (const cr::Shape& shape : {cr::Shape{}, cr::Shape{4, 1}, cr::Shape{3, 5}}) {
-        const cr::Tensor x = cr::randn(shape, dtype, &gen).requires_grad_(), y = cr::randn(shape, dtype, &gen).requires_grad_();
+        const cr::Tensor x = cr::randn(shape, dtype, &gen).requires_grad_(),
+                         y = cr::randn(shape, dtype, &gen).requires_grad_();
         const cr::Tensor loss = F::mse_loss(x, y, r);
         const cr::Tensor d = x - y, composed = r == R::mean ? cr::mean(d * d) : cr::sum(d * d);
         REQUIRE(loss.grad_fn() != nullptr);
@@ -39,7 +40,8 @@ TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, wi
         CHECK(same_values(values(g[1]), values(gc[1])));
       }
   // a transposed (non-contiguous) input reads as it lies
-  const cr::Tensor xt = cr::randn({5, 3}, cr::float64, &gen).requires_grad_(), yt = cr::randn({3, 5}, cr::float64, &gen);
+  const cr::Tensor xt = cr::randn({5, 3}, cr::float64, &gen).requires_grad_(),
+                   yt = cr::randn({3, 5}, cr::float64, &gen);
   const cr::Tensor dt = xt.t() - yt;
   CHECK(same_values(values(F::mse_loss(xt.t(), yt, R::sum)), values(cr::sum(dt * dt))));
   CHECK(same_values(values(cr::autograd::grad({F::mse_loss(xt.t(), yt, R::mean)}, {xt})[0]),
