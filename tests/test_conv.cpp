@@ -208,17 +208,15 @@ TEST_CASE("conv2d is one node that goes block by block of samples: gradients aga
   const cr::Tensor rb = input({n, o, 40, 64}, -1, 1, 35).detach();
   const cr::Tensor expected_y = conv_by_unfold(big, w, groups);
   const auto expected = cr::autograd::grad({cr::sum(expected_y * rb)}, {big, w});
-  const int before = cr::get_num_threads();
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    cr::set_num_threads(threads);
+    const Threads scope(threads);
     const cr::Tensor yb = F::conv2d(big, w, {}, one, one, one, groups);
     const auto got = cr::autograd::grad({cr::sum(yb * rb)}, {big, w});
     CHECK(cr::allclose(yb, expected_y, 1e-12, 1e-14));
     CHECK(cr::allclose(got[0], expected[0], 1e-12, 1e-14));
     CHECK(cr::allclose(got[1], expected[1], 1e-12, 1e-14));
   }
-  cr::set_num_threads(before);
 }
 
 TEST_CASE("conv2d shares a batch's parts between threads: the same bits on 1 and 2 threads, BLAS's threads restored") {
@@ -235,11 +233,10 @@ TEST_CASE("conv2d shares a batch's parts between threads: the same bits on 1 and
   const cr::Tensor x64 = x.detach().to(cr::float64).requires_grad_(), w64 = w.detach().to(cr::float64).requires_grad_();
   const cr::Tensor y64 = conv_by_unfold(x64, w64, groups);
   const auto expected = cr::autograd::grad({cr::sum(y64 * r.to(cr::float64))}, {x64, w64});
-  const int before = cr::get_num_threads();
   std::vector<std::vector<float>> runs;
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    cr::set_num_threads(threads);
+    const Threads scope(threads);
     const cr::Tensor y = F::conv2d(x, w, {}, one, one, one, groups);
     const auto got = cr::autograd::grad({cr::sum(y * r)}, {x, w});
     CHECK(cr::get_num_threads() == threads);
@@ -249,7 +246,6 @@ TEST_CASE("conv2d shares a batch's parts between threads: the same bits on 1 and
     CHECK(cr::allclose(got[1].to(cr::float64), expected[1], 1e-4, 1e-2));  // sums of 49,152 products
     for (const cr::Tensor& t : {y, got[0], got[1]}) runs.push_back(t.to_vector<float>());
   }
-  cr::set_num_threads(before);
   CHECK(runs[0] == runs[3]);  // y
   CHECK(runs[1] == runs[4]);  // x's gradient
   CHECK(runs[2] == runs[5]);  // weight's gradient
@@ -310,17 +306,15 @@ TEST_CASE("max_pool2d finds each window's maximum as PyTorch does and gathers it
   const cr::Tensor windows = F::unfold(big, {2, 2}, {1, 1}, {0, 0}, {2, 2}).reshape({8, 16, 4, -1});
   const cr::Tensor expected = cr::max(windows, 2).values.reshape({8, 16, 15, 15});
   const cr::Tensor expected_grad = cr::autograd::grad({cr::sum(expected * r)}, {big})[0];
-  const int before = cr::get_num_threads();
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    cr::set_num_threads(threads);
+    const Threads scope(threads);
     const cr::Tensor got = F::max_pool2d(big, {2, 2});
     CHECK(values(got) == values(expected));
     CHECK(values(cr::autograd::grad({cr::sum(got * r)}, {big})[0]) == values(expected_grad));
     const cr::Tensor t = big.transpose(2, 3);
     CHECK(values(F::max_pool2d(t, {2, 2})) == values(F::max_pool2d(t.contiguous(), {2, 2})));
   }
-  cr::set_num_threads(before);
 }
 
 TEST_CASE("pooling with ceil_mode and count_include_pad=false: the values torch 1.13 gives") {

@@ -80,21 +80,21 @@ TEST_CASE("a batch of products shared between threads: each product as the 2-d o
   cr::Generator g(6);
   const cr::Tensor a = cr::randn({3, 1, 96, 64}, cr::float32, &g);
   const cr::Tensor b = cr::randn({1, 4, 80, 64}, cr::float32, &g).transpose(-1, -2);
-  const int before = cr::get_num_threads();
-  cr::set_num_threads(1);
   std::vector<float> each;  // the 2-d products, in the batch's order
-  for (int64_t i = 0; i < 3; ++i)
-    for (int64_t j = 0; j < 4; ++j)
-      for (float v : cr::matmul(a.select(0, i).select(0, 0), b.select(0, 0).select(0, j)).to_vector<float>())
-        each.push_back(v);
+  {
+    const Threads one(1);
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 4; ++j)
+        for (float v : cr::matmul(a.select(0, i).select(0, 0), b.select(0, 0).select(0, j)).to_vector<float>())
+          each.push_back(v);
+  }
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    cr::set_num_threads(threads);
+    const Threads scope(threads);
     const cr::Tensor c = cr::matmul(a, b);
     CHECK(c.shape() == cr::Shape{3, 4, 96, 80});
     CHECK(c.to_vector<float>() == each);
   }
-  cr::set_num_threads(before);
   check_close(values(cr::matmul(a, b).select(0, 2).select(0, 1)),
               naive_mm(a.select(0, 2).select(0, 0), b.select(0, 0).select(0, 1)), 1e-4);
 }

@@ -153,7 +153,6 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
       {"layer_norm", {4, 16, 2048}, {1, 64, 2048}, {2048}, {2048}, layer_norm},
       {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, {}, {}, group_norm},
       {"group_norm", {8, 16, 32, 32}, {1, 32, 4096}, {16}, {1, 16, 1, 1}, group_norm}};
-  const int before = cr::get_num_threads();
   for (const Case& k : cases) {
     const bool affine = !k.w.empty();
     CAPTURE(k.name);
@@ -169,7 +168,7 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2}) {
       CAPTURE(threads);
-      cr::set_num_threads(threads);
+      const Threads scope(threads);
       const cr::Tensor y = k.f(x, w, b);
       CHECK(y.grad_fn()->name == std::string(k.name));  // not the last of seven ops (or nine)
       const auto grads = cr::autograd::grad({cr::sum(y * r)}, wrt);
@@ -190,7 +189,6 @@ TEST_CASE("layer, group and batch norm are one recorded op with a gradient kerne
     }
     for (size_t i = 0; i < runs.size() / 2; ++i) CHECK(runs[i] == runs[i + runs.size() / 2]);
   }
-  cr::set_num_threads(before);
   // The output is not kept for backward: an in-place op on a batch norm without affine (a
   // relu_ in PyTorch's networks) leaves its gradient as an out-of-place one does
   const cr::Tensor x = input({4, 3, 5}), r = input({4, 3, 5}, -1, 1, 44).detach();
