@@ -379,27 +379,6 @@ void index_add_into(const Tensor& out, int64_t dim, const std::vector<int64_t>& 
   });
 }
 
-namespace {
-// The sum of n contiguous elements in Acc: eight running sums (one chain of additions runs at
-// the adder's latency, a quarter of torch's speed) combined pairwise, then the last n % 8, in
-// an order fixed by n alone (not by the machine or the thread count).
-// The terms are term(0) .. term(n - 1) (a product, a squared deviation), or x's elements.
-template <class Acc, class Term>
-[[gnu::always_inline]] inline Acc run_sum(int64_t n, Term&& term) {
-  const int64_t whole = n / 8 * 8;
-  Acc lanes[8] = {};
-  for (int64_t i = 0; i < whole; i += 8)
-    for (int j = 0; j < 8; ++j) lanes[j] += term(i + j);
-  Acc total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-  for (int64_t i = whole; i < n; ++i) total += term(i);
-  return total;
-}
-template <class Acc, class T>
-[[gnu::always_inline]] inline Acc run_sum(const T* x, int64_t n) {
-  return run_sum<Acc>(n, [x](int64_t i) { return static_cast<Acc>(x[i]); });
-}
-}  // namespace
-
 Tensor sum_keepdim(const Tensor& x, DimFlags reduce) {
   Shape out_shape = x.shape();
   for (size_t d = 0; d < reduce.size(); ++d)

@@ -404,29 +404,31 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   check_same_shape(input, target, "mse_loss");
   const Dtype dtype = result_type(input, target);
-  if (reduction == Reduction::none || !is_floating(dtype)) {
+  if ((reduction != Reduction::mean && reduction != Reduction::sum) || !is_floating(dtype)) {  // none, or an Error
     const Tensor d = input - target;
     return reduce(d * d, reduction, "mse_loss");
   }
-  // Reduced: one recorded op, as PyTorch's (MseLossBackward). The squares in one loop, then the
-  // reduction, under no-grad; the gradient 2 (input - target) g, with g divided by the count
-  // first for the mean. Both give the bits of the three ops they replace (input - target, its
-  // square, the reduction; x * 2 is exact), the backward's loop in a first-order backward too.
-  Tensor loss;
-  {
-    NoGradGuard no_grad;
-    const Tensor a = input.to(dtype), b = target.to(dtype);
-    Tensor squares = kernels::empty(input.shape(), dtype);
-    dispatch_floating(dtype, "mse_loss", [&]<class T>() {
-      kernels::zip_into<T>(a, b, a.shape(), kernels::ptr<T>(squares), [](T x, T y) {
-        const T d = x - y;
-        return d * d;
-      });
-    });
-    loss = reduce(squares, reduction, "mse_loss");
-  }
+  // Reduced: one recorded op, as PyTorch's (MseLossBackward). The squares summed in one pass, in
+  // sum's order (kernels::run_sum), divided by the count in the dtype for the mean; the gradient
+  // 2 (input - target) g, with g divided by the count first for the mean. Both give the bits of
+  // the three ops they replace (input - target, its square, the reduction; x * 2 is exact), the
+  // backward's loop in a first-order backward too.
   const double count = static_cast<double>(input.numel());
   const bool mean = reduction == Reduction::mean;
+  Tensor loss = kernels::empty({}, dtype);
+  {
+    NoGradGuard no_grad;
+    const Tensor a = input.to(dtype).contiguous(), b = target.to(dtype).contiguous();
+    dispatch_floating(dtype, "mse_loss", [&]<class T>() {
+      const T *x = kernels::ptr<T>(a), *y = kernels::ptr<T>(b);
+      const T total = static_cast<T>(kernels::run_sum<double>(a.numel(), [x, y](int64_t i) {
+        const T d = x[i] - y[i];
+        return static_cast<double>(d * d);
+      }));
+      // the mean of no elements is their sum + NaN, as mean gives it
+      *kernels::ptr<T>(loss) = !mean ? total : count > 0 ? total / static_cast<T>(count) : total + static_cast<T>(NAN);
+    });
+  }
   return record(loss, "mse_loss", {input, target}, {input, target},
                 [count, mean](const Tensor& g, const BackwardContext& c) -> Grads {
                   const Tensor &x = c.saved(0), &y = c.saved(1);

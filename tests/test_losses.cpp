@@ -25,7 +25,7 @@ TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, wi
   cr::Generator gen(5);
   for (auto dtype : {cr::float32, cr::float64})
     for (R r : {R::mean, R::sum})
-      for (const cr::Shape& shape : {cr::Shape{}, cr::Shape{4, 1}, cr::Shape{3, 5}}) {
+      for (const cr::Shape& shape : {cr::Shape{}, cr::Shape{0}, cr::Shape{4, 1}, cr::Shape{3, 5}, cr::Shape{6, 7}}) {
         const cr::Tensor x = cr::randn(shape, dtype, &gen).requires_grad_(),
                          y = cr::randn(shape, dtype, &gen).requires_grad_();
         const cr::Tensor loss = F::mse_loss(x, y, r);
