@@ -32,15 +32,22 @@
 
 #include <array>
 #include <map>
-#include <unordered_map>
+#include <string_view>
 
 namespace chainrule::optim {
 
 /// Per-parameter state: named buffers ("momentum_buffer", "exp_avg", ...) and a step count.
 struct ParamState {
-  std::map<std::string, Tensor> buffers;  ///< named buffers of this parameter, created on its first step
+  /// Named buffers of this parameter, created on its first step (found by name without making a string).
+  std::map<std::string, Tensor, std::less<>> buffers;
   int64_t step = 0;  ///< steps taken for this parameter
   Dtype dtype = Dtype::float32;  ///< the dtype the buffers are in (the parameter's when state() last saw it)
+  /// The buffer `name`, an undefined tensor until a step makes it.
+  Tensor& buffer(std::string_view name) {
+    auto it = buffers.find(name);
+    return it != buffers.end() ? it->second : buffers.emplace(name, Tensor()).first->second;
+  }
+  bool empty() const { return step == 0 && buffers.empty(); }  ///< no step taken and nothing loaded
 };
 
 /// The base of every optimizer: parameter groups, zero_grad, the learning rate, state save/load.
@@ -68,11 +75,15 @@ class Optimizer {
   /// `name` appears in error messages; `buffers` names every per-parameter buffer step() may
   /// keep, which load_state_dict accepts (an SGD state loaded into Adam is an Error).
   Optimizer(std::string name, std::vector<std::string> buffers) : name_(std::move(name)), buffers_(std::move(buffers)) {}
-  /// The state of parameter p, created empty on first use. Buffers in another dtype than p
-  /// (the model was moved with to(dtype) after some steps) are converted to p's, as
-  /// load_state_dict converts what it loads: the update then runs in the parameter's precision.
-  ParamState& state(const Tensor& p) {
-    ParamState& s = state_[p.impl()];
+  /// The state of parameter p, the i-th counted across groups in order (state_dict's index).
+  /// Buffers in another dtype than p (the model was moved with to(dtype) after some steps) are
+  /// converted to p's, as load_state_dict converts what it loads: the update then runs in the
+  /// parameter's precision. Kept by index, not looked up by tensor: a step read a hash map and
+  /// a map of strings per parameter.
+  ParamState& state(size_t i, const Tensor& p) {
+    if (i >= state_.size()) [[unlikely]]
+      state_.resize(i + 1);
+    ParamState& s = state_[i];
     if (s.dtype != p.dtype()) [[unlikely]]
       convert_buffers(s, p.dtype());
     return s;
@@ -85,7 +96,7 @@ class Optimizer {
 
  private:
   std::vector<Tensor> all_params() const;
-  std::unordered_map<const TensorImpl*, ParamState> state_;
+  std::vector<ParamState> state_;  // by parameter index (see state()); empty() ones have none
   std::string name_;
   std::vector<std::string> buffers_;
 };
@@ -126,14 +137,17 @@ class GroupedOptimizer : public Optimizer {
   GroupedOptimizer(std::string name, std::vector<std::string> buffers)
       : Optimizer(std::move(name), std::move(buffers)) {}
   virtual void validate(const Options& options) const = 0;  ///< throws Error quoting any invalid option
-  /// Calls f(p, options of p's group) for every parameter that has a gradient, under no-grad:
-  /// the loop every step() runs.
+  /// Calls f(p, options of p's group, state of p) for every parameter that has a gradient, under
+  /// no-grad: the loop every step() runs.
   template <class F>
   void for_each_param_with_grad(F&& f) {
     NoGradGuard no_grad;
+    size_t i = 0;
     for (auto& group : groups_)
-      for (Tensor& p : group.params)
-        if (p.impl()->grad) f(p, group.options);  // (p.grad() would copy the handle just to test it)
+      for (Tensor& p : group.params) {
+        if (p.impl()->grad) f(p, group.options, state(i, p));  // (p.grad() would copy the handle just to test it)
+        ++i;
+      }
   }
   std::vector<Group> groups_;  ///< the parameter groups, in the order they were added
 };

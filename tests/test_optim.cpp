@@ -279,6 +279,28 @@ TEST_CASE("parameter groups take their own options; parameters without a gradien
   CHECK(sgd.lr(1) == 0.5);
   sgd.zero_grad();
   CHECK_FALSE(a.grad().defined());
+  // the state is each parameter's, counted across groups: c (index 2) took no step and has none;
+  // with momentum, a second step reads each parameter's own buffer
+  O::SGD momentum({a}, {.lr = 1.0, .momentum = 0.5});
+  momentum.add_param_group({b, c}, {.lr = 1.0, .momentum = 0.5});
+  a.set_grad(cr::ones({1}, cr::float64));
+  c.set_grad(cr::full({1}, 2.0, cr::float64));
+  momentum.step();
+  std::vector<std::string> keys;
+  for (const auto& [key, t] : momentum.state_dict()) keys.push_back(key);
+  CHECK(keys == std::vector<std::string>{"group.0.lr", "group.1.lr", "state.0.step", "state.0.momentum_buffer",
+                                         "state.2.step", "state.2.momentum_buffer"});
+  const double a0 = a.item<double>(), c0 = c.item<double>();
+  momentum.step();  // buffers 1 -> 1.5 (a) and 2 -> 3 (c): b's buffer would be fresh
+  CHECK(a.item<double>() == a0 - 1.5);
+  CHECK(c.item<double>() == c0 - 3.0);
+  O::SGD restored({a}, {.lr = 1.0, .momentum = 0.5});
+  restored.add_param_group({b, c}, {.lr = 1.0, .momentum = 0.5});
+  restored.load_state_dict(momentum.state_dict());
+  CHECK(restored.state_dict().size() == momentum.state_dict().size());
+  restored.step();  // from the loaded buffers 1.5 and 3: 1.75 and 3.5
+  CHECK(a.item<double>() == a0 - 1.5 - 1.75);
+  CHECK(c.item<double>() == c0 - 3.0 - 3.5);
 }
 
 TEST_CASE("a model moved to another dtype after some steps: the optimizer state follows it") {
