@@ -31,23 +31,26 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   }
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
-  if (a.size(-1) != b.size(-2))
-    fail("matmul: inner dimensions do not match, {} @ {} ({} vs {})", describe(a), describe(b), a.size(-1), b.size(-2));
+  // (both have two or more dims from here: sizes read from the shapes, not through size()'s checks)
+  const Shape &as = a.shape(), &bs = b.shape();
+  if (as.back() != bs[bs.size() - 2])
+    fail("matmul: inner dimensions do not match, {} @ {} ({} vs {})", describe(a), describe(b), as.back(),
+         bs[bs.size() - 2]);
   if (a.dim() > 2 && b.dim() == 2) {
     // A batch by a matrix: the batch's rows as one matrix when they are one without a copy (as
     // PyTorch folds), so one product forward and b's gradient one product over all rows (a^T g),
     // where a product per batch element made a gradient per element to sum afterwards.
     const Shape rows = rows_shape(a.shape());
     if (view_strides(a.shape(), a.strides(), rows)) {
-      Shape out = a.shape();
-      out[out.size() - 1] = b.size(1);
+      Shape out = as;
+      out[out.size() - 1] = bs[1];
       return matmul(a.reshape(rows), b).reshape(out);
     }
   }
   // When b is a transposed view (x @ W.t() in Linear), its gradient is produced as (G^T A)^T so
   // that, transposed back onto W, it is contiguous: accumulating it then needs no strided copy.
-  const bool b_transposed = b.dim() == 2 && b.size(0) > 1 && b.size(1) > 1 && b.strides()[0] == 1 &&
-                            b.strides()[1] == b.size(0);
+  const bool b_transposed =
+      bs.size() == 2 && bs[0] > 1 && bs[1] > 1 && b.strides()[0] == 1 && b.strides()[1] == bs[0];
   return record(kernels::matmul(a, b), "matmul", {a, b},
                 {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
                 [b_transposed](const Tensor& g, const BackwardContext& c) -> Grads {
