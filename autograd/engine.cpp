@@ -308,6 +308,9 @@ Tensor BackwardContext::result() const {
   return alias;
 }
 
+// The pool class engine.hpp's field order is chosen for (a larger node slowed the long chains).
+static_assert(sizeof(FunctionNode) <= 384, "a FunctionNode outgrew the pool's 384-byte class");
+
 Grads FunctionNode::apply(Tensor grad) {
   if (was_released)
     fail("backward: trying to backward through the graph a second time ('{}' already freed its saved tensors). "
