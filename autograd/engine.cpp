@@ -7,7 +7,6 @@
 #include <cctype>
 #include <cmath>
 #include <mutex>
-#include <thread>
 
 namespace chainrule {
 
@@ -121,22 +120,6 @@ bool any_requires_grad(const Range& inputs) {
 
 bool should_record(std::span<const Tensor> inputs) { return g_grad_mode && any_requires_grad(inputs); }
 
-namespace {
-// Guards TensorImpl::grad_accumulator: a leaf's accumulator may be dying on one thread (its last
-// graph dropped) while another records an op on the leaf.
-// A spin lock: held for a few instructions, and taken twice per leaf per graph (a std::mutex
-// is two locked instructions per use, this one).
-struct SpinLock {
-  std::atomic_flag held;
-  void lock() noexcept {
-    while (held.test_and_set(std::memory_order_acquire))
-      while (held.test(std::memory_order_relaxed)) std::this_thread::yield();
-  }
-  void unlock() noexcept { held.clear(std::memory_order_release); }
-};
-SpinLock g_accumulators;
-}  // namespace
-
 bool stale_view_requires_grad(const TensorImpl& view) {
   return view.history_out_of_date() && view.view_base && !view.requires_grad &&
          Tensor(view.view_base).requires_grad();
@@ -192,16 +175,14 @@ Ref<Node> edge_of(const Tensor& t) {
   if (impl->history_out_of_date() && !impl->requires_grad) [[unlikely]]
     return refresh_view(t);
   if (impl->grad_fn) return impl->grad_fn;
-  std::lock_guard lock(g_accumulators);
-  // An accumulator's counts are shared from the start, so that any thread can take a reference
-  // to it here unless it is already dying (its count at zero, its destructor waiting for the lock).
-  if (AccumulateGrad* acc = impl->grad_accumulator; acc && refcount::try_retain(acc)) return Ref<Node>::adopt(acc);
-  // Not make_ref: merging queued objects here could destroy another accumulator, whose
-  // destructor takes the lock this thread holds.
-  Ref<AccumulateGrad> acc = Ref<AccumulateGrad>::adopt(new AccumulateGrad(t.impl_ptr()));
-  refcount::merge(acc.get(), 0);
-  impl->grad_accumulator = acc.get();
-  return acc;
+  AccumulateGrad* acc = impl->grad_accumulator.load(std::memory_order_acquire);
+  if (!acc) [[unlikely]] {  // the leaf's first recorded op: the leaf takes the new node's reference
+    Ref<AccumulateGrad> made = make_ref<AccumulateGrad>(impl);
+    if (impl->grad_accumulator.compare_exchange_strong(acc, made.get(), std::memory_order_acq_rel))
+      acc = static_cast<AccumulateGrad*>(made.release_counted());
+    // else another thread's came first (now in acc), and this one is dropped
+  }
+  return Ref<Node>::share(acc);
 }
 }  // namespace
 
@@ -220,7 +201,9 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
     const Tensor& in = get(ref);
     const bool needs = in.defined() && in.requires_grad();
     const bool scalar_constant = in.defined() && !needs && in.dim() == 0 && is_floating(in.dtype());
-    node->next.emplace_back(needs ? edge_of(in) : nullptr, in.impl(), scalar_constant ? in.item<double>() : NAN);
+    Ref<Node> to = needs ? edge_of(in) : nullptr;
+    Ref<TensorImpl> leaf = to && to->is_accumulator ? in.impl_ptr() : nullptr;  // held by the graph
+    node->next.emplace_back(std::move(to), in.impl(), scalar_constant ? in.item<double>() : NAN, std::move(leaf));
     same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
   }
   for (const auto& e : node->next)
@@ -326,14 +309,18 @@ void FunctionNode::release() {
   was_released = true;
 }
 
-AccumulateGrad::AccumulateGrad(Ref<TensorImpl> leaf_)
-    : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(std::move(leaf_)) {
+AccumulateGrad::AccumulateGrad(TensorImpl* leaf_) : Node("accumulate_grad", leaf_->shape, leaf_->dtype), leaf(leaf_) {
   is_accumulator = true;
 }
 
-AccumulateGrad::~AccumulateGrad() {
-  std::lock_guard lock(g_accumulators);
-  if (leaf->grad_accumulator == this) leaf->grad_accumulator = nullptr;  // else a newer one took the leaf
+void TensorImpl::drop_accumulator() noexcept {
+  // Not an exchange: the leaf is going, or set_data is changing it (a race with ops recorded on
+  // it from other threads then, as any write to a tensor another thread reads).
+  if (AccumulateGrad* acc = grad_accumulator.load(std::memory_order_relaxed)) {
+    grad_accumulator.store(nullptr, std::memory_order_relaxed);
+    acc->leaf = nullptr;
+    Ref<Node>::adopt(acc).reset();
+  }
 }
 
 Grads AccumulateGrad::apply(Tensor grad) {
@@ -405,7 +392,8 @@ struct Ready {
     heap.pop_back();
     return n;
   }
-  // Clears the waiting nodes' scratch gradients, also when backward throws part-way.
+  // Clears the waiting nodes' scratch gradients, also when backward throws part-way (a leaf's
+  // accumulator outlives the graph: a gradient left there would reach the next backward).
   ~Ready() {
     for (const auto* n : heap) (*n)->pending_grad = Tensor();
   }
@@ -524,6 +512,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     n->pending_grad = Tensor();
     if (!grad.defined()) continue;
     auto* acc = n->is_accumulator ? static_cast<AccumulateGrad*>(n) : nullptr;
+    if (acc && !acc->leaf) continue;  // its leaf let go of it (TensorImpl::drop_accumulator)
     grad = apply_hooks(acc ? acc->leaf->hooks : n->pre_hooks, std::move(grad), *n);
     for (size_t k = 0; k < targets.size(); ++k)
       if (targets[k].get() == n) results[k] = results[k].defined() ? results[k] + grad : grad;

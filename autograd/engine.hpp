@@ -126,6 +126,9 @@ struct Edge {
   Ref<Node> node;       ///< null: that input needs no gradient
   const TensorImpl* input = nullptr;  ///< which tensor it was (identity only, for printing graphs)
   double constant = NAN;            ///< its value, when it was a 0-d constant (x * 2.0)
+  /// The input, held, when it is a leaf (node is its accumulator): a graph keeps its leaves alive,
+  /// as the accumulator itself did when it held its leaf (see AccumulateGrad).
+  Ref<TensorImpl> leaf;
 };
 
 /// A tensor a node saved for backward, with the version it had then (an in-place write since is an Error).
@@ -152,8 +155,8 @@ struct Node : RefCounted {
 
   // The fields are ordered so that the small ones share the last word with FunctionNode's
   // flag: a FunctionNode (counts included) fits the pool's 384-byte class (at 448 the
-  // 10,000-link mul/add chain ran 6% slower, the 100-link one 2%); a third inline edge (360
-  // bytes) keeps it there.
+  // 10,000-link mul/add chain ran 6% slower, the 100-link one 2%); three inline edges of 32
+  // bytes (an edge to a leaf holds the leaf) fill it exactly.
   const char* name;             ///< forward op ("mul"); the node prints as "MulBackward"-style name()
   Shape shape;                  ///< the output's shape and dtype, to validate incoming gradients
   SmallVector<Edge, 3> next;    ///< one per input (three inline, as Grads)
@@ -193,12 +196,17 @@ struct FunctionNode final : Node {
   double attribute = NAN;  ///< a scalar parameter worth printing (pow's exponent)
 };
 
-/// Sink for a leaf: adds the incoming gradient into the leaf's .grad.
+/// Sink for a leaf: adds the incoming gradient into the leaf's .grad. The leaf holds it
+/// (TensorImpl::grad_accumulator), from the first op recorded on it until the leaf goes, so that
+/// a training step does not make and free one per parameter (PyTorch's leaf holds its
+/// accumulator weakly and each graph makes it again). It points back without holding the leaf
+/// (that would be a cycle); the graph's edges hold the leaf instead (Edge::leaf).
 struct AccumulateGrad final : Node {
-  explicit AccumulateGrad(Ref<TensorImpl> leaf);  ///< the sink of `leaf`
-  ~AccumulateGrad() override;  ///< unlinks itself from the leaf
+  explicit AccumulateGrad(TensorImpl* leaf);  ///< the sink of `leaf`
   Grads apply(Tensor grad) override;  ///< adds grad into the leaf's .grad (after the leaf's hooks)
-  Ref<TensorImpl> leaf;  ///< the leaf whose .grad receives the gradient
+  /// The leaf whose .grad receives the gradient; null once the leaf is gone (the node held
+  /// alone, by a Ref taken from a graph that has gone too).
+  TensorImpl* leaf;
 };
 
 /// What a backward rule reads besides the output gradient.

@@ -40,7 +40,7 @@ std::vector<Node*> post_order(Node* root) {
 
 const TensorImpl* leaf_of(const Node* n) {
   auto* acc = dynamic_cast<const AccumulateGrad*>(n);
-  return acc ? acc->leaf.get() : nullptr;
+  return acc ? acc->leaf : nullptr;
 }
 
 std::string summary(const Tensor& t) {
@@ -131,7 +131,7 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   int constants = 0;
   for (Node* n : order) {
     if (const TensorImpl* leaf = leaf_of(n)) {
-      const Tensor t(static_cast<AccumulateGrad*>(n)->leaf);
+      const Tensor t(Ref<TensorImpl>::share(static_cast<AccumulateGrad*>(n)->leaf));
       auto it = named.find(leaf);
       std::string label = fmt::format("{}\\n{} {}\\nvalue {}", it != named.end() ? it->second : "leaf", t.shape(),
                                       t.dtype(), summary(t));

@@ -173,15 +173,6 @@ void drop_slow(RefCounted* o) noexcept {
   delete o;
 }
 
-bool try_retain(RefCounted* o) noexcept {
-  int64_t s = o->shared_.load(std::memory_order_relaxed);
-  do {
-    if ((s >> 2) <= 0) return false;
-  } while (!o->shared_.compare_exchange_weak(s, s + RefCounted::kOne, std::memory_order_acquire,
-                                             std::memory_order_relaxed));
-  return true;
-}
-
 }  // namespace refcount
 
 long RefCounted::ref_count() const noexcept {

@@ -42,8 +42,6 @@ void merge_queued();  ///< merges the objects other threads queued for this thre
 /// Drops a reference that is the owner's last or another thread's, deleting the object when no
 /// reference is left.
 void drop_slow(RefCounted* o) noexcept;
-/// Takes a reference unless the object's (shared) count is already zero; `o` must be shared.
-bool try_retain(RefCounted* o) noexcept;
 /// Folds the owner's count (plus `extra`) into the shared one, so that from now on every count
 /// is shared; returns the total. Called by the owner, or by anyone once the owner has exited.
 long merge(RefCounted* o, long extra) noexcept;
@@ -86,7 +84,6 @@ class RefCounted : public PoolAllocated {
   template <class T>
   friend class Ref;
   friend void refcount::drop_slow(RefCounted*) noexcept;
-  friend bool refcount::try_retain(RefCounted*) noexcept;
   friend long refcount::merge(RefCounted*, long) noexcept;
 
   bool has_exactly_slow(long n) const noexcept;
@@ -150,6 +147,14 @@ class Ref {
   static Ref adopt(T* p) noexcept {
     Ref r;
     r.p_ = p;
+    return r;
+  }
+  /// Another reference to an object that something else holds alive (a raw pointer to a counted
+  /// object, as a leaf's accumulator); null for null.
+  static Ref share(T* p) noexcept {
+    Ref r;
+    r.p_ = p;
+    if (p) p->retain();
     return r;
   }
 

@@ -66,7 +66,8 @@ struct TensorImpl final : RefCounted {
   static Ref<TensorImpl> make();
   /// A tensor with a new storage of nbytes, both in one pool block.
   static Ref<TensorImpl> make(size_t nbytes);
-  /// Destroys the tensor and frees its memory: at once, or with its storage (see Storage).
+  /// Destroys the tensor (dropping its accumulator, if any: drop_accumulator) and frees its
+  /// memory: at once, or with its storage (see Storage).
   static void operator delete(TensorImpl* p, std::destroying_delete_t) noexcept;
   TensorImpl(const TensorImpl&) = delete;  ///< shared through Ref, never copied (a copy would share the accumulator pointer)
   TensorImpl& operator=(const TensorImpl&) = delete;  ///< not copyable
@@ -90,12 +91,16 @@ struct TensorImpl final : RefCounted {
   bool history_out_of_date() const { return is_view && history_seen != storage->history; }
 
   /// autograd: a leaf that requires grad has requires_grad set and no grad_fn; a non-leaf has a
-  /// grad_fn (the node that produced it). The accumulator is owned by the graph, not by the leaf.
+  /// grad_fn (the node that produced it).
   bool requires_grad = false;
   Ref<Node> grad_fn;  ///< the node that produced this tensor (null for leaves)
-  /// A leaf's AccumulateGrad node while a graph holds it (not a reference: the node clears it
-  /// when it goes; both under the engine's accumulator lock).
-  AccumulateGrad* grad_accumulator = nullptr;
+  /// A leaf's AccumulateGrad node, made when the first op on the leaf is recorded and held (one
+  /// reference) until the leaf goes; atomic, so that two threads recording on one leaf make one.
+  std::atomic<AccumulateGrad*> grad_accumulator{nullptr};
+  /// Lets go of the accumulator, which forgets the leaf: a graph still holding it sends the leaf
+  /// no gradient (after set_data to another shape or dtype; a graph reached only through a node
+  /// taken from it once the leaf is gone). In engine.cpp.
+  void drop_accumulator() noexcept;
   /// For a view made by a view op (select, slice, reshape, t, ...): the tensor that is not such
   /// a view whose elements it shows. An in-place op on the view records a new history for the
   /// base; a view whose history is out of date takes the base's.

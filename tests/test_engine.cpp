@@ -804,6 +804,17 @@ TEST_CASE("set_data clears a .grad the new data no longer fits, and keeps one it
   p.set_data(cr::zeros({3}, cr::float32));  // another dtype: cleared too
   CHECK_FALSE(p.grad().defined());
   check_error([&] { p.set_data(cr::Tensor()); }, {"set_data", "undefined"});
+  // The leaf's accumulator checks the old shape and dtype: the next op makes another, and a graph
+  // recorded before sends the leaf nothing (a gradient for data it no longer has).
+  cr::sum(p * 2.0).backward();
+  CHECK(p.grad().dtype() == cr::float32);
+  CHECK(values(p.grad()) == std::vector<double>{2, 2, 2});
+  const cr::Tensor old = cr::sum(p * 3.0);
+  p.set_data(cr::zeros({4}, cr::float32));
+  old.backward();
+  CHECK_FALSE(p.grad().defined());
+  cr::sum(p * 4.0).backward();
+  CHECK(values(p.grad()) == std::vector<double>{4, 4, 4, 4});
 }
 
 TEST_CASE("a recorded node fits the pool's 384-byte class, its reference counts included") {
@@ -974,6 +985,8 @@ TEST_CASE("live_nodes counts per thread and sums across threads, also for a grap
   maker.join();
   CHECK(cr::autograd::live_nodes() == before + 3);  // the ended thread's count is kept
   y = cr::Tensor();                                  // freed here
+  CHECK(cr::autograd::live_nodes() == before + 1);  // x's accumulator stays with x
+  x = cr::Tensor();
   CHECK(cr::autograd::live_nodes() == before);
 }
 
@@ -1036,4 +1049,51 @@ TEST_CASE("backward runs a node only after every node that feeds it (ordered by 
   cr::Tensor s2 = v * 3.0;
   const auto expect = cr::autograd::grad({cr::sum(d2 * s2 + s2)}, {v});  // all on one thread
   CHECK(w.grad().to_vector<double>() == expect[0].to_vector<double>());
+}
+
+TEST_CASE("a leaf keeps its accumulator while it lives; a graph keeps its leaves alive") {
+  const int64_t before = cr::autograd::live_nodes();
+  {
+    cr::Tensor w = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+    (w * 2.0).sum().backward();
+    // the graph is gone, w's accumulator stays for the next one (it was made again each step)
+    CHECK(cr::autograd::live_nodes() == before + 1);
+    const cr::Node* first = cr::gradient_edge(w).get();
+    (w * 3.0).sum().backward();
+    CHECK(cr::gradient_edge(w).get() == first);
+    CHECK(values(w.grad()) == std::vector<double>{5, 5});
+    CHECK(cr::autograd::live_nodes() == before + 1);
+  }
+  CHECK(cr::autograd::live_nodes() == before);  // and goes with its leaf
+
+  // A leaf no handle holds any more lives as long as a graph that uses it (the edge holds it).
+  cr::Tensor loss;
+  cr::Ref<cr::Node> sink;
+  {
+    cr::Tensor w = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+    loss = (w * 3.0).sum();  // an op that saves nothing: only the edge holds w
+    sink = loss.grad_fn()->next[0].node->next[0].node;
+    REQUIRE(sink->is_accumulator);
+  }
+  auto& acc = static_cast<cr::AccumulateGrad&>(*sink);
+  REQUIRE(acc.leaf != nullptr);
+  loss.backward();
+  CHECK(values(cr::Tensor(cr::Ref<cr::TensorImpl>::share(acc.leaf)).grad()) == std::vector<double>{3, 3});
+  loss = cr::Tensor();  // the graph goes, and with it the leaf: the accumulator held alone forgets it
+  CHECK(acc.leaf == nullptr);
+  sink = nullptr;
+  CHECK(cr::autograd::live_nodes() == before);
+}
+
+TEST_CASE("a gradient left in an accumulator by a backward that failed does not reach the next one") {
+  cr::Tensor w = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  {
+    cr::Tensor b = cr::exp(w * 1.0);
+    cr::Tensor loss = (w + b).sum();  // add sends w's accumulator a gradient before exp's rule runs
+    b.mul_(2.0);                      // exp saved its result: its rule fails
+    CHECK_THROWS_AS(loss.backward(), cr::Error);
+  }
+  CHECK_FALSE(w.grad().defined());
+  (w * 3.0).sum().backward();
+  CHECK(values(w.grad()) == std::vector<double>{3, 3});
 }
