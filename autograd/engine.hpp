@@ -343,7 +343,8 @@ void backward(std::span<const Tensor> outputs, std::span<const Tensor> grad_outp
 void set_detect_anomaly(bool enabled);
 bool is_anomaly_enabled();  ///< anomaly mode is on for this thread
 
-/// Number of graph nodes alive in the process (for leak tests).
+/// Number of graph nodes alive in the process (for leak tests): the graphs' nodes, and one
+/// accumulator for each leaf that an op was recorded on, while the leaf lives.
 int64_t live_nodes();
 
 /// For tools that re-run backward under a hypothesis (the gradient doctor): while a

@@ -194,7 +194,8 @@ class Tensor {
   Tensor detach() const;  ///< a tensor sharing the data but cut from the graph
   /// Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity
   /// and requires_grad (as PyTorch's `param.data = ...`); clears .grad if the dtype or shape
-  /// changes (a gradient of the old shape would fail the next accumulation).
+  /// changes (a gradient of the old shape would fail the next accumulation), and a graph
+  /// recorded before such a change sends the tensor no gradient.
   /// The old buffer is returned at once when nothing else reads it; one that a view still
   /// reads stays until this tensor goes (its storage shares the tensor's pool block).
   void set_data(const Tensor& data) const;
