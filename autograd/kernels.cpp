@@ -592,20 +592,25 @@ void for_each_task(int64_t tasks, int64_t per_task, F&& f) {
   parallel_for(tasks, f, per_task, 1);
 }
 
+// The dot products for any strides, their inner loop unrolled for the small inner dims.
+template <class T>
+void strided_products(int64_t n, int64_t m, int64_t k, const T* a, int64_t a_row, int64_t a_col, const T* b,
+                      int64_t b_row, int64_t b_col, T* c, bool accumulate) {
+  switch (k) {
+    case 1: return dot_products<1>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+    case 2: return dot_products<2>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+    case 3: return dot_products<3>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+    case 4: return dot_products<4>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+    default: return dot_products<0>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
+  }
+}
+
 // c = a b, or c += a b when `accumulate` (BLAS's beta = 1: a bias already in c).
 template <class T>
 void gemm(bool ta, bool tb, int64_t n, int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
           bool accumulate) {
-  if (!std::is_floating_point_v<T> || n * m * k <= kSmallGemm) {  // int64 (labels, indices), or tiny
-    const int64_t a_row = ta ? 1 : lda, a_col = ta ? lda : 1, b_row = tb ? 1 : ldb, b_col = tb ? ldb : 1;
-    switch (k) {
-      case 1: return dot_products<1>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
-      case 2: return dot_products<2>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
-      case 3: return dot_products<3>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
-      case 4: return dot_products<4>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
-      default: return dot_products<0>(n, m, k, a, a_row, a_col, b, b_row, b_col, c, accumulate);
-    }
-  }
+  if (!std::is_floating_point_v<T> || n * m * k <= kSmallGemm)  // int64 (labels, indices), or tiny
+    return strided_products(n, m, k, a, ta ? 1 : lda, ta ? lda : 1, b, tb ? 1 : ldb, tb ? ldb : 1, c, accumulate);
   const auto TA = ta ? CblasTrans : CblasNoTrans;
   const auto TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
@@ -735,6 +740,16 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool transpose_a, bool tra
     const size_t row = static_cast<size_t>(m) * dtype_size(out.dtype());
     auto* p = static_cast<unsigned char*>(out.raw_data());
     for (int64_t r = 0, count = out.numel() / m; r < count; ++r) std::memcpy(p + r * row, b.raw_data(), row);
+  }
+  if (!batched && k > 0 && n * m * k <= kSmallGemm) {
+    // Tiny matrices are read as they lie, whatever their strides: gemm's own dot products,
+    // without its layouts (a copy for a layout BLAS cannot read) and the batch's bookkeeping.
+    const Shape &sa = a_in.strides(), &sb = b_in.strides();
+    dispatch(out.dtype(), [&]<class T>() {
+      strided_products(n, m, k, ptr<T>(a_in), sa[transpose_a ? 1 : 0], sa[transpose_a ? 0 : 1], ptr<T>(b_in),
+                       sb[transpose_b ? 1 : 0], sb[transpose_b ? 0 : 1], ptr<T>(out), bias.defined());
+    });
+    return out;
   }
   if (k == 0) {
     if (!bias.defined()) std::memset(out.raw_data(), 0, static_cast<size_t>(out.numel()) * dtype_size(out.dtype()));
