@@ -204,8 +204,8 @@ struct FunctionNode final : Node {
 struct AccumulateGrad final : Node {
   explicit AccumulateGrad(TensorImpl* leaf);  ///< the sink of `leaf`
   Grads apply(Tensor grad) override;  ///< adds grad into the leaf's .grad (after the leaf's hooks)
-  /// The leaf whose .grad receives the gradient; null once the leaf is gone (the node held
-  /// alone, by a Ref taken from a graph that has gone too).
+  /// The leaf whose .grad receives the gradient; null once the leaf let go of it (the leaf is
+  /// gone, or set_data changed its shape or dtype: TensorImpl::drop_accumulator).
   TensorImpl* leaf;
 };
 
