@@ -418,6 +418,30 @@ Grads apply_overridden(Node& n, Tensor grad) {
   return n.apply(std::move(grad));
 }
 
+// t is a 0-d `dtype` tensor holding 1 that nothing else reaches: no other handle, no view of its
+// storage, no graph, gradient or hooks.
+bool untouched_one(const Tensor& t, Dtype dtype) {
+  if (!t.defined()) return false;
+  const TensorImpl& i = *t.impl();
+  if (!i.only_reference() || !i.storage_unshared() || i.dtype != dtype || !i.shape.empty() || i.offset != 0 ||
+      i.requires_grad || i.grad_fn || i.grad || i.hooks)
+    return false;
+  return dtype == float64 ? *static_cast<const double*>(i.storage->data) == 1
+                          : *static_cast<const float*>(i.storage->data) == 1;
+}
+
+// The gradient implied for a one-element output: ones. A 0-d one (a loss's) is kept per thread
+// and dtype, and handed out again while nobody else holds it and it still is 1: a training step
+// makes and frees no tensor for it. One given away (kept by a hook, or a leaf's .grad under
+// create_graph) is its holder's; the next backward makes another.
+Tensor implied_gradient(const Tensor& root) {
+  if (root.dim() != 0) return ones(root.shape(), root.dtype());
+  thread_local Tensor kept[2];  // float32, float64 (an output that requires grad is floating)
+  Tensor& k = kept[root.dtype() == float64];
+  if (!untouched_one(k, root.dtype())) k = ones({}, root.dtype());
+  return k;
+}
+
 // Runs backward from `roots`. With `inputs` non-empty it returns their gradients instead of
 // accumulating into leaves (autograd::grad); otherwise it accumulates (backward).
 std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const Tensor> root_grads,
@@ -442,7 +466,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
         fail("{}: a gradient can be implied only for outputs with one element; output {} is {}, so pass a gradient "
              "of that shape",
              api, i, describe(r));
-      seed = ones(r.shape(), r.dtype());
+      seed = implied_gradient(r);
     } else if (seed.shape() != r.shape()) {
       fail("{}: the gradient for output {} is {} but the output is {}", api, i, describe(seed), describe(r));
     }

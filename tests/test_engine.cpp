@@ -95,6 +95,67 @@ TEST_CASE("a leaf's first gradient is the backward's tensor itself when nobody e
   CHECK(values(seed) == std::vector<double>{3, 4});
 }
 
+TEST_CASE("a 0-d output's implied gradient is one tensor, reused only while nobody else holds it and it is 1") {
+  cr::Tensor x = cr::tensor(2.0, cr::float64).requires_grad_(), y = cr::tensor(3.0, cr::float64).requires_grad_();
+  // add hands its gradient to both leaves as it is: x's hook sees the seed itself
+  const cr::TensorImpl* arriving = nullptr;
+  cr::Tensor kept;
+  bool keep = false, scale = false;
+  x.register_hook([&](const cr::Tensor& g) {
+    arriving = g.impl();
+    if (keep) kept = g;
+    if (scale) cr::Tensor(g).mul_(3.0);  // in place, keeping no reference
+    return cr::Tensor();
+  });
+  auto step = [&] {
+    x.set_grad({});
+    y.set_grad({});
+    (x + y).backward();
+  };
+  step();
+  const cr::TensorImpl* first = arriving;
+  const cr::Tensor other = cr::tensor(0.0, cr::float64);  // takes the block a freed seed would leave
+  step();
+  CHECK(arriving == first);  // the same tensor again, not a new one
+  CHECK(x.grad().item<double>() == 1.0);
+  CHECK(y.grad().item<double>() == 1.0);
+  // kept by a hook: the holder's from then on, changed as it likes; the next backward makes another
+  keep = true;
+  step();
+  keep = false;
+  CHECK(kept.impl() == first);
+  CHECK(kept.item<double>() == 1.0);
+  // changed in place by a hook that keeps no reference: both leaves get the change (as in
+  // PyTorch), the tensor kept before is not that seed, and the next backward does not start from it
+  scale = true;
+  step();
+  scale = false;
+  CHECK(arriving != first);
+  CHECK(kept.item<double>() == 1.0);
+  CHECK(x.grad().item<double>() == 3.0);
+  CHECK(y.grad().item<double>() == 3.0);
+  kept.mul_(5.0);
+  step();
+  CHECK(kept.item<double>() == 5.0);
+  CHECK(x.grad().item<double>() == 1.0);
+  CHECK(y.grad().item<double>() == 1.0);
+  // a leaf's own backward under create_graph keeps the seed as its .grad, which a later backward
+  // adds into; the backward after that does not start from the sum
+  x.set_grad({});
+  x.backward({}, /*retain_graph=*/false, /*create_graph=*/true);
+  CHECK(x.grad().item<double>() == 1.0);
+  (x * y).backward();
+  CHECK(x.grad().item<double>() == 4.0);  // 1 + y, in that tensor
+  step();
+  CHECK(x.grad().item<double>() == 1.0);
+  CHECK(y.grad().item<double>() == 1.0);
+  // float32 has its own
+  cr::Tensor f = cr::tensor(2.0, cr::float32).requires_grad_();
+  (f * f).backward();
+  (f * f).backward();
+  CHECK(f.grad().item<float>() == 8.0f);
+}
+
 TEST_CASE("retain_graph: a second backward through a freed graph throws; retained, it doubles the gradient") {
   cr::Tensor x = cr::tensor(2.0, cr::float64).requires_grad_();
   cr::Tensor y = cr::exp(x) * x;
