@@ -204,7 +204,8 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
     Ref<Node> to = needs ? edge_of(in) : nullptr;
     Ref<TensorImpl> leaf = to && to->is_accumulator ? in.impl_ptr() : nullptr;  // held by the graph
     node->next.emplace_back(std::move(to), in.impl(), scalar_constant ? in.item<double>() : NAN, std::move(leaf));
-    same_shapes = same_shapes && in.defined() && in.shape() == node->shape;
+    // input_shape reads an input's shape from its edge's node, else the output's (or none)
+    same_shapes = same_shapes && (!in.defined() || node->next.back().node || in.shape() == node->shape);
   }
   for (const auto& e : node->next)
     if (e.node && e.node->height >= node->height) node->height = e.node->height + 1;

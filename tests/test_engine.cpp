@@ -887,6 +887,39 @@ TEST_CASE("a recorded node fits the pool's 384-byte class, its reference counts 
   CHECK(sizeof(cr::SmallVector<cr::Edge, 2>) == 2 * sizeof(cr::Edge) + sizeof(void*) + 8);  // 32-bit counts
 }
 
+TEST_CASE("a node keeps input shapes only for inputs without an edge; the rest read their edge's node") {
+  auto node = [](const cr::Tensor& t) { return dynamic_cast<const cr::FunctionNode*>(t.grad_fn().get()); };
+  const cr::Tensor a = cr::ones({2, 3}, cr::float64).requires_grad_(), b = cr::ones({3, 4}, cr::float64).requires_grad_();
+  const cr::Tensor x = cr::ones({4, 3}, cr::float64), w = cr::ones({2, 3}, cr::float64).requires_grad_();
+  // every input has an edge: none kept, each shape its edge's node's (a leaf's accumulator, a product's node)
+  const cr::Tensor ab = cr::matmul(a, b);
+  REQUIRE(node(ab) != nullptr);
+  CHECK(node(ab)->input_shapes.empty());
+  CHECK(node(ab)->input_shape(0) == cr::Shape{2, 3});
+  CHECK(node(ab)->input_shape(1) == cr::Shape{3, 4});
+  const cr::Tensor v = cr::ones({5, 2}, cr::float64).requires_grad_();
+  const cr::Tensor h = cr::linear(ab.t(), v);  // [4, 2] through transpose's node; no bias
+  CHECK(node(h)->input_shapes.empty());
+  CHECK(node(h)->input_shape(0) == cr::Shape{4, 2});
+  CHECK(node(h)->input_shape(1) == cr::Shape{5, 2});
+  CHECK(node(h)->input_shape(2) == cr::Shape{});  // the missing bias
+  // a constant of another shape than the output's: kept
+  const cr::Tensor y = cr::linear(x, w);
+  CHECK(node(y)->input_shapes.size() == 3);
+  CHECK(node(y)->input_shape(0) == cr::Shape{4, 3});
+  CHECK(node(y)->input_shape(1) == cr::Shape{2, 3});
+  // constants of the output's shape: none kept
+  const cr::Tensor s = a * cr::ones({2, 3}, cr::float64);
+  CHECK(node(s)->input_shapes.empty());
+  CHECK(node(s)->input_shape(1) == cr::Shape{2, 3});
+  // and the rules that read them still give each input its gradient's shape
+  (cr::sum(h) * 2.0 + cr::sum(y) * 3.0).backward();
+  CHECK(a.grad().shape() == cr::Shape{2, 3});
+  CHECK(v.grad().shape() == cr::Shape{5, 2});
+  CHECK(b.grad().shape() == cr::Shape{3, 4});
+  CHECK(w.grad().shape() == cr::Shape{2, 3});
+}
+
 TEST_CASE("pool: small blocks are carved one after another, reused when freed, and passed on when their thread exits") {
   namespace pool = cr::pool;
   auto addresses = [](size_t bytes, int n) {
