@@ -38,9 +38,10 @@ std::vector<Node*> post_order(Node* root) {
   return order;
 }
 
-const TensorImpl* leaf_of(const Node* n) {
-  auto* acc = dynamic_cast<const AccumulateGrad*>(n);
-  return acc ? acc->leaf : nullptr;
+// A leaf's node (its accumulator), else null. Its `leaf` is null when the leaf let go of it
+// (set_data to another shape or dtype): a graph recorded before still shows an input there.
+const AccumulateGrad* accumulator(const Node* n) {
+  return n->is_accumulator ? static_cast<const AccumulateGrad*>(n) : nullptr;
 }
 
 std::string summary(const Tensor& t) {
@@ -70,8 +71,8 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
   std::vector<std::string> definitions;
   int unnamed = 0, shared = 0;
   for (Node* n : order) {
-    if (const TensorImpl* leaf = leaf_of(n)) {
-      auto it = named.find(leaf);
+    if (const AccumulateGrad* acc = accumulator(n)) {
+      auto it = acc->leaf ? named.find(acc->leaf) : named.end();
       text[n] = it != named.end() ? it->second : fmt::format("t{}", unnamed++);
       continue;
     }
@@ -130,13 +131,18 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   for (Node* n : order) id[n] = static_cast<int>(id.size());
   int constants = 0;
   for (Node* n : order) {
-    if (const TensorImpl* leaf = leaf_of(n)) {
-      const Tensor t(Ref<TensorImpl>::share(static_cast<AccumulateGrad*>(n)->leaf));
-      auto it = named.find(leaf);
+    if (const AccumulateGrad* acc = accumulator(n)) {
+      if (!acc->leaf) {
+        out += fmt::format("  n{} [shape=box, label=\"leaf (let go)\\n{} {}\"];\n", id[n], n->shape, n->dtype);
+        continue;
+      }
+      const Tensor t(Ref<TensorImpl>::share(acc->leaf));
+      auto it = named.find(acc->leaf);
       std::string label = fmt::format("{}\\n{} {}\\nvalue {}", it != named.end() ? it->second : "leaf", t.shape(),
                                       t.dtype(), summary(t));
       if (t.grad().defined()) label += fmt::format("\\ngrad {}", summary(t.grad()));
-      if (auto g = numeric.find(leaf); g != numeric.end()) label += fmt::format("\\nfinite diff {}", summary(g->second));
+      if (auto g = numeric.find(acc->leaf); g != numeric.end())
+        label += fmt::format("\\nfinite diff {}", summary(g->second));
       out += fmt::format("  n{} [shape=box, style=filled, fillcolor=\"#dbe9f6\", label=\"{}\"];\n", id[n], label);
       continue;
     }

@@ -66,6 +66,18 @@ TEST_CASE("to_dot escapes names, so any name gives a valid DOT file") {
   check_error([] { (void)A::to_string(cr::Tensor()); }, {"to_string", "undefined"});
 }
 
+TEST_CASE("a graph recorded before its leaf was given data of another shape prints that leaf as let go") {
+  // set_data to another shape drops the leaf's accumulator, which forgets the leaf (the graph
+  // sends it no gradient): the graph still shows an input there, not an op
+  cr::Tensor w = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
+  const cr::Tensor y = w * 3.0;
+  w.set_data(cr::ones({3}, cr::float64));
+  CHECK(A::to_string(y, {{w, "w"}}) == "mul(t0, 3)");
+  const std::string dot = A::to_dot(y, {.names = {{w, "w"}}});
+  CHECK(dot.find(R"(label="leaf (let go)\n[2] float64")") != std::string::npos);
+  CHECK(dot.find("accumulate_grad") == std::string::npos);
+}
+
 TEST_CASE("version") {
   CHECK(std::string(cr::version()) == CHAINRULE_VERSION);
   CHECK(std::regex_match(std::string(cr::version()), std::regex(R"(\d+\.\d+\.\d+)")));
