@@ -210,8 +210,8 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   for (const auto& e : node->next)
     if (e.node && e.node->height >= node->height) node->height = e.node->height + 1;
   if (!same_shapes) {
-    node->input_shapes.reserve(inputs.size());
-    for (const auto& ref : inputs) node->input_shapes.push_back(get(ref).defined() ? get(ref).shape() : Shape{});
+    Shape* kept = node->keep_input_shapes();
+    for (const auto& ref : inputs) ::new (kept++) Shape(get(ref).defined() ? get(ref).shape() : Shape{});
   }
   node->saved.reserve(saved.size());
   for (const auto& ref : saved) {
@@ -301,6 +301,17 @@ Grads FunctionNode::apply(Tensor grad) {
          "Pass retain_graph=true to the first backward if you need to backward twice",
          name);
   return fn(std::move(grad), BackwardContext(*this, true));
+}
+
+static_assert(std::is_trivially_destructible_v<Shape> && std::is_trivially_copyable_v<Shape>);
+
+Shape* FunctionNode::keep_input_shapes() {
+  if (!input_shapes) input_shapes = static_cast<Shape*>(pool::allocate(next.size() * sizeof(Shape)));
+  return input_shapes;
+}
+
+FunctionNode::~FunctionNode() {
+  if (input_shapes) pool::deallocate(input_shapes, next.size() * sizeof(Shape));
 }
 
 void FunctionNode::release() {

@@ -191,14 +191,22 @@ struct FunctionNode final : Node {
   /// input: a leaf's accumulator has the leaf's shape), else the output's; none for an input
   /// that was undefined.
   const Shape& input_shape(size_t i) const {
-    if (!input_shapes.empty()) return input_shapes[i];
+    if (input_shapes) return input_shapes[i];
     const Edge& e = next[i];
     return e.node ? e.node->shape : e.input ? shape : kNoShape;
   }
-  /// Each input's shape, kept only when an input without an edge (a constant) has another shape
-  /// than the output's (a broadcast constant, the product of data and a weight): most nodes of a
-  /// graph store none, 144 bytes less per node, and making them no allocation.
-  std::vector<Shape, pool::Allocator<Shape>> input_shapes;
+  /// Room to keep each input's shape (next.size() of them, from the pool, not yet constructed;
+  /// Shape is trivially copyable and destructible), for record to construct.
+  /// record keeps them only when an input without an edge (a constant) has another shape than
+  /// the output's (a broadcast constant, the data a weight multiplies): most nodes keep none.
+  Shape* keep_input_shapes();
+  bool keeps_input_shapes() const { return input_shapes != nullptr; }  ///< keep_input_shapes ran
+  ~FunctionNode() override;  ///< returns the kept shapes to the pool
+  FunctionNode(const FunctionNode&) = delete;  ///< nodes are shared, never copied
+  FunctionNode& operator=(const FunctionNode&) = delete;  ///< not copyable
+  /// The kept shapes (null: none), a plain pointer, not a vector: 16 bytes less in the node, and
+  /// keeping them one pool block with no capacity bookkeeping.
+  Shape* input_shapes = nullptr;
   static inline const Shape kNoShape{};  ///< an undefined input's
   SavedTensor result;  ///< detached alias of the output, when the rule reads it (save_result)
   double attribute = NAN;  ///< a scalar parameter worth printing (pow's exponent)
