@@ -94,7 +94,7 @@ std::vector<Tensor> gradients_under(const Tensor& loss, const std::vector<Tensor
       if (std::find(h->nodes.begin(), h->nodes.end(), &n) == h->nodes.end()) return std::nullopt;
       auto& f = static_cast<FunctionNode&>(n);
       const Tensor x = f.saved.empty() ? Tensor() : f.saved[0].tensor;
-      return Grads{g * h->mistake->local(x, f.result.tensor)};
+      return Grads{g * h->mistake->local(x, f.saved_result())};
     });
   auto gs = grad({loss}, params, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
   for (size_t i = 0; i < gs.size(); ++i)

@@ -220,7 +220,9 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
   }
   node->fn = std::move(fn);
   if (save_result) {
-    node->result = {out.detach(), out.version()};
+    node->result_storage = out.impl()->storage;
+    node->result_version = out.version();
+    if (!out.is_contiguous() || out.storage_offset() != 0) node->result_alias = out.detach();
   }
   TensorImpl* impl = out.impl();
   if (impl->retained) [[unlikely]]  // a retained tensor's new history (CopySlices, a view's refresh)
@@ -265,31 +267,54 @@ void move_retain_hook(const TensorImpl& impl, Node* from, Node* to) {
 // ---------------------------------------------------------------- nodes
 
 namespace {
-void check_version(const SavedTensor& s, const Node& node, const char* what) {
-  if (s.tensor.defined() && s.tensor.version() != s.version)
+void check_version(const Tensor& t, uint32_t saved_version, const Node& node, const char* what) {
+  if (t.defined() && t.version() != saved_version)
     fail("backward of '{}': {} ({}) was modified by an in-place operation after it was saved (it is at version {}; "
          "version {} was saved). Clone it before modifying it, or modify a copy",
-         node.name, what, describe(s.tensor), s.tensor.version(), s.version);
+         node.name, what, describe(t), t.version(), saved_version);
+}
+
+// The saved result, for a rule that reads it: an Error when the op did not save it, or (with
+// `check`) when it was written in place since.
+const FunctionNode& checked_result(const FunctionNode& node, bool check) {
+  if (!node.saves_result()) fail("backward of '{}': the rule reads result() but the op did not save it", node.name);
+  if (check && node.result_storage->version != node.result_version)
+    check_version(node.saved_result(), node.result_version, node, "its result");
+  return node;
 }
 }  // namespace
 
 const Tensor& BackwardContext::saved(size_t i) const {
   const SavedTensor& s = node_.saved.at(i);
-  if (check_) check_version(s, node_, "a tensor it saved");
+  if (check_) check_version(s.tensor, s.version, node_, "a tensor it saved");
   return s.tensor;
 }
 
+Tensor FunctionNode::saved_result() const {
+  if (!result_storage) return Tensor();
+  if (result_alias.defined()) return result_alias.detach();  // a tensor of its own, as below
+  auto impl = TensorImpl::make();
+  impl->storage = result_storage;
+  impl->shape = shape;
+  contiguous_strides_into(shape, impl->strides);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
 Tensor BackwardContext::result() const {
-  if (!node_.saves_result()) fail("backward of '{}': the rule reads result() but the op did not save it", node_.name);
-  if (check_) check_version(node_.result, node_, "its result");
-  // Without create_graph nothing is recorded from it: the saved (detached) tensor will do.
-  if (!g_grad_mode) return node_.result.tensor;
+  Tensor out = checked_result(node_, check_).saved_result();
+  // Without create_graph nothing is recorded from it: a tensor without a history will do.
+  if (!g_grad_mode) return out;
   if (!g_running || g_running->get() != &node_)
     fail("backward of '{}': result() under create_graph is available only while the engine runs this node",
          node_.name);
-  Tensor alias = node_.result.tensor.detach();
-  alias.impl()->grad_fn = *g_running;
-  return alias;
+  out.impl()->grad_fn = *g_running;
+  return out;
+}
+
+const void* BackwardContext::result_data() const {
+  const FunctionNode& n = checked_result(node_, check_);
+  return n.result_alias.defined() ? nullptr : n.result_storage->data;
 }
 
 // The pool class engine.hpp's field order is chosen for (a larger node slowed the long chains).
@@ -316,7 +341,8 @@ FunctionNode::~FunctionNode() {
 
 void FunctionNode::release() {
   saved.clear();
-  result = {};
+  result_storage = nullptr;
+  result_alias = Tensor();
   fn = nullptr;
   was_released = true;
 }

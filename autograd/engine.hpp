@@ -181,7 +181,7 @@ struct FunctionNode final : Node {
   Grads apply(Tensor grad) override;  ///< runs the backward rule (or the BackwardOverride, when one is active)
   void release() override;  ///< frees the saved tensors and the rule
   bool released() const override { return was_released; }  ///< release() ran
-  bool saves_result() const { return result.tensor.defined(); }  ///< the rule reads the output (until released)
+  bool saves_result() const { return result_storage != nullptr; }  ///< the rule reads the output (until released)
 
   bool was_released = false;  ///< release() ran (first: it fills Node's last word)
 
@@ -208,7 +208,18 @@ struct FunctionNode final : Node {
   /// keeping them one pool block with no capacity bookkeeping.
   Shape* input_shapes = nullptr;
   static inline const Shape kNoShape{};  ///< an undefined input's
-  SavedTensor result;  ///< detached alias of the output, when the rule reads it (save_result)
+  /// The output, when the rule reads it (save_result): its storage, and the storage's version
+  /// then (an in-place write since is an Error). An output contiguous from the storage's start
+  /// (what every op makes) is read from there as a tensor of the node's shape and dtype, made
+  /// only when a rule asks for one (result(); result_data() gives the elements themselves).
+  /// Holding a tensor for it instead, a detached alias (an output cannot be held itself: it
+  /// holds the node), cost every such op a tensor made and freed.
+  Ref<Storage> result_storage;
+  /// A detached alias of an output that is not contiguous from its storage's start (a rule
+  /// recorded with a view as its output); undefined otherwise.
+  Tensor result_alias;
+  uint32_t result_version = 0;  ///< result_storage's version when the output was saved
+  Tensor saved_result() const;  ///< the saved output as a tensor (no version check; undefined when none)
   double attribute = NAN;  ///< a scalar parameter worth printing (pow's exponent)
 };
 
@@ -232,6 +243,10 @@ class BackwardContext {
   BackwardContext(const FunctionNode& node, bool check_versions) : node_(node), check_(check_versions) {}
   const Tensor& saved(size_t i) const;  ///< the i-th saved tensor (an Error if it was modified in place since)
   Tensor result() const;  ///< the op's output (when recorded with save_result)
+  /// The op's output's elements (recorded with save_result; the node's shape, contiguous, of
+  /// its dtype), read straight from its buffer, or null when the output was a view: read
+  /// result() then. Checked as result() is.
+  const void* result_data() const;
   bool needs(size_t i) const { return node_.next[i].node != nullptr; }  ///< input i wants a gradient
   const Shape& shape(size_t i) const { return node_.input_shape(i); }  ///< input i's shape
   const Node& node() const { return node_; }  ///< the node being run
@@ -276,10 +291,11 @@ Tensor zero_where(const Tensor& blocked, const Tensor& g);
 /// relu, sigmoid or tanh (`activation`) applied in place to y, contiguous and held by nobody
 /// else, with their own ops' kernels (so with their bits).
 void activate_in_place(LinearActivation activation, const Tensor& y);
-/// g times the derivative of `activation`, written with its output y: the backward rule of relu,
-/// sigmoid and tanh, and of linear with one of them. Fused into g's buffer in a first-order
-/// backward, recorded ops with create_graph (fused_backward).
-Tensor activation_backward(LinearActivation activation, Tensor g, const Tensor& y);
+/// g times the derivative of `activation`, written with its output, which the node `c` runs
+/// saved: the backward rule of relu, sigmoid and tanh, and of linear with one of them. Fused into
+/// g's buffer in a first-order backward (reading the output's buffer itself: result_data),
+/// recorded ops with create_graph.
+Tensor activation_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
 
 /// True when an op on `inputs` should be recorded.
 bool should_record(std::span<const Tensor> inputs);

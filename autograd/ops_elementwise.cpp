@@ -430,32 +430,62 @@ void activate_in_place(LinearActivation activation, const Tensor& y) {
   });
 }
 
-Tensor activation_backward(LinearActivation activation, Tensor g, const Tensor& y) {
+namespace {
+// `use(op, f, expr)` with the derivative of `activation` (not none) written with its output y:
+// f(g, y) for one element, expr(g, y) as recorded ops (for create_graph).
+template <class Use>
+Tensor with_derivative(LinearActivation activation, Use&& use) {
   switch (activation) {
     case LinearActivation::relu:  // d relu = [y > 0], so relu'(0) = 0; zero only where y <= 0, so
                                   // that a NaN passes it (PyTorch's)
-      return fused_backward(
-          std::move(g), y, "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
-          [&](const Tensor& g) { return zero_where(le(y, scalar_like(0, g)), g); });
+      return use(
+          "relu backward", [](auto gv, auto yv) { return yv <= 0 ? decltype(gv)(0) : gv; },
+          [](const Tensor& g, const Tensor& y) { return zero_where(le(y, scalar_like(0, g)), g); });
     case LinearActivation::sigmoid:  // d sigmoid = y (1 - y)
-      return fused_backward(
-          std::move(g), y, "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
-          [&](const Tensor& g) { return g * y * (1.0 - y); });
+      return use(
+          "sigmoid backward", [](auto gv, auto yv) { return gv * yv * (decltype(yv)(1) - yv); },
+          [](const Tensor& g, const Tensor& y) { return g * y * (1.0 - y); });
     case LinearActivation::tanh:  // d tanh = 1 - y^2
-      return fused_backward(
-          std::move(g), y, "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
-          [&](const Tensor& g) { return g * (1.0 - y * y); });
+      return use(
+          "tanh backward", [](auto gv, auto yv) { return gv * (decltype(yv)(1) - yv * yv); },
+          [](const Tensor& g, const Tensor& y) { return g * (1.0 - y * y); });
     case LinearActivation::none:
       break;
   }
-  return g;
+  fail("activation backward: no activation");
+}
+}  // namespace
+
+Tensor activation_backward(LinearActivation activation, Tensor g, const BackwardContext& c) {
+  if (activation == LinearActivation::none) return g;
+  const Node& node = c.node();
+  // A first-order backward into a buffer of g's own: the output's elements read from its buffer
+  // (no tensor made for them); otherwise fused_backward with the output as a tensor.
+  const void* y = grad_mode_enabled() || g.dtype() != node.dtype || g.shape() != node.shape || !owns_data(g)
+                      ? nullptr
+                      : c.result_data();
+  return with_derivative(activation, [&](const char* op, auto f, auto expr) {
+    if (!y) {
+      const Tensor out = c.result();
+      return fused_backward(std::move(g), out, op, f, [&](const Tensor& g) { return expr(g, out); });
+    }
+    dispatch_floating(g.dtype(), op, [&]<class T>() {
+      T* gv = kernels::ptr<T>(g);
+      const T* yv = static_cast<const T*>(y);
+      kernels::parallel_for(g.numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) gv[i] = static_cast<T>(f(gv[i], yv[i]));
+      });
+    });
+    ++g.impl()->storage->version;
+    return std::move(g);
+  });
 }
 
 namespace {
 // The rule of an activation op y = f(x) whose derivative activation_backward writes with y.
 template <LinearActivation A>
 constexpr auto activation_rule = [](Tensor g, const BackwardContext& c) -> Grads {
-  return {activation_backward(A, std::move(g), c.result())};
+  return {activation_backward(A, std::move(g), c)};
 };
 }  // namespace
 

@@ -99,7 +99,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
                   // = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine
                   // sums it over the rows, broadcasting's adjoint).
                   if (activation != LinearActivation::none)
-                    g = activation_backward(activation, std::move(g), c.result());
+                    g = activation_backward(activation, std::move(g), c);
                   const Tensor g2 = rows(g);
                   Tensor gx, gw;
                   if (c.needs(0)) {

@@ -328,6 +328,73 @@ TEST_CASE("a saved result: read by its rule, differentiable under create_graph, 
   CHECK(d2z.item<double>() == doctest::Approx(-2 * yv * (1 - yv * yv)).epsilon(1e-14));
 }
 
+TEST_CASE("a saved result is its output's storage, read in place by the rule; an output that is a view keeps an alias") {
+  auto node = [](const cr::Tensor& t) { return dynamic_cast<const cr::FunctionNode*>(t.grad_fn().get()); };
+  cr::Tensor x = cr::tensor({0.5, -1.0, 2.0}, cr::float64).requires_grad_();
+  // an output of its own buffer: the node holds that buffer, and no tensor for it
+  cr::Tensor y = cr::tanh(x);
+  REQUIRE(node(y) != nullptr);
+  CHECK(node(y)->saves_result());
+  CHECK(node(y)->result_storage.get() == y.impl()->storage.get());
+  CHECK_FALSE(node(y)->result_alias.defined());
+  const cr::Tensor seen = node(y)->saved_result();  // a tensor made on request, of the node's shape and dtype
+  CHECK(seen.impl() != y.impl());
+  CHECK(seen.shape() == cr::Shape{3});
+  CHECK(values(seen) == values(y));
+  (y * cr::tensor({1.0, 2.0, 3.0}, cr::float64)).sum().backward();
+  for (int i = 0; i < 3; ++i) {
+    const double t = std::tanh(values(x)[i]);
+    CHECK(values(x.grad())[i] == doctest::Approx((i + 1) * (1 - t * t)).epsilon(1e-15));
+  }
+  CHECK_FALSE(node(y)->saves_result());  // released with the rest of the node
+
+  // an output that is a view (here transposed): the elements are not the node's shape read in
+  // order from the buffer's start, so the node keeps a detached alias and result_data is null
+  const void* data = &data;
+  auto transposed_exp = [&](const cr::Tensor& a) {
+    return cr::record(cr::exp(a.detach()).t(), "transposed_exp", {a}, {},
+                      [&](const cr::Tensor& g, const cr::BackwardContext& c) -> cr::Grads {
+                        data = c.result_data();
+                        return {(g * c.result()).t()};
+                      },
+                      true);
+  };
+  cr::Tensor a = cr::tensor({0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {2, 3}, cr::float64).requires_grad_();
+  cr::Tensor e = transposed_exp(a);
+  REQUIRE(node(e) != nullptr);
+  CHECK(node(e)->result_alias.defined());
+  CHECK(node(e)->saved_result().strides() == e.strides());
+  const cr::Tensor w = cr::tensor({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, {3, 2}, cr::float64);
+  (e * w).sum().backward();
+  CHECK(data == nullptr);
+  const std::vector<double> av = values(a), wt = values(w.t().contiguous()), ga = values(a.grad());
+  for (int i = 0; i < 6; ++i) CHECK(ga[i] == doctest::Approx(std::exp(av[i]) * wt[i]).epsilon(1e-15));
+  // the same rule on a plain output reads its buffer
+  auto plain_exp = [&](const cr::Tensor& b) {
+    return cr::record(cr::exp(b.detach()), "plain_exp", {b}, {},
+                      [&](const cr::Tensor& g, const cr::BackwardContext& c) -> cr::Grads {
+                        data = c.result_data();
+                        return {g * c.result()};
+                      },
+                      true);
+  };
+  cr::Tensor p = plain_exp(a);
+  const void* buffer = p.impl()->storage->data;
+  p.sum().backward();
+  CHECK(data == buffer);
+
+  // written in place after it was saved: both ways of reading it are an Error naming the op
+  cr::Tensor z = cr::tensor({0.3, 0.4}, cr::float64).requires_grad_();
+  cr::Tensor s = cr::sigmoid(z);
+  cr::Tensor loss = s.sum();
+  s.mul_(2.0);
+  check_error([&] { loss.backward(); }, {"'sigmoid'", "its result", "version 1", "version 0"});
+  cr::Tensor v = transposed_exp(a);
+  cr::Tensor loss2 = v.sum();
+  v.add_(1.0);
+  check_error([&] { loss2.backward(); }, {"'transposed_exp'", "its result"});
+}
+
 TEST_CASE("in-place ops are recorded on non-leaves and refused on leaves that require grad") {
   cr::Tensor x = cr::tensor({1.0, 2.0}, cr::float64).requires_grad_();
   cr::Tensor y = x * 2.0;
