@@ -66,6 +66,17 @@ Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& e
   return g;
 }
 
+// -g, written into g's own buffer in a first-order backward when nobody else holds it (as
+// fused_backward), else a new tensor (recorded with create_graph).
+Tensor negated(Tensor g) {
+  if (grad_mode_enabled() || !owns_data(g)) return -g;
+  dispatch(g.dtype(), [&]<class T>() {
+    kernels::map_into<T>(g, kernels::ptr<T>(g), [](T v) { return static_cast<T>(-v); });
+  });
+  ++g.impl()->storage->version;
+  return g;
+}
+
 using FloatKernel = void (*)(const float*, float*, int64_t);
 using DoubleKernel = void (*)(const double*, double*, int64_t);
 
@@ -114,7 +125,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor sub(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "sub", [](auto x, auto y) { return x - y; }), "sub", {a, b}, {},
                 [](Tensor g, const BackwardContext& c) -> Grads {
-                  Tensor g1 = c.needs(1) ? -g : Tensor();
+                  Tensor g1 = c.needs(1) ? negated(c.needs(0) ? g : std::move(g)) : Tensor();
                   return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
                 });
 }
@@ -262,7 +273,7 @@ using Arg = const Tensor&;  // the rules' parameter type, to keep them on one li
 
 Tensor neg(const Tensor& x) {
   return record(kernels::map_any(x, [](auto v) { return -v; }), "neg", {x}, {},
-                [](const Tensor& g, const BackwardContext&) -> Grads { return {-g}; });
+                [](Tensor g, const BackwardContext&) -> Grads { return {negated(std::move(g))}; });
 }
 
 Tensor exp(const Tensor& x) {  // d e^x = e^x

@@ -579,7 +579,7 @@ TEST_CASE("binary op shape mismatch names the op and both shapes") {
 }
 
 TEST_CASE("a first-order backward writes into the incoming gradient when nobody else holds it, and only then") {
-  // The engine hands a rule its gradient; tanh, sigmoid, relu, pow and mul compute theirs in
+  // The engine hands a rule its gradient; tanh, sigmoid, relu, pow, mul, sub and neg compute theirs in
   // that buffer when no one else has it (docs/performance.md, item 16).
   const cr::Tensor x = cr::tensor({0.1, 0.2, 0.3, 0.4}, cr::float64).requires_grad_();
   const cr::Tensor a = cr::tensor({1.5, -2.0, 0.5, 3.0}, cr::float64).requires_grad_();
@@ -606,6 +606,23 @@ TEST_CASE("a first-order backward writes into the incoming gradient when nobody 
     const double g = 1 - std::tanh(zs[i]) * std::tanh(zs[i]);
     CHECK(gx2[i] == doctest::Approx(gx[i] + g * av[i]).epsilon(1e-14));  // accumulated onto the first backward
     CHECK(ga[i] == doctest::Approx(g * xs[i]).epsilon(1e-14));
+  }
+  // sub's gradient for its second input and neg's are g negated, in that buffer too
+  for (const bool through_neg : {false, true}) {
+    CAPTURE(through_neg);
+    const cr::Tensor x2 = cr::tensor({0.1, 0.2, 0.3, 0.4}, cr::float64).requires_grad_();
+    const cr::Tensor c = cr::tensor({1.0, 2.0, 3.0, 4.0}, cr::float64);
+    cr::Tensor d = through_neg ? -(x2 * 3.0) : c - x2 * 3.0;
+    const void* noted = nullptr;
+    d.register_hook([&](const cr::Tensor& g) {
+      noted = g.impl()->storage->data;
+      return cr::Tensor();
+    });
+    cr::sum(cr::tanh(d)).backward();
+    CHECK(x2.grad().impl()->storage->data == noted);
+    const auto ds = values(d), gx3 = values(x2.grad());
+    for (size_t i = 0; i < ds.size(); ++i)
+      CHECK(gx3[i] == doctest::Approx(-3 * (1 - std::tanh(ds[i]) * std::tanh(ds[i]))).epsilon(1e-14));
   }
   // a retained gradient and a gradient passed in are someone else's: never overwritten
   const cr::Tensor u = x * a;
