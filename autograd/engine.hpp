@@ -201,9 +201,7 @@ struct FunctionNode final : Node {
   /// the output's (a broadcast constant, the data a weight multiplies): most nodes keep none.
   Shape* keep_input_shapes();
   bool keeps_input_shapes() const { return input_shapes != nullptr; }  ///< keep_input_shapes ran
-  ~FunctionNode() override;  ///< returns the kept shapes to the pool
-  FunctionNode(const FunctionNode&) = delete;  ///< nodes are shared, never copied
-  FunctionNode& operator=(const FunctionNode&) = delete;  ///< not copyable
+  ~FunctionNode() override;  ///< returns the kept shapes to the pool (copying is Node's: deleted)
   /// The kept shapes (null: none), a plain pointer, not a vector: 16 bytes less in the node, and
   /// keeping them one pool block with no capacity bookkeeping.
   Shape* input_shapes = nullptr;
