@@ -335,10 +335,6 @@ Shape* FunctionNode::keep_input_shapes() {
   return input_shapes;
 }
 
-FunctionNode::~FunctionNode() {
-  if (input_shapes) pool::deallocate(input_shapes, next.size() * sizeof(Shape));
-}
-
 void FunctionNode::release() {
   saved.clear();
   result_storage = nullptr;

@@ -201,7 +201,10 @@ struct FunctionNode final : Node {
   /// the output's (a broadcast constant, the data a weight multiplies): most nodes keep none.
   Shape* keep_input_shapes();
   bool keeps_input_shapes() const { return input_shapes != nullptr; }  ///< keep_input_shapes ran
-  ~FunctionNode() override;  ///< returns the kept shapes to the pool (copying is Node's: deleted)
+  /// Returns the kept shapes to the pool (copying is Node's: deleted).
+  ~FunctionNode() override {
+    if (input_shapes) pool::deallocate(input_shapes, next.size() * sizeof(Shape));
+  }
   /// The kept shapes (null: none), a plain pointer, not a vector: 16 bytes less in the node, and
   /// keeping them one pool block with no capacity bookkeeping.
   Shape* input_shapes = nullptr;
