@@ -569,7 +569,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     Tensor grad = std::move(n->pending_grad);
     n->pending_grad = Tensor();
     if (!grad.defined()) continue;
-    auto* acc = n->is_accumulator ? static_cast<AccumulateGrad*>(n) : nullptr;
+    AccumulateGrad* acc = as_accumulator(n);
     if (acc && !acc->leaf) continue;  // its leaf let go of it (TensorImpl::drop_accumulator)
     grad = apply_hooks(acc ? acc->leaf->hooks : n->pre_hooks, std::move(grad), *n);
     for (size_t k = 0; k < targets.size(); ++k)

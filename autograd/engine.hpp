@@ -237,6 +237,11 @@ struct AccumulateGrad final : Node {
   TensorImpl* leaf;
 };
 
+/// n as a leaf's accumulator, or null for an op's node (by is_accumulator: no dynamic_cast).
+inline AccumulateGrad* as_accumulator(Node* n) {
+  return n->is_accumulator ? static_cast<AccumulateGrad*>(n) : nullptr;
+}
+
 /// What a backward rule reads besides the output gradient.
 class BackwardContext {
  public:

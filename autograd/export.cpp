@@ -38,12 +38,6 @@ std::vector<Node*> post_order(Node* root) {
   return order;
 }
 
-// A leaf's node (its accumulator), else null. Its `leaf` is null when the leaf let go of it
-// (set_data to another shape or dtype): a graph recorded before still shows an input there.
-const AccumulateGrad* accumulator(const Node* n) {
-  return n->is_accumulator ? static_cast<const AccumulateGrad*>(n) : nullptr;
-}
-
 std::string summary(const Tensor& t) {
   const auto v = t.detach().to_vector<double>();
   if (v.size() <= 4) return fmt::format("[{:.4g}]", fmt::join(v, ", "));
@@ -71,7 +65,7 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
   std::vector<std::string> definitions;
   int unnamed = 0, shared = 0;
   for (Node* n : order) {
-    if (const AccumulateGrad* acc = accumulator(n)) {
+    if (const AccumulateGrad* acc = as_accumulator(n)) {  // a leaf (null leaf: it let go of it)
       auto it = acc->leaf ? named.find(acc->leaf) : named.end();
       text[n] = it != named.end() ? it->second : fmt::format("t{}", unnamed++);
       continue;
@@ -131,7 +125,7 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   for (Node* n : order) id[n] = static_cast<int>(id.size());
   int constants = 0;
   for (Node* n : order) {
-    if (const AccumulateGrad* acc = accumulator(n)) {
+    if (const AccumulateGrad* acc = as_accumulator(n)) {  // a leaf (null leaf: it let go of it)
       if (!acc->leaf) {
         out += fmt::format("  n{} [shape=box, label=\"leaf (let go)\\n{} {}\"];\n", id[n], n->shape, n->dtype);
         continue;
