@@ -11,6 +11,11 @@
 #include <cmath>
 #include <thread>
 
+namespace {
+// The node that made t, as an op's node (null for a leaf).
+const cr::FunctionNode* node(const cr::Tensor& t) { return dynamic_cast<const cr::FunctionNode*>(t.grad_fn().get()); }
+}  // namespace
+
 TEST_CASE("micrograd's sanity check: value and gradient agree with an independent forward-mode evaluation") {
   // Reference numbers from dual numbers (forward mode), not from this engine.
   cr::Tensor x = cr::tensor(-4.0, cr::float64).requires_grad_();
@@ -329,7 +334,6 @@ TEST_CASE("a saved result: read by its rule, differentiable under create_graph, 
 }
 
 TEST_CASE("a saved result is its output's storage, read in place by the rule; an output that is a view keeps an alias") {
-  auto node = [](const cr::Tensor& t) { return dynamic_cast<const cr::FunctionNode*>(t.grad_fn().get()); };
   cr::Tensor x = cr::tensor({0.5, -1.0, 2.0}, cr::float64).requires_grad_();
   // an output of its own buffer: the node holds that buffer, and no tensor for it
   cr::Tensor y = cr::tanh(x);
@@ -955,7 +959,6 @@ TEST_CASE("a recorded node fits the pool's 384-byte class, its reference counts 
 }
 
 TEST_CASE("a node keeps input shapes only for inputs without an edge; the rest read their edge's node") {
-  auto node = [](const cr::Tensor& t) { return dynamic_cast<const cr::FunctionNode*>(t.grad_fn().get()); };
   const cr::Tensor a = cr::ones({2, 3}, cr::float64).requires_grad_(), b = cr::ones({3, 4}, cr::float64).requires_grad_();
   const cr::Tensor x = cr::ones({4, 3}, cr::float64), w = cr::ones({2, 3}, cr::float64).requires_grad_();
   // every input has an edge: none kept, each shape its edge's node's (a leaf's accumulator, a product's node)
