@@ -66,15 +66,26 @@ std::vector<FunctionNode*> graph_nodes(const Tensor& loss) {
   return out;
 }
 
+constexpr const char* kActivationNames[] = {"", "relu", "sigmoid", "tanh"};  // by LinearActivation
+
+// The op whose derivative a node applies to its output: its own, or the activation fused into a
+// linear node ("linear_sigmoid" is a sigmoid's node too: nn::Sequential makes them).
+std::string_view activation_op(const FunctionNode& n) {
+  const LinearActivation a = fused_activation(n);
+  return a == LinearActivation::none ? n.name : kActivationNames[static_cast<int>(a)];
+}
+
 std::vector<Hypothesis> hypotheses(const std::vector<FunctionNode*>& nodes) {
   std::vector<Hypothesis> singles, everywhere;
   for (const Mistake& m : kMistakes) {
     std::vector<FunctionNode*> of_op;
     for (auto* n : nodes)
-      if (std::string_view(n->name) == m.op && n->saves_result()) of_op.push_back(n);
+      if (activation_op(*n) == m.op && n->saves_result()) of_op.push_back(n);
     for (size_t k = 0; k < of_op.size(); ++k)
       singles.push_back({&m, {of_op[k]},
-                         fmt::format("at {} #{} of {} in forward order (output {} {})", m.op, k + 1, of_op.size(),
+                         fmt::format("at {} #{} of {} in forward order ({}output {} {})", m.op, k + 1, of_op.size(),
+                                     of_op[k]->name == std::string_view(m.op) ? ""
+                                                                              : fmt::format("in {}, ", of_op[k]->name),
                                      of_op[k]->shape, of_op[k]->dtype)});
     if (of_op.size() > 1) {
       std::vector<std::string> shapes;
@@ -93,6 +104,9 @@ std::vector<Tensor> gradients_under(const Tensor& loss, const std::vector<Tensor
     guard.emplace([h](Node& n, const Tensor& g) -> std::optional<Grads> {
       if (std::find(h->nodes.begin(), h->nodes.end(), &n) == h->nodes.end()) return std::nullopt;
       auto& f = static_cast<FunctionNode&>(n);
+      if (fused_activation(f) != LinearActivation::none)  // the wrong derivative, then the product's rule
+        return linear_backward(LinearActivation::none, g * h->mistake->local(Tensor(), f.saved_result()),
+                               BackwardContext(f, true));
       const Tensor x = f.saved.empty() ? Tensor() : f.saved[0].tensor;
       return Grads{g * h->mistake->local(x, f.saved_result())};
     });

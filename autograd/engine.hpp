@@ -302,6 +302,12 @@ void activate_in_place(LinearActivation activation, const Tensor& y);
 /// g's buffer in a first-order backward (reading the output's buffer itself: result_data),
 /// recorded ops with create_graph.
 Tensor activation_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
+/// The activation fused into a node of linear ("linear_sigmoid": sigmoid; nn::Sequential makes
+/// them), none for any other node, so that a tool can treat it as that activation's node.
+LinearActivation fused_activation(const Node& node);
+/// The rule of linear with `activation` (none: the product's part alone, for a gradient already
+/// through the activation's derivative, as the gradient doctor's hypotheses give it).
+Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
 
 /// True when an op on `inputs` should be recorded.
 bool should_record(std::span<const Tensor> inputs);

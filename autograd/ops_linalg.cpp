@@ -18,7 +18,35 @@ Tensor product(const Tensor& x, bool tx, const Tensor& y, bool ty) {
 // A shape's leading dims as one: [..., k] -> [rows, k], the matrix a batch of rows makes (their
 // product counted, not inferred with -1, which a last dim of 0 would leave ambiguous).
 Shape rows_shape(const Shape& s) { return {Shape(s.begin(), s.end() - 1).numel(), s.back()}; }
+
+// x as a matrix of rows: linear runs one GEMM for any number of leading dims.
+Tensor rows(const Tensor& x) { return x.dim() == 2 ? x : x.reshape(rows_shape(x.shape())); }
+
+// linear's node names by activation, their pointers what fused_activation compares (a custom
+// function may name its node "linear_relu" too).
+constexpr const char* kLinearNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
 }  // namespace
+
+LinearActivation fused_activation(const Node& node) {
+  for (int a = 1; a < 4; ++a)
+    if (node.name == kLinearNames[a]) return static_cast<LinearActivation>(a);
+  return LinearActivation::none;
+}
+
+Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c) {
+  // The activation's derivative first (from the output), then the product's: d/dx = g W,
+  // d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine sums it over the rows,
+  // broadcasting's adjoint).
+  if (activation != LinearActivation::none) g = activation_backward(activation, std::move(g), c);
+  const Tensor g2 = rows(g);
+  Tensor gx, gw;
+  if (c.needs(0)) {
+    gx = product(g2, false, c.saved(1), false);
+    if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
+  }
+  if (c.needs(1)) gw = product(g2, true, rows(c.saved(0)), false);
+  return {std::move(gx), std::move(gw), c.needs(2) ? std::move(g) : Tensor()};
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() == 0 || b.dim() == 0)
@@ -83,32 +111,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
            : activation == LinearActivation::sigmoid ? sigmoid(z)
                                                      : tanh(z);
   }
-  static constexpr const char* kNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
   const int64_t out = weight.shape()[0];
-  // The product runs on x as a matrix of rows: one GEMM for any number of leading dims.
-  const auto rows = [](const Tensor& t) { return t.dim() == 2 ? t : t.reshape(rows_shape(t.shape())); };
   Shape shape = x.shape();
   shape[shape.size() - 1] = out;
   Tensor y = kernels::matmul(rows(x), weight, false, true, bias);
   if (activation != LinearActivation::none) activate_in_place(activation, y);
   if (x.dim() != 2) y = y.reshape(shape);
-  return record(std::move(y), kNames[static_cast<int>(activation)], {x, weight, bias},
+  return record(std::move(y), kLinearNames[static_cast<int>(activation)], {x, weight, bias},
                 {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                [rows, activation](Tensor g, const BackwardContext& c) -> Grads {
-                  // The activation's derivative first (from the output), then the product's: d/dx
-                  // = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine
-                  // sums it over the rows, broadcasting's adjoint).
-                  if (activation != LinearActivation::none)
-                    g = activation_backward(activation, std::move(g), c);
-                  const Tensor g2 = rows(g);
-                  Tensor gx, gw;
-                  if (c.needs(0)) {
-                    gx = product(g2, false, c.saved(1), false);
-                    if (c.shape(0).size() != 2) gx = gx.reshape(c.shape(0));
-                  }
-                  if (c.needs(1)) gw = product(g2, true, rows(c.saved(0)), false);
-                  return {std::move(gx), std::move(gw), c.needs(2) ? std::move(g) : Tensor()};
-                },
+                [activation](Tensor g, const BackwardContext& c) { return linear_backward(activation, std::move(g), c); },
                 activation != LinearActivation::none);
 }
 
