@@ -24,9 +24,12 @@ Shape rows_shape(const Shape& s) { return {Shape(s.begin(), s.end() - 1).numel()
 [[gnu::noinline]] Tensor reshaped_to_rows(const Tensor& x) { return x.reshape(rows_shape(x.shape())); }
 inline Tensor rows(const Tensor& x) { return x.dim() == 2 ? x : reshaped_to_rows(x); }
 
-// linear's node names by activation, their pointers what fused_activation compares (a custom
-// function may name its node "linear_relu" too).
-constexpr const char* kLinearNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
+// linear's node names by activation, arrays of their own (not literals, which the linker may
+// share with an equal one elsewhere): fused_activation compares their addresses, and a custom
+// function may name its node "linear_relu" too.
+constexpr char kLinear[] = "linear", kLinearRelu[] = "linear_relu", kLinearSigmoid[] = "linear_sigmoid",
+               kLinearTanh[] = "linear_tanh";
+constexpr const char* kLinearNames[] = {kLinear, kLinearRelu, kLinearSigmoid, kLinearTanh};
 }  // namespace
 
 LinearActivation fused_activation(const Node& node) {

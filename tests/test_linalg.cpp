@@ -272,6 +272,7 @@ TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then 
             REQUIRE(fused.grad_fn() != nullptr);
             CHECK(std::string(fused.grad_fn()->name) == c.name);
             CHECK(fused.grad_fn()->next.size() == 3);  // x, weight, bias: no node for the activation
+            CHECK(cr::fused_activation(*fused.grad_fn()) == c.activation);
             const cr::Tensor up = cr::randn(fused.shape(), dtype, &gen);
             const std::vector<double> up_before = values(up);
             std::vector<cr::Tensor> wrt{x, w};
@@ -303,4 +304,40 @@ TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then 
   // none is linear itself
   const cr::Tensor x = cr::randn({2, 3}).requires_grad_(), w = cr::randn({4, 3});
   CHECK(std::string(cr::linear(x, w, {}, A::none).grad_fn()->name) == "linear");
+  // fused_activation knows linear's own nodes: not plain linear, not an activation's, not a
+  // custom node that calls itself "linear_relu"
+  CHECK(cr::fused_activation(*cr::linear(x, w).grad_fn()) == A::none);
+  CHECK(cr::fused_activation(*cr::relu(x).grad_fn()) == A::none);
+  const cr::Tensor custom = cr::record(cr::relu(x.detach()), "linear_relu", {x}, {},
+                                       [](const cr::Tensor& g, const cr::BackwardContext&) -> cr::Grads { return {g}; });
+  REQUIRE(std::string(custom.grad_fn()->name) == "linear_relu");
+  CHECK(cr::fused_activation(*custom.grad_fn()) == A::none);
+}
+
+TEST_CASE("linear_backward: linear's rule, and with none the product's part alone") {
+  // d/dx = g W, d/dW = g^T x, d/db = g summed over the rows by the engine (the rule returns g).
+  const cr::Tensor x = cr::tensor({1.0, 2.0, -1.0, 0.5, 3.0, -2.0}, {2, 3}, cr::float64).requires_grad_();
+  const cr::Tensor w = cr::tensor({0.5, -1.0, 2.0, 1.5, 0.25, -0.5}, {2, 3}, cr::float64).requires_grad_();
+  const cr::Tensor b = cr::tensor({0.1, -0.2}, cr::float64).requires_grad_();
+  const cr::Tensor y = cr::linear(x, w, b, cr::LinearActivation::sigmoid);
+  const cr::Tensor g = cr::tensor({1.0, -2.0, 0.5, 4.0}, {2, 2}, cr::float64);
+  const auto& node = static_cast<const cr::FunctionNode&>(*y.grad_fn());
+  const auto want = cr::autograd::grad({y}, {x, w}, {g}, /*retain_graph=*/true);
+  const cr::BackwardContext ctx(node, true);
+  const cr::NoGradGuard first_order;  // as the engine runs a rule without create_graph
+  const cr::Grads product = cr::linear_backward(cr::LinearActivation::none, g, ctx);
+  REQUIRE(product.size() == 3);
+  // by hand: g W = [[1*0.5 - 2*1.5, 1*-1 - 2*0.25, 1*2 - 2*-0.5], [0.5*0.5 + 4*1.5, ...]]
+  CHECK(values(product[0]) == std::vector<double>{-2.5, -1.5, 3.0, 6.25, 0.5, -1.0});
+  // g^T x = [[1*1 + 0.5*0.5, 1*2 + 0.5*3, 1*-1 + 0.5*-2], [-2*1 + 4*0.5, -2*2 + 4*3, -2*-1 + 4*-2]]
+  CHECK(values(product[1]) == std::vector<double>{1.25, 3.5, -2.0, 0.0, 8.0, -6.0});
+  CHECK(values(product[2]) == values(g));
+  // with the activation: the product's part of g * y (1 - y), the gradients the graph gives
+  const cr::Tensor gs = g * y.detach() * (1.0 - y.detach());
+  const cr::Grads full = cr::linear_backward(cr::LinearActivation::sigmoid, g.clone(), ctx);
+  const cr::Grads composed = cr::linear_backward(cr::LinearActivation::none, gs, ctx);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(same_values(values(full[i]), values(composed[i])));
+    CHECK(same_values(values(full[i]), values(want[i])));
+  }
 }
