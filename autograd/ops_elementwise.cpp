@@ -95,7 +95,8 @@ void run_vectorised(const T* in, T* out, int64_t n, FloatKernel float_kernel, Do
 Tensor vectorised(const Tensor& x, const char* op, FloatKernel float_kernel, DoubleKernel double_kernel) {
   if (!is_floating(x.dtype())) return vectorised(kernels::as_floating(x), op, float_kernel, double_kernel);
   return dispatch_floating(x.dtype(), op, [&]<class T>() {
-    const Tensor in = x.contiguous();
+    Tensor copy;  // (x itself when contiguous, as it nearly always is: no handle copied)
+    const Tensor& in = x.is_contiguous() ? x : (copy = x.contiguous());
     Tensor y = kernels::empty(x.shape(), x.dtype());
     run_vectorised<T>(kernels::ptr<T>(in), kernels::ptr<T>(y), x.numel(), float_kernel, double_kernel);
     return y;
