@@ -124,7 +124,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
   if (x.dim() != 2) y = y.reshape(shape);
   return record(std::move(y), kLinearNames[static_cast<int>(activation)], {x, weight, bias},
                 {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                [activation](Tensor g, const BackwardContext& c) { return linear_backward(activation, std::move(g), c); },
+                [activation](Tensor g, const BackwardContext& c) {
+                  return linear_backward(activation, std::move(g), c);
+                },
                 activation != LinearActivation::none);
 }
 

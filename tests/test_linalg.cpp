@@ -308,8 +308,9 @@ TEST_CASE("linear with relu, sigmoid or tanh is one op: the bits of linear then 
   // custom node that calls itself "linear_relu"
   CHECK(cr::fused_activation(*cr::linear(x, w).grad_fn()) == A::none);
   CHECK(cr::fused_activation(*cr::relu(x).grad_fn()) == A::none);
-  const cr::Tensor custom = cr::record(cr::relu(x.detach()), "linear_relu", {x}, {},
-                                       [](const cr::Tensor& g, const cr::BackwardContext&) -> cr::Grads { return {g}; });
+  const cr::Tensor custom =
+      cr::record(cr::relu(x.detach()), "linear_relu", {x}, {},
+                 [](const cr::Tensor& g, const cr::BackwardContext&) -> cr::Grads { return {g}; });
   REQUIRE(std::string(custom.grad_fn()->name) == "linear_relu");
   CHECK(cr::fused_activation(*custom.grad_fn()) == A::none);
 }
