@@ -134,6 +134,12 @@ double fit_scale(const std::vector<double>& hand, const std::vector<double>& a) 
   return c;
 }
 
+// 1, 2, 4, 1/2, 1/4, ... or their negatives (fit_scale snaps a near one to it exactly).
+bool simple_scale(double c) {
+  const double m = std::abs(c);
+  return m != 0 && (m == std::round(m) || 1 / m == std::round(1 / m));
+}
+
 bool fits(const std::vector<double>& hand, const std::vector<double>& a, double c, const DoctorOptions& o) {
   double scale = 0;
   for (double h : hand) scale = std::max(scale, std::abs(h));
@@ -224,21 +230,31 @@ DoctorReport gradient_doctor(const Tensor& loss, const std::vector<Tensor>& para
       }
       d.verdict = fmt::format("MISMATCH, explained: your gradient is the true gradient with {}", fmt::join(parts, "; and "));
     };
-    // 1. a scale or sign flip of the true gradient, possibly transposed
+    // 1. a scale or sign flip of the true gradient, possibly transposed. A scale that is no
+    // simple number (0.937, not -1, 2 or 1/4) is kept for last: a structural hypothesis that
+    // gives the numbers with a simple one says more (a one-element gradient is always some
+    // scale of the true one).
+    std::optional<std::pair<double, bool>> odd;  // that scale, and whether transposed
+    auto scaled = [&](double c, bool transposed) {
+      if (simple_scale(c)) conclude(c, transposed, nullptr);
+      else odd = {c, transposed};
+    };
     if (auto c = try_fit(h, t); c && !transposed_shape) {
-      conclude(*c, false, nullptr);
+      scaled(*c, false);
     } else if (params[i].dim() == 2 && params[i].size(0) == params[i].size(1) && !transposed_shape) {
-      if (auto ct = try_fit(hand[i].t().to_vector<double>(), t)) conclude(*ct, true, nullptr);
+      if (auto ct = try_fit(hand[i].t().to_vector<double>(), t)) scaled(*ct, true);
     } else if (transposed_shape) {
-      if (auto ct = try_fit(h, t)) conclude(*ct, true, nullptr);
+      if (auto ct = try_fit(h, t)) scaled(*ct, true);
     }
-    // 2. a structural mistake at one node or every node of an op, with any scale
+    // 2. a structural mistake at one node or every node of an op, with any scale (a simple one
+    // when step 1 found an odd scale)
     for (size_t k = 0; k < hyps.size() && !d.diagnosed; ++k) {
       if (under[k].empty()) under[k] = gradients_under(loss, params, &hyps[k]);
       const auto a = under[k][i].to_vector<double>();
       if (fits(a, t, 1.0, options)) continue;  // this hypothesis does not touch this parameter
-      if (auto c = try_fit(h, a)) conclude(*c, transposed_shape, &hyps[k]);
+      if (auto c = try_fit(h, a); c && (!odd || simple_scale(*c))) conclude(*c, transposed_shape, &hyps[k]);
     }
+    if (!d.diagnosed && odd) conclude(odd->first, odd->second, nullptr);
     if (!d.diagnosed) {
       d.verdict = fmt::format(
           "MISMATCH, not explained by any hypothesis (scale, sign, transpose, activation-derivative mistakes); the "

@@ -220,9 +220,8 @@ TEST_CASE("an nn::MLP's fused linear + activation nodes are activation sites for
         const cr::Tensor d1 = cr::matmul(d2, W2) * sd_seed(a1);              // [4, 4]
         hand = {cr::matmul(d1.t(), X), cr::matmul(d2.t(), a1)};
         if (bias) {
-          // (not the output bias: a one-element gradient is always some scale of the true one)
-          params.push_back(mlp.linears[0]->bias);
-          hand.push_back(cr::sum(d1, 0));
+          params.insert(params.end(), {mlp.linears[0]->bias, mlp.linears[1]->bias});
+          hand.insert(hand.end(), {cr::sum(d1, 0), cr::sum(d2, 0)});
         }
       }
       const auto r = A::gradient_doctor(loss, params, hand);
@@ -237,6 +236,22 @@ TEST_CASE("an nn::MLP's fused linear + activation nodes are activation sites for
       CHECK(only(r, 0).node.find("[4, 4], [4, 1]") != std::string::npos);
       CHECK(only(r, 1).node.find("sigmoid #2 of 2") != std::string::npos);
       CHECK(only(r, 1).node.find("linear_sigmoid") != std::string::npos);
+      // The output bias's gradient has one element, so it is some scale of the true one too; the
+      // hypothesis that gives it with scale 1 is the better answer (it was "scaled by 0.937").
+      if (bias) CHECK(only(r, 3).node.find("sigmoid #2 of 2") != std::string::npos);
+    }
+  }
+  SUBCASE("a scale that is no simple number is still the answer when no hypothesis gives a simple one") {
+    auto mlp = net("sigmoid", true);
+    const cr::Tensor loss = cr::sum(cr::pow(mlp(X) - y, 2));
+    const cr::Tensor W1 = mlp.linears[0]->weight, b2 = mlp.linears[1]->bias;
+    const auto truth = cr::autograd::grad({loss}, {W1, b2}, {}, /*retain_graph=*/true);
+    const auto r = A::gradient_doctor(loss, {W1, b2}, {truth[0] * 0.3, truth[1] * 0.3});
+    INFO(r.to_string());
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(only(r, i).diagnosed);
+      CHECK(only(r, i).scale == doctest::Approx(0.3).epsilon(1e-12));
+      CHECK(only(r, i).bug.empty());
     }
   }
   SUBCASE("relu's factor missing in the hidden layer") {
