@@ -66,13 +66,12 @@ std::vector<FunctionNode*> graph_nodes(const Tensor& loss) {
   return out;
 }
 
-constexpr const char* kActivationNames[] = {"", "relu", "sigmoid", "tanh"};  // by LinearActivation
-
 // The op whose derivative a node applies to its output: its own, or the activation fused into a
-// linear node ("linear_sigmoid" is a sigmoid's node too: nn::Sequential makes them).
+// linear node, named after its "linear_" ("linear_sigmoid" is a sigmoid's node too:
+// nn::Sequential makes them).
 std::string_view activation_op(const FunctionNode& n) {
-  const LinearActivation a = fused_activation(n);
-  return a == LinearActivation::none ? n.name : kActivationNames[static_cast<int>(a)];
+  const std::string_view name = n.name;
+  return fused_activation(n) == LinearActivation::none ? name : name.substr(name.find('_') + 1);
 }
 
 std::vector<Hypothesis> hypotheses(const std::vector<FunctionNode*>& nodes) {
