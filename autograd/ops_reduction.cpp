@@ -93,7 +93,14 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
   const auto flags = reduced_dims(x.shape(), dims, "sum");
   Tensor out = relabel(kernels::sum_keepdim(x, flags), reduced_shape(x.shape(), flags, keepdim));
   return record(out, "sum", {x}, {}, [flags](const Tensor& g, const BackwardContext& c) -> Grads {
-    return {unreduce(g, c.shape(0), flags).expand(c.shape(0))};  // d sum = 1 for every element
+    // d sum = 1 for every element: g spread over the input. With create_graph a recorded
+    // broadcast view; in a first-order backward a buffer of its own, which the next rule (pow's,
+    // mul's, an activation's) then writes its gradient into instead of making another (a loss's
+    // sum(pow(y - a, 2)): one tensor, not a view and a new tensor).
+    if (grad_mode_enabled()) return {unreduce(g, c.shape(0), flags).expand(c.shape(0))};
+    Tensor spread = kernels::empty(c.shape(0), g.dtype());
+    kernels::copy_into(spread, unreduce(g, c.shape(0), flags));
+    return {std::move(spread)};
   });
 }
 

@@ -233,6 +233,39 @@ TEST_CASE("logsumexp, softmax, log_softmax are stable") {
   CHECK(sm[4] == doctest::Approx(1.0 / 3));
 }
 
+TEST_CASE("sum's first-order backward spreads its gradient into a buffer of its own, which the next rule reuses") {
+  // A loss's sum(pow(y - a, 2)): the gradient arriving at pow's output is a contiguous tensor
+  // nobody else holds (not a broadcast view of the 0-d seed), so pow's fused rule writes into it
+  // and the leaf takes that same buffer as its .grad; over one dim, likewise.
+  for (const bool whole : {true, false}) {
+    CAPTURE(whole);
+    cr::Tensor x = cr::tensor({1.0, -2.0, 3.0, 0.5, 4.0, -1.0}, {2, 3}, cr::float64).requires_grad_();
+    cr::Tensor h = cr::pow(x, 2);
+    const cr::TensorImpl* arriving = nullptr;
+    bool contiguous = false;
+    h.register_hook([&](const cr::Tensor& g) {  // keeps no reference
+      arriving = g.impl();
+      contiguous = g.is_contiguous();
+      return cr::Tensor();
+    });
+    cr::Tensor s = whole ? cr::sum(h) : cr::sum(h, 1);
+    s.backward(whole ? cr::tensor(1.5, cr::float64) : cr::tensor({1.5, -0.5}, cr::float64));
+    CHECK(contiguous);
+    CHECK(x.grad().impl() == arriving);
+    const std::vector<double> scale = whole ? std::vector<double>(6, 1.5) : std::vector<double>{1.5, 1.5, 1.5, -0.5, -0.5, -0.5};
+    const std::vector<double> xs = values(x.detach());
+    std::vector<double> expected(6);
+    for (size_t i = 0; i < 6; ++i) expected[i] = 2 * xs[i] * scale[i];
+    CHECK(values(x.grad()) == expected);
+  }
+  // with create_graph the spread is recorded: the gradient differentiates again (d/dx of
+  // sum(d sum(x^3)/dx) = 6x)
+  cr::Tensor x = cr::tensor({1.0, -2.0, 3.0}, cr::float64).requires_grad_();
+  const cr::Tensor g = cr::autograd::grad({cr::sum(cr::pow(x, 3))}, {x}, {}, false, true)[0];
+  REQUIRE(g.requires_grad());
+  CHECK(values(cr::autograd::grad({cr::sum(g)}, {x})[0]) == std::vector<double>{6, -12, 18});
+}
+
 TEST_CASE("sum_to is the adjoint of expand") {
   cr::Tensor x = cr::ones({2, 3, 4}, cr::float64);
   CHECK(values(cr::sum_to(x, {3, 1})) == std::vector<double>{8, 8, 8});
