@@ -139,6 +139,10 @@ void copy_into(const Tensor& dst, const Tensor& src) {
         for (int64_t i = 0; i < n; ++i) out[i] = convert<D>(in[i], "to");
         return;
       }
+      if (dst.is_contiguous() && src.dim() == 0) {  // one value spread (sum's backward): a fill
+        if (const int64_t n = dst.numel(); n > 0) std::fill_n(out, n, convert<D>(*in, "to"));
+        return;
+      }
       const Shape ss = broadcast_strides(src, dst.shape());
       if (const int64_t p = transposed_dim(dst, ss); p >= 0) {
         // A transposing copy: dst's rows are walked along the source's columns. Tile by tile
