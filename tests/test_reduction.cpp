@@ -252,7 +252,8 @@ TEST_CASE("sum's first-order backward spreads its gradient into a buffer of its 
     s.backward(whole ? cr::tensor(1.5, cr::float64) : cr::tensor({1.5, -0.5}, cr::float64));
     CHECK(contiguous);
     CHECK(x.grad().impl() == arriving);
-    const std::vector<double> scale = whole ? std::vector<double>(6, 1.5) : std::vector<double>{1.5, 1.5, 1.5, -0.5, -0.5, -0.5};
+    const std::vector<double> scale =
+        whole ? std::vector<double>(6, 1.5) : std::vector<double>{1.5, 1.5, 1.5, -0.5, -0.5, -0.5};
     const std::vector<double> xs = values(x.detach());
     std::vector<double> expected(6);
     for (size_t i = 0; i < 6; ++i) expected[i] = 2 * xs[i] * scale[i];
