@@ -73,30 +73,21 @@ Node::Node(const char* name_, const Shape& shape_, Dtype dtype_)
   count_live(1);
 }
 
-namespace {
-// The outermost dying node's inputs, and theirs, dropped in a loop rather than by recursion.
-[[gnu::noinline]] void drop_inputs_iteratively(SmallVector<Edge, 3>& next) {
-  DyingNodes local;
-  g_dying = &local;
-  for (auto& e : next)
-    if (e.node) local.push_back(std::move(e.node));
-  while (!local.empty()) {
-    Ref<Node> n = std::move(local.back());
-    local.pop_back();
-    n.reset();  // if this was the last owner, its destructor appends its inputs to `local`
-  }
-  g_dying = nullptr;
-}
-}  // namespace
-
 Node::~Node() {
   count_live(-1);
-  if (DyingNodes* dying = g_dying) {  // within the loop above: hand the inputs to it (the common case)
-    for (auto& e : next)
-      if (e.node) dying->push_back(std::move(e.node));
-    return;
+  DyingNodes local;
+  const bool outermost = g_dying == nullptr;
+  if (outermost) g_dying = &local;
+  for (auto& e : next)
+    if (e.node) g_dying->push_back(std::move(e.node));
+  if (outermost) {
+    while (!local.empty()) {
+      Ref<Node> n = std::move(local.back());
+      local.pop_back();
+      n.reset();  // if this was the last owner, its destructor appends its inputs to `local`
+    }
+    g_dying = nullptr;
   }
-  drop_inputs_iteratively(next);
 }
 
 std::string Node::display_name() const {
