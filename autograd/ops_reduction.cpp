@@ -97,9 +97,10 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
     // broadcast view; in a first-order backward a buffer of its own, which the next rule (pow's,
     // mul's, an activation's) then writes its gradient into instead of making another (a loss's
     // sum(pow(y - a, 2)): one tensor, not a view and a new tensor).
-    if (grad_mode_enabled()) return {unreduce(g, c.shape(0), flags).expand(c.shape(0))};
+    const Tensor kept = unreduce(g, c.shape(0), flags);
+    if (grad_mode_enabled()) return {kept.expand(c.shape(0))};
     Tensor spread = kernels::empty(c.shape(0), g.dtype());
-    kernels::copy_into(spread, unreduce(g, c.shape(0), flags));
+    kernels::copy_into(spread, kept);
     return {std::move(spread)};
   });
 }
