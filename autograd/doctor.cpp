@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 namespace chainrule::autograd {
 
@@ -115,6 +116,17 @@ std::vector<Tensor> gradients_under(const Tensor& loss, const std::vector<Tensor
   return gs;
 }
 
+// The simple number (an integer or one over an integer, not 0) within 1e-9 of c, relative, if any.
+std::optional<double> simple_near(double c) {
+  for (double nice : {1.0, -1.0, 2.0, -2.0, 0.5, -0.5})
+    if (std::abs(c - nice) < 1e-9 * std::abs(nice)) return nice;
+  const double r = std::round(c);
+  if (r != 0 && std::abs(c - r) < 1e-9 * std::abs(r)) return r;
+  const double inv = std::round(1 / c);
+  if (inv != 0 && std::abs(1 / c - inv) < 1e-9 * std::abs(inv)) return 1 / inv;
+  return std::nullopt;
+}
+
 // The best c with hand ~ c * a (least squares), snapped to a simple value when one is that close.
 double fit_scale(const std::vector<double>& hand, const std::vector<double>& a) {
   double ha = 0, aa = 0;
@@ -124,20 +136,11 @@ double fit_scale(const std::vector<double>& hand, const std::vector<double>& a) 
   }
   if (aa == 0) return 1;
   const double c = ha / aa;
-  for (double nice : {1.0, -1.0, 2.0, -2.0, 0.5, -0.5})
-    if (std::abs(c - nice) < 1e-9 * std::abs(nice)) return nice;
-  const double r = std::round(c);
-  if (r != 0 && std::abs(c - r) < 1e-9 * std::abs(r)) return r;
-  const double inv = std::round(1 / c);
-  if (inv != 0 && std::abs(1 / c - inv) < 1e-9 * std::abs(inv)) return 1 / inv;
-  return c;
+  return simple_near(c).value_or(c);
 }
 
-// 1, 2, 4, 1/2, 1/4, ... or their negatives (fit_scale snaps a near one to it exactly).
-bool simple_scale(double c) {
-  const double m = std::abs(c);
-  return m != 0 && (m == std::round(m) || 1 / m == std::round(1 / m));
-}
+// A scale fit_scale snapped: 1, 2, 4, 1/2, 1/4, ... or their negatives.
+bool simple_scale(double c) { return simple_near(c).has_value(); }
 
 bool fits(const std::vector<double>& hand, const std::vector<double>& a, double c, const DoctorOptions& o) {
   double scale = 0;
