@@ -67,12 +67,12 @@ std::vector<FunctionNode*> graph_nodes(const Tensor& loss) {
   return out;
 }
 
-// The op whose derivative a node applies to its output: its own, or the activation fused into a
-// linear node, named after its "linear_" ("linear_sigmoid" is a sigmoid's node too:
-// nn::Sequential makes them).
+// The op whose derivative a node applies to its output: its own, or the activation fused into
+// it ("linear_sigmoid", "matmul_sigmoid" are a sigmoid's nodes too: nn::Sequential makes the
+// first, sigmoid of a temporary the second).
 std::string_view activation_op(const FunctionNode& n) {
-  const std::string_view name = n.name;
-  return fused_activation(n) == LinearActivation::none ? name : name.substr(name.find('_') + 1);
+  const LinearActivation a = fused_activation(n);
+  return a == LinearActivation::none ? std::string_view(n.name) : activation_name(a);
 }
 
 std::vector<Hypothesis> hypotheses(const std::vector<FunctionNode*>& nodes) {
@@ -104,9 +104,8 @@ std::vector<Tensor> gradients_under(const Tensor& loss, const std::vector<Tensor
     guard.emplace([h](Node& n, const Tensor& g) -> std::optional<Grads> {
       if (std::find(h->nodes.begin(), h->nodes.end(), &n) == h->nodes.end()) return std::nullopt;
       auto& f = static_cast<FunctionNode&>(n);
-      if (fused_activation(f) != LinearActivation::none)  // the wrong derivative, then the product's rule
-        return linear_backward(LinearActivation::none, g * h->mistake->local(Tensor(), f.saved_result()),
-                               BackwardContext(f, true));
+      if (fused_activation(f) != LinearActivation::none)  // the wrong derivative, then the op's own rule
+        return f.fn(g * h->mistake->local(Tensor(), f.saved_result()), BackwardContext(f, true, false));
       const Tensor x = f.saved.empty() ? Tensor() : f.saved[0].tensor;
       return Grads{g * h->mistake->local(x, f.saved_result())};
     });

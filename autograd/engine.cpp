@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <mutex>
+#include <unordered_set>
 
 namespace chainrule {
 
@@ -189,6 +191,12 @@ Ref<Node> edge_of(const Tensor& t) {
 Ref<Node> gradient_edge(const Tensor& t) { return t.defined() && t.requires_grad() ? edge_of(t) : nullptr; }
 
 namespace {
+void save_result_into(FunctionNode& node, const Tensor& out) {
+  node.result_storage = out.impl()->storage;
+  node.result_version = out.version();
+  if (!out.is_contiguous() || out.storage_offset() != 0) node.result_alias = out.detach();
+}
+
 template <class Inputs, class Saved>
 Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Saved& saved, BackwardFn fn,
                    bool save_result) {
@@ -219,11 +227,7 @@ Tensor record_node(Tensor out, const char* name, const Inputs& inputs, const Sav
     node->saved.emplace_back(s, s.defined() ? s.version() : 0u);
   }
   node->fn = std::move(fn);
-  if (save_result) {
-    node->result_storage = out.impl()->storage;
-    node->result_version = out.version();
-    if (!out.is_contiguous() || out.storage_offset() != 0) node->result_alias = out.detach();
-  }
+  if (save_result) save_result_into(*node, out);
   TensorImpl* impl = out.impl();
   if (impl->retained) [[unlikely]]  // a retained tensor's new history (CopySlices, a view's refresh)
     move_retain_hook(*impl, impl->grad_fn.get(), node.get());
@@ -241,6 +245,54 @@ Tensor record(Tensor out, const char* name, std::span<const Tensor> inputs, std:
 Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inputs,
               std::initializer_list<TensorRef> saved, BackwardFn fn, bool save_result) {
   return record_node(std::move(out), name, inputs, saved, std::move(fn), save_result);
+}
+
+namespace {
+// "<op>_<activation>", made once per name and kept for the program's life (a node's name is a
+// plain pointer). A thread's last answer per activation is remembered, by the op's pointer and
+// checked against its text (a name a custom op made may be freed and its address reused).
+const char* joined_name(const char* op, LinearActivation activation) {
+  thread_local const char* last_op[4] = {};
+  thread_local const char* last_name[4] = {};
+  const auto a = static_cast<size_t>(activation);
+  const size_t n = std::strlen(op);
+  if (last_op[a] == op && std::strncmp(last_name[a], op, n) == 0 && last_name[a][n] == '_') return last_name[a];
+  static std::mutex mutex;
+  static std::unordered_set<std::string> names;  // (its elements never move)
+  const std::lock_guard lock(mutex);
+  last_op[a] = op;
+  return last_name[a] = names.insert(fmt::format("{}_{}", op, activation_name(activation))).first->c_str();
+}
+}  // namespace
+
+LinearActivation fused_activation(const Node& node) {
+  return node.is_accumulator ? LinearActivation::none : static_cast<const FunctionNode&>(node).activation;
+}
+
+void join_activation(const Tensor& out, LinearActivation activation, const char* name) {
+  if (!out.impl()->grad_fn) return;
+  auto& node = static_cast<FunctionNode&>(*out.impl()->grad_fn);
+  node.activation = activation;
+  node.name = name ? name : joined_name(node.name, activation);
+  save_result_into(node, out);
+}
+
+bool activate_temporary(LinearActivation activation, Tensor& x) {
+  if (!x.defined() || !is_floating(x.dtype())) return false;
+  TensorImpl* impl = x.impl();
+  if (impl->is_view || !owns_data(x)) return false;
+  if (Node* n = impl->grad_fn.get()) {
+    // a node only x holds: no other output of it, no handle to it, no hook on x (a hook sees
+    // the op's output's gradient), not retained, not asked to record (no_grad)
+    if (!g_grad_mode || n->is_accumulator || !n->only_reference() || n->pre_hooks || impl->retained) return false;
+    const auto& f = static_cast<const FunctionNode&>(*n);
+    if (f.activation != LinearActivation::none || f.saves_result() || f.was_released) return false;
+  } else if (impl->requires_grad) {
+    return false;  // a leaf: its activation is an op of its own
+  }
+  activate_in_place(activation, x);
+  join_activation(x, activation);
+  return true;
 }
 
 Tensor RetainGradHook::operator()(const Tensor& g) const {
@@ -276,8 +328,9 @@ void check_version(const Tensor& t, uint32_t saved_version, const Node& node, co
 
 // The saved result, for a rule that reads it: an Error when the op did not save it, or (with
 // `check`) when it was written in place since.
-const FunctionNode& checked_result(const FunctionNode& node, bool check) {
-  if (!node.saves_result()) fail("backward of '{}': the rule reads result() but the op did not save it", node.name);
+const FunctionNode& checked_result(const FunctionNode& node, bool check, bool readable) {
+  if (!readable || !node.saves_result())
+    fail("backward of '{}': the rule reads result() but the op did not save it", node.name);
   if (check && node.result_storage->version != node.result_version)
     check_version(node.saved_result(), node.result_version, node, "its result");
   return node;
@@ -302,7 +355,7 @@ Tensor FunctionNode::saved_result() const {
 }
 
 Tensor BackwardContext::result() const {
-  Tensor out = checked_result(node_, check_).saved_result();
+  Tensor out = checked_result(node_, check_, result_readable_).saved_result();
   // Without create_graph nothing is recorded from it: a tensor without a history will do.
   if (!g_grad_mode) return out;
   if (!g_running || g_running->get() != &node_)
@@ -313,7 +366,7 @@ Tensor BackwardContext::result() const {
 }
 
 const void* BackwardContext::result_data() const {
-  const FunctionNode& n = checked_result(node_, check_);
+  const FunctionNode& n = checked_result(node_, check_, result_readable_);
   return n.result_alias.defined() ? nullptr : n.result_storage->data;
 }
 
@@ -325,7 +378,9 @@ Grads FunctionNode::apply(Tensor grad) {
     fail("backward: trying to backward through the graph a second time ('{}' already freed its saved tensors). "
          "Pass retain_graph=true to the first backward if you need to backward twice",
          name);
-  return fn(std::move(grad), BackwardContext(*this, true));
+  if (activation == LinearActivation::none) return fn(std::move(grad), BackwardContext(*this, true));
+  grad = activation_backward(activation, std::move(grad), BackwardContext(*this, true));
+  return fn(std::move(grad), BackwardContext(*this, true, false));
 }
 
 static_assert(std::is_trivially_destructible_v<Shape> && std::is_trivially_copyable_v<Shape>);

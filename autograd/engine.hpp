@@ -184,6 +184,9 @@ struct FunctionNode final : Node {
   bool saves_result() const { return result_storage != nullptr; }  ///< the rule reads the output (until released)
 
   bool was_released = false;  ///< release() ran (first: it fills Node's last word)
+  /// An activation applied in place to the op's output after the op (linear's own, or one that
+  /// joined the node: join_activation): apply runs its derivative, then the rule. none: none.
+  LinearActivation activation = LinearActivation::none;
 
   BackwardFn fn;  ///< the backward rule
   SmallVector<SavedTensor, 2> saved;  ///< tensors the rule reads
@@ -245,8 +248,11 @@ inline AccumulateGrad* as_accumulator(Node* n) {
 /// What a backward rule reads besides the output gradient.
 class BackwardContext {
  public:
-  /// The context of `node`; check_versions compares saved tensors' versions.
-  BackwardContext(const FunctionNode& node, bool check_versions) : node_(node), check_(check_versions) {}
+  /// The context of `node`; check_versions compares saved tensors' versions. Without
+  /// `result_readable`, result() is an Error as for an op that saved none: the context of the
+  /// rule of a node an activation joined (its saved output is the activation's).
+  BackwardContext(const FunctionNode& node, bool check_versions, bool result_readable = true)
+      : node_(node), check_(check_versions), result_readable_(result_readable) {}
   const Tensor& saved(size_t i) const;  ///< the i-th saved tensor (an Error if it was modified in place since)
   Tensor result() const;  ///< the op's output (when recorded with save_result)
   /// The op's output's elements (recorded with save_result; the node's shape, contiguous, of
@@ -260,6 +266,7 @@ class BackwardContext {
  private:
   const FunctionNode& node_;
   bool check_;
+  bool result_readable_;
 };
 
 /// A borrowed tensor, so that `record(out, "mul", {a, b}, {a, b}, ...)` lists its tensors
@@ -302,9 +309,23 @@ void activate_in_place(LinearActivation activation, const Tensor& y);
 /// g's buffer in a first-order backward (reading the output's buffer itself: result_data),
 /// recorded ops with create_graph.
 Tensor activation_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
-/// The activation fused into a node of linear ("linear_sigmoid": sigmoid; nn::Sequential makes
-/// them), none for any other node, so that a tool can treat it as that activation's node.
+/// The activation fused into a node (FunctionNode::activation): linear's ("linear_sigmoid";
+/// nn::Sequential makes them) or one that joined it ("matmul_sigmoid"); none for any other node,
+/// so that a tool can treat it as that activation's node.
 LinearActivation fused_activation(const Node& node);
+/// "relu", "sigmoid" or "tanh" (the op's name; "none" for none).
+const char* activation_name(LinearActivation activation);
+/// Makes `out`'s node, just recorded by its op (not saving its output), the node of
+/// `activation` applied to out too, as already done in place: it saves the output, runs the
+/// activation's derivative before its rule, and is named `name`, by default "<op>_<activation>".
+/// Nothing when out was not recorded.
+void join_activation(const Tensor& out, LinearActivation activation, const char* name = nullptr);
+/// `activation` applied to x in place, when x is a temporary nothing else can see: its elements
+/// its own (owns_data, not a view), and either nothing to record (x needs no gradient) or a node
+/// that only x holds, that has no hooks, and whose rule does not read its output, which the
+/// activation then joins (join_activation). False, x untouched, otherwise. The activations'
+/// overloads for temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
+bool activate_temporary(LinearActivation activation, Tensor& x);
 /// The rule of linear with `activation` (none: the product's part alone, for a gradient already
 /// through the activation's derivative, as the gradient doctor's hypotheses give it).
 Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c);

@@ -46,6 +46,21 @@ std::string summary(const Tensor& t) {
   return fmt::format("mean {:.4g}, min {:.4g}, max {:.4g}", mean, lo, hi);
 }
 
+// A node's op and the activation fused into it, if any: "matmul" and "sigmoid" for the node
+// sigmoid(matmul(x, w)) makes ("matmul_sigmoid"), as the user wrote them.
+struct OpParts {
+  std::string_view op;
+  const char* activation = nullptr;
+};
+OpParts op_parts(const Node& n) {
+  const std::string_view name = n.name;
+  const LinearActivation a = fused_activation(n);
+  if (a == LinearActivation::none) return {name};
+  const std::string suffix = fmt::format("_{}", activation_name(a));
+  if (!name.ends_with(suffix)) return {name};
+  return {name.substr(0, name.size() - suffix.size()), activation_name(a)};
+}
+
 }  // namespace
 
 std::string to_string(const Tensor& expr, const TensorNames& names) {
@@ -85,7 +100,9 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
       }
     }
     if (!std::isnan(f->attribute)) args.push_back(fmt::format("{:g}", f->attribute));
-    std::string call = fmt::format("{}({})", n->name, fmt::join(args, ", "));
+    const OpParts parts = op_parts(*n);
+    std::string call = fmt::format("{}({})", parts.op, fmt::join(args, ", "));
+    if (parts.activation) call = fmt::format("{}({})", parts.activation, call);
     if (uses[n] > 1 && n != expr.grad_fn().get()) {  // shared: define once, refer by name
       const std::string name = fmt::format("h{}", ++shared);
       definitions.push_back(fmt::format("{} = {}", name, call));
@@ -123,6 +140,10 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   const std::vector<Node*> order = post_order(expr.grad_fn().get());
   std::map<const Node*, int> id;
   for (Node* n : order) id[n] = static_cast<int>(id.size());
+  // where a node's output leaves it: its activation's ellipse when one is fused into it
+  const auto dot_id = [&id](const Node* n) {
+    return fmt::format("n{}{}", id[n], op_parts(*n).activation ? "a" : "");
+  };
   int constants = 0;
   for (Node* n : order) {
     if (const AccumulateGrad* acc = as_accumulator(n)) {  // a leaf (null leaf: it let go of it)
@@ -141,13 +162,17 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
       continue;
     }
     auto* f = static_cast<FunctionNode*>(n);
-    std::string label = fmt::format("{}\\n{} {}", dot_escape(n->name), n->shape, n->dtype);
+    const OpParts parts = op_parts(*n);
+    std::string label = fmt::format("{}\\n{} {}", dot_escape(parts.op), n->shape, n->dtype);
     if (!std::isnan(f->attribute)) label += fmt::format("\\n({:g})", f->attribute);
     out += fmt::format("  n{} [shape=ellipse, label=\"{}\"];\n", id[n], label);
+    if (parts.activation)  // the activation fused into the node: an ellipse of its own above the op's
+      out += fmt::format("  n{}a [shape=ellipse, label=\"{}\\n{} {}\"];\n  n{} -> n{}a;\n", id[n], parts.activation,
+                         n->shape, n->dtype, id[n], id[n]);
     for (size_t i = 0; i < n->next.size(); ++i) {
       const Edge& e = n->next[i];
       if (e.node) {
-        out += fmt::format("  n{} -> n{};\n", id[e.node.get()], id[n]);
+        out += fmt::format("  {} -> n{};\n", dot_id(e.node.get()), id[n]);
         continue;
       }
       std::string clabel;
@@ -162,8 +187,8 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
     }
   }
   if (!order.empty())
-    out += fmt::format("  out [shape=doubleoctagon, label=\"output\\n{} {}\\nvalue {}\"];\n  n{} -> out;\n", expr.shape(),
-                       expr.dtype(), summary(expr), id[order.back()]);
+    out += fmt::format("  out [shape=doubleoctagon, label=\"output\\n{} {}\\nvalue {}\"];\n  {} -> out;\n",
+                       expr.shape(), expr.dtype(), summary(expr), dot_id(order.back()));
   return out + "}\n";
 }
 

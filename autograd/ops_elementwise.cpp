@@ -9,6 +9,7 @@
 #include "kernels.hpp"
 
 #include <cmath>
+#include <utility>
 
 namespace chainrule {
 
@@ -501,19 +502,33 @@ constexpr auto activation_rule = [](Tensor g, const BackwardContext& c) -> Grads
 };
 }  // namespace
 
+const char* activation_name(LinearActivation activation) {
+  constexpr const char* kNames[] = {"none", "relu", "sigmoid", "tanh"};
+  return kNames[static_cast<int>(activation)];
+}
+
 Tensor tanh(const Tensor& x) {
   return record(vectorised(x, "tanh", kernels::tanh_float, kernels::tanh_double), "tanh", {x}, {},
                 activation_rule<LinearActivation::tanh>, true);
+}
+Tensor tanh(Tensor&& x) {
+  return activate_temporary(LinearActivation::tanh, x) ? std::move(x) : tanh(std::as_const(x));
 }
 
 Tensor sigmoid(const Tensor& x) {
   return record(vectorised(x, "sigmoid", kernels::sigmoid_float, kernels::sigmoid_double), "sigmoid", {x}, {},
                 activation_rule<LinearActivation::sigmoid>, true);
 }
+Tensor sigmoid(Tensor&& x) {
+  return activate_temporary(LinearActivation::sigmoid, x) ? std::move(x) : sigmoid(std::as_const(x));
+}
 
 // Its gradient is [x > 0], 0 at NaN.
 Tensor relu(const Tensor& x) {
   return record(kernels::map_any(x, relu_value), "relu", {x}, {}, activation_rule<LinearActivation::relu>, true);
+}
+Tensor relu(Tensor&& x) {
+  return activate_temporary(LinearActivation::relu, x) ? std::move(x) : relu(std::as_const(x));
 }
 
 // Gradient passes where min <= x <= max (boundaries included, as PyTorch).

@@ -24,19 +24,9 @@ Shape rows_shape(const Shape& s) { return {Shape(s.begin(), s.end() - 1).numel()
 [[gnu::noinline]] Tensor reshaped_to_rows(const Tensor& x) { return x.reshape(rows_shape(x.shape())); }
 inline Tensor rows(const Tensor& x) { return x.dim() == 2 ? x : reshaped_to_rows(x); }
 
-// linear's node names by activation, arrays of their own (not literals, which the linker may
-// share with an equal one elsewhere): fused_activation compares their addresses, and a custom
-// function may name its node "linear_relu" too.
-constexpr char kLinear[] = "linear", kLinearRelu[] = "linear_relu", kLinearSigmoid[] = "linear_sigmoid",
-               kLinearTanh[] = "linear_tanh";
-constexpr const char* kLinearNames[] = {kLinear, kLinearRelu, kLinearSigmoid, kLinearTanh};
+// linear's node names by activation (join_activation would make them; these cost no lookup).
+constexpr const char* kLinearNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
 }  // namespace
-
-LinearActivation fused_activation(const Node& node) {
-  for (int a = 1; a < 4; ++a)
-    if (node.name == kLinearNames[a]) return static_cast<LinearActivation>(a);
-  return LinearActivation::none;
-}
 
 Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c) {
   // The activation's derivative first (from the output), then the product's: d/dx = g W,
@@ -116,18 +106,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
            : activation == LinearActivation::sigmoid ? sigmoid(z)
                                                      : tanh(z);
   }
-  const int64_t out = weight.shape()[0];
   Shape shape = x.shape();
-  shape[shape.size() - 1] = out;
+  shape[shape.size() - 1] = weight.shape()[0];
   Tensor y = kernels::matmul(rows(x), weight, false, true, bias);
-  if (activation != LinearActivation::none) activate_in_place(activation, y);
+  if (activation != LinearActivation::none) activate_in_place(activation, y);  // (before a reshape to a view)
   if (x.dim() != 2) y = y.reshape(shape);
-  return record(std::move(y), kLinearNames[static_cast<int>(activation)], {x, weight, bias},
-                {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                [activation](Tensor g, const BackwardContext& c) {
-                  return linear_backward(activation, std::move(g), c);
-                },
-                activation != LinearActivation::none);
+  Tensor z = record(std::move(y), "linear", {x, weight, bias},
+                    {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
+                    [](Tensor g, const BackwardContext& c) {
+                      return linear_backward(LinearActivation::none, std::move(g), c);
+                    });
+  if (activation != LinearActivation::none) join_activation(z, activation, kLinearNames[static_cast<int>(activation)]);
+  return z;
 }
 
 }  // namespace chainrule

@@ -359,6 +359,12 @@ Tensor atan2(const Tensor& a, const Tensor& b);
 Tensor tanh(const Tensor& x);  ///< hyperbolic tangent; d tanh = 1 - y^2
 Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x); d sigmoid = y (1 - y)
 Tensor relu(const Tensor& x);  ///< max(x, 0) (derivative 0 at 0); a NaN stays NaN, as in PyTorch
+/// tanh of a temporary (`tanh(y * a + b)`): the same values and gradients, but when nothing else
+/// can see the temporary it is activated in its own buffer, and its op's node takes tanh's
+/// derivative ("add_tanh"): one node, not two (fused_activation, activate_temporary).
+Tensor tanh(Tensor&& x);
+Tensor sigmoid(Tensor&& x);  ///< sigmoid of a temporary, joining its op's node as tanh's does ("matmul_sigmoid")
+Tensor relu(Tensor&& x);  ///< relu of a temporary, joining its op's node as tanh's does ("linear_relu")
 /// X limited to [min, max] (either bound optional); gradient 1 inside, 0 where clamped. The
 /// bounds are doubles: an int64 x gives the default floating dtype (clamp(i, 0, 3) keeps int64).
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
@@ -460,7 +466,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 /// The activations linear can apply inside its own op: those whose derivative is written with
 /// their output.
-enum class LinearActivation { none, relu, sigmoid, tanh };
+enum class LinearActivation : uint8_t { none, relu, sigmoid, tanh };
 /// activation(x @ weight^T + bias) as one op: one node ("linear_relu", ...) and one output, the
 /// activation applied in place to the product. The same values and gradients, bit for bit, as
 /// linear followed by relu, sigmoid or tanh; nn::Sequential (and so nn::MLP) uses it for a Linear

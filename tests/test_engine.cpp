@@ -1146,7 +1146,10 @@ TEST_CASE("live_nodes counts per thread and sums across threads, also for a grap
   const int64_t before = cr::autograd::live_nodes();
   cr::Tensor x = cr::ones({2}, cr::float64).requires_grad_();
   cr::Tensor y;
-  std::thread maker([&] { y = cr::tanh(x * 3.0); });  // two nodes made on another thread (plus x's accumulator)
+  std::thread maker([&] {  // two nodes made on another thread (plus x's accumulator)
+    const cr::Tensor z = x * 3.0;  // (named: tanh of the temporary would join mul's node)
+    y = cr::tanh(z);
+  });
   maker.join();
   CHECK(cr::autograd::live_nodes() == before + 3);  // the ended thread's count is kept
   y = cr::Tensor();                                  // freed here

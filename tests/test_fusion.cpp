@@ -1,0 +1,193 @@
+// An activation (relu, sigmoid, tanh) applied to a temporary joins the node of the op that made
+// it: sigmoid(matmul(x, w)) is one node, "matmul_sigmoid", whose backward runs sigmoid's
+// derivative and then matmul's rule. Only when nothing else can see the temporary: the values,
+// the gradients and everything a user can observe stay those of the two ops.
+#include "helpers.hpp"
+
+#include <utility>
+
+namespace {
+
+using A = cr::LinearActivation;
+struct Activation {
+  A kind;
+  cr::Tensor (*op)(const cr::Tensor&);  // the op on a tensor that stays (never joined)
+  cr::Tensor (*on_temporary)(cr::Tensor&&);
+  const char* name;
+};
+const Activation kActivations[] = {{A::relu, cr::relu, cr::relu, "relu"},
+                                   {A::sigmoid, cr::sigmoid, cr::sigmoid, "sigmoid"},
+                                   {A::tanh, cr::tanh, cr::tanh, "tanh"}};
+
+}  // namespace
+
+TEST_CASE("an activation of a temporary joins its op's node, with the bits of the two ops and their gradients") {
+  cr::Generator gen(5);
+  for (const Activation& act : kActivations) {
+    INFO(act.name);
+    for (auto dtype : {cr::float32, cr::float64}) {
+      const cr::Tensor x = cr::randn({4, 3}, dtype, &gen).requires_grad_(),
+                       w = cr::randn({3, 5}, dtype, &gen).requires_grad_(),
+                       b = cr::randn({5}, dtype, &gen).requires_grad_();
+      // matmul, add (a broadcast input) and mul by a constant make the temporary
+      const std::pair<const char*, std::function<cr::Tensor()>> makers[] = {
+          {"matmul", [&] { return cr::matmul(x, w); }},
+          {"add", [&] { return cr::matmul(x, w).detach() + b; }},
+          {"mul", [&] { return x * 3.0; }}};
+      for (const auto& [op, make] : makers) {
+        INFO(op);
+        const cr::Tensor joined = act.on_temporary(make());
+        const cr::Tensor kept = make(), composed = act.op(kept);
+        REQUIRE(joined.grad_fn() != nullptr);
+        CHECK(std::string(joined.grad_fn()->name) == std::string(op) + "_" + act.name);
+        CHECK(joined.grad_fn()->next.size() == kept.grad_fn()->next.size());  // the op's inputs: no node between
+        CHECK(cr::fused_activation(*joined.grad_fn()) == act.kind);
+        CHECK(cr::fused_activation(*composed.grad_fn()) == A::none);
+        CHECK(same_values(values(joined), values(composed)));
+        const cr::Tensor up = cr::randn(joined.shape(), dtype, &gen);
+        const std::vector<cr::Tensor> wrt = {x, w, b};
+        const auto gj = cr::autograd::grad({joined}, wrt, {up}, false, false, /*allow_unused=*/true),
+                   gc = cr::autograd::grad({composed}, wrt, {up}, false, false, /*allow_unused=*/true);
+        for (size_t i = 0; i < wrt.size(); ++i) {
+          REQUIRE(gj[i].defined() == gc[i].defined());
+          if (gj[i].defined()) CHECK(same_values(values(gj[i]), values(gc[i])));
+        }
+      }
+    }
+    // first and second derivatives against finite differences (float64), through the joined node
+    auto* on_temporary = act.on_temporary;
+    check_gradients([on_temporary](const auto& t) { return on_temporary(cr::matmul(t[0], t[1])); },
+                    {input({3, 4}, -2.0, 2.0, 11), input({4, 2}, -2.0, 2.0, 12)});
+    check_gradients([on_temporary](const auto& t) { return on_temporary(t[0] * t[1] + t[1]); },
+                    {input({5}, -2.0, 2.0, 13), input({5}, -2.0, 2.0, 14)});
+  }
+}
+
+TEST_CASE("the seed's expression is five nodes, and its gradient is the two-op one") {
+  const cr::Tensor X = cr::tensor({0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1}, {4, 3}, cr::float64),
+                   y = cr::tensor({0, 1, 1, 0}, {4, 1}, cr::float64);
+  cr::Generator gen(0);
+  const cr::Tensor W1 = cr::rand({3, 4}, cr::float64, &gen).requires_grad_(),
+                   W2 = cr::rand({4, 1}, cr::float64, &gen).requires_grad_();
+  const cr::Tensor loss = cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, W1)), W2)), 2));
+  std::vector<std::string> names;
+  for (const cr::Node* n = loss.grad_fn().get(); n && !n->is_accumulator;) {
+    names.emplace_back(n->name);
+    const cr::Node* next = nullptr;
+    for (const auto& e : n->next)
+      if (e.node && !e.node->is_accumulator) next = e.node.get();
+    n = next;
+  }
+  CHECK(names == std::vector<std::string>{"sum", "pow", "sub", "matmul_sigmoid", "matmul_sigmoid"});
+  // the gradient of the same loss with every intermediate kept (no node joined): the same bits
+  const cr::Tensor z1 = cr::matmul(X, W1), a1 = cr::sigmoid(z1), z2 = cr::matmul(a1, W2), a2 = cr::sigmoid(z2);
+  const cr::Tensor kept = cr::sum(cr::pow(y - a2, 2));
+  CHECK(loss.item<double>() == kept.item<double>());
+  const auto gj = cr::autograd::grad({loss}, {W1, W2}, {}, /*retain_graph=*/true),
+             gk = cr::autograd::grad({kept}, {W1, W2});
+  CHECK(same_values(values(gj[0]), values(gk[0])));
+  CHECK(same_values(values(gj[1]), values(gk[1])));
+  // what the user wrote, for to_string; and the doctor finds the seed's bug at the joined nodes
+  CHECK(cr::autograd::to_string(loss, {{X, "X"}, {y, "y"}, {W1, "W1"}, {W2, "W2"}}) ==
+        "sum(pow(sub(y, sigmoid(matmul(sigmoid(matmul(X, W1)), W2))), 2))");
+  cr::Tensor d1, d2;
+  {
+    const cr::NoGradGuard no_grad;
+    const auto seed_derivative = [](const cr::Tensor& v) { return cr::sigmoid(v) * (1.0 - cr::sigmoid(v)); };
+    const cr::Tensor h = a1.detach(), out = a2.detach(), delta = (y - out) * 2.0 * seed_derivative(out);
+    d2 = cr::matmul(h.t(), delta);
+    d1 = cr::matmul(X.t(), cr::matmul(delta, W2.t()) * seed_derivative(h));
+  }
+  const auto report = cr::autograd::gradient_doctor(loss, {W1, W2}, {d1, d2});
+  INFO(report.to_string());
+  REQUIRE(report.params.size() == 2);
+  CHECK(report.params[0].diagnosed);
+  CHECK(report.params[0].bug.find("evaluated at its output") != std::string::npos);
+  CHECK(report.params[1].node.find("sigmoid #2 of 2 in forward order (in matmul_sigmoid") != std::string::npos);
+}
+
+TEST_CASE("an activation joins no node that something else can see or that needs its output") {
+  const cr::Tensor x = input({2, 3}), w = input({3, 3}, -1.0, 1.0, 9);
+  SUBCASE("a named intermediate keeps its own node") {
+    const cr::Tensor z = cr::matmul(x, w), s = cr::sigmoid(z);
+    CHECK(std::string(s.grad_fn()->name) == "sigmoid");
+    CHECK(std::string(z.grad_fn()->name) == "matmul");
+  }
+  SUBCASE("a moved intermediate whose node the caller holds") {
+    cr::Tensor z = cr::matmul(x, w);
+    const cr::Ref<cr::Node> node = z.grad_fn();
+    const cr::Tensor s = cr::tanh(std::move(z));
+    CHECK(std::string(s.grad_fn()->name) == "tanh");
+    CHECK(std::string(node->name) == "matmul");
+  }
+  SUBCASE("a moved intermediate with a hook sees the gradient of its own output") {
+    cr::Tensor z = cr::matmul(x, w);
+    cr::Tensor seen;
+    z.register_hook([&seen](const cr::Tensor& g) {
+      seen = g.detach().clone();
+      return cr::Tensor();
+    });
+    const cr::Tensor s = cr::sigmoid(std::move(z));
+    CHECK(std::string(s.grad_fn()->name) == "sigmoid");
+    cr::sum(s).backward();
+    const cr::Tensor sv = s.detach();
+    REQUIRE(seen.defined());
+    CHECK(cr::allclose(seen, sv * (1.0 - sv), 0, 0));  // d sum(s) / dz, not d sum(s) / ds = 1
+  }
+  SUBCASE("a moved intermediate whose gradient is retained") {
+    cr::Tensor z = cr::matmul(x, w);
+    z.retain_grad();
+    const cr::Tensor s = cr::relu(std::move(z));
+    CHECK(std::string(s.grad_fn()->name) == "relu");
+  }
+  SUBCASE("an op that saves its own output (exp): its rule reads exp's values, not sigmoid's") {
+    const cr::Tensor s = cr::sigmoid(cr::exp(x));
+    CHECK(std::string(s.grad_fn()->name) == "sigmoid");
+    const cr::Tensor g = cr::autograd::grad({s}, {x}, {cr::ones_like(s)})[0];
+    const cr::Tensor e = cr::exp(x.detach()), se = cr::sigmoid(e);
+    CHECK(cr::allclose(g, se * (1.0 - se) * e, 1e-15, 0));
+  }
+  SUBCASE("a view of a temporary") {
+    const cr::Tensor s = cr::sigmoid(cr::matmul(x, w).t());
+    CHECK(std::string(s.grad_fn()->name) == "sigmoid");
+  }
+  SUBCASE("a leaf that requires grad") {
+    cr::Tensor leaf = input({3});
+    const cr::Tensor s = cr::tanh(std::move(leaf));
+    CHECK(std::string(s.grad_fn()->name) == "tanh");
+  }
+  SUBCASE("under no_grad the result has no history") {
+    cr::Tensor z = cr::matmul(x, w);
+    const cr::NoGradGuard no_grad;
+    const cr::Tensor s = cr::sigmoid(std::move(z));
+    CHECK(s.grad_fn() == nullptr);
+    CHECK_FALSE(s.requires_grad());
+  }
+  SUBCASE("an int64 temporary: the op's own promotion") {
+    const cr::Tensor s = cr::sigmoid(cr::tensor({0, 1}, cr::int64) * 2);
+    CHECK(s.dtype() == cr::default_dtype());
+    CHECK(cr::relu(cr::tensor({-1, 3}, cr::int64) * 2).dtype() == cr::int64);
+  }
+}
+
+TEST_CASE("a temporary that records nothing is activated in its own buffer") {
+  const cr::Tensor x = cr::randn({6});
+  cr::Tensor z = x * 2.0;
+  const void* where = z.raw_data();
+  const cr::Tensor s = cr::sigmoid(std::move(z));
+  CHECK(s.raw_data() == where);
+  CHECK(same_values(values(s), values(cr::sigmoid(x * 2.0))));
+  CHECK(s.grad_fn() == nullptr);
+}
+
+TEST_CASE("a joined node's rule cannot read the activation's output as its own result") {
+  // A rule that reads result() without having saved it is an Error, joined or not.
+  const cr::Tensor x = input({3});
+  const auto custom = [&] {
+    return cr::record(x.detach() * 2.0, "reads_result", {x}, {},
+                      [](const cr::Tensor& g, const cr::BackwardContext& c) -> cr::Grads { return {g * c.result()}; });
+  };
+  const cr::Tensor s = cr::sigmoid(custom());
+  REQUIRE(std::string(s.grad_fn()->name) == "reads_result_sigmoid");
+  check_error([&] { cr::sum(s).backward(); }, {"reads_result", "result()", "did not save it"});
+}
