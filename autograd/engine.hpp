@@ -327,7 +327,7 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
 /// overloads for temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
 bool activate_temporary(LinearActivation activation, Tensor& x);
 /// The rule of linear with `activation` (none: the product's part alone, for a gradient already
-/// through the activation's derivative, as the gradient doctor's hypotheses give it).
+/// through the activation's derivative: the rule linear's node runs after its activation's).
 Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
 
 /// True when an op on `inputs` should be recorded.
