@@ -116,20 +116,57 @@ namespace {
 constexpr auto times = [](auto x, auto y) { return x * y; };  // mul's kernel, forward and backward
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  return record(zip(a, b, "add", [](auto x, auto y) { return x + y; }), "add", {a, b}, {},
-                [](Tensor g, const BackwardContext& c) -> Grads {
-                  Tensor g1 = c.needs(1) ? g : Tensor();  // a handle copy only when both need g
-                  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
-                });
+namespace {
+constexpr auto plus = [](auto x, auto y) { return x + y; };
+constexpr auto minus = [](auto x, auto y) { return x - y; };
+constexpr auto add_rule = [](Tensor g, const BackwardContext& c) -> Grads {
+  Tensor g1 = c.needs(1) ? g : Tensor();  // a handle copy only when both need g
+  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
+};
+constexpr auto sub_rule = [](Tensor g, const BackwardContext& c) -> Grads {
+  Tensor g1 = c.needs(1) ? negated(c.needs(0) ? g : std::move(g)) : Tensor();
+  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
+};
+
+// a op b written into a's own buffer, for an op whose rule reads neither operand, when a is a
+// temporary nothing else can see: its elements its own (not a view), of the result's dtype and
+// shape (b broadcasts into it), nothing of a tensor's own besides (the result is a's tensor:
+// no .grad, hooks, accumulator or retained gradient to inherit), and either needing no
+// gradient or made by a node in grad mode (a node that saved its output would share the
+// storage). The result is a itself, recorded as op's output with a (its old node) as the first
+// input. False, a untouched, otherwise.
+template <class F>
+bool into_first(const Tensor& a, const Tensor& b, F f) {
+  if (!a.defined() || !b.defined()) return false;
+  const TensorImpl* impl = a.impl();
+  if (impl->is_view || !owns_data(a) || (impl->grad_fn ? !grad_mode_enabled() : impl->requires_grad) ||
+      impl->retained || impl->grad || impl->hooks || impl->grad_accumulator.load(std::memory_order_relaxed) ||
+      a.dtype() != result_type(a, b) || !is_expandable_to(b.shape(), a.shape()))
+    return false;
+  dispatch(a.dtype(), [&]<class T>() {
+    kernels::zip_into<T>(a, b, a.shape(), kernels::ptr<T>(a), [&](T x, T y) { return static_cast<T>(f(x, y)); });
+  });
+  return true;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
-  return record(zip(a, b, "sub", [](auto x, auto y) { return x - y; }), "sub", {a, b}, {},
-                [](Tensor g, const BackwardContext& c) -> Grads {
-                  Tensor g1 = c.needs(1) ? negated(c.needs(0) ? g : std::move(g)) : Tensor();
-                  return {c.needs(0) ? std::move(g) : Tensor(), std::move(g1)};
-                });
+// a recorded as the output of op on (a, b), the caller's handle to a let go (so that the
+// result is held once, as a new tensor would be, and an activation of it can join its node).
+template <class Rule>
+Tensor record_into_first(Tensor& a, const Tensor& b, const char* op, Rule rule) {
+  Tensor out = record(a, op, {a, b}, {}, rule);
+  a = Tensor();
+  return out;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return record(zip(a, b, "add", plus), "add", {a, b}, {}, add_rule); }
+Tensor operator+(Tensor&& a, const Tensor& b) {
+  return into_first(a, b, plus) ? record_into_first(a, b, "add", add_rule) : add(std::as_const(a), b);
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) { return record(zip(a, b, "sub", minus), "sub", {a, b}, {}, sub_rule); }
+Tensor operator-(Tensor&& a, const Tensor& b) {
+  return into_first(a, b, minus) ? record_into_first(a, b, "sub", sub_rule) : sub(std::as_const(a), b);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {

@@ -524,6 +524,10 @@ Tensor operator-(const Tensor& a, const Tensor& b);  ///< sub(a, b)
 Tensor operator*(const Tensor& a, const Tensor& b);  ///< mul(a, b)
 Tensor operator/(const Tensor& a, const Tensor& b);  ///< div(a, b)
 Tensor operator-(const Tensor& x);  ///< neg(x)
+/// a + b with a a temporary (`y * w + b`): the same values and gradient, written into a's buffer
+/// when nothing else can see it (the result is a's tensor, recorded as add's output).
+Tensor operator+(Tensor&& a, const Tensor& b);
+Tensor operator-(Tensor&& a, const Tensor& b);  ///< a - b with a a temporary, into a's buffer as operator+'s
 // With a scalar, the scalar's C++ type decides the result's dtype, as in PyTorch's C++
 // frontend: a double makes an int64 tensor's result the default floating dtype (i * 2.0 is
 // float32, whatever the value), an integer keeps int64 (i * 2); a floating tensor keeps its dtype.

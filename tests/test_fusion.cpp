@@ -191,3 +191,96 @@ TEST_CASE("a joined node's rule cannot read the activation's output as its own r
   REQUIRE(std::string(s.grad_fn()->name) == "reads_result_sigmoid");
   check_error([&] { cr::sum(s).backward(); }, {"reads_result", "result()", "did not save it"});
 }
+
+TEST_CASE("a + b and a - b with a a temporary write into a's buffer, with the values and gradients of the op") {
+  cr::Generator gen(8);
+  for (auto dtype : {cr::float32, cr::float64}) {
+    const cr::Tensor x = cr::randn({2, 3}, dtype, &gen).requires_grad_(), w = cr::randn({3}, dtype, &gen),
+                     b = cr::randn({3}, dtype, &gen).requires_grad_(), c = cr::randn({2, 3}, dtype, &gen);
+    // the temporary recorded (x * w) or not (c * 2), b requiring a gradient or not (w)
+    const std::pair<const char*, std::function<cr::Tensor()>> makers[] = {{"recorded", [&] { return x * w; }},
+                                                                          {"constant", [&] { return c * 2.0; }}};
+    for (const auto& [kind, make] : makers)
+      for (const cr::Tensor* rhs : {&b, &w})
+        for (bool minus : {false, true}) {
+          INFO(kind << (minus ? " - " : " + ") << (rhs == &b ? "b" : "w"));
+          cr::Tensor t = make();
+          const void* buffer = t.raw_data();
+          const cr::Tensor into = minus ? std::move(t) - *rhs : std::move(t) + *rhs;
+          const cr::Tensor kept = make(), plain = minus ? kept - *rhs : kept + *rhs;
+          CHECK(into.raw_data() == buffer);
+          CHECK(plain.raw_data() != kept.raw_data());
+          CHECK(same_values(values(into), values(plain)));
+          REQUIRE(into.requires_grad() == plain.requires_grad());
+          if (!into.requires_grad()) continue;
+          CHECK(std::string(into.grad_fn()->name) == (minus ? "sub" : "add"));
+          const cr::Tensor up = cr::randn(into.shape(), dtype, &gen);
+          const std::vector<cr::Tensor> wrt = {x, b};
+          const auto gi = cr::autograd::grad({into}, wrt, {up}, false, false, true),
+                     gp = cr::autograd::grad({plain}, wrt, {up}, false, false, true);
+          for (size_t i = 0; i < wrt.size(); ++i) {
+            REQUIRE(gi[i].defined() == gp[i].defined());
+            if (gi[i].defined()) CHECK(same_values(values(gi[i]), values(gp[i])));
+          }
+        }
+  }
+  check_gradients([](const auto& t) { return (t[0] * t[1]) - t[1]; },
+                  {input({4}, -2.0, 2.0, 21), input({4}, -2.0, 2.0, 22)});
+  check_gradients([](const auto& t) { return cr::sum(t[0] * 3.0 + t[1]); }, {input({2, 3}, -2.0, 2.0, 23), input({3})});
+}
+
+TEST_CASE("the chain link tanh(y * a + b) is two nodes and one new buffer") {
+  const cr::Tensor y = input({4}), a = cr::full({4}, 0.9, cr::float64), b = cr::full({4}, 0.1, cr::float64);
+  const cr::Tensor out = cr::tanh(y * a + b);
+  REQUIRE(out.grad_fn() != nullptr);
+  CHECK(std::string(out.grad_fn()->name) == "add_tanh");
+  REQUIRE(out.grad_fn()->next[0].node != nullptr);
+  CHECK(std::string(out.grad_fn()->next[0].node->name) == "mul");
+  const cr::Tensor kept = y * a, sum = kept + b, plain = cr::tanh(sum);
+  CHECK(same_values(values(out), values(plain)));
+  CHECK(same_values(values(cr::autograd::grad({out}, {y}, {cr::ones_like(out)})[0]),
+                    values(cr::autograd::grad({plain}, {y}, {cr::ones_like(plain)})[0])));
+}
+
+TEST_CASE("a + b keeps a new buffer when the temporary cannot take the result") {
+  const cr::Tensor x = input({2, 3}), row = input({3}, -1.0, 1.0, 3);
+  const auto reused = [](cr::Tensor t, const std::function<cr::Tensor(cr::Tensor&&)>& op) {
+    const void* buffer = t.raw_data();
+    const cr::Tensor out = op(std::move(t));
+    return out.raw_data() == buffer;
+  };
+  const auto plus_row = [&](cr::Tensor&& t) { return std::move(t) + row; };
+  CHECK(reused(x * 2.0, plus_row));                                      // the case that may
+  CHECK_FALSE(reused(row * 2.0, [&](cr::Tensor&& t) { return std::move(t) + x; }));  // b broadcasts a up
+  CHECK_FALSE(reused(cr::exp(x), plus_row));                             // exp's node holds its output
+  CHECK_FALSE(reused((x * 2.0).t().contiguous().t(), plus_row));         // a view
+  CHECK_FALSE(reused(cr::tensor({1, 2, 3}, cr::int64) * 2, plus_row));   // int64 + float64 is float64
+  cr::Tensor retained = x * 2.0;
+  retained.retain_grad();
+  CHECK_FALSE(reused(std::move(retained), plus_row));
+  cr::Tensor leaf = input({3});
+  CHECK_FALSE(reused(std::move(leaf), plus_row));  // a leaf's data is its own
+  {
+    const cr::NoGradGuard no_grad;
+    cr::Tensor recorded;
+    {
+      const cr::EnableGradGuard grad_on;
+      recorded = x * 2.0;
+    }
+    const cr::Tensor out = std::move(recorded) + row;
+    CHECK(out.grad_fn() == nullptr);  // under no_grad: no history, so not the temporary's
+  }
+  // the temporary's hook still sees the temporary's gradient
+  cr::Tensor z = x * 2.0;
+  cr::Tensor seen;
+  z.register_hook([&seen](const cr::Tensor& g) {
+    seen = g.detach().clone();
+    return cr::Tensor();
+  });
+  const void* buffer = z.raw_data();
+  const cr::Tensor s = std::move(z) + row;
+  CHECK(s.raw_data() == buffer);
+  cr::sum(s).backward();
+  REQUIRE(seen.defined());
+  CHECK(same_values(values(seen), std::vector<double>(6, 1.0)));
+}
