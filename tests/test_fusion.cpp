@@ -34,7 +34,9 @@ TEST_CASE("an activation of a temporary joins its op's node, with the bits of th
           {"matmul", [&] { return cr::matmul(x, w); }},
           {"add", [&] { return cr::matmul(x, w).detach() + b; }},
           {"mul", [&] { return x * 3.0; }}};
-      for (const auto& [op, make] : makers) {
+      for (const auto& maker : makers) {
+        const char* op = maker.first;  // (not a structured binding: INFO captures it)
+        const auto& make = maker.second;
         INFO(op);
         const cr::Tensor joined = act.on_temporary(make());
         const cr::Tensor kept = make(), composed = act.op(kept);
@@ -200,9 +202,11 @@ TEST_CASE("a + b and a - b with a a temporary write into a's buffer, with the va
     // the temporary recorded (x * w) or not (c * 2), b requiring a gradient or not (w)
     const std::pair<const char*, std::function<cr::Tensor()>> makers[] = {{"recorded", [&] { return x * w; }},
                                                                           {"constant", [&] { return c * 2.0; }}};
-    for (const auto& [kind, make] : makers)
+    for (const auto& maker : makers)
       for (const cr::Tensor* rhs : {&b, &w})
         for (bool minus : {false, true}) {
+          const char* kind = maker.first;  // (not a structured binding: INFO captures it)
+          const auto& make = maker.second;
           INFO(kind << (minus ? " - " : " + ") << (rhs == &b ? "b" : "w"));
           cr::Tensor t = make();
           const void* buffer = t.raw_data();
