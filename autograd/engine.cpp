@@ -277,18 +277,22 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
   save_result_into(node, out);
 }
 
+bool reusable_temporary(const Tensor& x) {
+  if (!x.defined()) return false;
+  const TensorImpl* impl = x.impl();
+  // (a leaf that requires grad is one: its data is its own, and its op a node of its own)
+  return !impl->is_view && owns_data(x) && (impl->grad_fn ? g_grad_mode : !impl->requires_grad) && !impl->retained &&
+         !impl->grad && !impl->hooks && !impl->grad_accumulator.load(std::memory_order_relaxed);
+}
+
 bool activate_temporary(LinearActivation activation, Tensor& x) {
-  if (!x.defined() || !is_floating(x.dtype())) return false;
-  TensorImpl* impl = x.impl();
-  if (impl->is_view || !owns_data(x)) return false;
-  if (Node* n = impl->grad_fn.get()) {
+  if (!reusable_temporary(x) || !is_floating(x.dtype())) return false;
+  if (const Node* n = x.impl()->grad_fn.get()) {
     // a node only x holds: no other output of it, no handle to it, no hook on x (a hook sees
-    // the op's output's gradient), not retained, not asked to record (no_grad)
-    if (!g_grad_mode || n->is_accumulator || !n->only_reference() || n->pre_hooks || impl->retained) return false;
+    // the op's output's gradient)
+    if (n->is_accumulator || !n->only_reference() || n->pre_hooks) return false;
     const auto& f = static_cast<const FunctionNode&>(*n);
     if (f.activation != LinearActivation::none || f.saves_result() || f.was_released) return false;
-  } else if (impl->requires_grad) {
-    return false;  // a leaf: its activation is an op of its own
   }
   activate_in_place(activation, x);
   join_activation(x, activation);

@@ -320,11 +320,16 @@ const char* activation_name(LinearActivation activation);
 /// activation's derivative before its rule, and is named `name`, by default "<op>_<activation>".
 /// Nothing when out was not recorded.
 void join_activation(const Tensor& out, LinearActivation activation, const char* name = nullptr);
-/// `activation` applied to x in place, when x is a temporary nothing else can see: its elements
-/// its own (owns_data, not a view), and either nothing to record (x needs no gradient) or a node
-/// that only x holds, that has no hooks, and whose rule does not read its output, which the
-/// activation then joins (join_activation). False, x untouched, otherwise. The activations'
-/// overloads for temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
+/// x is a temporary whose tensor an op can make its result (writing into its buffer): its
+/// elements its own (owns_data, not a view); nothing of a tensor's own that the result must not
+/// inherit (a .grad, hooks, an accumulator, a retained gradient); and either nothing to record
+/// (x needs no gradient) or a node recorded with grad mode on, as it is now. The one test of the
+/// ops that do so (activate_temporary, a + b on a temporary).
+bool reusable_temporary(const Tensor& x);
+/// `activation` applied to x in place, when x is a reusable_temporary whose node (if any) only x
+/// holds, has no hooks, and has a rule that does not read its output, which the activation then
+/// joins (join_activation). False, x untouched, otherwise. The activations' overloads for
+/// temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
 bool activate_temporary(LinearActivation activation, Tensor& x);
 /// The rule of linear with `activation` (none: the product's part alone, for a gradient already
 /// through the activation's derivative: the rule linear's node runs after its activation's).

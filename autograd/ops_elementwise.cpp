@@ -129,19 +129,13 @@ constexpr auto sub_rule = [](Tensor g, const BackwardContext& c) -> Grads {
 };
 
 // a op b written into a's own buffer, for an op whose rule reads neither operand, when a is a
-// temporary nothing else can see: its elements its own (not a view), of the result's dtype and
-// shape (b broadcasts into it), nothing of a tensor's own besides (the result is a's tensor:
-// no .grad, hooks, accumulator or retained gradient to inherit), and either needing no
-// gradient or made by a node in grad mode (a node that saved its output would share the
-// storage). The result is a itself, recorded as op's output with a (its old node) as the first
-// input. False, a untouched, otherwise.
+// reusable_temporary (a node that saved its output would share the storage) of the result's
+// dtype and shape (b broadcasts into it). The result is a itself, recorded as op's output with
+// a (its old node) as the first input. False, a untouched, otherwise.
 template <class F>
 bool into_first(const Tensor& a, const Tensor& b, F f) {
-  if (!a.defined() || !b.defined()) return false;
-  const TensorImpl* impl = a.impl();
-  if (impl->is_view || !owns_data(a) || (impl->grad_fn ? !grad_mode_enabled() : impl->requires_grad) ||
-      impl->retained || impl->grad || impl->hooks || impl->grad_accumulator.load(std::memory_order_relaxed) ||
-      a.dtype() != result_type(a, b) || !is_expandable_to(b.shape(), a.shape()))
+  if (!reusable_temporary(a) || !b.defined() || a.dtype() != result_type(a, b) ||
+      !is_expandable_to(b.shape(), a.shape()))
     return false;
   dispatch(a.dtype(), [&]<class T>() {
     kernels::zip_into<T>(a, b, a.shape(), kernels::ptr<T>(a), [&](T x, T y) { return static_cast<T>(f(x, y)); });

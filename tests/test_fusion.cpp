@@ -172,6 +172,29 @@ TEST_CASE("an activation joins no node that something else can see or that needs
   }
 }
 
+TEST_CASE("a tensor with a gradient, hooks or an accumulator of its own keeps it: the activation takes a new buffer") {
+  // One rule for every op that writes its result into a temporary (the activations, a + b): a
+  // former leaf moved in must not hand its .grad, hooks or accumulator on to the result.
+  for (const auto& act : kActivations) {
+    INFO(std::string(act.name));
+    cr::Tensor w = input({3});
+    cr::sum(w * 2.0).backward();
+    REQUIRE(w.grad().defined());
+    w.requires_grad_(false);
+    const void* buffer = w.raw_data();
+    const cr::Tensor s = act.on_temporary(std::move(w));
+    CHECK(s.raw_data() != buffer);
+    CHECK_FALSE(s.grad().defined());
+    cr::Tensor h = cr::full({3}, 0.5, cr::float64).requires_grad_();
+    h.register_hook([](const cr::Tensor& g) { return g; });
+    h.requires_grad_(false);
+    const void* h_buffer = h.raw_data();
+    const cr::Tensor t = act.on_temporary(std::move(h));
+    CHECK(t.raw_data() != h_buffer);
+    CHECK_FALSE(t.requires_grad());
+  }
+}
+
 TEST_CASE("a temporary that records nothing is activated in its own buffer") {
   const cr::Tensor x = cr::randn({6});
   cr::Tensor z = x * 2.0;
@@ -264,6 +287,10 @@ TEST_CASE("a + b keeps a new buffer when the temporary cannot take the result") 
   CHECK_FALSE(reused(std::move(retained), plus_row));
   cr::Tensor leaf = input({3});
   CHECK_FALSE(reused(std::move(leaf), plus_row));  // a leaf's data is its own
+  cr::Tensor former = input({2, 3});               // once a leaf: its .grad is its own
+  cr::sum(former * 2.0).backward();
+  former.requires_grad_(false);
+  CHECK_FALSE(reused(std::move(former), plus_row));
   {
     const cr::NoGradGuard no_grad;
     cr::Tensor recorded;
