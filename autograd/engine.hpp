@@ -331,9 +331,9 @@ bool reusable_temporary(const Tensor& x);
 /// joins (join_activation). False, x untouched, otherwise. The activations' overloads for
 /// temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
 bool activate_temporary(LinearActivation activation, Tensor& x);
-/// The rule of linear with `activation` (none: the product's part alone, for a gradient already
-/// through the activation's derivative: the rule linear's node runs after its activation's).
-Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c);
+/// linear's rule: the product's part, for a gradient already through a fused activation's
+/// derivative (FunctionNode::apply runs that first).
+Grads linear_backward(Tensor g, const BackwardContext& c);
 
 /// True when an op on `inputs` should be recorded.
 bool should_record(std::span<const Tensor> inputs);

@@ -28,11 +28,9 @@ inline Tensor rows(const Tensor& x) { return x.dim() == 2 ? x : reshaped_to_rows
 constexpr const char* kLinearNames[] = {"linear", "linear_relu", "linear_sigmoid", "linear_tanh"};
 }  // namespace
 
-Grads linear_backward(LinearActivation activation, Tensor g, const BackwardContext& c) {
-  // The activation's derivative first (from the output), then the product's: d/dx = g W,
-  // d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine sums it over the rows,
-  // broadcasting's adjoint).
-  if (activation != LinearActivation::none) g = activation_backward(activation, std::move(g), c);
+Grads linear_backward(Tensor g, const BackwardContext& c) {
+  // d/dx = g W, d/dW = g^T x over all rows (in W's own layout), d/db = g (the engine sums it
+  // over the rows, broadcasting's adjoint).
   const Tensor g2 = rows(g);
   Tensor gx, gw;
   if (c.needs(0)) {
@@ -111,12 +109,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearA
   Tensor y = kernels::matmul(rows(x), weight, false, true, bias);
   if (activation != LinearActivation::none) activate_in_place(activation, y);  // (before a reshape to a view)
   if (x.dim() != 2) y = y.reshape(shape);
-  Tensor z = record(std::move(y), "linear", {x, weight, bias},
+  const char* name = kLinearNames[static_cast<int>(activation)];
+  Tensor z = record(std::move(y), name, {x, weight, bias},
                     {keep_if(weight.requires_grad(), x), keep_if(x.requires_grad(), weight)},
-                    [](Tensor g, const BackwardContext& c) {
-                      return linear_backward(LinearActivation::none, std::move(g), c);
-                    });
-  if (activation != LinearActivation::none) join_activation(z, activation, kLinearNames[static_cast<int>(activation)]);
+                    [](Tensor g, const BackwardContext& c) { return linear_backward(std::move(g), c); });
+  if (activation != LinearActivation::none) join_activation(z, activation, name);
   return z;
 }
 
