@@ -43,7 +43,9 @@ const std::vector<std::string> kAll = {"sigmoid",  "tanh",     "relu",     "leak
 
 TEST_CASE("activation values match an independent reference") {
   const cr::Tensor x = cr::tensor(std::vector<double>(kPoints), {5}, cr::float64);
-  for (const auto& [name, want] : kReference) {
+  for (const auto& reference : kReference) {
+    const std::string& name = reference.first;  // (references, not a structured binding: CAPTURE captures them)
+    const std::vector<double>& want = reference.second;
     CAPTURE(name);
     const auto got = values(cr::nn::make_activation(name)->forward(x));
     for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-14));

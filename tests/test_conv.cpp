@@ -97,8 +97,9 @@ TEST_CASE("unfold and its gradient (fold) against plain loops, large enough to s
 
 TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, several channels)") {
   const cr::Tensor x = input({2, 3, 5, 6}, -1, 1, 11), w = input({4, 3, 3, 2}, -1, 1, 12), b = input({4}, -1, 1, 13);
-  for (const auto& [s, p, d] : std::vector<std::tuple<F::Size2, F::Size2, F::Size2>>{
+  for (const auto& sizes : std::vector<std::tuple<F::Size2, F::Size2, F::Size2>>{
            {{1, 1}, {0, 0}, {1, 1}}, {{2, 1}, {1, 2}, {1, 1}}, {{1, 2}, {2, 0}, {2, 1}}, {{3, 3}, {1, 1}, {1, 2}}}) {
+    const F::Size2 &s = std::get<0>(sizes), &p = std::get<1>(sizes), &d = std::get<2>(sizes);  // (CAPTURE: no binding)
     CAPTURE(s[0]);
     CAPTURE(p[0]);
     CAPTURE(d[0]);
@@ -126,9 +127,11 @@ TEST_CASE("conv2d equals its definition (stride, padding, dilation, bias, severa
 
 TEST_CASE("grouped convolution (groups, depthwise) equals its definition; conv1d with groups") {
   const cr::Tensor x = input({2, 4, 5, 5}, -1, 1, 16), b = input({6}, -1, 1, 17);
-  for (const auto& [w, groups] : {std::pair{input({6, 2, 3, 3}, -1, 1, 18), int64_t{2}},
-                                  std::pair{input({4, 1, 2, 3}, -1, 1, 19), int64_t{4}},  // depthwise
-                                  std::pair{input({6, 4, 3, 3}, -1, 1, 20), int64_t{1}}}) {
+  for (const auto& c : {std::pair{input({6, 2, 3, 3}, -1, 1, 18), int64_t{2}},
+                        std::pair{input({4, 1, 2, 3}, -1, 1, 19), int64_t{4}},  // depthwise
+                        std::pair{input({6, 4, 3, 3}, -1, 1, 20), int64_t{1}}}) {
+    const cr::Tensor& w = c.first;  // (not a structured binding: CAPTURE captures it)
+    const int64_t groups = c.second;
     CAPTURE(groups);
     const cr::Tensor bias = b.narrow(0, 0, w.size(0));
     const auto expected = direct_conv(x, w, bias, {2, 1}, {1, 1}, {1, 1}, groups);

@@ -147,7 +147,8 @@ TEST_CASE("binary ops: broadcasting values and gradients") {
       {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{3, 1}, {1, 4}}, {{2, 1, 3}, {4, 1}}, {{3, 4}, {}}};
   for (const auto& op : cases) {
     CAPTURE(op.name);
-    for (const auto& [sa, sb] : shapes) {
+    for (const auto& pair : shapes) {
+      const cr::Shape &sa = pair.first, &sb = pair.second;  // (not a structured binding: CAPTURE captures it)
       CAPTURE(sa);
       CAPTURE(sb);
       const cr::Tensor a = input(sa, op.lo, op.hi, 11), b = input(sb, op.lo, op.hi, 12);
@@ -232,7 +233,9 @@ TEST_CASE("an infinite gradient where an op passes none gives 0 there, not inf *
       {"max", [](const cr::Tensor& x) { return cr::max(cr::stack({x, cr::zeros_like(x)}), 0).values; }},
       {"amax", [](const cr::Tensor& x) { return cr::amax(cr::stack({x, cr::zeros_like(x)}), cr::Shape{0}); }},
   };
-  for (const auto& [name, f] : cases) {
+  for (const auto& c : cases) {
+    const auto& name = c.first;  // (not a structured binding: CAPTURE captures it)
+    const auto& f = c.second;
     CAPTURE(name);
     for (bool create_graph : {false, true}) {
       cr::Tensor x = cr::tensor({-2.0, 0.25}, cr::float64).requires_grad_();

@@ -102,7 +102,8 @@ TEST_CASE("a batch of products shared between threads: each product as the 2-d o
 TEST_CASE("matmul gradients at every rank combination") {
   const std::vector<std::pair<cr::Shape, cr::Shape>> shapes = {
       {{3}, {3}}, {{3}, {3, 2}}, {{2, 3}, {3}}, {{2, 3}, {3, 4}}, {{2, 2, 3}, {3, 2}}, {{2, 1, 2, 3}, {3, 3, 2}}};
-  for (const auto& [sa, sb] : shapes) {
+  for (const auto& pair : shapes) {
+    const cr::Shape &sa = pair.first, &sb = pair.second;  // (not a structured binding: CAPTURE captures it)
     CAPTURE(sa);
     CAPTURE(sb);
     check_gradients([](const std::vector<cr::Tensor>& v) { return cr::matmul(v[0], v[1]); },

@@ -64,10 +64,13 @@ TEST_CASE("mse_loss with mean or sum is one op, as PyTorch's MseLossBackward, wi
 TEST_CASE("smooth_l1 and huber keep their curvature where input == target (checked against PyTorch)") {
   // Both were written in |d|, whose second derivative (d * d through abs) is 0 at d = 0: a
   // Hessian-vector product at an exact fit read 0 where the quadratic piece has 1/beta (delta 1).
-  for (const auto& [name, loss, curvature] :
+  for (const auto& c :
        std::vector<std::tuple<const char*, std::function<cr::Tensor(const cr::Tensor&)>, double>>{
            {"smooth_l1 beta 0.5", [](const cr::Tensor& x) { return F::smooth_l1_loss(x, cr::zeros_like(x), R::sum, 0.5); }, 2.0},
            {"huber delta 3", [](const cr::Tensor& x) { return F::huber_loss(x, cr::zeros_like(x), R::sum, 3.0); }, 1.0}}) {
+    const char* name = std::get<0>(c);  // (not a structured binding: CAPTURE captures it)
+    const auto& loss = std::get<1>(c);
+    const double curvature = std::get<2>(c);
     CAPTURE(name);
     cr::Tensor x = cr::tensor({0.0, 0.25, -0.1, 7.0}, cr::float64).requires_grad_();
     const cr::Tensor g = cr::autograd::grad({loss(x)}, {x}, {}, true, true)[0];

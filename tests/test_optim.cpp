@@ -331,7 +331,9 @@ TEST_CASE("a model moved to another dtype after some steps: the optimizer state 
     for (const auto& [name, t] : opt->state_dict())
       if (name == "state.0.momentum_buffer") buf0 = values(t);
     step(cr::float64);
-    for (const auto& [name, t] : opt->state_dict()) {
+    for (const auto& entry : opt->state_dict()) {
+      const std::string& name = entry.first;  // (not a structured binding: CAPTURE captures it)
+      const cr::Tensor& t = entry.second;
       CAPTURE(name);
       if (name.rfind("state.", 0) == 0 && name.find(".step") == std::string::npos) CHECK(t.dtype() == cr::float64);
     }

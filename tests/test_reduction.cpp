@@ -152,8 +152,9 @@ TEST_CASE("max(x, dim) and min(x, dim) give the gradient to the element their in
   CHECK(values(y.grad()) == std::vector<double>{0, 2, 0, 2});
   CHECK(std::string(cr::max(y, 1).values.grad_fn()->name) == "max");
   // the indices are saved: changing the returned ones in place before backward is an Error
-  auto [yv, yi] = cr::max(y, 1);
-  yi.add_(1);
+  auto max = cr::max(y, 1);
+  const cr::Tensor yv = max.values;  // (not a structured binding: the lambda below captures it)
+  max.indices.add_(1);
   check_error([&] { cr::sum(yv).backward(); }, {"backward of 'max'", "modified by an in-place operation"});
 }
 

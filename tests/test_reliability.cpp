@@ -124,7 +124,9 @@ TEST_CASE("numerical stability at the extremes, float32 and float64") {
         {"bce_with_logits", [&] { return F::binary_cross_entropy_with_logits(x, y, F::Reduction::none); }},
         {"cross_entropy", [&] { return F::cross_entropy(x.reshape({1, 13}), cr::tensor({3}, cr::int64)); }},
     };
-    for (const auto& [name, fn] : fns) {
+    for (const auto& entry : fns) {
+      const auto& name = entry.first;  // (not a structured binding: CAPTURE captures it)
+      const auto& fn = entry.second;
       CAPTURE(name);
       x.set_grad({});
       const cr::Tensor out = fn();

@@ -11,7 +11,9 @@ TEST_CASE("the seed program is reproduced to 1e-9 relative at every reference po
   const std::pair<int, double> reference[] = {{1, 1.298103813489028}, {10, 1.0003483549564625},
                                               {100, 0.9989363307073739}, {1000, 1.0013054746229684},
                                               {10000, 0.9953616327276258}};
-  for (auto [k, want] : reference) {
+  for (const auto& entry : reference) {
+    const int k = entry.first;  // (not a structured binding: CAPTURE captures it)
+    const double want = entry.second;
     CAPTURE(k);
     CHECK(std::abs(run.loss[k - 1] - want) <= 1e-9 * want);
   }
