@@ -277,14 +277,6 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
   save_result_into(node, out);
 }
 
-bool reusable_temporary(const Tensor& x) {
-  if (!x.defined()) return false;
-  const TensorImpl* impl = x.impl();
-  // (a leaf that requires grad is one: its data is its own, and its op a node of its own)
-  return !impl->is_view && owns_data(x) && (impl->grad_fn ? g_grad_mode : !impl->requires_grad) && !impl->retained &&
-         !impl->grad && !impl->hooks && !impl->grad_accumulator.load(std::memory_order_relaxed);
-}
-
 bool activate_temporary(LinearActivation activation, Tensor& x) {
   if (!reusable_temporary(x) || !is_floating(x.dtype())) return false;
   if (const Node* n = x.impl()->grad_fn.get()) {

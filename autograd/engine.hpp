@@ -320,13 +320,7 @@ const char* activation_name(LinearActivation activation);
 /// activation's derivative before its rule, and is named `name`, by default "<op>_<activation>".
 /// Nothing when out was not recorded.
 void join_activation(const Tensor& out, LinearActivation activation, const char* name = nullptr);
-/// x is a temporary whose tensor an op can make its result (writing into its buffer): its
-/// elements its own (owns_data, not a view); nothing of a tensor's own that the result must not
-/// inherit (a .grad, hooks, an accumulator, a retained gradient); and either nothing to record
-/// (x needs no gradient) or a node recorded with grad mode on, as it is now. The one test of the
-/// ops that do so (activate_temporary, a + b on a temporary).
-bool reusable_temporary(const Tensor& x);
-/// `activation` applied to x in place, when x is a reusable_temporary whose node (if any) only x
+/// `activation` applied to x in place, when x is a reusable_temporary (below) whose node (if any) only x
 /// holds, has no hooks, and has a rule that does not read its output, which the activation then
 /// joins (join_activation). False, x untouched, otherwise. The activations' overloads for
 /// temporaries use it: sigmoid(matmul(x, w)) is one node and one buffer.
@@ -391,6 +385,20 @@ struct EnableGradGuard : GradModeGuard {
   /// Sets grad mode to `enabled` until the end of the scope.
   explicit EnableGradGuard(bool enabled = true) : GradModeGuard(enabled) {}
 };
+
+/// x is a temporary whose tensor an op can make its result (writing into its buffer): its
+/// elements its own (owns_data, not a view); nothing of a tensor's own that the result must not
+/// inherit (a .grad, hooks, an accumulator, a retained gradient); and either nothing to record
+/// (x needs no gradient) or a node recorded with grad mode on, as it is now. The one test of the
+/// ops that do so (activate_temporary, a + b on a temporary). Inline: a call cost each link of
+/// the tanh(y * a + b) chain 26 instructions.
+inline bool reusable_temporary(const Tensor& x) {
+  if (!x.defined()) return false;
+  const TensorImpl* impl = x.impl();
+  // (a leaf that requires grad is not one: its data is its own, and its op a node of its own)
+  return !impl->is_view && owns_data(x) && (impl->grad_fn ? grad_mode_enabled() : !impl->requires_grad) &&
+         !impl->retained && !impl->grad && !impl->hooks && !impl->grad_accumulator.load(std::memory_order_relaxed);
+}
 
 namespace autograd {
 
