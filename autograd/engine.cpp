@@ -291,6 +291,20 @@ bool activate_temporary(LinearActivation activation, Tensor& x) {
   return true;
 }
 
+Tensor with_inputs_of(const FunctionNode& node, const Tensor& value, const char* name, BackwardFn fn) {
+  Tensor out = value.detach();
+  auto made = make_ref<FunctionNode>(name, out.shape(), out.dtype());
+  made->next = node.next;
+  made->height = node.height;
+  if (node.keeps_input_shapes()) {
+    Shape* kept = made->keep_input_shapes();
+    for (size_t i = 0; i < node.next.size(); ++i) ::new (kept + i) Shape(node.input_shapes[i]);
+  }
+  made->fn = std::move(fn);
+  out.impl()->grad_fn = std::move(made);
+  return out;
+}
+
 Tensor RetainGradHook::operator()(const Tensor& g) const {
   // as AccumulateGrad: with create_graph (grad mode on in backward) the gradient keeps its graph
   slot->grad = (slot->grad ? Tensor(slot->grad) + g : grad_mode_enabled() ? g : g.detach().clone()).impl_ptr();

@@ -326,6 +326,14 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
 /// activations' overloads for temporaries use it: sigmoid(matmul(x, w)) is one node and one
 /// buffer.
 bool activate_temporary(LinearActivation activation, Tensor& x);
+/// `value` as the output of a new node `name` with rule `fn` and the inputs of `node`: for a
+/// joined node's rule under create_graph, which needs a value it kept (the difference a - b the
+/// square of pow(a - b, 2) joined to) as a function of the node's inputs for higher derivatives.
+Tensor with_inputs_of(const FunctionNode& node, const Tensor& value, const char* name, BackwardFn fn);
+/// The name of `node` once a sum of its output joins it ("sub_pow" -> "sub_pow_sum"), when it is
+/// a node pow(a - b, 2) or pow(a + b, 2) of a temporary made (its rule takes a 0-d gradient as
+/// the sum's); null for any other node.
+const char* summed_name(const Node& node);
 /// linear's rule: the product's part, for a gradient already through a fused activation's
 /// derivative (FunctionNode::apply runs that first).
 Grads linear_backward(Tensor g, const BackwardContext& c);

@@ -47,13 +47,17 @@ std::string summary(const Tensor& t) {
 }
 
 // A node's op and the activation fused into it, if any: "matmul" and "sigmoid" for the node
-// sigmoid(matmul(x, w)) makes ("matmul_sigmoid"), as the user wrote them.
+// sigmoid(matmul(x, w)) makes ("matmul_sigmoid"), as the user wrote them. A square joined into
+// a - b's node, and its sum ("sub_pow_sum", pow of a temporary): "sub", squared and summed.
 struct OpParts {
   std::string_view op;
   const char* activation = nullptr;
+  bool squared = false, summed = false;
 };
 OpParts op_parts(const Node& n) {
   const std::string_view name = n.name;
+  for (std::string_view joined : {"add_pow", "sub_pow", "add_pow_sum", "sub_pow_sum"})
+    if (name == joined) return {name.substr(0, 3), nullptr, true, name.ends_with("_sum")};
   const LinearActivation a = fused_activation(n);
   if (a == LinearActivation::none) return {name};
   const std::string suffix = fmt::format("_{}", activation_name(a));
@@ -99,10 +103,12 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
         args.push_back(fmt::format("const{}", f->input_shape(i)));
       }
     }
-    if (!std::isnan(f->attribute)) args.push_back(fmt::format("{:g}", f->attribute));
     const OpParts parts = op_parts(*n);
+    if (!std::isnan(f->attribute) && !parts.squared) args.push_back(fmt::format("{:g}", f->attribute));
     std::string call = fmt::format("{}({})", parts.op, fmt::join(args, ", "));
     if (parts.activation) call = fmt::format("{}({})", parts.activation, call);
+    if (parts.squared) call = fmt::format("pow({}, {:g})", call, f->attribute);
+    if (parts.summed) call = fmt::format("sum({})", call);
     if (uses[n] > 1 && n != expr.grad_fn().get()) {  // shared: define once, refer by name
       const std::string name = fmt::format("h{}", ++shared);
       definitions.push_back(fmt::format("{} = {}", name, call));

@@ -117,6 +117,9 @@ constexpr auto times = [](auto x, auto y) { return x * y; };  // mul's kernel, f
 }  // namespace
 
 namespace {
+// add's and sub's names, one pointer each: a square of a temporary joins a node of theirs by it
+constexpr const char* kAdd = "add";
+constexpr const char* kSub = "sub";
 constexpr auto plus = [](auto x, auto y) { return x + y; };
 constexpr auto minus = [](auto x, auto y) { return x - y; };
 constexpr auto add_rule = [](Tensor g, const BackwardContext& c) -> Grads {
@@ -153,14 +156,14 @@ Tensor record_into_first(Tensor& a, const Tensor& b, const char* op, Rule rule) 
 }
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return record(zip(a, b, "add", plus), "add", {a, b}, {}, add_rule); }
+Tensor add(const Tensor& a, const Tensor& b) { return record(zip(a, b, kAdd, plus), kAdd, {a, b}, {}, add_rule); }
 Tensor operator+(Tensor&& a, const Tensor& b) {
-  return into_first(a, b, plus) ? record_into_first(a, b, "add", add_rule) : add(std::as_const(a), b);
+  return into_first(a, b, plus) ? record_into_first(a, b, kAdd, add_rule) : add(std::as_const(a), b);
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) { return record(zip(a, b, "sub", minus), "sub", {a, b}, {}, sub_rule); }
+Tensor sub(const Tensor& a, const Tensor& b) { return record(zip(a, b, kSub, minus), kSub, {a, b}, {}, sub_rule); }
 Tensor operator-(Tensor&& a, const Tensor& b) {
-  return into_first(a, b, minus) ? record_into_first(a, b, "sub", sub_rule) : sub(std::as_const(a), b);
+  return into_first(a, b, minus) ? record_into_first(a, b, kSub, sub_rule) : sub(std::as_const(a), b);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
@@ -227,26 +230,91 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                 true);
 }
 
+namespace {
+// x^p elementwise, floating
+Tensor power(const Tensor& x, double p) {
+  return map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
+}
+
+// g p x^(p-1), pow's derivative (p not 0 or 1), written into g's buffer in a first-order
+// backward; with create_graph recorded, with x as `history()` gives it (a tensor with the
+// history of x's values).
+template <class History>
+Tensor power_backward(Tensor g, const Tensor& x, double p, History history) {
+  return fused_backward(
+      std::move(g), x, "pow backward",
+      [p](auto gv, auto xv) {
+        using T = decltype(gv);
+        return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
+      },
+      [&](const Tensor& g) { return g * p * pow(history(), p - 1.0); });
+}
+
+// The names of a node of a + b or a - b that a square of its output joined (square_temporary),
+// and then a sum of that square.
+constexpr const char* kAddPow = "add_pow";
+constexpr const char* kSubPow = "sub_pow";
+constexpr const char* kAddPowSum = "add_pow_sum";
+constexpr const char* kSubPowSum = "sub_pow_sum";
+
+// The rule of such a node: the square's derivative 2 d g, with the sum or difference d it saved
+// (g of its shape, or 0-d once a sum joined: d sum is g everywhere), then add's or sub's rule.
+// With create_graph d is given its history again, as the output of a new add or sub node with
+// the node's inputs, so that the higher derivatives see d as a function of them.
+template <const char* const& op, auto rule>
+Grads squared_rule(Tensor g, const BackwardContext& c) {
+  const Tensor& d = c.saved(0);
+  const auto history = [&] { return with_inputs_of(static_cast<const FunctionNode&>(c.node()), d, op, rule); };
+  return rule(power_backward(std::move(g), d, 2.0, history), c);
+}
+
+// pow(x, 2) of a temporary x that a + b or a - b made, when x is a reusable_temporary whose node
+// only x holds, with no hook: the square joins that node (as the activations join theirs), which
+// keeps x's values for its rule instead of a node of pow's. Undefined, x untouched, otherwise.
+Tensor square_temporary(Tensor& x) {
+  if (!is_floating(x.dtype()) || !reusable_temporary(x) || !x.impl()->grad_fn) return Tensor();
+  auto& n = static_cast<FunctionNode&>(*x.impl()->grad_fn);
+  const bool minus = n.name == kSub;
+  if ((!minus && n.name != kAdd) || !n.only_reference() || n.pre_hooks || n.was_released) return Tensor();
+  Tensor out = power(x, 2.0);
+  n.name = minus ? kSubPow : kAddPow;
+  n.attribute = 2.0;  // pow's exponent, printed by to_string
+  n.fn = minus ? BackwardFn(squared_rule<kSub, sub_rule>) : BackwardFn(squared_rule<kAdd, add_rule>);
+  Ref<Node> node = std::move(x.impl()->grad_fn);  // x is now a plain tensor, saved by the node
+  const uint32_t version = x.version();
+  n.saved.push_back({std::move(x), version});
+  out.impl()->grad_fn = std::move(node);
+  return out;
+}
+}  // namespace
+
+const char* summed_name(const Node& node) {
+  return node.name == kSubPow ? kSubPowSum : node.name == kAddPow ? kAddPowSum : nullptr;
+}
+
 Tensor pow(const Tensor& x, double p) {
   if (!is_floating(x.dtype())) return pow(kernels::as_floating(x), p);  // a double exponent goes floating (the scalar rule)
-  Tensor out = map_floating(x, "pow", [p](auto v) { return p == 2.0 ? v * v : std::pow(v, static_cast<decltype(v)>(p)); });
-  out = record(out, "pow", {x}, {x}, [p](Tensor g, const BackwardContext& c) -> Grads {
+  Tensor out = record(power(x, p), "pow", {x}, {x}, [p](Tensor g, const BackwardContext& c) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
     if (p == 1.0) return {std::move(g)};
     const Tensor& x = c.saved(0);
-    return {fused_backward(  // d x^p = p x^(p-1)
-        std::move(g), x, "pow backward",
-        [p](auto gv, auto xv) {
-          using T = decltype(gv);
-          return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
-        },
-        [&](const Tensor& g) { return g * p * pow(x, p - 1.0); })};
+    return {power_backward(std::move(g), x, p, [&] { return x; })};  // d x^p = p x^(p-1)
   });
   if (out.grad_fn()) static_cast<FunctionNode&>(*out.grad_fn()).attribute = p;  // printed by to_string
   return out;
 }
 
+Tensor pow(Tensor&& x, double p) {
+  if (p != 2.0) return pow(std::as_const(x), p);
+  Tensor out = square_temporary(x);
+  return out.defined() ? out : pow(std::as_const(x), p);
+}
+
 Tensor pow(double base, const Tensor& exponent) { return pow(floating_scalar_like(base, exponent), exponent); }
+
+Tensor integer_pow(Tensor&& x, int64_t exponent) {
+  return is_floating(x.dtype()) ? pow(std::move(x), static_cast<double>(exponent)) : integer_pow(std::as_const(x), exponent);
+}
 
 Tensor integer_pow(const Tensor& x, int64_t exponent) {
   if (is_floating(x.dtype())) return pow(x, static_cast<double>(exponent));

@@ -105,7 +105,33 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
   });
 }
 
+Tensor sum(Tensor&& x) {
+  if (!reusable_temporary(x) || !x.impl()->grad_fn) return sum(std::as_const(x));
+  auto& n = static_cast<FunctionNode&>(*x.impl()->grad_fn);
+  const char* name = summed_name(n);
+  if (!name || !n.only_reference() || n.pre_hooks || n.was_released) return sum(std::as_const(x));
+  // The node becomes the sum's: its output 0-d, the gradient it takes 0-d. Its inputs' shapes
+  // are kept first where they were read from its output's (a constant's, for to_string).
+  Tensor out = relabel(kernels::sum_keepdim(x, reduced_dims(x.shape(), Shape{}, "sum")), Shape{});
+  bool constant = false;  // an input without a node: its shape was read from the output's, x's
+  for (const Edge& e : n.next) constant = constant || (!e.node && e.input);
+  if (constant && !n.keeps_input_shapes()) {
+    Shape* kept = n.keep_input_shapes();
+    for (const Edge& e : n.next) ::new (kept++) Shape(e.node ? e.node->shape : e.input ? x.shape() : Shape{});
+  }
+  n.shape = Shape{};
+  n.name = name;
+  out.impl()->grad_fn = std::move(x.impl()->grad_fn);
+  x = Tensor();
+  return out;
+}
+
 Tensor mean(const Tensor& x) { return mean(x, Shape{}, false); }
+Tensor mean(Tensor&& x) {
+  if (!is_floating(x.dtype())) return mean(std::as_const(x));  // (its Error)
+  const auto n = static_cast<double>(x.numel());
+  return n == 0 ? sum(std::move(x)) + NAN : sum(std::move(x)) / n;  // mean's ops, the sum joined when it can
+}
 Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return mean(x, Shape{dim}, keepdim); }
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   const auto flags = reduced_dims(x.shape(), dims, "mean");

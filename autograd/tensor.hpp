@@ -316,6 +316,16 @@ template <std::integral I>
 Tensor pow(const Tensor& x, I exponent) {
   return integer_pow(x, static_cast<int64_t>(exponent));
 }
+/// pow(x, 2) of a temporary x that a - b or a + b made joins that op's node ("sub_pow"), as the
+/// activations join theirs, and sum of that joins it too ("sub_pow_sum": sum(pow(y - a, 2)) is
+/// one node); the values and gradients are the separate ops'. Other exponents: pow(x, exponent).
+Tensor pow(Tensor&& x, double exponent);
+Tensor integer_pow(Tensor&& x, int64_t exponent);  ///< integer_pow of a temporary (pow(Tensor&&, double)'s join)
+/// pow(x, 2) of a temporary: integer_pow(Tensor&&).
+template <std::integral I>
+Tensor pow(Tensor&& x, I exponent) {
+  return integer_pow(std::move(x), static_cast<int64_t>(exponent));
+}
 /// The larger of a and b elementwise (a tie splits the gradient evenly).
 Tensor maximum(const Tensor& a, const Tensor& b);
 /// The smaller of a and b elementwise (a tie splits the gradient evenly).
@@ -386,6 +396,9 @@ struct ValuesIndices {
   Tensor indices;  ///< where they are along the reduced dimension (int64)
 };
 Tensor sum(const Tensor& x);  ///< the sum of all elements (0-d)
+/// The sum of a temporary: joins the node of a square that joined a - b or a + b (pow(Tensor&&, double)).
+Tensor sum(Tensor&& x);
+Tensor mean(Tensor&& x);  ///< sum(Tensor&&) / numel: mean(pow(y - a, 2)) is two nodes, "sub_pow_sum" and "div"
 /// The sum over `dims`, which are dropped unless keepdim.
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim = false);
 Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);  ///< the sum over dim, which is dropped unless keepdim

@@ -65,7 +65,7 @@ TEST_CASE("an activation of a temporary joins its op's node, with the bits of th
   }
 }
 
-TEST_CASE("the seed's expression is five nodes, and its gradient is the two-op one") {
+TEST_CASE("the seed's expression is three nodes, and its gradient is the five-op one") {
   const cr::Tensor X = cr::tensor({0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1}, {4, 3}, cr::float64),
                    y = cr::tensor({0, 1, 1, 0}, {4, 1}, cr::float64);
   cr::Generator gen(0);
@@ -80,7 +80,7 @@ TEST_CASE("the seed's expression is five nodes, and its gradient is the two-op o
       if (e.node && !e.node->is_accumulator) next = e.node.get();
     n = next;
   }
-  CHECK(names == std::vector<std::string>{"sum", "pow", "sub", "matmul_sigmoid", "matmul_sigmoid"});
+  CHECK(names == std::vector<std::string>{"sub_pow_sum", "matmul_sigmoid", "matmul_sigmoid"});
   // the gradient of the same loss with every intermediate kept (no node joined): the same bits
   const cr::Tensor z1 = cr::matmul(X, W1), a1 = cr::sigmoid(z1), z2 = cr::matmul(a1, W2), a2 = cr::sigmoid(z2);
   const cr::Tensor kept = cr::sum(cr::pow(y - a2, 2));
@@ -314,4 +314,146 @@ TEST_CASE("a + b keeps a new buffer when the temporary cannot take the result") 
   cr::sum(s).backward();
   REQUIRE(seen.defined());
   CHECK(same_values(values(seen), std::vector<double>(6, 1.0)));
+}
+
+// pow(a - b, 2) of a temporary (and pow(a + b, 2)) joins the node of a - b, and a sum of that
+// joins it too: sum(pow(y - a, 2)), the seed's loss, is one node ("sub_pow_sum") with the
+// values, gradients and higher derivatives of its three ops.
+TEST_CASE("a square of a temporary a - b or a + b joins its node, and a sum of the square joins it too") {
+  cr::Generator gen(31);
+  for (auto dtype : {cr::float32, cr::float64})
+    for (bool minus : {false, true})
+      for (bool both : {false, true})       // b requires a gradient too, or is a constant
+        for (bool broadcast : {false, true}) {  // b of shape [3] against a of [4, 3], or [4, 3]
+          INFO(cr::dtype_name(dtype) << std::string(minus ? " a - b" : " a + b")
+                                     << std::string(both ? ", both" : ", b constant")
+                                     << std::string(broadcast ? ", broadcast" : ""));
+          const cr::Tensor x = cr::randn({4, 3}, dtype, &gen).requires_grad_();
+          cr::Tensor b = cr::randn(broadcast ? cr::Shape{3} : cr::Shape{4, 3}, dtype, &gen);
+          if (both) b.requires_grad_();
+          const auto make = [&] { return minus ? cr::sigmoid(x) - b : cr::sigmoid(x) + b; };
+          const std::string op = minus ? "sub" : "add";
+          const cr::Tensor square = cr::pow(make(), 2), summed = cr::sum(cr::pow(make(), 2));
+          const cr::Tensor kept = make(), kept_square = cr::pow(kept, 2), kept_sum = cr::sum(kept_square);
+          REQUIRE(square.grad_fn() != nullptr);
+          REQUIRE(summed.grad_fn() != nullptr);
+          CHECK(std::string(square.grad_fn()->name) == op + "_pow");
+          CHECK(std::string(summed.grad_fn()->name) == op + "_pow_sum");
+          CHECK(std::string(kept_sum.grad_fn()->name) == "sum");
+          CHECK(summed.grad_fn()->shape == cr::Shape{});
+          CHECK(square.grad_fn()->next.size() == 2);  // a - b's inputs: no node between
+          CHECK(summed.grad_fn()->next.size() == 2);
+          CHECK(same_values(values(square), values(kept_square)));
+          CHECK(same_values(values(summed), values(kept_sum)));
+          const std::vector<cr::Tensor> wrt = both ? std::vector<cr::Tensor>{x, b} : std::vector<cr::Tensor>{x};
+          const cr::Tensor up = cr::randn(square.shape(), dtype, &gen);
+          const std::pair<cr::Tensor, cr::Tensor> cases[] = {{square, kept_square}, {summed, kept_sum}};
+          for (const auto& joined_and_kept : cases) {
+            const cr::Tensor& joined = joined_and_kept.first;
+            const cr::Tensor& plain = joined_and_kept.second;
+            const cr::Tensor g = joined.dim() == 0 ? cr::ones_like(joined) : up;
+            const auto gj = cr::autograd::grad({joined}, wrt, {g}, false, false, /*allow_unused=*/true),
+                       gp = cr::autograd::grad({plain}, wrt, {g}, true, false, /*allow_unused=*/true);
+            for (size_t i = 0; i < wrt.size(); ++i) {
+              REQUIRE(gj[i].defined() == gp[i].defined());
+              if (gj[i].defined()) CHECK(same_values(values(gj[i]), values(gp[i])));
+            }
+          }
+        }
+  // first and second derivatives against finite differences (float64), through the joined nodes
+  check_gradients([](const auto& t) { return cr::sum(cr::pow(t[0] - t[1], 2)); },
+                  {input({4, 1}, -2.0, 2.0, 41), input({4, 1}, -2.0, 2.0, 42)});
+  check_gradients([](const auto& t) { return cr::sum(cr::pow(t[0] + t[1], 2)); },
+                  {input({2, 3}, -2.0, 2.0, 43), input({3}, -2.0, 2.0, 44)});
+  check_gradients([](const auto& t) { return cr::pow(cr::tanh(t[0]) - t[1], 2) * t[1]; },
+                  {input({5}, -2.0, 2.0, 45), input({5}, -2.0, 2.0, 46)});
+  const cr::Tensor c = cr::full({3}, 0.25, cr::float64);  // a constant: the gradient of a only
+  check_gradients([&c](const auto& t) { return cr::sum(cr::pow(c - cr::sigmoid(t[0]), 2)); }, {input({2, 3})});
+  check_gradients([](const auto& t) { return cr::mean(cr::pow(t[0] - t[1], 2)); },
+                  {input({2, 3}, -2.0, 2.0, 47), input({2, 3}, -2.0, 2.0, 48)});
+}
+
+TEST_CASE("mean(pow(a - b, 2)) of temporaries is the joined sum and a division, with the bits of mean") {
+  const cr::Tensor a = input({3, 2}), b = input({3, 2}, -1.0, 1.0, 5);
+  const cr::Tensor joined = cr::mean(cr::pow(cr::tanh(a) - b, 2));
+  const cr::Tensor d = cr::tanh(a) - b, square = cr::pow(d, 2), kept = cr::mean(square);
+  REQUIRE(joined.grad_fn() != nullptr);
+  CHECK(std::string(joined.grad_fn()->name) == "div");
+  REQUIRE(joined.grad_fn()->next[0].node != nullptr);
+  CHECK(std::string(joined.grad_fn()->next[0].node->name) == "sub_pow_sum");
+  CHECK(joined.item<double>() == kept.item<double>());
+  CHECK(same_values(values(cr::autograd::grad({joined}, {a, b})[0]), values(cr::autograd::grad({kept}, {a, b})[0])));
+  CHECK(std::isnan(cr::mean(cr::pow(cr::zeros({0}, cr::float64) - b.sum(), 2)).item<double>()));  // mean of none
+  check_error([] { (void)cr::mean(cr::tensor({1, 2}, cr::int64) * 2); }, {"mean", "floating"});
+}
+
+TEST_CASE("a square joins no node that something else can see, and a sum joins only a joined square") {
+  const cr::Tensor a = input({4}), b = input({4}, -1.0, 1.0, 3);
+  auto name = [](const cr::Tensor& t) { return std::string(t.grad_fn()->name); };
+  SUBCASE("named intermediates keep their nodes") {
+    const cr::Tensor d = a - b, s = cr::pow(d, 2), l = cr::sum(s);
+    CHECK(name(d) == "sub");
+    CHECK(name(s) == "pow");
+    CHECK(name(l) == "sum");
+    const cr::Tensor square = cr::pow(a - b, 2), summed = cr::sum(square);  // a named joined square
+    CHECK(name(square) == "sub_pow");
+    CHECK(name(summed) == "sum");
+    CHECK(same_values(values(cr::autograd::grad({summed}, {a})[0]), values(cr::autograd::grad({l}, {a})[0])));
+  }
+  SUBCASE("other exponents and other ops keep their nodes") {
+    CHECK(name(cr::pow(a - b, 3)) == "pow");
+    CHECK(name(cr::pow(a - b, 2.5)) == "pow");
+    CHECK(name(cr::pow(a * b, 2)) == "pow");
+    CHECK(name(cr::sum(a * b)) == "sum");
+    CHECK(name(cr::sum(a - b)) == "sum");
+  }
+  SUBCASE("a temporary with a hook sees the gradient of its own output") {
+    cr::Tensor d = a - b;
+    cr::Tensor seen;
+    d.register_hook([&seen](const cr::Tensor& g) {
+      seen = g.detach().clone();
+      return cr::Tensor();
+    });
+    const cr::Tensor s = cr::pow(std::move(d), 2);
+    CHECK(name(s) == "pow");
+    cr::sum(s).backward();
+    REQUIRE(seen.defined());
+    CHECK(cr::allclose(seen, (a - b).detach() * 2.0, 0, 0));
+  }
+  SUBCASE("a temporary whose gradient is retained, and one whose node the caller holds") {
+    cr::Tensor d = a - b;
+    d.retain_grad();
+    CHECK(name(cr::pow(std::move(d), 2)) == "pow");
+    cr::Tensor e = a - b;
+    const cr::Ref<cr::Node> node = e.grad_fn();
+    CHECK(name(cr::pow(std::move(e), 2)) == "pow");
+    CHECK(std::string(node->name) == "sub");
+  }
+  SUBCASE("a sum of a joined square whose node the caller holds, or with a hook") {
+    cr::Tensor s = cr::pow(a - b, 2);
+    const cr::Ref<cr::Node> node = s.grad_fn();
+    CHECK(name(cr::sum(std::move(s))) == "sum");
+    CHECK(std::string(node->name) == "sub_pow");
+    cr::Tensor h = cr::pow(a - b, 2);
+    h.register_hook([](const cr::Tensor& g) { return g; });
+    CHECK(name(cr::sum(std::move(h))) == "sum");
+  }
+  SUBCASE("under no_grad nothing is recorded, with the same values") {
+    const cr::NoGradGuard no_grad;
+    const cr::Tensor l = cr::sum(cr::pow(a - b, 2));
+    CHECK(l.grad_fn() == nullptr);
+    CHECK(l.item<double>() == cr::sum(cr::pow(a.detach() - b.detach(), 2)).item<double>());
+  }
+  SUBCASE("a second backward through the joined node is the usual Error") {
+    const cr::Tensor l = cr::sum(cr::pow(a - b, 2));
+    l.backward();
+    check_error([&] { l.backward(); }, {"sub_pow_sum", "second time"});
+  }
+  SUBCASE("to_string writes the three ops") {
+    CHECK(cr::autograd::to_string(cr::sum(cr::pow(a - b, 2)), {{a, "a"}, {b, "b"}}) == "sum(pow(sub(a, b), 2))");
+    CHECK(cr::autograd::to_string(cr::pow(a + b, 2), {{a, "a"}, {b, "b"}}) == "pow(add(a, b), 2)");
+    const cr::Tensor y = cr::zeros({4}, cr::float64);
+    CHECK(cr::autograd::to_string(cr::sum(cr::pow(y - cr::sigmoid(a), 2)), {{a, "a"}}) ==
+          "sum(pow(sub(const[4], sigmoid(a)), 2))");
+  }
 }
