@@ -261,11 +261,17 @@ constexpr const char* kSubPowSum = "sub_pow_sum";
 // (g of its shape, or 0-d once a sum joined: d sum is g everywhere), then add's or sub's rule.
 // With create_graph d is given its history again, as the output of a new add or sub node with
 // the node's inputs, so that the higher derivatives see d as a function of them.
+// For b alone of a - b (y - a of a loss with a constant target) -2 d g in the same pass, not a
+// second one that negates: (g * -2) * d is -((g * 2) * d) exactly.
 template <const char* const& op, auto rule>
 Grads squared_rule(Tensor g, const BackwardContext& c) {
   const Tensor& d = c.saved(0);
   const auto history = [&] { return with_inputs_of(static_cast<const FunctionNode&>(c.node()), d, op, rule); };
-  return rule(power_backward(std::move(g), d, 2.0, history), c);
+  if (op != kSub || c.needs(0)) return rule(power_backward(std::move(g), d, 2.0, history), c);
+  return {Tensor(), fused_backward(
+                        std::move(g), d, "pow backward",
+                        [](auto gv, auto dv) { return gv * static_cast<decltype(gv)>(-2) * dv; },
+                        [&](const Tensor& g) { return g * -2.0 * history(); })};
 }
 
 // pow(x, 2) of a temporary x that a + b or a - b made, when x is a reusable_temporary whose node
@@ -313,7 +319,8 @@ Tensor pow(Tensor&& x, double p) {
 Tensor pow(double base, const Tensor& exponent) { return pow(floating_scalar_like(base, exponent), exponent); }
 
 Tensor integer_pow(Tensor&& x, int64_t exponent) {
-  return is_floating(x.dtype()) ? pow(std::move(x), static_cast<double>(exponent)) : integer_pow(std::as_const(x), exponent);
+  if (!is_floating(x.dtype())) return integer_pow(std::as_const(x), exponent);
+  return pow(std::move(x), static_cast<double>(exponent));
 }
 
 Tensor integer_pow(const Tensor& x, int64_t exponent) {

@@ -106,14 +106,13 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
 }
 
 Tensor sum(Tensor&& x) {
-  if (!reusable_temporary(x) || !x.impl()->grad_fn) return sum(std::as_const(x));
+  if (!reusable_temporary(x) || !x.impl()->grad_fn || x.numel() == 0) return sum(std::as_const(x));
   auto& n = static_cast<FunctionNode&>(*x.impl()->grad_fn);
   const char* name = summed_name(n);
   if (!name || !n.only_reference() || n.pre_hooks || n.was_released) return sum(std::as_const(x));
   // The node becomes the sum's: its output 0-d, the gradient it takes 0-d. Its inputs' shapes
-  // are kept first where they were read from its output's (a constant's, for to_string).
-  Tensor out = relabel(kernels::sum_keepdim(x, reduced_dims(x.shape(), Shape{}, "sum")), Shape{});
-  bool constant = false;  // an input without a node: its shape was read from the output's, x's
+  // are kept first where they were read from its output's, x's (a constant's, for to_string).
+  bool constant = false;  // an input without a node
   for (const Edge& e : n.next) constant = constant || (!e.node && e.input);
   if (constant && !n.keeps_input_shapes()) {
     Shape* kept = n.keep_input_shapes();
@@ -121,9 +120,20 @@ Tensor sum(Tensor&& x) {
   }
   n.shape = Shape{};
   n.name = name;
-  out.impl()->grad_fn = std::move(x.impl()->grad_fn);
-  x = Tensor();
-  return out;
+  const Storage& storage = *x.impl()->storage;
+  if (storage.data != storage.inline_bytes) {  // a new 0-d tensor: x's pooled buffer goes with x
+    Tensor out = relabel(kernels::sum_keepdim(x, reduced_dims(x.shape(), Shape{}, "sum")), Shape{});
+    out.impl()->grad_fn = std::move(x.impl()->grad_fn);
+    x = Tensor();
+    return out;
+  }
+  // A buffer inside its block, which a new tensor would take as well: the sum (sum_keepdim's, in
+  // its order) goes into x's first element and x becomes the 0-d result. No tensor made or freed.
+  dispatch_floating(x.dtype(), "sum", [&]<class T>() {
+    T* p = kernels::ptr<T>(x);
+    p[0] = static_cast<T>(kernels::run_sum<double>(p, x.numel()));
+  });
+  return relabel(std::move(x), Shape{});
 }
 
 Tensor mean(const Tensor& x) { return mean(x, Shape{}, false); }

@@ -324,42 +324,47 @@ TEST_CASE("a square of a temporary a - b or a + b joins its node, and a sum of t
   for (auto dtype : {cr::float32, cr::float64})
     for (bool minus : {false, true})
       for (bool both : {false, true})       // b requires a gradient too, or is a constant
-        for (bool broadcast : {false, true}) {  // b of shape [3] against a of [4, 3], or [4, 3]
-          INFO(cr::dtype_name(dtype) << std::string(minus ? " a - b" : " a + b")
-                                     << std::string(both ? ", both" : ", b constant")
-                                     << std::string(broadcast ? ", broadcast" : ""));
-          const cr::Tensor x = cr::randn({4, 3}, dtype, &gen).requires_grad_();
-          cr::Tensor b = cr::randn(broadcast ? cr::Shape{3} : cr::Shape{4, 3}, dtype, &gen);
-          if (both) b.requires_grad_();
-          const auto make = [&] { return minus ? cr::sigmoid(x) - b : cr::sigmoid(x) + b; };
-          const std::string op = minus ? "sub" : "add";
-          const cr::Tensor square = cr::pow(make(), 2), summed = cr::sum(cr::pow(make(), 2));
-          const cr::Tensor kept = make(), kept_square = cr::pow(kept, 2), kept_sum = cr::sum(kept_square);
-          REQUIRE(square.grad_fn() != nullptr);
-          REQUIRE(summed.grad_fn() != nullptr);
-          CHECK(std::string(square.grad_fn()->name) == op + "_pow");
-          CHECK(std::string(summed.grad_fn()->name) == op + "_pow_sum");
-          CHECK(std::string(kept_sum.grad_fn()->name) == "sum");
-          CHECK(summed.grad_fn()->shape == cr::Shape{});
-          CHECK(square.grad_fn()->next.size() == 2);  // a - b's inputs: no node between
-          CHECK(summed.grad_fn()->next.size() == 2);
-          CHECK(same_values(values(square), values(kept_square)));
-          CHECK(same_values(values(summed), values(kept_sum)));
-          const std::vector<cr::Tensor> wrt = both ? std::vector<cr::Tensor>{x, b} : std::vector<cr::Tensor>{x};
-          const cr::Tensor up = cr::randn(square.shape(), dtype, &gen);
-          const std::pair<cr::Tensor, cr::Tensor> cases[] = {{square, kept_square}, {summed, kept_sum}};
-          for (const auto& joined_and_kept : cases) {
-            const cr::Tensor& joined = joined_and_kept.first;
-            const cr::Tensor& plain = joined_and_kept.second;
-            const cr::Tensor g = joined.dim() == 0 ? cr::ones_like(joined) : up;
-            const auto gj = cr::autograd::grad({joined}, wrt, {g}, false, false, /*allow_unused=*/true),
-                       gp = cr::autograd::grad({plain}, wrt, {g}, true, false, /*allow_unused=*/true);
-            for (size_t i = 0; i < wrt.size(); ++i) {
-              REQUIRE(gj[i].defined() == gp[i].defined());
-              if (gj[i].defined()) CHECK(same_values(values(gj[i]), values(gp[i])));
+        for (bool broadcast : {false, true})  // b of shape [3] against a of [4, 3], or [4, 3]
+          for (bool b_first : {false, true}) {  // b - a: a constant b first (the seed's y - a)
+            INFO(cr::dtype_name(dtype) << std::string(minus ? " a - b" : " a + b")
+                                       << std::string(both ? ", both" : ", b constant")
+                                       << std::string(broadcast ? ", broadcast" : "")
+                                       << std::string(b_first ? ", b first" : ""));
+            const cr::Tensor x = cr::randn({4, 3}, dtype, &gen).requires_grad_();
+            cr::Tensor b = cr::randn(broadcast ? cr::Shape{3} : cr::Shape{4, 3}, dtype, &gen);
+            if (both) b.requires_grad_();
+            const auto make = [&] {
+              if (b_first) return minus ? b - cr::sigmoid(x) : b + cr::sigmoid(x);
+              return minus ? cr::sigmoid(x) - b : cr::sigmoid(x) + b;
+            };
+            const std::string op = minus ? "sub" : "add";
+            const cr::Tensor square = cr::pow(make(), 2), summed = cr::sum(cr::pow(make(), 2));
+            const cr::Tensor kept = make(), kept_square = cr::pow(kept, 2), kept_sum = cr::sum(kept_square);
+            REQUIRE(square.grad_fn() != nullptr);
+            REQUIRE(summed.grad_fn() != nullptr);
+            CHECK(std::string(square.grad_fn()->name) == op + "_pow");
+            CHECK(std::string(summed.grad_fn()->name) == op + "_pow_sum");
+            CHECK(std::string(kept_sum.grad_fn()->name) == "sum");
+            CHECK(summed.grad_fn()->shape == cr::Shape{});
+            CHECK(square.grad_fn()->next.size() == 2);  // a - b's inputs: no node between
+            CHECK(summed.grad_fn()->next.size() == 2);
+            CHECK(same_values(values(square), values(kept_square)));
+            CHECK(same_values(values(summed), values(kept_sum)));
+            const std::vector<cr::Tensor> wrt = both ? std::vector<cr::Tensor>{x, b} : std::vector<cr::Tensor>{x};
+            const cr::Tensor up = cr::randn(square.shape(), dtype, &gen);
+            const std::pair<cr::Tensor, cr::Tensor> cases[] = {{square, kept_square}, {summed, kept_sum}};
+            for (const auto& joined_and_kept : cases) {
+              const cr::Tensor& joined = joined_and_kept.first;
+              const cr::Tensor& plain = joined_and_kept.second;
+              const cr::Tensor g = joined.dim() == 0 ? cr::ones_like(joined) : up;
+              const auto gj = cr::autograd::grad({joined}, wrt, {g}, false, false, /*allow_unused=*/true),
+                         gp = cr::autograd::grad({plain}, wrt, {g}, true, false, /*allow_unused=*/true);
+              for (size_t i = 0; i < wrt.size(); ++i) {
+                REQUIRE(gj[i].defined() == gp[i].defined());
+                if (gj[i].defined()) CHECK(same_values(values(gj[i]), values(gp[i])));
+              }
             }
           }
-        }
   // first and second derivatives against finite differences (float64), through the joined nodes
   check_gradients([](const auto& t) { return cr::sum(cr::pow(t[0] - t[1], 2)); },
                   {input({4, 1}, -2.0, 2.0, 41), input({4, 1}, -2.0, 2.0, 42)});
@@ -456,4 +461,23 @@ TEST_CASE("a square joins no node that something else can see, and a sum joins o
     CHECK(cr::autograd::to_string(cr::sum(cr::pow(y - cr::sigmoid(a), 2)), {{a, "a"}}) ==
           "sum(pow(sub(const[4], sigmoid(a)), 2))");
   }
+}
+
+TEST_CASE("a joined sum takes the square's buffer when it lies inside its block, and lets a larger one go") {
+  const cr::Tensor a = input({4}), b = input({4}, -1.0, 1.0, 3);
+  cr::Tensor small = cr::pow(a - b, 2);  // 32 bytes: inside its block (Storage::kInlineBytes)
+  const void* buffer = small.raw_data();
+  const cr::Tensor l = cr::sum(std::move(small));
+  CHECK(l.raw_data() == buffer);
+  CHECK(l.dim() == 0);
+  CHECK(l.item<double>() == cr::sum(cr::pow((a - b).detach(), 2)).item<double>());
+  const cr::Tensor x = input({100});
+  cr::Tensor large = cr::pow(x - 1.0, 2);  // 800 bytes, from the pool: a loss kept must not hold them
+  const void* large_buffer = large.raw_data();
+  const cr::Tensor m = cr::sum(std::move(large));
+  CHECK(std::string(m.grad_fn()->name) == "sub_pow_sum");
+  CHECK(m.raw_data() != large_buffer);
+  CHECK(m.impl()->storage->nbytes == sizeof(double));
+  CHECK(m.item<double>() == cr::sum(cr::pow(x.detach() - 1.0, 2)).item<double>());
+  CHECK(same_values(values(cr::autograd::grad({m}, {x})[0]), values((x.detach() - 1.0) * 2.0)));
 }
