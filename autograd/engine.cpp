@@ -65,6 +65,8 @@ thread_local const autograd::NodeOverride* g_override = nullptr;
 // The owner of the node whose backward is running, for BackwardContext::result() under
 // create_graph (nodes keep no reference to themselves).
 thread_local const Ref<Node>* g_running = nullptr;
+// g_running's saved tensors are freed once its rule returns (a backward without retain_graph).
+thread_local bool g_frees_saved = false;
 }  // namespace
 
 bool grad_mode_enabled() { return g_grad_mode; }
@@ -375,6 +377,8 @@ Tensor BackwardContext::result() const {
   return out;
 }
 
+bool BackwardContext::frees_saved() const { return g_frees_saved && g_running && g_running->get() == &node_; }
+
 const void* BackwardContext::result_data() const {
   const FunctionNode& n = checked_result(node_, check_, result_readable_);
   return n.result_alias.defined() ? nullptr : n.result_storage->data;
@@ -501,8 +505,15 @@ struct Ready {
 // Sets g_running for one node's backward, restoring the outer one (a rule may run backward).
 struct RunningGuard {
   const Ref<Node>* previous;
-  explicit RunningGuard(const Ref<Node>& node) : previous(g_running) { g_running = &node; }
-  ~RunningGuard() { g_running = previous; }
+  bool previous_frees;
+  RunningGuard(const Ref<Node>& node, bool frees_saved) : previous(g_running), previous_frees(g_frees_saved) {
+    g_running = &node;
+    g_frees_saved = frees_saved;
+  }
+  ~RunningGuard() {
+    g_running = previous;
+    g_frees_saved = previous_frees;
+  }
   RunningGuard(const RunningGuard&) = delete;
   RunningGuard& operator=(const RunningGuard&) = delete;
 };
@@ -647,7 +658,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     for (const auto& e : n->next) any_needed = any_needed || (e.node && needed(e.node.get()));
     if (!any_needed) continue;
 
-    RunningGuard running(*owner);
+    RunningGuard running(*owner, !retain_graph);
     Grads grads = g_override ? apply_overridden(*n, std::move(grad)) : n->apply(std::move(grad));
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());

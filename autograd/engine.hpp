@@ -260,6 +260,10 @@ class BackwardContext {
   /// result() then. Checked as result() is.
   const void* result_data() const;
   bool needs(size_t i) const { return node_.next[i].node != nullptr; }  ///< input i wants a gradient
+  /// The engine frees the node's saved tensors when this rule returns (a backward without
+  /// retain_graph): a saved tensor that nothing else holds (owns_data) is the rule's to write
+  /// its gradient into. False when the rule is run any other way.
+  bool frees_saved() const;
   const Shape& shape(size_t i) const { return node_.input_shape(i); }  ///< input i's shape
   const Node& node() const { return node_; }  ///< the node being run
 

@@ -51,20 +51,28 @@ Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(doubl
 // The backward of an elementwise op when no graph is being recorded (a first-order backward):
 // g combined with one saved tensor of its shape by `f` in one fused loop, written into g's own
 // buffer when nobody else holds g or its storage (the engine hands each rule its gradient; a
-// rule that still needs g afterwards passes a copy, whose count keeps g intact), else into a
-// new one. With create_graph, the differentiable expression `expr(g)` runs instead, so that
-// gradients of gradients still work. Both compute the same values in the same order.
+// rule that still needs g afterwards passes a copy, whose count keeps g intact), else into v's
+// when the rule may take it (`v_spare`: a saved tensor the engine frees after the rule,
+// BackwardContext::frees_saved) and nobody else holds it (a loss's 0-d g, a joined square's
+// saved difference), else into a new one. With create_graph, the differentiable expression
+// `expr(g)` runs instead, so that gradients of gradients still work. All compute the same values
+// in the same order.
 template <class F, class Expr>
-Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
+Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr, bool v_spare = false) {
   if (grad_mode_enabled()) return expr(g);
   const Dtype d = result_type(g, v);
-  if (g.dtype() != d || v.dtype() != d || !owns_data(g) || !is_expandable_to(v.shape(), g.shape()))
-    return zip(g, v, op, std::forward<F>(f));
+  const Tensor* into = nullptr;  // the operand whose buffer takes the result
+  if (g.dtype() == d && v.dtype() == d) {
+    if (owns_data(g) && is_expandable_to(v.shape(), g.shape())) into = &g;
+    else if (v_spare && owns_data(v) && is_expandable_to(g.shape(), v.shape())) into = &v;
+  }
+  if (!into) return zip(g, v, op, std::forward<F>(f));
   dispatch(d, [&]<class T>() {
-    kernels::zip_into<T>(g, v, g.shape(), kernels::ptr<T>(g), [&](T x, T y) { return static_cast<T>(f(x, y)); });
+    kernels::zip_into<T>(g, v, into->shape(), kernels::ptr<T>(*into),
+                         [&](T x, T y) { return static_cast<T>(f(x, y)); });
   });
-  ++g.impl()->storage->version;
-  return g;
+  ++into->impl()->storage->version;
+  return *into;
 }
 
 // -g, written into g's own buffer in a first-order backward when nobody else holds it (as
@@ -240,14 +248,14 @@ Tensor power(const Tensor& x, double p) {
 // backward; with create_graph recorded, with x as `history()` gives it (a tensor with the
 // history of x's values).
 template <class History>
-Tensor power_backward(Tensor g, const Tensor& x, double p, History history) {
+Tensor power_backward(Tensor g, const Tensor& x, double p, History history, bool x_spare) {
   return fused_backward(
       std::move(g), x, "pow backward",
       [p](auto gv, auto xv) {
         using T = decltype(gv);
         return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
       },
-      [&](const Tensor& g) { return g * p * pow(history(), p - 1.0); });
+      [&](const Tensor& g) { return g * p * pow(history(), p - 1.0); }, x_spare);
 }
 
 // The names of a node of a + b or a - b that a square of its output joined (square_temporary),
@@ -267,11 +275,11 @@ template <const char* const& op, auto rule>
 Grads squared_rule(Tensor g, const BackwardContext& c) {
   const Tensor& d = c.saved(0);
   const auto history = [&] { return with_inputs_of(static_cast<const FunctionNode&>(c.node()), d, op, rule); };
-  if (op != kSub || c.needs(0)) return rule(power_backward(std::move(g), d, 2.0, history), c);
+  if (op != kSub || c.needs(0)) return rule(power_backward(std::move(g), d, 2.0, history, c.frees_saved()), c);
   return {Tensor(), fused_backward(
                         std::move(g), d, "pow backward",
                         [](auto gv, auto dv) { return gv * static_cast<decltype(gv)>(-2) * dv; },
-                        [&](const Tensor& g) { return g * -2.0 * history(); })};
+                        [&](const Tensor& g) { return g * -2.0 * history(); }, c.frees_saved())};
 }
 
 // pow(x, 2) of a temporary x that a + b or a - b made, when x is a reusable_temporary whose node
@@ -304,7 +312,7 @@ Tensor pow(const Tensor& x, double p) {
     if (p == 0.0) return {zeros_like(g)};
     if (p == 1.0) return {std::move(g)};
     const Tensor& x = c.saved(0);
-    return {power_backward(std::move(g), x, p, [&] { return x; })};  // d x^p = p x^(p-1)
+    return {power_backward(std::move(g), x, p, [&] { return x; }, c.frees_saved())};  // d x^p = p x^(p-1)
   });
   if (out.grad_fn()) static_cast<FunctionNode&>(*out.grad_fn()).attribute = p;  // printed by to_string
   return out;

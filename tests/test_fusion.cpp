@@ -481,3 +481,31 @@ TEST_CASE("a joined sum takes the square's buffer when it lies inside its block,
   CHECK(m.item<double>() == cr::sum(cr::pow(x.detach() - 1.0, 2)).item<double>());
   CHECK(same_values(values(cr::autograd::grad({m}, {x})[0]), values((x.detach() - 1.0) * 2.0)));
 }
+
+TEST_CASE("a backward that frees the graph writes the square's gradient into its saved difference (not with retain)") {
+  const cr::Tensor y = cr::tensor({0, 1, 1, 0}, {4}, cr::float64), z = input({4});
+  for (bool retain : {false, true}) {
+    INFO("retain_graph " << retain);
+    cr::Tensor a = cr::sigmoid(z * 1.0);
+    const void* seen = nullptr;
+    a.register_hook([&seen](const cr::Tensor& g) {
+      seen = g.raw_data();
+      return cr::Tensor();
+    });
+    cr::Tensor d = y - a;
+    const void* difference = d.raw_data();
+    const cr::Tensor l = cr::sum(cr::pow(std::move(d), 2));
+    REQUIRE(std::string(l.grad_fn()->name) == "sub_pow_sum");
+    l.backward({}, retain);
+    CHECK((seen == difference) == !retain);  // the gradient -2 (y - a) in the difference's buffer
+    const cr::Tensor first = z.grad().clone();
+    const cr::Tensor expected = (y - a.detach()) * -2.0 * (a.detach() * (1.0 - a.detach()));
+    CHECK(cr::allclose(first, expected, 1e-15, 0));
+    if (retain) {  // the difference was left intact: a second backward gives the same gradient
+      z.grad().zero_();
+      l.backward();
+      CHECK(same_values(values(z.grad()), values(first)));
+    }
+    z.grad().zero_();
+  }
+}
