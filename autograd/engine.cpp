@@ -505,15 +505,8 @@ struct Ready {
 // Sets g_running for one node's backward, restoring the outer one (a rule may run backward).
 struct RunningGuard {
   const Ref<Node>* previous;
-  bool previous_frees;
-  RunningGuard(const Ref<Node>& node, bool frees_saved) : previous(g_running), previous_frees(g_frees_saved) {
-    g_running = &node;
-    g_frees_saved = frees_saved;
-  }
-  ~RunningGuard() {
-    g_running = previous;
-    g_frees_saved = previous_frees;
-  }
+  explicit RunningGuard(const Ref<Node>& node) : previous(g_running) { g_running = &node; }
+  ~RunningGuard() { g_running = previous; }
   RunningGuard(const RunningGuard&) = delete;
   RunningGuard& operator=(const RunningGuard&) = delete;
 };
@@ -638,6 +631,11 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
 
   std::vector<Tensor> results(inputs.size());
   EnableGradGuard grad_mode(create_graph);
+  struct FreesSaved {  // for BackwardContext::frees_saved; an outer backward's (a rule may run one) restored
+    bool previous = g_frees_saved;
+    ~FreesSaved() { g_frees_saved = previous; }
+  } frees_saved;
+  g_frees_saved = !retain_graph;
   while (!ready.heap.empty()) {
     const auto* owner = ready.pop();
     Node* n = owner->get();
@@ -658,7 +656,7 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
     for (const auto& e : n->next) any_needed = any_needed || (e.node && needed(e.node.get()));
     if (!any_needed) continue;
 
-    RunningGuard running(*owner, !retain_graph);
+    RunningGuard running(*owner);
     Grads grads = g_override ? apply_overridden(*n, std::move(grad)) : n->apply(std::move(grad));
     if (grads.size() != n->next.size())
       fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());

@@ -51,28 +51,36 @@ Tensor mask(const Tensor& a, const Tensor& b, const char* op, bool (*pred)(doubl
 // The backward of an elementwise op when no graph is being recorded (a first-order backward):
 // g combined with one saved tensor of its shape by `f` in one fused loop, written into g's own
 // buffer when nobody else holds g or its storage (the engine hands each rule its gradient; a
-// rule that still needs g afterwards passes a copy, whose count keeps g intact), else into v's
-// when the rule may take it (`v_spare`: a saved tensor the engine frees after the rule,
-// BackwardContext::frees_saved) and nobody else holds it (a loss's 0-d g, a joined square's
-// saved difference), else into a new one. With create_graph, the differentiable expression
-// `expr(g)` runs instead, so that gradients of gradients still work. All compute the same values
-// in the same order.
+// rule that still needs g afterwards passes a copy, whose count keeps g intact), else into a
+// new one. With create_graph, the differentiable expression `expr(g)` runs instead, so that
+// gradients of gradients still work. Both compute the same values in the same order.
 template <class F, class Expr>
-Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr, bool v_spare = false) {
+Tensor fused_backward(Tensor g, const Tensor& v, const char* op, F&& f, Expr&& expr) {
   if (grad_mode_enabled()) return expr(g);
   const Dtype d = result_type(g, v);
-  const Tensor* into = nullptr;  // the operand whose buffer takes the result
-  if (g.dtype() == d && v.dtype() == d) {
-    if (owns_data(g) && is_expandable_to(v.shape(), g.shape())) into = &g;
-    else if (v_spare && owns_data(v) && is_expandable_to(g.shape(), v.shape())) into = &v;
-  }
-  if (!into) return zip(g, v, op, std::forward<F>(f));
+  if (g.dtype() != d || v.dtype() != d || !owns_data(g) || !is_expandable_to(v.shape(), g.shape()))
+    return zip(g, v, op, std::forward<F>(f));
   dispatch(d, [&]<class T>() {
-    kernels::zip_into<T>(g, v, into->shape(), kernels::ptr<T>(*into),
-                         [&](T x, T y) { return static_cast<T>(f(x, y)); });
+    kernels::zip_into<T>(g, v, g.shape(), kernels::ptr<T>(g), [&](T x, T y) { return static_cast<T>(f(x, y)); });
   });
-  ++into->impl()->storage->version;
-  return *into;
+  ++g.impl()->storage->version;
+  return g;
+}
+
+// fused_backward, for a v the rule may take (`v_spare`: a saved tensor the engine frees after the
+// rule, BackwardContext::frees_saved): when g's buffer cannot take the result (a loss's 0-d g)
+// and nobody else holds v (a joined square's saved difference), it goes into v's. Apart, so that
+// fused_backward stays small where the activations' rules inline it.
+template <class F, class Expr>
+Tensor fused_backward(Tensor g, const Tensor& v, bool v_spare, const char* op, F&& f, Expr&& expr) {
+  if (!v_spare || grad_mode_enabled() || owns_data(g) || g.dtype() != v.dtype() || !owns_data(v) ||
+      !is_expandable_to(g.shape(), v.shape()))
+    return fused_backward(std::move(g), v, op, std::forward<F>(f), std::forward<Expr>(expr));
+  dispatch(v.dtype(), [&]<class T>() {
+    kernels::zip_into<T>(g, v, v.shape(), kernels::ptr<T>(v), [&](T x, T y) { return static_cast<T>(f(x, y)); });
+  });
+  ++v.impl()->storage->version;
+  return v;
 }
 
 // -g, written into g's own buffer in a first-order backward when nobody else holds it (as
@@ -250,12 +258,12 @@ Tensor power(const Tensor& x, double p) {
 template <class History>
 Tensor power_backward(Tensor g, const Tensor& x, double p, History history, bool x_spare) {
   return fused_backward(
-      std::move(g), x, "pow backward",
+      std::move(g), x, x_spare, "pow backward",
       [p](auto gv, auto xv) {
         using T = decltype(gv);
         return gv * static_cast<T>(p) * (p == 2.0 ? xv : std::pow(xv, static_cast<T>(p - 1.0)));
       },
-      [&](const Tensor& g) { return g * p * pow(history(), p - 1.0); }, x_spare);
+      [&](const Tensor& g) { return g * p * pow(history(), p - 1.0); });
 }
 
 // The names of a node of a + b or a - b that a square of its output joined (square_temporary),
@@ -277,9 +285,9 @@ Grads squared_rule(Tensor g, const BackwardContext& c) {
   const auto history = [&] { return with_inputs_of(static_cast<const FunctionNode&>(c.node()), d, op, rule); };
   if (op != kSub || c.needs(0)) return rule(power_backward(std::move(g), d, 2.0, history, c.frees_saved()), c);
   return {Tensor(), fused_backward(
-                        std::move(g), d, "pow backward",
+                        std::move(g), d, c.frees_saved(), "pow backward",
                         [](auto gv, auto dv) { return gv * static_cast<decltype(gv)>(-2) * dv; },
-                        [&](const Tensor& g) { return g * -2.0 * history(); }, c.frees_saved())};
+                        [&](const Tensor& g) { return g * -2.0 * history(); })};
 }
 
 // pow(x, 2) of a temporary x that a + b or a - b made, when x is a reusable_temporary whose node
