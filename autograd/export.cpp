@@ -169,7 +169,8 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
     }
     auto* f = static_cast<FunctionNode*>(n);
     const OpParts parts = op_parts(*n);
-    std::string label = fmt::format("{}\\n{} {}", dot_escape(parts.op), n->shape, n->dtype);
+    // (a joined square shows its whole name, "sub_pow_sum", and pow's exponent below)
+    std::string label = fmt::format("{}\\n{} {}", dot_escape(parts.squared ? n->name : parts.op), n->shape, n->dtype);
     if (!std::isnan(f->attribute)) label += fmt::format("\\n({:g})", f->attribute);
     out += fmt::format("  n{} [shape=ellipse, label=\"{}\"];\n", id[n], label);
     if (parts.activation)  // the activation fused into the node: an ellipse of its own above the op's

@@ -460,6 +460,8 @@ TEST_CASE("a square joins no node that something else can see, and a sum joins o
     const cr::Tensor y = cr::zeros({4}, cr::float64);
     CHECK(cr::autograd::to_string(cr::sum(cr::pow(y - cr::sigmoid(a), 2)), {{a, "a"}}) ==
           "sum(pow(sub(const[4], sigmoid(a)), 2))");
+    const std::string dot = cr::autograd::to_dot(cr::sum(cr::pow(a - b, 2)));
+    CHECK(dot.find("label=\"sub_pow_sum\\n[] float64\\n(2)\"") != std::string::npos);
   }
 }
 
