@@ -281,12 +281,9 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
 
 bool activate_temporary(LinearActivation activation, Tensor& x) {
   if (!reusable_temporary(x) || !is_floating(x.dtype())) return false;
-  if (const Node* n = x.impl()->grad_fn.get()) {
-    // a node only x holds: no other output of it, no handle to it, no hook on x (a hook sees
-    // the op's output's gradient)
-    if (n->is_accumulator || !n->only_reference() || n->pre_hooks) return false;
-    const auto& f = static_cast<const FunctionNode&>(*n);
-    if (f.activation != LinearActivation::none || f.saves_result() || f.was_released) return false;
+  if (x.impl()->grad_fn) {
+    const FunctionNode* f = joinable_node(*x.impl());
+    if (!f || f->activation != LinearActivation::none || f->saves_result()) return false;
   }
   activate_in_place(activation, x);
   join_activation(x, activation);

@@ -413,6 +413,17 @@ inline bool reusable_temporary(const Tensor& x) {
          !impl->retained && !impl->grad && !impl->hooks && !impl->grad_accumulator.load(std::memory_order_relaxed);
 }
 
+/// The node of `impl` (a reusable_temporary's) when an op on it may join that node: a node
+/// only it holds (no other output of it, no handle to it), no hook on it (a hook sees the op's
+/// output's gradient), not yet released. Null otherwise, or when it has none. The one test of
+/// the ops that join (activate_temporary, a square of a - b, its sum).
+inline FunctionNode* joinable_node(const TensorImpl& impl) {
+  Node* n = impl.grad_fn.get();
+  if (!n || n->is_accumulator || !n->only_reference() || n->pre_hooks) return nullptr;
+  auto* f = static_cast<FunctionNode*>(n);
+  return f->was_released ? nullptr : f;
+}
+
 namespace autograd {
 
 /// Gradients of `outputs` w.r.t. `inputs`. `grad_outputs` may be empty for 0-d outputs.

@@ -294,10 +294,11 @@ Grads squared_rule(Tensor g, const BackwardContext& c) {
 // only x holds, with no hook: the square joins that node (as the activations join theirs), which
 // keeps x's values for its rule instead of a node of pow's. Undefined, x untouched, otherwise.
 Tensor square_temporary(Tensor& x) {
-  if (!is_floating(x.dtype()) || !reusable_temporary(x) || !x.impl()->grad_fn) return Tensor();
-  auto& n = static_cast<FunctionNode&>(*x.impl()->grad_fn);
+  if (!is_floating(x.dtype()) || !reusable_temporary(x)) return Tensor();
+  FunctionNode* joined = joinable_node(*x.impl());
+  if (!joined || (joined->name != kSub && joined->name != kAdd)) return Tensor();
+  FunctionNode& n = *joined;
   const bool minus = n.name == kSub;
-  if ((!minus && n.name != kAdd) || !n.only_reference() || n.pre_hooks || n.was_released) return Tensor();
   Tensor out = power(x, 2.0);
   n.name = minus ? kSubPow : kAddPow;
   n.attribute = 2.0;  // pow's exponent, printed by to_string

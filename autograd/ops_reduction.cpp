@@ -106,10 +106,10 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
 }
 
 Tensor sum(Tensor&& x) {
-  if (!reusable_temporary(x) || !x.impl()->grad_fn || x.numel() == 0) return sum(std::as_const(x));
-  auto& n = static_cast<FunctionNode&>(*x.impl()->grad_fn);
-  const char* name = summed_name(n);
-  if (!name || !n.only_reference() || n.pre_hooks || n.was_released) return sum(std::as_const(x));
+  FunctionNode* joined = reusable_temporary(x) && x.numel() > 0 ? joinable_node(*x.impl()) : nullptr;
+  const char* name = joined ? summed_name(*joined) : nullptr;
+  if (!name) return sum(std::as_const(x));
+  FunctionNode& n = *joined;
   // The node becomes the sum's: its output 0-d, the gradient it takes 0-d. Its inputs' shapes
   // are kept first where they were read from its output's, x's (a constant's, for to_string).
   bool constant = false;  // an input without a node
@@ -136,22 +136,25 @@ Tensor sum(Tensor&& x) {
   return relabel(std::move(x), Shape{});
 }
 
+namespace {
+// A mean from the sum of its n elements. Over an empty set NaN (0 / 0, as PyTorch's), added
+// rather than divided, so that its derivatives are those of a constant: a backward dividing by
+// 0 made a second derivative through it 0 / 0 = NaN before it reached the empty input.
+Tensor mean_of_sum(Tensor sum, int64_t n) { return n == 0 ? sum + NAN : sum / static_cast<double>(n); }
+}  // namespace
+
 Tensor mean(const Tensor& x) { return mean(x, Shape{}, false); }
 Tensor mean(Tensor&& x) {
   if (!is_floating(x.dtype())) return mean(std::as_const(x));  // (its Error)
-  const auto n = static_cast<double>(x.numel());
-  return n == 0 ? sum(std::move(x)) + NAN : sum(std::move(x)) / n;  // mean's ops, the sum joined when it can
+  const int64_t n = x.numel();
+  return mean_of_sum(sum(std::move(x)), n);  // the sum joined when it can
 }
 Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return mean(x, Shape{dim}, keepdim); }
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   const auto flags = reduced_dims(x.shape(), dims, "mean");
   const int64_t n = reduced_count(x.shape(), flags);
   if (!is_floating(x.dtype())) fail("mean: expected a floating tensor, got {}", describe(x));
-  // Over an empty set NaN (0 / 0, as PyTorch's), added rather than divided, so that its
-  // derivatives are those of a constant: a backward dividing by 0 made a second derivative
-  // through it 0 / 0 = NaN before it reached the empty input.
-  if (n == 0) return sum(x, dims, keepdim) + NAN;
-  return sum(x, dims, keepdim) / static_cast<double>(n);
+  return mean_of_sum(sum(x, dims, keepdim), n);
 }
 
 namespace {
