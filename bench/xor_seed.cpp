@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -31,15 +33,19 @@ const double kW2[4] = {0.5680445610939323, 0.925596638292661, 0.0710360581978869
 constexpr int kSteps = 10000;
 
 // The seed's network in `copies` independent copies (2: whether a step's costs amortise when
-// its code runs twice; docs/performance.md, item 20), trained on the sum of their losses.
+// its code runs twice; docs/performance.md, item 20), trained on the sum of their losses. With
+// `mse`, each loss is mse_loss(sum), one op, instead of the seed's sum(pow(y - out, 2)): what the
+// seed's loss written as three ops costs (docs/performance.md, "What is left").
 struct Seed {
   cr::Tensor X = cr::tensor(std::vector<double>(kX, kX + 12), {4, 3}, cr::float64);
   cr::Tensor y = cr::tensor(std::vector<double>(kY, kY + 4), {4, 1}, cr::float64);
+  bool mse;
   std::vector<cr::Tensor> params;
   cr::optim::SGD sgd;
 
-  explicit Seed(int copies)
-      : params(weights(copies)),
+  explicit Seed(int copies, bool mse_loss = false)
+      : mse(mse_loss),
+        params(weights(copies)),
         sgd(params, {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema}) {}
   static std::vector<cr::Tensor> weights(int copies) {
     std::vector<cr::Tensor> w;
@@ -50,8 +56,12 @@ struct Seed {
     return w;
   }
   cr::Tensor loss() const {
+    auto out = [&](size_t c) {  // copy c's output
+      return cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1]));
+    };
     auto loss_of = [&](size_t c) {  // copy c's loss
-      return cr::sum(cr::pow(y - cr::sigmoid(cr::matmul(cr::sigmoid(cr::matmul(X, params[2 * c])), params[2 * c + 1])), 2));
+      return mse ? cr::nn::functional::mse_loss(out(c), y, cr::nn::functional::Reduction::sum)
+                 : cr::sum(cr::pow(y - out(c), 2));
     };
     cr::Tensor l = loss_of(0);
     for (size_t c = 1; 2 * c < params.size(); ++c) l = l + loss_of(c);
@@ -59,10 +69,10 @@ struct Seed {
   }
 };
 
-double chainrule_run(int copies = 1) {
-  Seed net(copies);
+double chainrule_run(int copies = 1, bool mse = false, int steps = kSteps) {
+  Seed net(copies, mse);
   double loss = 0;
-  for (int s = 0; s < kSteps; ++s) {
+  for (int s = 0; s < steps; ++s) {
     cr::Tensor l = net.loss();
     net.sgd.zero_grad();
     l.backward();
@@ -76,7 +86,7 @@ double chainrule_run(int copies = 1) {
 // biases, whose Sequential runs each Linear and its Sigmoid as one op (linear with
 // LinearActivation::sigmoid), and mse_loss(sum), one op too; the weights are the seed's,
 // transposed into Linear's [out, in] layout.
-double mlp_run() {
+double mlp_run(int steps = kSteps) {
   cr::nn::MLP mlp({3, 4, 1}, {.activation = std::string("sigmoid"), .output_activation = std::string("sigmoid"),
                               .bias = false, .dtype = cr::float64});
   {
@@ -88,7 +98,7 @@ double mlp_run() {
                    y = cr::tensor(std::vector<double>(kY, kY + 4), {4, 1}, cr::float64);
   cr::optim::SGD sgd(mlp.parameters(), {.lr = 0.5, .momentum = 0.5, .convention = cr::optim::MomentumConvention::ema});
   double loss = 0;
-  for (int s = 0; s < kSteps; ++s) {
+  for (int s = 0; s < steps; ++s) {
     cr::Tensor l = cr::nn::functional::mse_loss(mlp(X), y, cr::nn::functional::Reduction::sum);
     sgd.zero_grad();
     l.backward();
@@ -226,8 +236,18 @@ struct TorchSeed {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   cr::set_num_threads(1);
+  // `xor_seed profile FORM STEPS`: FORM's training alone for STEPS steps (expression, mse or nn),
+  // for a profiler (scripts/hot-code).
+  if (argc == 4 && std::string_view(argv[1]) == "profile") {
+    const std::string_view form = argv[2];
+    const int steps = std::atoi(argv[3]);
+    if (form == "nn") return mlp_run(steps) > 0 ? 0 : 1;
+    if (form == "expression" || form == "mse") return chainrule_run(1, form == "mse", steps) > 0 ? 0 : 1;
+    fmt::print(stderr, "usage: xor_seed [profile expression|mse|nn STEPS]\n");
+    return 2;
+  }
   // Each side is timed in windows of about the same length, in turn, for kRounds rounds, and
   // keeps its best window (per step): the seed's 10,000 steps for the hand-written loop (about
   // 3 ms) and for chainrule (about 25), kTorchWindow steps for libtorch. A shared machine's
@@ -275,6 +295,14 @@ int main() {
   const double t_two = bench::best_of(3, [&] { l_two = chainrule_run(2); });
   fmt::print("chainrule with two networks a step: {:.2f} us/step, {:.2f}x one network's time\n", t_two * 1e6 / kSteps,
              t_two / t_cr);
+  // After the table, not in its rounds, so that the table's sides run as they always have.
+  double l_mse = 0;
+  const double t_mse = bench::best_of(kRounds, [&] { l_mse = chainrule_run(1, true); });
+  fmt::print("the seed's network with mse_loss(sum) as its loss (one op instead of three): {:.2f} us/step, {:.2f}x "
+             "the expression's time\n",
+             t_mse * 1e6 / kSteps, t_mse / t_cr);
   print_phases();
-  return std::abs(l_cr - l_hand) < 1e-9 && std::abs(l_mlp - l_hand) < 1e-9 && l_two == 2 * l_cr ? 0 : 1;
+  return std::abs(l_cr - l_hand) < 1e-9 && std::abs(l_mlp - l_hand) < 1e-9 && l_mse == l_cr && l_two == 2 * l_cr
+             ? 0
+             : 1;
 }
