@@ -243,9 +243,9 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::string_view(argv[1]) == "profile") {
     const std::string_view form = argv[2];
     const int steps = std::atoi(argv[3]);
-    if (form == "nn") return mlp_run(steps) > 0 ? 0 : 1;
-    if (form == "expression" || form == "mse") return chainrule_run(1, form == "mse", steps) > 0 ? 0 : 1;
-    fmt::print(stderr, "usage: xor_seed [profile expression|mse|nn STEPS]\n");
+    if (steps > 0 && form == "nn") return mlp_run(steps) > 0 ? 0 : 1;
+    if (steps > 0 && (form == "expression" || form == "mse")) return chainrule_run(1, form == "mse", steps) > 0 ? 0 : 1;
+    fmt::print(stderr, "usage: xor_seed [profile expression|mse|nn STEPS], STEPS >= 1\n");
     return 2;
   }
   // Each side is timed in windows of about the same length, in turn, for kRounds rounds, and
