@@ -148,13 +148,13 @@ constexpr auto sub_rule = [](Tensor g, const BackwardContext& c) -> Grads {
 };
 
 // a op b written into a's own buffer, for an op whose rule reads neither operand, when a is a
-// reusable_temporary (a node that saved its output would share the storage) of the result's
-// dtype and shape (b broadcasts into it). The result is a itself, recorded as op's output with
-// a (its old node) as the first input. False, a untouched, otherwise.
+// reusable_temporary (a node that saved its output would share the storage), b is of a's dtype
+// and b's shape broadcasts into a's. The result is a itself, recorded as op's output with a (its
+// old node) as the first input. False, a untouched, otherwise. (b of another dtype that a's
+// would take, float32 or int64 into float64, goes the general way: the loop reads b as a's type.)
 template <class F>
 bool into_first(const Tensor& a, const Tensor& b, F f) {
-  if (!reusable_temporary(a) || !b.defined() || a.dtype() != result_type(a, b) ||
-      !is_expandable_to(b.shape(), a.shape()))
+  if (!reusable_temporary(a) || !b.defined() || b.dtype() != a.dtype() || !is_expandable_to(b.shape(), a.shape()))
     return false;
   dispatch(a.dtype(), [&]<class T>() {
     kernels::zip_into<T>(a, b, a.shape(), kernels::ptr<T>(a), [&](T x, T y) { return static_cast<T>(f(x, y)); });

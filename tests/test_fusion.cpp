@@ -282,6 +282,17 @@ TEST_CASE("a + b keeps a new buffer when the temporary cannot take the result") 
   CHECK_FALSE(reused(cr::exp(x), plus_row));                             // exp's node holds its output
   CHECK_FALSE(reused((x * 2.0).t().contiguous().t(), plus_row));         // a view
   CHECK_FALSE(reused(cr::tensor({1, 2, 3}, cr::int64) * 2, plus_row));   // int64 + float64 is float64
+  // b of another dtype, which a's takes: the values of a + b, not of b's bits read as a's type
+  for (auto b_dtype : {cr::float32, cr::int64}) {
+    INFO(cr::dtype_name(b_dtype));
+    const cr::Tensor b = cr::tensor({1, 2, 3, 4, 5, 6}, b_dtype).reshape({2, 3});
+    const cr::Tensor sum = x * 2.0 + b, difference = x * 2.0 - b, kept = x * 2.0;
+    CHECK(sum.dtype() == cr::float64);
+    CHECK(same_values(values(sum), values(kept + b)));
+    CHECK(same_values(values(difference), values(kept - b)));
+    CHECK(values(sum)[5] == values(kept)[5] + 6);
+    CHECK_FALSE(reused(x * 2.0, [&](cr::Tensor&& t) { return std::move(t) + b; }));
+  }
   cr::Tensor retained = x * 2.0;
   retained.retain_grad();
   CHECK_FALSE(reused(std::move(retained), plus_row));
