@@ -250,20 +250,23 @@ Tensor record(Tensor out, const char* name, std::initializer_list<TensorRef> inp
 }
 
 namespace {
-// "<op>_<activation>", made once per name and kept for the program's life (a node's name is a
-// plain pointer). A thread's last answer per activation is remembered, by the op's pointer and
-// checked against its text (a name a custom op made may be freed and its address reused).
-const char* joined_name(const char* op, LinearActivation activation) {
-  thread_local const char* last_op[4] = {};
-  thread_local const char* last_name[4] = {};
-  const auto a = static_cast<size_t>(activation);
+// "<op>_<suffix>" (an activation's name, or an op joined by join_constant), made once per name
+// and kept for the program's life (a node's name is a plain pointer). A thread's last answer
+// per suffix is remembered, by the op's pointer and checked against its text (a name a custom
+// op made may be freed and its address reused).
+const char* joined_name(const char* op, const char* suffix) {
+  struct Last {
+    const char *op = nullptr, *suffix = nullptr, *name = nullptr;
+  };
+  thread_local Last last[8];
+  Last& l = last[(reinterpret_cast<uintptr_t>(suffix) >> 3) % 8];
   const size_t n = std::strlen(op);
-  if (last_op[a] == op && std::strncmp(last_name[a], op, n) == 0 && last_name[a][n] == '_') return last_name[a];
+  if (l.op == op && l.suffix == suffix && std::strncmp(l.name, op, n) == 0 && l.name[n] == '_') return l.name;
   static std::mutex mutex;
   static std::unordered_set<std::string> names;  // (its elements never move)
   const std::lock_guard lock(mutex);
-  last_op[a] = op;
-  return last_name[a] = names.insert(fmt::format("{}_{}", op, activation_name(activation))).first->c_str();
+  l = {op, suffix, names.insert(fmt::format("{}_{}", op, suffix)).first->c_str()};
+  return l.name;
 }
 }  // namespace
 
@@ -275,7 +278,7 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
   if (!out.impl()->grad_fn) return;
   auto& node = static_cast<FunctionNode&>(*out.impl()->grad_fn);
   node.activation = activation;
-  node.name = name ? name : joined_name(node.name, activation);
+  node.name = name ? name : joined_name(node.name, activation_name(activation));
   save_result_into(node, out);
 }
 
@@ -288,6 +291,23 @@ bool activate_temporary(LinearActivation activation, Tensor& x) {
   activate_in_place(activation, x);
   join_activation(x, activation);
   return true;
+}
+
+FunctionNode* constant_joinable(const Tensor& x, const Tensor& b) {
+  if (!b.defined() || b.requires_grad() || !reusable_temporary(x) || !x.impl()->grad_fn || b.shape() != x.shape())
+    return nullptr;
+  FunctionNode* n = joinable_node(*x.impl());
+  if (!n || n->activation != LinearActivation::none || n->saves_result() || n->joined_inputs ||
+      !std::isnan(n->attribute) || n->keeps_input_shapes() || n->next.size() >= 3)
+    return nullptr;
+  return n;
+}
+
+Tensor join_constant(FunctionNode& n, Tensor x, const Tensor& b, const char* op) {
+  n.next.emplace_back(nullptr, b.impl(), NAN, nullptr);
+  n.joined_inputs = 1;
+  n.name = joined_name(n.name, op);
+  return x;
 }
 
 Tensor with_inputs_of(const FunctionNode& node, const Tensor& value, const char* name, BackwardFn fn) {
@@ -655,8 +675,9 @@ std::vector<Tensor> run_backward(std::span<const Tensor> roots, std::span<const 
 
     RunningGuard running(*owner);
     Grads grads = g_override ? apply_overridden(*n, std::move(grad)) : n->apply(std::move(grad));
-    if (grads.size() != n->next.size())
-      fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), n->next.size());
+    const size_t answered = n->next.size() - static_cast<FunctionNode*>(n)->joined_inputs;
+    if (grads.size() != answered)
+      fail("backward of '{}' returned {} gradients for {} inputs", n->name, grads.size(), answered);
     for (size_t i = 0; i < grads.size(); ++i) {
       const Ref<Node>& target = n->next[i].node;
       Tensor& g = grads[i];

@@ -187,6 +187,9 @@ struct FunctionNode final : Node {
   /// An activation applied in place to the op's output after the op (linear's own, or one that
   /// joined the node: join_activation): apply runs its derivative, then the rule. none: none.
   LinearActivation activation = LinearActivation::none;
+  /// Inputs joined after the op's own (join_constant: a + b's b, needing no gradient): the last
+  /// edges, which the rule does not answer for (it returns next.size() - joined_inputs gradients).
+  uint8_t joined_inputs = 0;
 
   BackwardFn fn;  ///< the backward rule
   SmallVector<SavedTensor, 2> saved;  ///< tensors the rule reads
@@ -330,6 +333,16 @@ void join_activation(const Tensor& out, LinearActivation activation, const char*
 /// activations' overloads for temporaries use it: sigmoid(matmul(x, w)) is one node and one
 /// buffer.
 bool activate_temporary(LinearActivation activation, Tensor& x);
+/// x's node, when `x op b` (op a + b or a - b, whose derivative for x is the identity) may join
+/// it instead of recording a node of its own: x a reusable_temporary whose node only x holds (no
+/// hook), with no activation, squared form or saved output to keep apart; b needing no gradient
+/// and of x's shape (an input for to_string and to_dot, not for the rule); room for b's edge
+/// inline. Null otherwise (the op records its own node).
+FunctionNode* constant_joinable(const Tensor& x, const Tensor& b);
+/// x, now holding `x op b` (written into its buffer), as the output of its node `n` joined by
+/// op: b is its last input, without a gradient, and the node is named "<op's name>_<op>"
+/// ("mul_add"): one node for the two ops, as for the activations (tanh(y * a + b) is one).
+Tensor join_constant(FunctionNode& n, Tensor x, const Tensor& b, const char* op);
 /// `value` as the output of a new node `name` with rule `fn` and the inputs of `node`: for a
 /// joined node's rule under create_graph, which needs a value it kept (the difference a - b the
 /// square of pow(a - b, 2) joined to) as a function of the node's inputs for higher derivatives.

@@ -48,21 +48,31 @@ std::string summary(const Tensor& t) {
 
 // A node's op and the activation fused into it, if any: "matmul" and "sigmoid" for the node
 // sigmoid(matmul(x, w)) makes ("matmul_sigmoid"), as the user wrote them. A square joined into
-// a - b's node, and its sum ("sub_pow_sum", pow of a temporary): "sub", squared and summed.
+// a - b's node, and its sum ("sub_pow_sum", pow of a temporary): "sub", squared and summed. An
+// op with a constant joined after it (join_constant: "mul_add" of y * a + b): "mul", then "add".
 struct OpParts {
   std::string_view op;
   const char* activation = nullptr;
   bool squared = false, summed = false;
+  std::string_view joined;  // the op whose constant is the node's last input, if any
 };
 OpParts op_parts(const Node& n) {
   const std::string_view name = n.name;
   for (std::string_view joined : {"add_pow", "sub_pow", "add_pow_sum", "sub_pow_sum"})
     if (name == joined) return {name.substr(0, 3), nullptr, true, name.ends_with("_sum")};
+  OpParts parts{name};
   const LinearActivation a = fused_activation(n);
-  if (a == LinearActivation::none) return {name};
   const std::string suffix = fmt::format("_{}", activation_name(a));
-  if (!name.ends_with(suffix)) return {name};
-  return {name.substr(0, name.size() - suffix.size()), activation_name(a)};
+  if (a != LinearActivation::none && name.ends_with(suffix)) {
+    parts.op = name.substr(0, name.size() - suffix.size());
+    parts.activation = activation_name(a);
+  }
+  const size_t cut = parts.op.rfind('_');  // join_constant named it "<op>_<joined op>"
+  if (!n.is_accumulator && static_cast<const FunctionNode&>(n).joined_inputs && cut != std::string_view::npos) {
+    parts.joined = parts.op.substr(cut + 1);
+    parts.op = parts.op.substr(0, cut);
+  }
+  return parts;
 }
 
 }  // namespace
@@ -104,8 +114,11 @@ std::string to_string(const Tensor& expr, const TensorNames& names) {
       }
     }
     const OpParts parts = op_parts(*n);
+    std::vector<std::string> joined(args.end() - f->joined_inputs, args.end());  // join_constant's
+    args.resize(args.size() - joined.size());
     if (!std::isnan(f->attribute) && !parts.squared) args.push_back(fmt::format("{:g}", f->attribute));
     std::string call = fmt::format("{}({})", parts.op, fmt::join(args, ", "));
+    if (!joined.empty()) call = fmt::format("{}({}, {})", parts.joined, call, fmt::join(joined, ", "));
     if (parts.activation) call = fmt::format("{}({})", parts.activation, call);
     if (parts.squared) call = fmt::format("pow({}, {:g})", call, f->attribute);
     if (parts.summed) call = fmt::format("sum({})", call);
@@ -146,9 +159,11 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
   const std::vector<Node*> order = post_order(expr.grad_fn().get());
   std::map<const Node*, int> id;
   for (Node* n : order) id[n] = static_cast<int>(id.size());
-  // where a node's output leaves it: its activation's ellipse when one is fused into it
+  // where a node's output leaves it: its activation's ellipse when one is fused into it, else
+  // that of the op joined after it with a constant
   const auto dot_id = [&id](const Node* n) {
-    return fmt::format("n{}{}", id[n], op_parts(*n).activation ? "a" : "");
+    const OpParts parts = op_parts(*n);
+    return fmt::format("n{}{}", id[n], parts.activation ? "a" : parts.joined.empty() ? "" : "j");
   };
   int constants = 0;
   for (Node* n : order) {
@@ -173,9 +188,13 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
     std::string label = fmt::format("{}\\n{} {}", dot_escape(parts.squared ? n->name : parts.op), n->shape, n->dtype);
     if (!std::isnan(f->attribute)) label += fmt::format("\\n({:g})", f->attribute);
     out += fmt::format("  n{} [shape=ellipse, label=\"{}\"];\n", id[n], label);
-    if (parts.activation)  // the activation fused into the node: an ellipse of its own above the op's
-      out += fmt::format("  n{}a [shape=ellipse, label=\"{}\\n{} {}\"];\n  n{} -> n{}a;\n", id[n], parts.activation,
+    const size_t own = n->next.size() - f->joined_inputs;
+    if (!parts.joined.empty())  // the op joined with a constant: an ellipse of its own above the op's
+      out += fmt::format("  n{}j [shape=ellipse, label=\"{}\\n{} {}\"];\n  n{} -> n{}j;\n", id[n], parts.joined,
                          n->shape, n->dtype, id[n], id[n]);
+    if (parts.activation)  // the activation fused into the node: an ellipse of its own above the ops'
+      out += fmt::format("  n{}a [shape=ellipse, label=\"{}\\n{} {}\"];\n  n{}{} -> n{}a;\n", id[n], parts.activation,
+                         n->shape, n->dtype, id[n], parts.joined.empty() ? "" : "j", id[n]);
     for (size_t i = 0; i < n->next.size(); ++i) {
       const Edge& e = n->next[i];
       if (e.node) {
@@ -189,7 +208,8 @@ std::string to_dot(const Tensor& expr, const DotOptions& options) {
         clabel = fmt::format("{:g}", e.constant);
       else
         clabel = fmt::format("const\\n{}", f->input_shape(i));
-      out += fmt::format("  c{} [shape=plaintext, label=\"{}\"];\n  c{} -> n{};\n", constants, clabel, constants, id[n]);
+      out += fmt::format("  c{} [shape=plaintext, label=\"{}\"];\n  c{} -> n{}{};\n", constants, clabel, constants,
+                         id[n], i < own ? "" : "j");  // a joined constant goes into its op's ellipse
       ++constants;
     }
   }

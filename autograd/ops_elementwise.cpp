@@ -174,11 +174,15 @@ Tensor record_into_first(Tensor& a, const Tensor& b, const char* op, Rule rule) 
 
 Tensor add(const Tensor& a, const Tensor& b) { return record(zip(a, b, kAdd, plus), kAdd, {a, b}, {}, add_rule); }
 Tensor operator+(Tensor&& a, const Tensor& b) {
+  if (FunctionNode* n = constant_joinable(a, b); n && into_first(a, b, plus))
+    return join_constant(*n, std::move(a), b, kAdd);  // b a constant: a's node answers for a + b
   return into_first(a, b, plus) ? record_into_first(a, b, kAdd, add_rule) : add(std::as_const(a), b);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) { return record(zip(a, b, kSub, minus), kSub, {a, b}, {}, sub_rule); }
 Tensor operator-(Tensor&& a, const Tensor& b) {
+  if (FunctionNode* n = constant_joinable(a, b); n && into_first(a, b, minus))
+    return join_constant(*n, std::move(a), b, kSub);  // b a constant: a's node answers for a - b
   return into_first(a, b, minus) ? record_into_first(a, b, kSub, sub_rule) : sub(std::as_const(a), b);
 }
 

@@ -240,7 +240,7 @@ TEST_CASE("a + b and a - b with a a temporary write into a's buffer, with the va
           CHECK(same_values(values(into), values(plain)));
           REQUIRE(into.requires_grad() == plain.requires_grad());
           if (!into.requires_grad()) continue;
-          CHECK(std::string(into.grad_fn()->name) == (minus ? "sub" : "add"));
+          CHECK(std::string(into.grad_fn()->name) == (minus ? "sub" : "add"));  // (w broadcasts: not joined)
           const cr::Tensor up = cr::randn(into.shape(), dtype, &gen);
           const std::vector<cr::Tensor> wrt = {x, b};
           const auto gi = cr::autograd::grad({into}, wrt, {up}, false, false, true),
@@ -256,17 +256,109 @@ TEST_CASE("a + b and a - b with a a temporary write into a's buffer, with the va
   check_gradients([](const auto& t) { return cr::sum(t[0] * 3.0 + t[1]); }, {input({2, 3}, -2.0, 2.0, 23), input({3})});
 }
 
-TEST_CASE("the chain link tanh(y * a + b) is two nodes and one new buffer") {
+TEST_CASE("the chain link tanh(y * a + b) is one node and one new buffer") {
   const cr::Tensor y = input({4}), a = cr::full({4}, 0.9, cr::float64), b = cr::full({4}, 0.1, cr::float64);
   const cr::Tensor out = cr::tanh(y * a + b);
   REQUIRE(out.grad_fn() != nullptr);
-  CHECK(std::string(out.grad_fn()->name) == "add_tanh");
+  CHECK(std::string(out.grad_fn()->name) == "mul_add_tanh");
   REQUIRE(out.grad_fn()->next[0].node != nullptr);
-  CHECK(std::string(out.grad_fn()->next[0].node->name) == "mul");
+  CHECK(out.grad_fn()->next[0].node->is_accumulator);  // y's: no node between
   const cr::Tensor kept = y * a, sum = kept + b, plain = cr::tanh(sum);
   CHECK(same_values(values(out), values(plain)));
   CHECK(same_values(values(cr::autograd::grad({out}, {y}, {cr::ones_like(out)})[0]),
                     values(cr::autograd::grad({plain}, {y}, {cr::ones_like(plain)})[0])));
+}
+
+// a + b and a - b of a temporary a and a constant b (no gradient) need no node of their own:
+// their derivative for a is the identity, so a's node answers for the result as it is, and b
+// joins it as a last input without a gradient ("mul_add"), for to_string and to_dot.
+TEST_CASE("a + b and a - b of a temporary and a constant join its node, with the values and gradients of the two ops") {
+  cr::Generator gen(12);
+  for (auto dtype : {cr::float32, cr::float64})
+    for (bool minus : {false, true})
+      for (bool activated : {false, true}) {
+        INFO(cr::dtype_name(dtype) << (minus ? " y * a - b" : " y * a + b") << (activated ? ", tanh" : ""));
+        const cr::Tensor y = cr::randn({2, 3}, dtype, &gen).requires_grad_(), a = cr::randn({2, 3}, dtype, &gen),
+                         b = cr::randn({2, 3}, dtype, &gen);
+        const auto link = [&](cr::Tensor&& t) {
+          cr::Tensor joined = minus ? std::move(t) - b : std::move(t) + b;
+          return activated ? cr::tanh(std::move(joined)) : joined;
+        };
+        cr::Tensor product = y * a;
+        const void* buffer = product.raw_data();
+        const cr::Tensor out = link(std::move(product));
+        CHECK(out.raw_data() == buffer);
+        REQUIRE(out.grad_fn() != nullptr);
+        const std::string op = minus ? "sub" : "add";
+        CHECK(std::string(out.grad_fn()->name) == "mul_" + op + (activated ? "_tanh" : ""));
+        const auto& next = out.grad_fn()->next;
+        REQUIRE(next.size() == 3);  // mul's y and a, then the joined b
+        CHECK((next[0].node && next[0].node->is_accumulator));
+        CHECK(next[1].node == nullptr);
+        CHECK(next[2].node == nullptr);
+        CHECK(next[2].input == b.impl());
+        const cr::Tensor kept = y * a, sum = minus ? kept - b : kept + b, plain = activated ? cr::tanh(sum) : sum;
+        CHECK(same_values(values(out), values(plain)));
+        const cr::Tensor up = cr::randn(out.shape(), dtype, &gen);
+        CHECK(same_values(values(cr::autograd::grad({out}, {y}, {up})[0]),
+                          values(cr::autograd::grad({plain}, {y}, {up})[0])));
+        const std::string text = cr::autograd::to_string(out, {{y, "y"}, {a, "a"}, {b, "b"}});
+        CHECK(text == (activated ? "tanh(" : "") + op + "(mul(y, a), b)" + (activated ? ")" : ""));
+        // to_dot: the op's ellipse, the joined op's above it taking b, the activation's above that
+        const std::string dot = cr::autograd::to_dot(out, {.names = {{b, "b"}}});
+        INFO(dot);
+        CHECK(dot.find("label=\"mul\\n") != std::string::npos);
+        CHECK(dot.find("j [shape=ellipse, label=\"" + op + "\\n") != std::string::npos);
+        CHECK(dot.find("label=\"b\\n[2, 3]\"];\n  c1 -> n1j;") != std::string::npos);
+        CHECK((dot.find("n1j -> n1a;") != std::string::npos) == activated);
+        CHECK(dot.find(activated ? "n1a -> out;" : "n1j -> out;") != std::string::npos);
+      }
+  // first and second derivatives against finite differences (float64), through joined nodes
+  const cr::Tensor c = cr::full({2, 3}, 0.25, cr::float64);
+  check_gradients([&c](const auto& t) { return cr::tanh(t[0] * t[1] + c); },
+                  {input({2, 3}, -2.0, 2.0, 51), input({2, 3}, -2.0, 2.0, 52)});
+  check_gradients([&c](const auto& t) { return cr::sum(cr::matmul(t[0], t[1]) - c); },
+                  {input({2, 4}, -2.0, 2.0, 53), input({4, 3}, -2.0, 2.0, 54)});
+}
+
+TEST_CASE("a constant joins no node that something else can see, that keeps its output, or that b's gradient needs") {
+  const cr::Tensor y = input({2, 3}), a = cr::full({2, 3}, 0.5, cr::float64), b = cr::full({2, 3}, 0.1, cr::float64);
+  const auto name = [](const cr::Tensor& t) { return std::string(t.grad_fn()->name); };
+  const auto input_name = [](const cr::Tensor& t) { return std::string(t.grad_fn()->next[0].node->name); };
+  CHECK(name(y * a + input({2, 3})) == "add");                         // b requires a gradient
+  CHECK(name(y * a + cr::full({3}, 0.1, cr::float64)) == "add");       // b broadcasts into a
+  CHECK(name(y * a + cr::full({2, 3}, 0.1, cr::float32)) == "add");    // b of another dtype
+  CHECK(name(cr::exp(y * a) + b) == "add");                            // exp's node holds its output
+  CHECK(name(cr::tanh(y * a) + b) == "add");                           // as the activation's does
+  CHECK(name(cr::pow(y - a, 2) + b) == "add");                         // a joined square
+  CHECK(name(cr::linear(y, input({4, 3}), input({4})) + cr::full({2, 4}, 0.1, cr::float64)) == "add");  // no room
+  const cr::Tensor twice = y * a + b + b;                              // one constant a node
+  CHECK(name(twice) == "add");
+  CHECK(input_name(twice) == "mul_add");
+  const cr::Tensor named = y * a;                                      // a handle to it stays
+  CHECK(name(named + b) == "add");
+  cr::Tensor retained = y * a;
+  retained.retain_grad();
+  CHECK(name(std::move(retained) + b) == "add");
+  cr::Tensor hooked = y * a;
+  cr::Tensor seen;
+  hooked.register_hook([&seen](const cr::Tensor& g) {
+    seen = g.detach().clone();
+    return cr::Tensor();
+  });
+  const cr::Tensor out = std::move(hooked) + b * 3.0;
+  CHECK(name(out) == "add");
+  cr::sum(out).backward();
+  REQUIRE(seen.defined());  // the hook sees the temporary's own gradient
+  CHECK(same_values(values(seen), std::vector<double>(6, 1.0)));
+  {
+    const cr::NoGradGuard no_grad;
+    CHECK((y * a + b).grad_fn() == nullptr);
+  }
+  // a second backward through a joined node is the usual Error
+  const cr::Tensor joined = cr::sum(y * a + b);
+  joined.backward();
+  check_error([&] { joined.backward(); }, {"second time"});
 }
 
 TEST_CASE("a + b keeps a new buffer when the temporary cannot take the result") {
