@@ -54,7 +54,7 @@ struct OpParts {
   std::string_view op;
   const char* activation = nullptr;
   bool squared = false, summed = false;
-  std::string_view joined;  // the op whose constant is the node's last input, if any
+  std::string_view joined = {};  // the op whose constant is the node's last input, if any
 };
 OpParts op_parts(const Node& n) {
   const std::string_view name = n.name;
