@@ -41,7 +41,7 @@ EngineTimes engine_ns_per_op(int chain, int reps, int64_t n, Chain c) {
   double best = 1e30, best_freeing = 1e30;
   for (int r = 0; r < reps; ++r) {
     cr::Tensor x = cr::full({n}, 0.5, cr::float32).requires_grad_();
-    b.grad() = cr::Tensor();  // (b's gradient accumulates otherwise)
+    b.set_grad(cr::Tensor());  // (b's gradient accumulates otherwise)
     const auto t0 = std::chrono::steady_clock::now();
     cr::Tensor y = x;
     for (int i = 0; i < chain; ++i) y = c == Chain::tanh ? cr::tanh(y * a + b) : y * a + b;
