@@ -303,11 +303,10 @@ FunctionNode* constant_joinable(const Tensor& x, const Tensor& b) {
   return n;
 }
 
-Tensor join_constant(FunctionNode& n, Tensor x, const Tensor& b, const char* op) {
+void join_constant(FunctionNode& n, const Tensor& b, const char* op) {
   n.next.emplace_back(nullptr, b.impl(), NAN, nullptr);
   n.joined_inputs = 1;
   n.name = joined_name(n.name, op);
-  return x;
 }
 
 Tensor with_inputs_of(const FunctionNode& node, const Tensor& value, const char* name, BackwardFn fn) {

@@ -339,10 +339,11 @@ bool activate_temporary(LinearActivation activation, Tensor& x);
 /// and of x's shape (an input for to_string and to_dot, not for the rule); room for b's edge
 /// inline. Null otherwise (the op records its own node).
 FunctionNode* constant_joinable(const Tensor& x, const Tensor& b);
-/// x, now holding `x op b` (written into its buffer), as the output of its node `n` joined by
-/// op: b is its last input, without a gradient, and the node is named "<op's name>_<op>"
-/// ("mul_add"): one node for the two ops, as for the activations (tanh(y * a + b) is one).
-Tensor join_constant(FunctionNode& n, Tensor x, const Tensor& b, const char* op);
+/// Makes n (constant_joinable's, whose output now holds `x op b`, written into its buffer) the
+/// node of op as well: b is its last input, without a gradient, and the node is named "<op's
+/// name>_<op>" ("mul_add"): one node for the two ops, as for the activations (tanh(y * a + b)
+/// is one).
+void join_constant(FunctionNode& n, const Tensor& b, const char* op);
 /// `value` as the output of a new node `name` with rule `fn` and the inputs of `node`: for a
 /// joined node's rule under create_graph, which needs a value it kept (the difference a - b the
 /// square of pow(a - b, 2) joined to) as a function of the node's inputs for higher derivatives.

@@ -61,11 +61,12 @@ OpParts op_parts(const Node& n) {
   for (std::string_view joined : {"add_pow", "sub_pow", "add_pow_sum", "sub_pow_sum"})
     if (name == joined) return {name.substr(0, 3), nullptr, true, name.ends_with("_sum")};
   OpParts parts{name};
-  const LinearActivation a = fused_activation(n);
-  const std::string suffix = fmt::format("_{}", activation_name(a));
-  if (a != LinearActivation::none && name.ends_with(suffix)) {
-    parts.op = name.substr(0, name.size() - suffix.size());
-    parts.activation = activation_name(a);
+  if (const LinearActivation a = fused_activation(n); a != LinearActivation::none) {
+    const std::string suffix = fmt::format("_{}", activation_name(a));
+    if (name.ends_with(suffix)) {
+      parts.op = name.substr(0, name.size() - suffix.size());
+      parts.activation = activation_name(a);
+    }
   }
   const size_t cut = parts.op.rfind('_');  // join_constant named it "<op>_<joined op>"
   if (!n.is_accumulator && static_cast<const FunctionNode&>(n).joined_inputs && cut != std::string_view::npos) {

@@ -162,29 +162,30 @@ bool into_first(const Tensor& a, const Tensor& b, F f) {
   return true;
 }
 
-// a recorded as the output of op on (a, b), the caller's handle to a let go (so that the
-// result is held once, as a new tensor would be, and an activation of it can join its node).
-template <class Rule>
-Tensor record_into_first(Tensor& a, const Tensor& b, const char* op, Rule rule) {
-  Tensor out = record(a, op, {a, b}, {}, rule);
-  a = Tensor();
+// a op b for a temporary a (operator+ and operator- on Tensor&&): into a's buffer when it can
+// take the result (into_first), as the output of a's own node when b is a constant it may join
+// (join_constant), else of a node of op's; `general` (add, sub) when a's buffer cannot take it.
+// The caller's handle to a is let go, so that the result is held once, as a new tensor would
+// be, and an activation of it can join its node.
+template <class F, class Rule>
+Tensor into_temporary(Tensor& a, const Tensor& b, const char* op, F f, Rule rule,
+                      Tensor (*general)(const Tensor&, const Tensor&)) {
+  FunctionNode* joinable = constant_joinable(a, b);  // (before the write: it reads a's node, not its values)
+  if (!into_first(a, b, f)) return general(a, b);
+  Tensor out = std::move(a);
+  if (joinable)
+    join_constant(*joinable, b, op);  // b needs no gradient: a's node answers for a op b
+  else
+    out = record(out, op, {out, b}, {}, rule);
   return out;
 }
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) { return record(zip(a, b, kAdd, plus), kAdd, {a, b}, {}, add_rule); }
-Tensor operator+(Tensor&& a, const Tensor& b) {
-  if (FunctionNode* n = constant_joinable(a, b); n && into_first(a, b, plus))
-    return join_constant(*n, std::move(a), b, kAdd);  // b a constant: a's node answers for a + b
-  return into_first(a, b, plus) ? record_into_first(a, b, kAdd, add_rule) : add(std::as_const(a), b);
-}
+Tensor operator+(Tensor&& a, const Tensor& b) { return into_temporary(a, b, kAdd, plus, add_rule, add); }
 
 Tensor sub(const Tensor& a, const Tensor& b) { return record(zip(a, b, kSub, minus), kSub, {a, b}, {}, sub_rule); }
-Tensor operator-(Tensor&& a, const Tensor& b) {
-  if (FunctionNode* n = constant_joinable(a, b); n && into_first(a, b, minus))
-    return join_constant(*n, std::move(a), b, kSub);  // b a constant: a's node answers for a - b
-  return into_first(a, b, minus) ? record_into_first(a, b, kSub, sub_rule) : sub(std::as_const(a), b);
-}
+Tensor operator-(Tensor&& a, const Tensor& b) { return into_temporary(a, b, kSub, minus, sub_rule, sub); }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   return record(zip(a, b, "mul", times), "mul", {a, b}, {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)},
